@@ -1,0 +1,157 @@
+"""Loading and attaching the kernel side: the shell around libbpf.
+
+Order matters and is the point of this module: open every object, size the shared maps, load
+(the process object first: it owns the ring buffer that the others reuse), fill the kernel
+filter, and only then attach. Anything that fails closes what was opened, so nothing is left
+attached.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+from pathlib import Path
+
+from . import matcher
+from .config import FILE_HOOKS, Config
+from .libbpf import BpfObject, Map, ensure_tracefs, tracepoint_exists
+from .records import FAMILIES
+
+log = logging.getLogger("randguard.loader")
+
+# Maps every object shares: created by the first object loaded, reused by the others.
+SHARED_MAPS = ("rg_events", "rg_drops", "rg_scratch_map")
+
+CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 21, 38, 39
+
+
+class LoadError(RuntimeError):
+    """The kernel side could not be set up; the message is one line for the operator."""
+
+
+def bpf_dir() -> Path:
+    """Where the compiled objects are: $RANDGUARD_BPF_DIR, else next to this package."""
+    env = os.environ.get("RANDGUARD_BPF_DIR")
+    return Path(env) if env else Path(__file__).resolve().parent / "bpf"
+
+
+def missing_capabilities(status_path: str = "/proc/self/status") -> list[str]:
+    """The capabilities this process lacks to load and attach tracing programs."""
+    with open(status_path) as f:
+        for line in f:
+            if line.startswith("CapEff:"):
+                eff = int(line.split()[1], 16)
+                break
+        else:
+            return ["CapEff unknown"]
+    if eff & (1 << CAP_SYS_ADMIN):
+        return []
+    return [name for bit, name in ((CAP_BPF, "CAP_BPF"), (CAP_PERFMON, "CAP_PERFMON"))
+            if not eff & (1 << bit)]
+
+
+class KernelSide:
+    """The loaded objects and their links; `close()` detaches and frees everything."""
+
+    def __init__(self) -> None:
+        self.objects: list[BpfObject] = []
+        self.attached: list[str] = []
+        self.missing_hooks: list[str] = []
+
+    @property
+    def events(self) -> Map:
+        return self.objects[0].map("rg_events")
+
+    @property
+    def drops(self) -> Map:
+        return self.objects[0].map("rg_drops")
+
+    def drop_counts(self) -> dict[str, int]:
+        """Records the kernel could not put into the ring, per event family (summed over CPUs)."""
+        out = {}
+        for i, fam in enumerate(FAMILIES):
+            vals = self.drops.lookup_percpu(struct.pack("<I", i))
+            out[fam] = sum(struct.unpack_from("<Q", v)[0] for v in vals)
+        return out
+
+    def close(self) -> None:
+        for obj in reversed(self.objects):
+            obj.close()
+        self.objects.clear()
+
+    def __enter__(self) -> KernelSide:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _open(name: str) -> BpfObject:
+    path = bpf_dir() / f"{name}.bpf.o"
+    if not path.exists():
+        raise LoadError(f"{path}: BPF object missing (run `make` to build it)")
+    return BpfObject(path)
+
+
+def _fill_filter(obj: BpfObject, kf: matcher.KernelFilter) -> None:
+    trie = obj.map("rg_filter_trie")
+    for e in kf.trie:
+        trie.update(matcher.pack_trie_key(e.prefix), matcher.pack_trie_value(e))
+    conf = struct.pack("<II", len(kf.suffixes), kf.pass_all)
+    conf += b"".join(matcher.pack_suffix(s, v) for s, v in kf.suffixes)
+    conf_map = obj.map("rg_filter_conf_map")
+    conf = conf.ljust(conf_map.value_size, b"\0")
+    conf_map.update(struct.pack("<I", 0), conf)
+
+
+def load(cfg: Config, file_filter: matcher.FileFilter) -> KernelSide:
+    """Load, configure and attach everything the config asks for."""
+    missing = missing_capabilities()
+    if missing:
+        raise LoadError(f"missing capabilities: {', '.join(missing)} (run as root)")
+    ensure_tracefs()
+    ring_bytes = cfg.ebpf.buffer_size * 1024
+    rodata = {"rg_self_tgid": os.getpid(), "rg_wakeup_bytes": ring_bytes // 4}
+    ks = KernelSide()
+    try:
+        proc = _open("process")
+        ks.objects.append(proc)
+        proc.set_rodata(rodata)
+        proc.set_max_entries("rg_events", ring_bytes)
+        proc.set_max_entries("rg_scratch_map", os.cpu_count() or 1)
+        proc.load()
+
+        file_on = cfg.events.file and cfg.file.enabled
+        if file_on:
+            fobj = _open("file")
+            ks.objects.append(fobj)
+            fobj.set_rodata(rodata)
+            for name in SHARED_MAPS:
+                fobj.reuse_map(name, proc.map(name).fd)
+            for sysc in FILE_HOOKS:
+                wanted = sysc in cfg.file.hooks
+                exists = tracepoint_exists("syscalls", f"sys_enter_{sysc}")
+                if wanted and not exists:
+                    log.warning("file hook %s: no tracepoint syscalls/sys_enter_%s on this "
+                                "kernel; hook disabled", sysc, sysc)
+                    ks.missing_hooks.append(sysc)
+                for prog in (f"rg_enter_{sysc}", f"rg_exit_{sysc}"):
+                    fobj.set_autoload(prog, wanted and exists)
+            fobj.load()
+            _fill_filter(fobj, matcher.compile_kernel_filter(file_filter))
+
+        # Attach last: the filter is in place before the first event can fire.
+        for obj in ks.objects:
+            for prog in obj.programs():
+                if obj is not proc and prog.startswith(("rg_enter_", "rg_exit_")):
+                    sysc = prog.split("_", 2)[2]
+                    if sysc not in cfg.file.hooks or sysc in ks.missing_hooks:
+                        continue
+                obj.attach(prog)
+                ks.attached.append(prog)
+    except BaseException:
+        ks.close()
+        raise
+    log.info("attached %d programs", len(ks.attached))
+    return ks

@@ -1,0 +1,482 @@
+"""The one path matcher (file filter today, detections and rules later) and the kernel filter.
+
+Matching works on decoded, normalized paths (`randguard.paths.decode_path` then
+`randguard.paths.normalize`/`join`). Config strings are plain text: a backslash in a config path
+matches a backslash in the file name (internally it is doubled, as `decode_path` does).
+
+Semantics of `PathMatcher`:
+
+* paths are directory-aware prefixes: ``/etc`` matches ``/etc`` and ``/etc/x`` but not ``/etcd``;
+  ``/etc/`` means the same as ``/etc``; ``/`` matches every absolute path;
+* a path containing a glob character (``*?[``) is a glob anchored to the whole path, and is
+  directory-aware too: it matches a path or anything below one;
+* a pattern without ``/`` matches the basename (``*.service``, ``authorized_keys``), a pattern
+  with ``/`` matches the whole path;
+* globs follow fnmatch (case-sensitive, ``[!...]`` negation, an unclosed ``[`` is literal) except
+  that ``*``, ``?`` and ``[...]`` never match ``/``.
+
+`compile_kernel_filter` turns a `FileFilter` into the tables of the BPF filter (an LPM trie, a few
+basename suffixes and `pass_all` bits). The kernel filter is a superset of the userspace one: it
+may pass events userspace drops, never the other way round.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from randguard.paths import normalize
+
+if TYPE_CHECKING:
+    from randguard.config import FileConfig
+
+__all__ = [
+    "KERNEL_FILTER_MAX_SUFFIXES",
+    "KERNEL_SUFFIX_LEN",
+    "KERNEL_TRIE_KEY_LEN",
+    "KERNEL_TRIE_MAX_PREFIX",
+    "VERDICT_EXCLUDE",
+    "VERDICT_READ",
+    "VERDICT_WATCH",
+    "FileFilter",
+    "KernelFilter",
+    "PathMatcher",
+    "TrieEntry",
+    "compile_kernel_filter",
+    "glob_to_regex",
+    "has_glob",
+    "pack_suffix",
+    "pack_trie_key",
+    "pack_trie_value",
+]
+
+# Mirrors bpf_src/randguard.h.
+VERDICT_WATCH = 1  # write-like operations pass
+VERDICT_READ = 2  # read-only opens pass
+VERDICT_EXCLUDE = 4  # nothing passes
+KERNEL_TRIE_KEY_LEN = 256
+KERNEL_FILTER_MAX_SUFFIXES = 16
+KERNEL_SUFFIX_LEN = 30
+# The value's `exact` byte holds the prefix length, so an exact entry is at most 255 bytes; longer
+# prefixes are cut to this many bytes (a shorter prefix passes more: still a superset).
+KERNEL_TRIE_MAX_PREFIX = 255
+
+_FullMatch = Callable[[str], "re.Match[str] | None"]
+_GLOB_RE = re.compile(r"[*?\[]")
+
+
+def has_glob(s: str) -> bool:
+    """Whether `s` contains a glob character, i.e. is a pattern rather than a literal."""
+    return _GLOB_RE.search(s) is not None
+
+
+def _esc(s: str) -> str:
+    """Config text -> decoded-path text (a literal backslash is doubled, as decode_path does)."""
+    return s.replace("\\", "\\\\") if "\\" in s else s
+
+
+def glob_to_regex(pat: str) -> str:
+    """Translate a shell glob to a regex body (no anchors) where nothing matches ``/`` implicitly.
+
+    Own translation instead of fnmatch.translate: fnmatch lets ``*`` cross ``/``.
+    """
+    out: list[str] = []
+    i, n = 0, len(pat)
+    while i < n:
+        c = pat[i]
+        i += 1
+        if c == "*":
+            while i < n and pat[i] == "*":
+                i += 1
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "[":
+            j = i
+            if j < n and pat[j] == "!":
+                j += 1
+            if j < n and pat[j] == "]":
+                j += 1
+            while j < n and pat[j] != "]":
+                j += 1
+            if j >= n:  # unclosed: a literal "["
+                out.append(re.escape(c))
+                continue
+            stuff = pat[i:j]
+            i = j + 1
+            negate = stuff.startswith("!")
+            if negate:
+                stuff = stuff[1:]
+            items: list[str] = []
+            k = 0
+            while k < len(stuff):
+                if k + 2 < len(stuff) and stuff[k + 1] == "-":
+                    lo, hi = stuff[k], stuff[k + 2]
+                    if lo <= hi:  # fnmatch drops empty ranges
+                        items.append(f"{re.escape(lo)}-{re.escape(hi)}")
+                    k += 3
+                else:
+                    items.append(re.escape(stuff[k]))
+                    k += 1
+            body = "".join(items)
+            if negate:
+                out.append(f"[^/{body}]")
+            elif body:
+                out.append(f"(?!/)[{body}]")
+            else:
+                out.append("(?!)")  # an empty set matches nothing
+        else:
+            out.append(re.escape(c))
+    return "".join(out)
+
+
+class PathMatcher:
+    """Directory-aware path prefixes plus shell-glob patterns, precompiled for per-event use."""
+
+    __slots__ = (
+        "_all",
+        "_prefixes",
+        "_max_len",
+        "_base_names",
+        "_base_suffixes",
+        "_base_re",
+        "_full_re",
+        "_tops",
+        "_has_base",
+    )
+
+    def __init__(self, paths: Iterable[str] = (), patterns: Iterable[str] = ()) -> None:
+        self._all = False  # "/" is among the paths
+        prefixes: set[str] = set()
+        base_names: set[str] = set()
+        base_suffixes: list[str] = []
+        base_globs: list[str] = []
+        full_globs: list[str] = []
+        for p in paths:
+            p = normalize(_esc(p))
+            if has_glob(p):
+                # anchored to the whole path, or anything below a match
+                full_globs.append(glob_to_regex(p) + "(?:/.*)?")
+            elif p == "/":
+                self._all = True
+            else:
+                prefixes.add(p)
+        for pat in patterns:
+            pat = _esc(_norm_pattern(pat))
+            if "/" in pat:
+                full_globs.append(glob_to_regex(pat))
+            elif not has_glob(pat):
+                base_names.add(pat)
+            elif pat.startswith("*") and not has_glob(pat.lstrip("*")):
+                base_suffixes.append(pat.lstrip("*"))
+            else:
+                base_globs.append(glob_to_regex(pat))
+        self._prefixes = frozenset(prefixes)
+        self._max_len = max(map(len, prefixes), default=0)
+        self._base_names = frozenset(base_names)
+        self._base_suffixes = tuple(base_suffixes)
+        self._base_re = _compile_alternatives(base_globs)
+        self._full_re = _compile_alternatives(full_globs, dotall=True)
+        self._tops = frozenset(p[: p.find("/", 1)] if p.find("/", 1) > 0 else p for p in prefixes)
+        self._has_base = bool(base_names or base_suffixes or base_globs)
+
+    def matches(self, path: str) -> bool:
+        """Whether a decoded, normalized path is selected. O(depth) set lookups for prefixes."""
+        if path[:1] == "/":
+            if self._all:
+                return True
+            tops = self._tops
+            if tops:
+                # prune on the first component: most paths share none with any prefix
+                j = path.find("/", 1)
+                if (path if j < 0 else path[:j]) in tops:
+                    prefixes = self._prefixes
+                    max_len = self._max_len
+                    if len(path) <= max_len and path in prefixes:
+                        return True
+                    # walk the ancestors no longer than the longest prefix
+                    i = path.rfind("/", 0, max_len + 1)
+                    while i > 0:
+                        if path[:i] in prefixes:
+                            return True
+                        i = path.rfind("/", 0, i)
+        if self._has_base:
+            base = path[path.rfind("/") + 1 :]
+            if base in self._base_names:
+                return True
+            if self._base_suffixes and base.endswith(self._base_suffixes):
+                return True
+            if self._base_re is not None and self._base_re(base) is not None:
+                return True
+        return self._full_re is not None and self._full_re(path) is not None
+
+
+def _compile_alternatives(bodies: Sequence[str], dotall: bool = False) -> _FullMatch | None:
+    """One fullmatch callable for a list of regex bodies, or None when there are none."""
+    if not bodies:
+        return None
+    flags = re.DOTALL if dotall else 0
+    return re.compile("|".join(f"(?:{b})" for b in bodies), flags).fullmatch
+
+
+class FileFilter:
+    """The userspace file event filter from the ``[file]`` config section.
+
+    Excludes win over everything; write-like operations pass when watched (watch_paths or
+    watch_patterns); read-only opens pass only under read_paths, so that e.g. every exec reading
+    /etc/ld.so.cache does not flood the output.
+    """
+
+    __slots__ = ("watch_paths", "watch_patterns", "exclude_paths", "read_paths", "_w", "_r", "_x")
+
+    def __init__(
+        self,
+        watch_paths: Sequence[str] = (),
+        watch_patterns: Sequence[str] = (),
+        exclude_paths: Sequence[str] = (),
+        read_paths: Sequence[str] = (),
+    ) -> None:
+        self.watch_paths = tuple(watch_paths)
+        self.watch_patterns = tuple(watch_patterns)
+        self.exclude_paths = tuple(exclude_paths)
+        self.read_paths = tuple(read_paths)
+        self._w = PathMatcher(self.watch_paths, self.watch_patterns)
+        self._r = PathMatcher(self.read_paths)
+        self._x = PathMatcher(self.exclude_paths)
+
+    @classmethod
+    def from_config(cls, section: FileConfig) -> FileFilter:
+        """Build from the ``[file]`` section (`randguard.config.FileConfig`)."""
+        return cls(
+            section.watch_paths, section.watch_patterns, section.exclude_paths, section.read_paths
+        )
+
+    def wants(self, path: str, write: bool) -> bool:
+        """Whether an event on a decoded, normalized path is reported.
+
+        `write` is True for creates, writes, truncating or writable opens, rename, unlink, link;
+        False for read-only opens.
+        """
+        if self._x.matches(path):
+            return False
+        return (self._w if write else self._r).matches(path)
+
+    def wants_any(self, paths: Iterable[str], write: bool) -> bool:
+        """For two-path operations (rename, link): reported when either side passes."""
+        return any(self.wants(p, write) for p in paths)
+
+
+# ---------------------------------------------------------------------------------------------
+# Kernel filter compilation
+
+
+class TrieEntry(msgspec.Struct, frozen=True):
+    """One LPM trie entry. `exact`: `verdict` applies only to a path of exactly len(prefix)
+    bytes, any longer path that reaches this entry gets `fallback`."""
+
+    prefix: bytes
+    exact: bool
+    verdict: int
+    fallback: int
+
+
+class KernelFilter(msgspec.Struct, frozen=True):
+    """The kernel filter tables; `passes` is the reference of the BPF lookup (key_passes())."""
+
+    trie: list[TrieEntry]
+    suffixes: list[tuple[bytes, int]]
+    pass_all: int
+
+    def passes(self, path: bytes, write: bool) -> bool:
+        """Emulate the kernel's decision for a raw absolute path (slow; for tests and docs).
+
+        Order: trie EXCLUDE -> drop; trie verdict has the needed bit -> pass; a suffix with the
+        bit matches the end of the path -> pass; `pass_all` has the bit -> pass; else drop.
+        """
+        need = VERDICT_WATCH if write else VERDICT_READ
+        key = path[:KERNEL_TRIE_KEY_LEN]
+        best: TrieEntry | None = None
+        for e in self.trie:
+            if key.startswith(e.prefix) and (best is None or len(e.prefix) > len(best.prefix)):
+                best = e
+        if best is not None:
+            exact_miss = best.exact and len(best.prefix) != len(path)
+            bits = best.fallback if exact_miss else best.verdict
+            if bits & VERDICT_EXCLUDE:
+                return False
+            if bits & need:
+                return True
+        for s, v in self.suffixes:
+            if v & need and len(s) <= len(path) and path.endswith(s):
+                return True
+        return bool(self.pass_all & need)
+
+
+def pack_trie_key(prefix: bytes) -> bytes:
+    """`struct rg_filter_key` for a prefix (prefixlen in bits, host order; data zero padded)."""
+    if len(prefix) > KERNEL_TRIE_KEY_LEN:
+        raise ValueError(f"trie prefix longer than {KERNEL_TRIE_KEY_LEN} bytes: {prefix!r}")
+    return struct.pack(f"=I{KERNEL_TRIE_KEY_LEN}s", len(prefix) * 8, prefix)
+
+
+def pack_trie_value(e: TrieEntry) -> bytes:
+    """`struct rg_filter_val`. The kernel compares `exact` with the path length, so an exact entry
+    stores its prefix length there (1..255) and a non-exact one 0."""
+    exact = len(e.prefix) if e.exact else 0
+    if exact > KERNEL_TRIE_MAX_PREFIX:
+        raise ValueError(f"exact trie prefix longer than {KERNEL_TRIE_MAX_PREFIX} bytes")
+    return struct.pack("=BBBB", e.verdict, exact, e.fallback, 0)
+
+
+def pack_suffix(s: bytes, verdict: int) -> bytes:
+    """`struct rg_suffix`: length, verdict, then the suffix left-aligned and zero padded."""
+    if len(s) > KERNEL_SUFFIX_LEN:
+        raise ValueError(f"suffix longer than {KERNEL_SUFFIX_LEN} bytes: {s!r}")
+    return struct.pack(f"=BB{KERNEL_SUFFIX_LEN}s", len(s), verdict, s)
+
+
+def _norm_pattern(pat: str) -> str:
+    """Absolute full-path patterns get the same lexical normalization as paths."""
+    return normalize(pat) if pat.startswith("/") else pat
+
+
+def _literal_prefix(pat: str) -> str:
+    m = _GLOB_RE.search(pat)
+    return pat if m is None else pat[: m.start()]
+
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def _unanchored_suffix(lit: str) -> bytes:
+    """Raw-byte suffix that every path whose decoded text ends with `lit` is sure to end with.
+
+    The decoded text may start `lit` in the middle of an escape (``\\\\`` or ``\\xNN``) that stands
+    for one raw byte, so drop what could lie inside one: everything up to the last backslash,
+    then a leading ``xNN``, ``NN`` or ``N`` (lowercase hex) that may be the rest of a ``\\xNN``.
+    """
+    tail = lit[lit.rfind("\\") + 1 :]
+    if len(tail) >= 3 and tail[0] == "x" and tail[1] in _HEX and tail[2] in _HEX:
+        tail = tail[3:]
+    elif len(tail) >= 2 and tail[0] in _HEX and tail[1] in _HEX:
+        tail = tail[2:]
+    elif tail[:1] in _HEX:
+        tail = tail[1:]
+    return tail.encode("utf-8")[-KERNEL_SUFFIX_LEN:]
+
+
+def compile_kernel_filter(f: FileFilter) -> KernelFilter:
+    """Compile the userspace filter into kernel tables that pass a superset of its events.
+
+    * Each literal directory path P (watch, read or exclude) gives a trie entry ``P/`` and an
+      exact entry ``P``; ``/`` gives a single entry ``/``.
+    * A glob path or full-path pattern gives its literal prefix (up to the first glob char) as a
+      raw entry; an empty or ``/`` literal prefix sets `pass_all` instead.
+    * Basename patterns ``*LIT`` give the suffix LIT, a literal basename B gives ``/B``; anything
+      else (and suffixes beyond the 16 slots) sets `pass_all`.
+    * Every entry's verdict is computed from all sources, so the longest-prefix lookup is right
+      for any nesting: EXCLUDE alone if an exclude path covers all paths reaching the entry
+      (exclude wins), else the OR of WATCH and READ of the sources covering it. An exact entry's
+      fallback is the verdict for the longer paths that end at it.
+    * Exclude globs are not compiled (the kernel just excludes less), nor excludes longer than
+      the trie can hold. Prefixes longer than 255 bytes are cut to raw 255-byte prefixes.
+    """
+    # Directory sources: normalized literal path (raw bytes) -> bits. Raw sources: prefix -> bits.
+    dirs: dict[bytes, int] = {}
+    raws: dict[bytes, int] = {}
+    excl_dirs: set[bytes] = set()
+    pass_all = 0
+
+    def add_raw(prefix: bytes, bits: int) -> None:
+        nonlocal pass_all
+        if prefix in (b"", b"/"):
+            pass_all |= bits
+        else:
+            prefix = prefix[:KERNEL_TRIE_MAX_PREFIX]
+            raws[prefix] = raws.get(prefix, 0) | bits
+
+    for paths, bits in ((f.watch_paths, VERDICT_WATCH), (f.read_paths, VERDICT_READ)):
+        for p in paths:
+            n = normalize(p)
+            if has_glob(n):
+                add_raw(_literal_prefix(n).encode("utf-8"), bits)
+            else:
+                b = n.encode("utf-8")
+                dirs[b] = dirs.get(b, 0) | bits
+    for p in f.exclude_paths:
+        n = normalize(p)
+        if not has_glob(n):
+            excl_dirs.add(n.encode("utf-8"))
+
+    suffixes: dict[bytes, int] = {}
+    for pat in map(_norm_pattern, f.watch_patterns):
+        if "/" in pat:
+            add_raw(_literal_prefix(pat).encode("utf-8"), VERDICT_WATCH)
+            continue
+        rest = pat.lstrip("*")
+        if not has_glob(pat):
+            sfx = (b"/" + pat.encode("utf-8"))[-KERNEL_SUFFIX_LEN:]
+        elif pat.startswith("*") and not has_glob(rest):
+            sfx = _unanchored_suffix(_esc(rest))
+        else:
+            sfx = b""
+        if sfx:
+            suffixes[sfx] = suffixes.get(sfx, 0) | VERDICT_WATCH
+        else:
+            pass_all |= VERDICT_WATCH
+
+    # Candidate keys: prefix -> exact?
+    keys: dict[bytes, bool] = {}
+
+    def add_key(prefix: bytes, exact: bool) -> None:
+        if len(prefix) > KERNEL_TRIE_MAX_PREFIX:
+            prefix, exact = prefix[:KERNEL_TRIE_MAX_PREFIX], False
+        keys[prefix] = keys.get(prefix, False) or exact
+
+    for d in (*dirs, *excl_dirs):
+        if d == b"/":
+            add_key(b"/", False)
+        else:
+            add_key(d + b"/", False)
+            add_key(d, True)
+            if len(d) + 1 > KERNEL_TRIE_MAX_PREFIX and d in dirs:
+                # "d/" does not fit: its bits must hold for everything under the cut prefix
+                add_raw(d + b"/", dirs[d])
+    for r in raws:
+        add_key(r, False)
+
+    def covers(d: bytes, key: bytes, exact: bool) -> bool:
+        """Is every path reaching `key` (equal to it if `exact`, else starting with it) at or
+        below directory `d`?"""
+        return d == b"/" or key.startswith(d + b"/") or (exact and key == d)
+
+    def bits_for(key: bytes, exact: bool) -> int:
+        for x in excl_dirs:
+            if covers(x, key, exact):
+                return VERDICT_EXCLUDE
+        bits = 0
+        for d, b in dirs.items():
+            if covers(d, key, exact):
+                bits |= b
+        for r, b in raws.items():
+            if key.startswith(r):
+                bits |= b
+        return bits
+
+    trie = []
+    for key in sorted(keys):
+        exact = keys[key]
+        generic = bits_for(key, False)
+        if exact:
+            trie.append(TrieEntry(key, True, bits_for(key, True), generic))
+        else:
+            trie.append(TrieEntry(key, False, generic, 0))
+
+    sfx_items = sorted(suffixes.items())
+    for _, v in sfx_items[KERNEL_FILTER_MAX_SUFFIXES:]:
+        pass_all |= v
+    return KernelFilter(trie, sfx_items[:KERNEL_FILTER_MAX_SUFFIXES], pass_all)

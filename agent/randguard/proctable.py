@@ -1,0 +1,67 @@
+"""The process table: what the agent knows about each live process, for enrichment.
+
+Keyed by TGID (so every thread of a process finds it), seeded from /proc at start (procfs.py)
+and kept current from the kernel's fork, exec and exit records. Exited processes are removed,
+not marked, so a reused PID never inherits stale data; the table is an LRU bounded by
+`[performance] max_process_cache_entries`, with O(1) eviction.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import msgspec
+
+from .paths import decode_path
+from .records import ExecRecord, ExitRecord, ForkRecord
+
+
+class ProcInfo(msgspec.Struct):
+    """One process: parent TGID, name and executable (null when unknown)."""
+
+    ppid: int | None
+    comm: str
+    exe_path: str | None
+    start_ns: int | None = None
+
+
+class ProcessTable:
+    """TGID -> ProcInfo, least recently used first."""
+
+    def __init__(self, max_entries: int) -> None:
+        self.max_entries = max_entries
+        self._procs: OrderedDict[int, ProcInfo] = OrderedDict()
+        self.evictions = 0
+
+    def __len__(self) -> int:
+        return len(self._procs)
+
+    def get(self, tgid: int) -> ProcInfo | None:
+        info = self._procs.get(tgid)
+        if info is not None:
+            self._procs.move_to_end(tgid)
+        return info
+
+    def put(self, tgid: int, info: ProcInfo) -> None:
+        procs = self._procs
+        procs[tgid] = info
+        procs.move_to_end(tgid)
+        if len(procs) > self.max_entries:
+            procs.popitem(last=False)
+            self.evictions += 1
+
+    def on_fork(self, r: ForkRecord) -> None:
+        """A new process starts as a copy of its parent: same image, same name."""
+        parent = self._procs.get(r.parent_tgid)
+        exe = parent.exe_path if parent else None
+        self.put(r.child_tgid, ProcInfo(r.parent_tgid, decode_path(r.comm), exe, r.ts_ns))
+
+    def on_exec(self, r: ExecRecord) -> None:
+        old = self._procs.get(r.pid)
+        exe = decode_path(r.exe) if r.exe is not None else None
+        start = old.start_ns if old else r.ts_ns
+        self.put(r.pid, ProcInfo(r.ppid, decode_path(r.comm), exe, start))
+
+    def on_exit(self, r: ExitRecord) -> None:
+        if r.group_dead:
+            self._procs.pop(r.pid, None)

@@ -1,0 +1,220 @@
+"""Decoding of the kernel's ring-buffer records: the Python mirror of bpf_src/randguard.h.
+
+Every layout here is written once as a field list; the struct formats are derived from it, and
+tests/kernel/test_contract.py checks each field's offset and size against the BTF of the
+compiled objects, so the two sides cannot drift apart silently.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Final
+
+import msgspec
+
+SCHEMA_VERSION: Final = 1
+
+KIND_FILE: Final = 1
+KIND_PROC_FORK: Final = 2
+KIND_PROC_EXEC: Final = 3
+KIND_PROC_EXIT: Final = 4
+
+# rg_header.flags: string slot n was cut
+HF_TRUNC_S0: Final = 1 << 0
+HF_TRUNC_S1: Final = 1 << 1
+HF_TRUNC_S2: Final = 1 << 2
+HF_TRUNC_S3: Final = 1 << 3
+HF_TRUNC_S4: Final = 1 << 4
+
+# rg_file_event.fflags
+FF_CREATED: Final = 1 << 0
+FF_WRITE: Final = 1 << 1
+
+FAMILIES: Final = ("file", "process", "network")
+
+OPS: Final = {1: "file_open", 2: "file_write", 3: "file_rename", 4: "file_unlink", 5: "file_link"}
+
+SYSCALLS: Final = (
+    None, "open", "creat", "openat", "openat2", "write", "writev", "pwrite64", "pwritev",
+    "pwritev2", "rename", "renameat", "renameat2", "unlink", "unlinkat", "rmdir", "link",
+    "linkat", "symlink", "symlinkat",
+)
+
+# (C field name, struct format char(s)) in declaration order; "x" entries are padding.
+HEADER_FIELDS: Final = (
+    ("kind", "H"), ("version", "H"), ("size", "H"), ("flags", "H"), ("ts_ns", "Q"),
+    ("pid", "I"), ("tid", "I"), ("uid", "I"), ("gid", "I"),
+)
+STR_FIELD: Final = "HH"  # struct rg_str {u16 off; u16 len;}
+
+FILE_FIELDS: Final = (
+    ("ret", "q"), ("flags", "Q"), ("ino", "Q"), ("dev", "I"), ("ppid", "I"), ("syscall", "H"),
+    ("op", "B"), ("fflags", "B"), ("fd", "i"), ("comm", "16s"), ("path", STR_FIELD),
+    ("dir", STR_FIELD), ("name", STR_FIELD), ("dir2", STR_FIELD), ("name2", STR_FIELD),
+    ("_pad", "4x"),
+)
+FORK_FIELDS: Final = (
+    ("parent_tgid", "I"), ("child_tgid", "I"), ("child_tid", "I"), ("_pad", "4x"),
+    ("comm", "16s"),
+)
+EXEC_FIELDS: Final = (
+    ("ppid", "I"), ("old_tid", "I"), ("comm", "16s"), ("exe", STR_FIELD),
+    ("filename", STR_FIELD),
+)
+EXIT_FIELDS: Final = (("exit_code", "i"), ("group_dead", "B"), ("_pad", "3x"), ("comm", "16s"))
+
+# C struct name -> fields after the header (None: the header itself)
+LAYOUTS: Final = {
+    "rg_header": HEADER_FIELDS,
+    "rg_file_event": FILE_FIELDS,
+    "rg_proc_fork": FORK_FIELDS,
+    "rg_proc_exec": EXEC_FIELDS,
+    "rg_proc_exit": EXIT_FIELDS,
+}
+
+
+def _fmt(fields: tuple[tuple[str, str], ...]) -> str:
+    return "".join(f for _, f in fields)
+
+
+HEADER: Final = struct.Struct("<" + _fmt(HEADER_FIELDS))
+FILE: Final = struct.Struct("<" + _fmt(HEADER_FIELDS) + _fmt(FILE_FIELDS))
+FORK: Final = struct.Struct("<" + _fmt(HEADER_FIELDS) + _fmt(FORK_FIELDS))
+EXEC: Final = struct.Struct("<" + _fmt(HEADER_FIELDS) + _fmt(EXEC_FIELDS))
+EXIT: Final = struct.Struct("<" + _fmt(HEADER_FIELDS) + _fmt(EXIT_FIELDS))
+
+
+class DecodeError(ValueError):
+    """A record that cannot be trusted; `reason` is the counter it is accounted under."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+
+
+class FileRecord(msgspec.Struct, frozen=True):
+    """struct rg_file_event, with its string slots cut out of the record."""
+
+    kind: int
+    flags: int
+    ts_ns: int
+    pid: int
+    tid: int
+    uid: int
+    gid: int
+    ret: int
+    open_flags: int
+    ino: int
+    dev: int
+    ppid: int
+    syscall: int
+    op: int
+    fflags: int
+    fd: int
+    comm: bytes
+    path: bytes | None
+    dir: bytes | None
+    name: bytes | None
+    dir2: bytes | None
+    name2: bytes | None
+
+
+class ForkRecord(msgspec.Struct, frozen=True):
+    """struct rg_proc_fork."""
+
+    ts_ns: int
+    pid: int
+    tid: int
+    uid: int
+    gid: int
+    parent_tgid: int
+    child_tgid: int
+    child_tid: int
+    comm: bytes
+
+
+class ExecRecord(msgspec.Struct, frozen=True):
+    """struct rg_proc_exec."""
+
+    flags: int
+    ts_ns: int
+    pid: int
+    tid: int
+    uid: int
+    gid: int
+    ppid: int
+    old_tid: int
+    comm: bytes
+    exe: bytes | None
+    filename: bytes | None
+
+
+class ExitRecord(msgspec.Struct, frozen=True):
+    """struct rg_proc_exit."""
+
+    ts_ns: int
+    pid: int
+    tid: int
+    exit_code: int
+    group_dead: bool
+    comm: bytes
+
+
+Record = FileRecord | ForkRecord | ExecRecord | ExitRecord
+
+
+def _cstr(raw: bytes) -> bytes:
+    n = raw.find(b"\0")
+    return raw if n < 0 else raw[:n]
+
+
+def _slot(rec: bytes, off: int, length: int, size: int) -> bytes | None:
+    if not length:
+        return None
+    if off + length > size:
+        raise DecodeError("bad_string", f"string at {off}+{length} past record size {size}")
+    return rec[off : off + length]
+
+
+def decode(rec: bytes) -> Record:
+    """Decode one ring-buffer record; raises DecodeError (never anything else) when it is bad."""
+    n = len(rec)
+    if n < HEADER.size:
+        raise DecodeError("short_record", f"{n} bytes, header needs {HEADER.size}")
+    kind, version, size, flags = struct.unpack_from("<HHHH", rec)
+    if version != SCHEMA_VERSION:
+        raise DecodeError("bad_version", f"schema version {version}, expected {SCHEMA_VERSION}")
+    if size > n:
+        raise DecodeError("short_record", f"record says {size} bytes, ring gave {n}")
+    if kind == KIND_FILE:
+        if size < FILE.size:
+            raise DecodeError("short_record", f"file record of {size} bytes")
+        (_, _, _, hflags, ts, pid, tid, uid, gid, ret, oflags, ino, dev, ppid, sysc, op, fflags,
+         fd, comm, p_off, p_len, d_off, d_len, n_off, n_len, d2_off, d2_len, n2_off,
+         n2_len) = FILE.unpack_from(rec)
+        return FileRecord(
+            kind, hflags, ts, pid, tid, uid, gid, ret, oflags, ino, dev, ppid, sysc, op, fflags,
+            fd, _cstr(comm), _slot(rec, p_off, p_len, size), _slot(rec, d_off, d_len, size),
+            _slot(rec, n_off, n_len, size), _slot(rec, d2_off, d2_len, size),
+            _slot(rec, n2_off, n2_len, size),
+        )
+    if kind == KIND_PROC_EXEC:
+        if size < EXEC.size:
+            raise DecodeError("short_record", f"exec record of {size} bytes")
+        (_, _, _, hflags, ts, pid, tid, uid, gid, ppid, old_tid, comm, e_off, e_len, f_off,
+         f_len) = EXEC.unpack_from(rec)
+        return ExecRecord(
+            hflags, ts, pid, tid, uid, gid, ppid, old_tid, _cstr(comm),
+            _slot(rec, e_off, e_len, size), _slot(rec, f_off, f_len, size),
+        )
+    if kind == KIND_PROC_FORK:
+        if size < FORK.size:
+            raise DecodeError("short_record", f"fork record of {size} bytes")
+        (_, _, _, _, ts, pid, tid, uid, gid, ptgid, ctgid, ctid, comm) = FORK.unpack_from(rec)
+        return ForkRecord(ts, pid, tid, uid, gid, ptgid, ctgid, ctid, _cstr(comm))
+    if kind == KIND_PROC_EXIT:
+        if size < EXIT.size:
+            raise DecodeError("short_record", f"exit record of {size} bytes")
+        (_, _, _, _, ts, pid, tid, _, _, code, dead, comm) = EXIT.unpack_from(rec)
+        return ExitRecord(ts, pid, tid, code, bool(dead), _cstr(comm))
+    raise DecodeError("unknown_kind", f"record kind {kind}")

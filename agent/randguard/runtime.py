@@ -1,0 +1,88 @@
+"""The agent's main loop: the shell that joins the kernel side, the pure pipeline and stdout."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from typing import BinaryIO
+
+from . import loader, procfs
+from .config import Config
+from .events import encode_lines
+from .matcher import FileFilter
+from .pipeline import Pipeline
+from .proctable import ProcessTable
+from .ringbuf import RingBuffer
+
+log = logging.getLogger("randguard")
+
+POLL_MS = 50  # the kernel wakes the reader only past a watermark: poll at least this often
+BATCH = 4096  # records per pipeline batch and per stdout write
+
+
+class Agent:
+    """One run of the agent: `run()` returns when a stop signal arrives or stdout closes."""
+
+    def __init__(self, cfg: Config, out: BinaryIO | None = None) -> None:
+        self.cfg = cfg
+        self.out = out if out is not None else sys.stdout.buffer
+        self.file_filter = FileFilter.from_config(cfg.file)
+        self.procs = ProcessTable(cfg.performance.max_process_cache_entries)
+        self.pipeline = Pipeline(self.file_filter, self.procs, cfg.host())
+        self.stopping = False
+        self.written = 0
+
+    def stop(self, *_: object) -> None:
+        self.stopping = True
+
+    def run(self) -> int:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self.stop)
+        with loader.load(self.cfg, self.file_filter) as ks:
+            # Seed after attaching: a process that starts in between is seen by the kernel side.
+            seeded = procfs.seed(self.procs)
+            events = ks.events
+            with RingBuffer(events.fd, events.max_entries) as ring:
+                log.info("ready: %d programs attached, %d processes known, ring %d KiB",
+                         len(ks.attached), seeded, events.max_entries // 1024)
+                try:
+                    self._loop(ring)
+                except BrokenPipeError:
+                    log.info("stdout closed; stopping")
+                drops = ks.drop_counts()
+            if any(drops.values()):
+                log.warning("kernel ring buffer drops: %s", drops)
+        log.info("detached; %d events written", self.written)
+        return 0
+
+    def _loop(self, ring: RingBuffer) -> None:
+        feed, out = self.pipeline.feed, self.out
+        while True:
+            stopping = self.stopping
+            if not stopping:
+                ring.wait(POLL_MS)
+            while True:
+                raws = ring.drain(BATCH)
+                if not raws:
+                    break
+                evs = feed(raws)
+                if evs:
+                    out.write(encode_lines(evs))
+                    out.flush()
+                    self.written += len(evs)
+                if len(raws) < BATCH:
+                    break
+            if stopping:
+                return
+
+
+def configure_logging(level: str) -> None:
+    """Logs go to stderr, never stdout: stdout is the NDJSON stream."""
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=getattr(logging, level.upper()),
+        format="randguard: %(levelname)s: %(message)s",
+    )
+    # libbpf's own messages are mostly load-time chatter; warnings still show
+    logging.getLogger("randguard.libbpf").setLevel(max(logging.WARNING, logging.root.level))

@@ -1,0 +1,211 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * What every randguard object shares: the ring buffer and drop counters (one instance for all
+ * objects: the loader reuses the first object's fds), the record scratch area, and the
+ * kernel-side path walk that turns a struct path into an absolute path.
+ */
+#ifndef RG_COMMON_BPF_H
+#define RG_COMMON_BPF_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+#include "randguard.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* Set by the loader before load. */
+const volatile __u32 rg_self_tgid = 0;     /* the agent: its own activity is never reported */
+const volatile __u64 rg_wakeup_bytes = 0;  /* wake the reader only past this much pending data */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 << 20); /* resized from [ebpf] buffer_size */
+} rg_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, RG_FAM_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} rg_drops SEC(".maps");
+
+/*
+ * Records are assembled here, then copied into the ring with their real size. Offsets into rec
+ * are masked with RG_REC_MASK and copies are at most RG_PATH_MAX long, hence the slack. Too big
+ * for a per-CPU array value, so it is an array with one entry per CPU (sized by the loader).
+ * Progress (walk_used, pass, pos) is kept here rather than in registers on purpose: the
+ * verifier then reaches the same state from every path and prunes, which keeps programs with
+ * several path walks within its limits.
+ */
+#define RG_REC_MASK (32768 - 1)
+struct rg_scratch {
+	__u8 rec[RG_REC_MASK + 1];
+	__u8 path[2 * RG_PATH_MAX]; /* the path walk writes leaf-to-root, ending at RG_PATH_MAX */
+	__u8 slack[RG_PATH_MAX];
+	__u32 walk_used; /* rg_walk_path's progress */
+	__u32 pass;      /* the filter's verdict so far */
+	__u64 pos;       /* end of the record being assembled */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 256); /* set to the number of possible CPUs by the loader */
+	__type(key, __u32);
+	__type(value, struct rg_scratch);
+} rg_scratch_map SEC(".maps");
+
+static __always_inline struct rg_scratch *rg_scratch(void)
+{
+	__u32 cpu = bpf_get_smp_processor_id();
+	return bpf_map_lookup_elem(&rg_scratch_map, &cpu);
+}
+
+static __always_inline void rg_count_drop(__u32 family)
+{
+	__u64 *n = bpf_map_lookup_elem(&rg_drops, &family);
+	if (n)
+		__sync_fetch_and_add(n, 1);
+}
+
+/* Fill the common header for the current task. */
+static __always_inline void rg_fill_header(struct rg_header *h, __u16 kind)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u64 uid_gid = bpf_get_current_uid_gid();
+
+	h->kind = kind;
+	h->version = RG_SCHEMA_VERSION;
+	h->flags = 0;
+	h->ts_ns = bpf_ktime_get_ns();
+	h->pid = pid_tgid >> 32;
+	h->tid = (__u32)pid_tgid;
+	h->uid = (__u32)uid_gid;
+	h->gid = uid_gid >> 32;
+}
+
+/* Copy an assembled record into the ring; a failed reserve is counted, never silent. */
+static __always_inline void rg_submit(void *rec, __u32 size, __u32 family)
+{
+	__u64 flags = BPF_RB_NO_WAKEUP;
+
+	if (size > RG_REC_MAX)
+		size = RG_REC_MAX;
+	if (bpf_ringbuf_query(&rg_events, BPF_RB_AVAIL_DATA) >= rg_wakeup_bytes)
+		flags = BPF_RB_FORCE_WAKEUP;
+	if (bpf_ringbuf_output(&rg_events, rec, size, flags))
+		rg_count_drop(family);
+}
+
+static __always_inline int rg_is_self(void)
+{
+	return rg_self_tgid && (bpf_get_current_pid_tgid() >> 32) == rg_self_tgid;
+}
+
+#define RG_PATH_DEPTH 128
+#define PATH_MASK_C (RG_PATH_MAX - 1)
+
+/*
+ * Walk a struct path up to the root of its mount namespace, crossing mount points, writing the
+ * components right to left into s->path so that the result is contiguous. Returns the offset of
+ * the first byte in s->path (the result ends at RG_PATH_MAX) and sets *trunc when the path was cut.
+ * This is d_path() for programs that cannot call bpf_d_path (tracepoints).
+ */
+static __always_inline __u32 rg_walk_path(struct rg_scratch *s, const struct path *p, int *trunc)
+{
+	struct dentry *dentry = BPF_CORE_READ(p, dentry);
+	struct vfsmount *vfsmnt = BPF_CORE_READ(p, mnt);
+	struct mount *mnt = (void *)vfsmnt - bpf_core_field_offset(struct mount, mnt);
+	struct mount *mnt_parent = BPF_CORE_READ(mnt, mnt_parent);
+	struct dentry *mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
+	__u32 used;
+	int i;
+
+	/*
+	 * The length written so far lives in memory, not in a register: the verifier then sees
+	 * every iteration in the same state and prunes, instead of tracking one range per step.
+	 */
+	s->walk_used = 0;
+	*trunc = 0;
+	for (i = 0; i < RG_PATH_DEPTH; i++) {
+		struct dentry *parent = BPF_CORE_READ(dentry, d_parent);
+
+		if (dentry == mnt_root || dentry == parent) {
+			if (dentry != mnt_root || mnt == mnt_parent)
+				break; /* the namespace root, or a disconnected dentry */
+			dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
+			mnt = mnt_parent;
+			mnt_parent = BPF_CORE_READ(mnt, mnt_parent);
+			vfsmnt = &mnt->mnt;
+			mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
+			continue;
+		}
+		__u32 len = BPF_CORE_READ(dentry, d_name.len) & PATH_MASK_C;
+		const unsigned char *name = BPF_CORE_READ(dentry, d_name.name);
+
+		used = s->walk_used & PATH_MASK_C;
+		if (used + len + 1 >= RG_PATH_MAX) {
+			*trunc = 1;
+			break;
+		}
+		/* the component goes right before what is already there, the slash before it */
+		__u32 at = (RG_PATH_MAX - used - len) & PATH_MASK_C;
+		bpf_probe_read_kernel(&s->path[at], len, name);
+		s->path[(at - 1) & PATH_MASK_C] = '/';
+		s->walk_used = used + len + 1;
+		dentry = parent;
+	}
+	if (i == RG_PATH_DEPTH)
+		*trunc = 1;
+	used = s->walk_used & PATH_MASK_C;
+	if (!used) {
+		s->path[RG_PATH_MAX - 1] = '/';
+		used = 1;
+	}
+	return RG_PATH_MAX - used;
+}
+
+/* Append s->path[off..RG_PATH_MAX) to the record at *pos as string slot `slot`. */
+static __always_inline void rg_put_walked(struct rg_scratch *s, __u32 off, __u64 *pos,
+					  struct rg_str *str)
+{
+	__u32 len = RG_PATH_MAX - off;
+	__u64 at = *pos;
+
+	if (at > RG_REC_MAX - RG_PATH_MAX || off >= RG_PATH_MAX)
+		return;
+	bpf_probe_read_kernel(&s->rec[at & RG_REC_MASK], len & (RG_PATH_MAX - 1), &s->path[off & (RG_PATH_MAX - 1)]);
+	str->off = at;
+	str->len = len;
+	*pos = at + len;
+}
+
+/*
+ * Append a user string to the record. Returns 1 when it filled RG_PATH_MAX - 1 bytes (so it may
+ * have been cut), 0 otherwise. A failed read leaves the slot absent.
+ */
+static __always_inline int rg_put_user_str(struct rg_scratch *s, const char *src, __u64 *pos,
+					   struct rg_str *str)
+{
+	__u64 at = *pos;
+	long n;
+
+	if (!src || at > RG_REC_MAX - RG_PATH_MAX)
+		return 0;
+	n = bpf_probe_read_user_str(&s->rec[at & RG_REC_MASK], RG_PATH_MAX, src);
+	if (n <= 0)
+		return 0;
+	str->off = at;
+	str->len = n - 1;
+	*pos = at + n - 1;
+	return n == RG_PATH_MAX;
+}
+
+static __always_inline __u32 rg_current_ppid(void)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	return BPF_CORE_READ(task, real_parent, tgid);
+}
+
+#endif /* RG_COMMON_BPF_H */

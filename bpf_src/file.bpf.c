@@ -1,0 +1,565 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * File telemetry: open, write, rename, unlink and link families.
+ *
+ * Each syscall is seen twice: sys_enter stashes the arguments per thread, sys_exit builds the
+ * event with the result. Paths are resolved in the kernel: a successful open walks the opened
+ * file's dentries; other calls carry the directory their name is relative to (cwd or dirfd),
+ * walked the same way, and the raw name. The path filter (an LPM trie of directory prefixes,
+ * basename suffixes) runs before anything reaches the ring. Writes are reported once per open
+ * file: only files that passed the filter when opened for writing are tracked.
+ */
+#include "common.bpf.h"
+
+#define O_ACCMODE 00000003
+#define O_RDONLY 00000000
+#define O_CREAT 00000100
+#define O_TRUNC 00001000
+#define AT_FDCWD -100
+#define FMODE_CREATED (1 << 20)
+
+struct rg_inflight {
+	__u64 name;  /* user pointer */
+	__u64 name2; /* user pointer */
+	__u64 flags;
+	__u64 file; /* write: the struct file being written */
+	__s32 dfd;
+	__s32 dfd2;
+	__u16 syscall;
+	__u8 op;
+	__u8 _pad[5];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32); /* tid */
+	__type(value, struct rg_inflight);
+} rg_inflight_map SEC(".maps");
+
+/* Files opened for writing that passed the filter: struct file * -> state. */
+struct rg_watched {
+	__u64 dentry; /* guards against a recycled struct file */
+	__u32 reported;
+	__u32 _pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct rg_watched);
+} rg_watched_files SEC(".maps");
+
+/* Processes that hold such files: lets every other write return after one lookup. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32); /* tgid */
+	__type(value, __u32);
+} rg_watched_procs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 4096);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct rg_filter_key);
+	__type(value, struct rg_filter_val);
+} rg_filter_trie SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct rg_filter_conf);
+} rg_filter_conf_map SEC(".maps");
+
+/*
+ * The path being judged, assembled whole (dir + "/" + name, or a walked path): its first
+ * RG_FILTER_KEY_LEN bytes are the trie key, its end is matched against the suffixes.
+ */
+struct rg_keybuf {
+	__u32 prefixlen;
+	__u8 data[3 * RG_PATH_MAX]; /* up to two RG_PATH_MAX strings, plus slack for masking */
+	__u32 len;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct rg_keybuf);
+} rg_key_map SEC(".maps");
+
+#define KEY_MASK (2 * RG_PATH_MAX - 1)
+#define PATH_MASK (RG_PATH_MAX - 1)
+#define REC_MASK RG_REC_MASK
+
+static __always_inline struct rg_keybuf *rg_keybuf(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&rg_key_map, &zero);
+}
+
+static __always_inline void key_append(struct rg_keybuf *k, const void *src, __u32 len)
+{
+	__u32 at = k->len;
+
+	if (at > RG_PATH_MAX + 1)
+		return;
+	bpf_probe_read_kernel(&k->data[at & KEY_MASK], len & PATH_MASK, src);
+	k->len = at + (len & PATH_MASK);
+}
+
+static __always_inline void key_reset(struct rg_keybuf *k)
+{
+	k->len = 0;
+}
+
+/* Does the assembled path pass for an operation that needs `need` (RG_V_WATCH or RG_V_READ)? */
+static __always_inline int key_passes(struct rg_keybuf *k, __u8 need)
+{
+	__u32 zero = 0;
+	struct rg_filter_conf *conf = bpf_map_lookup_elem(&rg_filter_conf_map, &zero);
+	struct rg_filter_val *v;
+	__u32 len = k->len;
+	__u8 bits = 0;
+
+	if (!conf)
+		return 1;
+	k->prefixlen = (len < RG_FILTER_KEY_LEN ? len : RG_FILTER_KEY_LEN) * 8;
+	v = bpf_map_lookup_elem(&rg_filter_trie, k);
+	if (v) {
+		bits = (v->exact && v->exact != len) ? v->fallback : v->verdict;
+		if (bits & RG_V_EXCLUDE)
+			return 0;
+		if (bits & need)
+			return 1;
+	}
+	for (__u32 i = 0; i < RG_FILTER_MAX_SUFFIXES; i++) {
+		if (i >= conf->nr_suffixes)
+			break;
+		struct rg_suffix *sfx = &conf->suffixes[i & (RG_FILTER_MAX_SUFFIXES - 1)];
+		if (!(sfx->verdict & need) || sfx->len > RG_SUFFIX_LEN || sfx->len > len)
+			continue;
+		int hit = 1;
+		/* compare from the end: mismatches show up at once */
+		for (__u32 j = 0; j < RG_SUFFIX_LEN; j++) {
+			if (j >= sfx->len)
+				break;
+			if (k->data[(len - 1 - j) & KEY_MASK] != sfx->s[(sfx->len - 1 - j) & 31]) {
+				hit = 0;
+				break;
+			}
+		}
+		if (hit)
+			return 1;
+	}
+	return (conf->pass_all & need) != 0;
+}
+
+/* 0x80 in each byte of x that equals the byte repeated in pat, 0 elsewhere (exact). */
+static __always_inline __u64 bytes_equal(__u64 x, __u64 pat)
+{
+	__u64 y = x ^ pat, low7 = 0x7f7f7f7f7f7f7f7fULL;
+
+	return ~(((y & low7) + low7) | y | low7);
+}
+
+/*
+ * Can the name's text differ from the path it names? True when a slash (or the start of the
+ * name) is followed by `.` or `/`: `.` and `..` components and `//`, also (harmlessly) hidden
+ * files. The kernel then cannot judge the prefix and leaves the decision to userspace.
+ * Eight bytes a step and no branches in the body, so the verifier's work stays small.
+ */
+static __always_inline int name_needs_normalizing(const __u8 *rec, struct rg_str *str)
+{
+	__u32 len = str->len, off = str->off;
+	__u64 carry = 0x80; /* a name starts right after a slash */
+	__u64 hit = 0;
+
+	for (__u32 i = 0; i < RG_PATH_MAX / 8; i++) {
+		__u32 at = i * 8;
+		if (at >= len)
+			break;
+		__u32 rem = len - at;
+		__u64 valid = rem >= 8 ? ~0ULL : (1ULL << ((rem & 7) * 8)) - 1;
+		__u64 w = *(const __u64 *)&rec[(off + at) & REC_MASK];
+		__u64 slash = bytes_equal(w, 0x2f2f2f2f2f2f2f2fULL) & valid;
+		__u64 next = (slash | bytes_equal(w, 0x2e2e2e2e2e2e2e2eULL)) & valid;
+
+		hit |= ((slash << 8) | carry) & next;
+		carry = slash >> 56;
+	}
+	return hit != 0;
+}
+
+static __always_inline struct file *fd_file(struct task_struct *task, int fd)
+{
+	struct files_struct *files = BPF_CORE_READ(task, files);
+	struct fdtable *fdt = BPF_CORE_READ(files, fdt);
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *f = NULL;
+
+	if (fd < 0 || (unsigned int)fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]);
+	return f;
+}
+
+/* The directory a name passed with `dfd` is relative to. */
+static __always_inline const struct path *dir_of(struct task_struct *task, int dfd)
+{
+	if (dfd == AT_FDCWD) {
+		struct fs_struct *fs = BPF_CORE_READ(task, fs);
+		return &fs->pwd;
+	}
+	struct file *f = fd_file(task, dfd);
+	return f ? &f->f_path : NULL;
+}
+
+/* The fixed part of a file event for the current task. */
+static __always_inline struct rg_file_event *event_init(struct rg_scratch *s,
+						       const struct rg_inflight *in, long ret)
+{
+	struct rg_file_event *e = (void *)s->rec;
+
+	__builtin_memset(e, 0, sizeof(*e));
+	s->pos = sizeof(*e);
+	rg_fill_header(&e->hdr, RG_KIND_FILE);
+	e->ret = ret;
+	e->flags = in->flags;
+	e->syscall = in->syscall;
+	e->op = in->op;
+	e->fd = in->dfd;
+	e->ppid = rg_current_ppid();
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	return e;
+}
+
+static __always_inline void event_set_inode(struct rg_file_event *e, struct file *f)
+{
+	struct inode *inode = BPF_CORE_READ(f, f_inode);
+
+	e->ino = BPF_CORE_READ(inode, i_ino);
+	e->dev = BPF_CORE_READ(inode, i_sb, s_dev);
+}
+
+static __always_inline void event_submit(struct rg_scratch *s)
+{
+	struct rg_file_event *e = (void *)s->rec;
+	__u32 size = s->pos;
+
+	e->hdr.size = size;
+	rg_submit(s->rec, size, RG_FAM_FILE);
+}
+
+/*
+ * Put (dfd, name) into the record as slots dir+name (or dir2+name2) and judge it.
+ * Returns 1 when the path passes the filter for `need`.
+ */
+static __always_inline int put_name(struct rg_scratch *s, struct rg_keybuf *k,
+				    struct task_struct *task, int dfd, const char *uname,
+				    struct rg_str *dir, struct rg_str *name,
+				    __u16 dir_trunc, __u16 name_trunc, __u8 need)
+{
+	struct rg_file_event *e = (void *)s->rec;
+	int trunc = 0;
+
+	if (rg_put_user_str(s, uname, &s->pos, name))
+		e->hdr.flags |= name_trunc;
+	if (!name->len)
+		return 1; /* unreadable: let userspace see what it can */
+	key_reset(k);
+	if (s->rec[name->off & REC_MASK] != '/') {
+		const struct path *p = dir_of(task, dfd);
+		if (p) {
+			__u32 off = rg_walk_path(s, p, &trunc);
+			if (trunc)
+				e->hdr.flags |= dir_trunc;
+			rg_put_walked(s, off, &s->pos, dir);
+			if (dir->len) {
+				key_append(k, &s->rec[dir->off & REC_MASK], dir->len & PATH_MASK);
+				if (dir->len > 1)
+					key_append(k, "/", 1);
+			}
+		}
+	}
+	key_append(k, &s->rec[name->off & REC_MASK], name->len & PATH_MASK);
+	if (name_needs_normalizing(s->rec, name))
+		return 1;
+	return key_passes(k, need);
+}
+
+static __always_inline int stash(struct rg_inflight *in)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+
+	if (rg_is_self())
+		return 0;
+	bpf_map_update_elem(&rg_inflight_map, &tid, in, BPF_ANY);
+	return 0;
+}
+
+static __always_inline struct rg_inflight *unstash(__u32 *tid)
+{
+	*tid = (__u32)bpf_get_current_pid_tgid();
+	return bpf_map_lookup_elem(&rg_inflight_map, tid);
+}
+
+/* ---- open family ------------------------------------------------------------------------ */
+
+static __always_inline int open_is_write(__u64 flags)
+{
+	return (flags & O_ACCMODE) != O_RDONLY || (flags & (O_CREAT | O_TRUNC));
+}
+
+static __always_inline void watch_file(struct file *f)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32, one = 1;
+	struct rg_watched w = {
+		.dentry = (__u64)BPF_CORE_READ(f, f_path.dentry),
+	};
+	__u64 key = (__u64)f;
+
+	bpf_map_update_elem(&rg_watched_files, &key, &w, BPF_ANY);
+	bpf_map_update_elem(&rg_watched_procs, &tgid, &one, BPF_ANY);
+}
+
+static __always_inline int open_exit(long ret)
+{
+	struct task_struct *task = (void *)bpf_get_current_task();
+	struct rg_inflight *in, in_copy;
+	struct rg_scratch *s;
+	struct rg_keybuf *k;
+	__u32 tid;
+	int trunc = 0;
+
+	in = unstash(&tid);
+	if (!in)
+		return 0;
+	in_copy = *in;
+	bpf_map_delete_elem(&rg_inflight_map, &tid);
+	s = rg_scratch();
+	k = rg_keybuf();
+	if (!s || !k)
+		return 0;
+
+	int write = open_is_write(in_copy.flags);
+	__u8 need = write ? RG_V_WATCH : RG_V_READ;
+	struct rg_file_event *e = event_init(s, &in_copy, ret);
+
+	if (write)
+		e->fflags |= RG_FF_WRITE;
+	if (ret >= 0) {
+		struct file *f = fd_file(task, ret);
+		if (!f)
+			return 0;
+		__u32 off = rg_walk_path(s, &f->f_path, &trunc);
+		key_reset(k);
+		key_append(k, &s->path[off & PATH_MASK], (RG_PATH_MAX - off) & PATH_MASK);
+		if (!key_passes(k, need))
+			return 0;
+		if (trunc)
+			e->hdr.flags |= RG_HF_TRUNC_S0;
+		rg_put_walked(s, off, &s->pos, &e->path);
+		if (rg_put_user_str(s, (const char *)in_copy.name, &s->pos, &e->name))
+			e->hdr.flags |= RG_HF_TRUNC_S2;
+		if (BPF_CORE_READ(f, f_mode) & FMODE_CREATED)
+			e->fflags |= RG_FF_CREATED;
+		event_set_inode(e, f);
+		if (write)
+			watch_file(f);
+	} else if (!put_name(s, k, task, in_copy.dfd, (const char *)in_copy.name, &e->dir,
+			     &e->name, RG_HF_TRUNC_S1, RG_HF_TRUNC_S2, need)) {
+		return 0;
+	}
+	event_submit(s);
+	return 0;
+}
+
+#define ARG(n) (ctx->args[n])
+
+#define OPEN_ENTER(sys, SYS, DFD, NAME, FLAGS)                                                  \
+	SEC("tracepoint/syscalls/sys_enter_" #sys)                                              \
+	int rg_enter_##sys(struct trace_event_raw_sys_enter *ctx)                               \
+	{                                                                                       \
+		struct rg_inflight in = {                                                       \
+			.syscall = SYS, .op = RG_OP_OPEN, .dfd = DFD, .name = NAME, .flags = FLAGS, \
+		};                                                                              \
+		return stash(&in);                                                              \
+	}                                                                                       \
+	SEC("tracepoint/syscalls/sys_exit_" #sys)                                               \
+	int rg_exit_##sys(struct trace_event_raw_sys_exit *ctx)                                 \
+	{                                                                                       \
+		return open_exit(ctx->ret);                                                     \
+	}
+
+OPEN_ENTER(open, RG_SYS_OPEN, AT_FDCWD, ARG(0), ARG(1))
+OPEN_ENTER(creat, RG_SYS_CREAT, AT_FDCWD, ARG(0), O_CREAT | O_TRUNC | 1)
+OPEN_ENTER(openat, RG_SYS_OPENAT, (int)ARG(0), ARG(1), ARG(2))
+
+static __always_inline __u64 open_how_flags(const struct open_how *how)
+{
+	__u64 flags = 0;
+
+	if (how)
+		bpf_probe_read_user(&flags, sizeof(flags), &how->flags);
+	return flags;
+}
+
+OPEN_ENTER(openat2, RG_SYS_OPENAT2, (int)ARG(0), ARG(1), open_how_flags((void *)ARG(2)))
+
+/* ---- write family ----------------------------------------------------------------------- */
+
+static __always_inline int write_enter(struct trace_event_raw_sys_enter *ctx, __u16 sys)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+
+	if (!bpf_map_lookup_elem(&rg_watched_procs, &tgid) || rg_is_self())
+		return 0;
+
+	struct task_struct *task = (void *)bpf_get_current_task();
+	struct file *f = fd_file(task, (int)ARG(0));
+	__u64 key = (__u64)f;
+	struct rg_watched *w = bpf_map_lookup_elem(&rg_watched_files, &key);
+
+	if (!w || w->reported || w->dentry != (__u64)BPF_CORE_READ(f, f_path.dentry))
+		return 0;
+	struct rg_inflight in = {
+		.syscall = sys, .op = RG_OP_WRITE, .dfd = (int)ARG(0), .file = key,
+	};
+	return stash(&in);
+}
+
+static __always_inline int write_exit(long ret)
+{
+	struct rg_inflight *in, in_copy;
+	struct rg_scratch *s;
+	__u32 tid;
+	int trunc = 0;
+
+	in = unstash(&tid);
+	if (!in)
+		return 0;
+	in_copy = *in;
+	bpf_map_delete_elem(&rg_inflight_map, &tid);
+
+	struct rg_watched *w = bpf_map_lookup_elem(&rg_watched_files, &in_copy.file);
+	if (!w || w->reported)
+		return 0;
+	w->reported = 1;
+	s = rg_scratch();
+	if (!s)
+		return 0;
+
+	struct rg_file_event *e = event_init(s, &in_copy, ret);
+	struct file *f = (struct file *)in_copy.file;
+	__u32 off = rg_walk_path(s, &f->f_path, &trunc);
+
+	if (trunc)
+		e->hdr.flags |= RG_HF_TRUNC_S0;
+	rg_put_walked(s, off, &s->pos, &e->path);
+	event_set_inode(e, f);
+	event_submit(s);
+	return 0;
+}
+
+#define WRITE_HOOK(sys, SYS)                                                                    \
+	SEC("tracepoint/syscalls/sys_enter_" #sys)                                              \
+	int rg_enter_##sys(struct trace_event_raw_sys_enter *ctx)                               \
+	{                                                                                       \
+		return write_enter(ctx, SYS);                                                   \
+	}                                                                                       \
+	SEC("tracepoint/syscalls/sys_exit_" #sys)                                               \
+	int rg_exit_##sys(struct trace_event_raw_sys_exit *ctx)                                 \
+	{                                                                                       \
+		return write_exit(ctx->ret);                                                    \
+	}
+
+WRITE_HOOK(write, RG_SYS_WRITE)
+WRITE_HOOK(writev, RG_SYS_WRITEV)
+WRITE_HOOK(pwrite64, RG_SYS_PWRITE64)
+WRITE_HOOK(pwritev, RG_SYS_PWRITEV)
+WRITE_HOOK(pwritev2, RG_SYS_PWRITEV2)
+
+/* A child inherits its parent's open files, so it inherits the write tracking too. */
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(rg_file_fork, struct task_struct *parent, struct task_struct *child)
+{
+	__u32 ptgid = parent->tgid, ctgid = child->tgid, one = 1;
+
+	if (ctgid != child->pid || !bpf_map_lookup_elem(&rg_watched_procs, &ptgid))
+		return 0;
+	bpf_map_update_elem(&rg_watched_procs, &ctgid, &one, BPF_ANY);
+	return 0;
+}
+
+/* ---- rename, unlink and link families: one or two names, judged on either ------------- */
+
+static __always_inline int names_exit(long ret)
+{
+	struct task_struct *task = (void *)bpf_get_current_task();
+	struct rg_inflight *in, in_copy;
+	struct rg_scratch *s;
+	struct rg_keybuf *k;
+	__u32 tid;
+
+	in = unstash(&tid);
+	if (!in)
+		return 0;
+	in_copy = *in;
+	bpf_map_delete_elem(&rg_inflight_map, &tid);
+	s = rg_scratch();
+	k = rg_keybuf();
+	if (!s || !k)
+		return 0;
+
+	struct rg_file_event *e = event_init(s, &in_copy, ret);
+
+	s->pass = 0;
+	if (in_copy.syscall == RG_SYS_SYMLINK || in_copy.syscall == RG_SYS_SYMLINKAT) {
+		/* the target is link content, not a name to resolve: carried raw */
+		if (rg_put_user_str(s, (const char *)in_copy.name, &s->pos, &e->name))
+			e->hdr.flags |= RG_HF_TRUNC_S2;
+	} else {
+		s->pass = put_name(s, k, task, in_copy.dfd, (const char *)in_copy.name, &e->dir,
+				   &e->name, RG_HF_TRUNC_S1, RG_HF_TRUNC_S2, RG_V_WATCH);
+	}
+	if (in_copy.name2 && put_name(s, k, task, in_copy.dfd2, (const char *)in_copy.name2,
+				      &e->dir2, &e->name2, RG_HF_TRUNC_S3, RG_HF_TRUNC_S4, RG_V_WATCH))
+		s->pass = 1;
+	if (!s->pass)
+		return 0;
+	event_submit(s);
+	return 0;
+}
+
+#define NAMES_HOOK(sys, SYS, OP, DFD, NAME, DFD2, NAME2, FLAGS)                                 \
+	SEC("tracepoint/syscalls/sys_enter_" #sys)                                              \
+	int rg_enter_##sys(struct trace_event_raw_sys_enter *ctx)                               \
+	{                                                                                       \
+		struct rg_inflight in = {                                                       \
+			.syscall = SYS, .op = OP, .dfd = DFD, .name = NAME, .dfd2 = DFD2,       \
+			.name2 = NAME2, .flags = FLAGS,                                         \
+		};                                                                              \
+		return stash(&in);                                                              \
+	}                                                                                       \
+	SEC("tracepoint/syscalls/sys_exit_" #sys)                                               \
+	int rg_exit_##sys(struct trace_event_raw_sys_exit *ctx)                                 \
+	{                                                                                       \
+		return names_exit(ctx->ret);                                                    \
+	}
+
+/* source as name, target as name2: the event's path is the target */
+NAMES_HOOK(rename, RG_SYS_RENAME, RG_OP_RENAME, AT_FDCWD, ARG(0), AT_FDCWD, ARG(1), 0)
+NAMES_HOOK(renameat, RG_SYS_RENAMEAT, RG_OP_RENAME, (int)ARG(0), ARG(1), (int)ARG(2), ARG(3), 0)
+NAMES_HOOK(renameat2, RG_SYS_RENAMEAT2, RG_OP_RENAME, (int)ARG(0), ARG(1), (int)ARG(2), ARG(3),
+	   ARG(4))
+NAMES_HOOK(unlink, RG_SYS_UNLINK, RG_OP_UNLINK, AT_FDCWD, ARG(0), 0, 0, 0)
+NAMES_HOOK(unlinkat, RG_SYS_UNLINKAT, RG_OP_UNLINK, (int)ARG(0), ARG(1), 0, 0, ARG(2))
+NAMES_HOOK(rmdir, RG_SYS_RMDIR, RG_OP_UNLINK, AT_FDCWD, ARG(0), 0, 0, 0)
+NAMES_HOOK(link, RG_SYS_LINK, RG_OP_LINK, AT_FDCWD, ARG(0), AT_FDCWD, ARG(1), 0)
+NAMES_HOOK(linkat, RG_SYS_LINKAT, RG_OP_LINK, (int)ARG(0), ARG(1), (int)ARG(2), ARG(3), ARG(4))
+NAMES_HOOK(symlink, RG_SYS_SYMLINK, RG_OP_LINK, AT_FDCWD, ARG(0), AT_FDCWD, ARG(1), 0)
+NAMES_HOOK(symlinkat, RG_SYS_SYMLINKAT, RG_OP_LINK, AT_FDCWD, ARG(0), (int)ARG(1), ARG(2), 0)

@@ -1,0 +1,194 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * randguard record contract: the one definition of every record the kernel side writes into the
+ * shared ring buffer. agent/randguard/records.py mirrors it and tests/kernel/test_contract.py
+ * proves the two agree against the compiled objects' BTF.
+ *
+ * A record is a fixed part followed by a string area. Strings are described by rg_str
+ * (offset from the record start, length without NUL) and are not NUL-terminated on the wire.
+ * All integers are little-endian (x86-64).
+ */
+#ifndef RANDGUARD_H
+#define RANDGUARD_H
+
+#define RG_SCHEMA_VERSION 1
+#define RG_COMM_LEN 16
+#define RG_PATH_MAX 4096 /* longest path or name carried whole */
+#define RG_REC_MAX 24576 /* largest record (fixed part + strings) */
+
+/* rg_header.kind */
+enum rg_kind {
+	RG_KIND_FILE = 1,
+	RG_KIND_PROC_FORK = 2,
+	RG_KIND_PROC_EXEC = 3,
+	RG_KIND_PROC_EXIT = 4,
+};
+
+/* rg_header.flags: bit n set when string slot n was cut at RG_PATH_MAX (or at a depth limit). */
+enum rg_header_flag {
+	RG_HF_TRUNC_S0 = 1 << 0,
+	RG_HF_TRUNC_S1 = 1 << 1,
+	RG_HF_TRUNC_S2 = 1 << 2,
+	RG_HF_TRUNC_S3 = 1 << 3,
+	RG_HF_TRUNC_S4 = 1 << 4,
+};
+
+/* Index of the per-CPU drop counters (rg_drops map): one slot per event family. */
+enum rg_family {
+	RG_FAM_FILE = 0,
+	RG_FAM_PROCESS = 1,
+	RG_FAM_NETWORK = 2,
+	RG_FAM_MAX = 4,
+};
+
+struct rg_header {
+	__u16 kind;    /* enum rg_kind */
+	__u16 version; /* RG_SCHEMA_VERSION */
+	__u16 size;    /* whole record: fixed part + strings */
+	__u16 flags;   /* enum rg_header_flag */
+	__u64 ts_ns;   /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
+	__u32 pid;     /* tgid */
+	__u32 tid;
+	__u32 uid; /* real uid */
+	__u32 gid; /* real gid */
+};
+
+struct rg_str {
+	__u16 off; /* from the start of the record; 0 with len 0: absent */
+	__u16 len;
+};
+
+/* rg_file_event.op: the event family, which is also the output event_type. */
+enum rg_file_op {
+	RG_OP_OPEN = 1,   /* file_open */
+	RG_OP_WRITE = 2,  /* file_write */
+	RG_OP_RENAME = 3, /* file_rename */
+	RG_OP_UNLINK = 4, /* file_unlink */
+	RG_OP_LINK = 5,   /* file_link */
+};
+
+/* rg_file_event.syscall: which syscall produced the event. */
+enum rg_syscall {
+	RG_SYS_OPEN = 1,
+	RG_SYS_CREAT = 2,
+	RG_SYS_OPENAT = 3,
+	RG_SYS_OPENAT2 = 4,
+	RG_SYS_WRITE = 5,
+	RG_SYS_WRITEV = 6,
+	RG_SYS_PWRITE64 = 7,
+	RG_SYS_PWRITEV = 8,
+	RG_SYS_PWRITEV2 = 9,
+	RG_SYS_RENAME = 10,
+	RG_SYS_RENAMEAT = 11,
+	RG_SYS_RENAMEAT2 = 12,
+	RG_SYS_UNLINK = 13,
+	RG_SYS_UNLINKAT = 14,
+	RG_SYS_RMDIR = 15,
+	RG_SYS_LINK = 16,
+	RG_SYS_LINKAT = 17,
+	RG_SYS_SYMLINK = 18,
+	RG_SYS_SYMLINKAT = 19,
+	RG_SYS_MAX = 20,
+};
+
+/* rg_file_event.fflags */
+enum rg_file_flag {
+	RG_FF_CREATED = 1 << 0, /* open: this call created the file (FMODE_CREATED) */
+	RG_FF_WRITE = 1 << 1,   /* open: opened for writing, creating or truncating */
+};
+
+/*
+ * A file event, emitted at sys_exit so it carries the result.
+ * String slots (the header's truncation bits use these indexes):
+ *   s0 path:  the object's absolute path as the kernel resolved it (successful opens, writes)
+ *   s1 dir:   the directory `name` is relative to (cwd or the dirfd), resolved by the kernel;
+ *             absent when `name` is absolute or s0 is present
+ *   s2 name:  the raw string passed to the syscall (rename/link: the source)
+ *   s3 dir2:  like dir, for name2
+ *   s4 name2: rename/link: the target as passed
+ */
+struct rg_file_event {
+	struct rg_header hdr;
+	__s64 ret;       /* syscall return value */
+	__u64 flags;     /* open flags, rename/unlinkat/linkat flags */
+	__u64 ino;       /* inode number when the kernel knows the file */
+	__u32 dev;       /* its superblock's device (kernel encoding) */
+	__u32 ppid;      /* tgid of the real parent */
+	__u16 syscall;   /* enum rg_syscall */
+	__u8 op;         /* enum rg_file_op */
+	__u8 fflags;     /* enum rg_file_flag */
+	__s32 fd;        /* write: the fd; *at calls: the dirfd */
+	char comm[RG_COMM_LEN];
+	struct rg_str path;
+	struct rg_str dir;
+	struct rg_str name;
+	struct rg_str dir2;
+	struct rg_str name2;
+	__u32 _pad;
+};
+
+/* A new process or thread (sched_process_fork); the header is the parent's. */
+struct rg_proc_fork {
+	struct rg_header hdr;
+	__u32 parent_tgid;
+	__u32 child_tgid;
+	__u32 child_tid;
+	__u32 _pad;
+	char comm[RG_COMM_LEN];
+};
+
+/* A completed exec (sched_process_exec); the header is the new image's. */
+struct rg_proc_exec {
+	struct rg_header hdr;
+	__u32 ppid;
+	__u32 old_tid;
+	char comm[RG_COMM_LEN];
+	struct rg_str exe;      /* s0: absolute path of the new image, resolved by the kernel */
+	struct rg_str filename; /* s1: the file name as passed to exec */
+};
+
+/* A task exit (sched_process_exit). */
+struct rg_proc_exit {
+	struct rg_header hdr;
+	__s32 exit_code; /* task->exit_code: status << 8 | signal */
+	__u8 group_dead; /* the last thread of the process */
+	__u8 _pad[3];
+	char comm[RG_COMM_LEN];
+};
+
+/* Kernel-side path filter (LPM trie). Filled from the config before any program is attached. */
+#define RG_FILTER_KEY_LEN 256
+#define RG_FILTER_MAX_SUFFIXES 16
+#define RG_SUFFIX_LEN 30
+
+enum rg_verdict {
+	RG_V_WATCH = 1,   /* write-like operations pass */
+	RG_V_READ = 2,    /* read-only opens pass */
+	RG_V_EXCLUDE = 4, /* nothing passes */
+};
+
+struct rg_filter_key {
+	__u32 prefixlen; /* bits */
+	__u8 data[RG_FILTER_KEY_LEN];
+};
+
+struct rg_filter_val {
+	__u8 verdict;  /* enum rg_verdict bits */
+	__u8 exact;    /* the entry applies only to a path of exactly this length */
+	__u8 fallback; /* verdict when `exact` does not hold */
+	__u8 _pad;
+};
+
+struct rg_suffix {
+	__u8 len;     /* at most RG_SUFFIX_LEN */
+	__u8 verdict;
+	char s[RG_SUFFIX_LEN + 2]; /* left-aligned; the slack keeps masked indexes in bounds */
+};
+
+struct rg_filter_conf {
+	__u32 nr_suffixes;
+	__u32 pass_all; /* verdict bits that pass every path not excluded */
+	struct rg_suffix suffixes[RG_FILTER_MAX_SUFFIXES];
+};
+
+#endif /* RANDGUARD_H */

@@ -1,0 +1,479 @@
+"""PathMatcher semantics, FileFilter decisions and the kernel filter's superset property."""
+
+import fnmatch
+import random
+import struct
+
+import pytest
+
+from randguard.config import Config
+from randguard.matcher import (
+    KERNEL_FILTER_MAX_SUFFIXES,
+    KERNEL_TRIE_KEY_LEN,
+    VERDICT_EXCLUDE,
+    VERDICT_READ,
+    VERDICT_WATCH,
+    FileFilter,
+    KernelFilter,
+    PathMatcher,
+    TrieEntry,
+    compile_kernel_filter,
+    glob_to_regex,
+    pack_suffix,
+    pack_trie_key,
+    pack_trie_value,
+)
+from randguard.paths import decode_path
+
+
+def default_filter() -> FileFilter:
+    return FileFilter.from_config(Config().file)
+
+
+# --- PathMatcher ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spec", ["/etc", "/etc/", "//etc/./"])
+def test_prefix_is_directory_aware(spec: str) -> None:
+    m = PathMatcher([spec])
+    assert m.matches("/etc")
+    assert m.matches("/etc/x")
+    assert m.matches("/etc/x/y/z")
+    assert not m.matches("/etcd")
+    assert not m.matches("/etcd/x")
+    assert not m.matches("/et")
+    assert not m.matches("/")
+    assert not m.matches("/usr/etc")
+    assert not m.matches("etc/x")
+
+
+def test_nested_and_root_prefixes() -> None:
+    m = PathMatcher(["/usr/lib/systemd/system"])
+    assert m.matches("/usr/lib/systemd/system/a.service")
+    assert not m.matches("/usr/lib/systemd")
+    assert not m.matches("/usr/lib/systemd/systemx")
+    root = PathMatcher(["/"])
+    assert root.matches("/")
+    assert root.matches("/anything/at/all")
+    assert not root.matches("relative")
+
+
+def test_empty_matcher_matches_nothing() -> None:
+    m = PathMatcher()
+    assert not m.matches("/")
+    assert not m.matches("/etc/x")
+
+
+def test_basename_patterns() -> None:
+    m = PathMatcher([], ["*.service", "authorized_keys", "cron*", "id_[re]*"])
+    assert m.matches("/etc/systemd/system/a.service")
+    assert m.matches("/x.service")
+    assert m.matches("relative/x.service")
+    assert m.matches("/home/u/.ssh/authorized_keys")
+    assert not m.matches("/home/u/.ssh/authorized_keys2")
+    assert not m.matches("/home/u/.ssh/xauthorized_keys")
+    assert not m.matches("/etc/a.service/x")  # only the basename counts
+    assert m.matches("/etc/crontab")
+    assert not m.matches("/etc/cron.d/job")
+    assert m.matches("/root/.ssh/id_rsa")
+    assert m.matches("/root/.ssh/id_ed25519")
+    assert not m.matches("/root/.ssh/id_dsa")
+
+
+def test_full_path_patterns_star_does_not_cross_slash() -> None:
+    m = PathMatcher([], ["/etc/cron.*/*", "/home/*/.bashrc"])
+    assert m.matches("/etc/cron.d/job")
+    assert m.matches("/etc/cron.daily/logrotate")
+    assert not m.matches("/etc/cron.d/sub/job")
+    assert not m.matches("/etc/cron.d")
+    assert m.matches("/home/u/.bashrc")
+    assert not m.matches("/home/u/v/.bashrc")
+    assert not m.matches("/home/.bashrc/x")
+
+
+def test_glob_paths_are_anchored_and_directory_aware() -> None:
+    m = PathMatcher(["/home/*/.ssh", "/etc/cron.?"])
+    assert m.matches("/home/u/.ssh")
+    assert m.matches("/home/u/.ssh/authorized_keys")
+    assert not m.matches("/home/u/.sshx")
+    assert not m.matches("/home/u/v/.ssh")
+    assert not m.matches("/x/home/u/.ssh")
+    assert m.matches("/etc/cron.d/job")
+    assert not m.matches("/etc/cron.daily/job")
+
+
+def test_glob_classes() -> None:
+    assert PathMatcher([], ["[!a]x"]).matches("/bx")
+    assert not PathMatcher([], ["[!a]x"]).matches("/ax")
+    assert not PathMatcher([], ["/a[!b]c"]).matches("/a/c")  # a class never matches "/"
+    assert not PathMatcher([], ["/a?c"]).matches("/a/c")
+    assert PathMatcher([], ["[]]"]).matches("/]")
+    assert PathMatcher([], ["x[a-c]"]).matches("/xb")
+    assert not PathMatcher([], ["x[c-a]"]).matches("/xb")  # empty range
+    assert PathMatcher([], ["a[b"]).matches("/a[b")  # unclosed: literal
+    assert PathMatcher([], ["a.b"]).matches("/a.b")
+    assert not PathMatcher([], ["a.b"]).matches("/axb")  # "." is literal
+    assert PathMatcher([], ["*"]).matches("/line\nbreak")
+
+
+def test_backslash_in_config_is_literal() -> None:
+    # a config backslash matches a backslash byte, which decode_path doubles
+    raw = b"/a\\b/x"
+    m = PathMatcher(["/a\\b"], ["*\\b"])
+    assert m.matches(decode_path(raw))
+    assert PathMatcher([], ["a\\b"]).matches(decode_path(b"/a\\b"))
+    assert not m.matches(decode_path(b"/a/b"))
+
+
+def _ref_matches(paths: list[str], patterns: list[str], path: str) -> bool:
+    """Slow reference: fnmatch per path component."""
+
+    def comp_match(pat: str, p: str) -> bool:
+        ps, qs = pat.split("/"), p.split("/")
+        return len(ps) == len(qs) and all(
+            fnmatch.fnmatchcase(q, x) for x, q in zip(ps, qs, strict=True)
+        )
+
+    for spec in paths:
+        spec = spec.rstrip("/") or "/"
+        if spec == "/":
+            if path.startswith("/"):
+                return True
+            continue
+        parts = path.split("/")
+        for i in range(2, len(parts) + 1):
+            if comp_match(spec, "/".join(parts[:i])):
+                return True
+    base = path.rsplit("/", 1)[-1]
+    for pat in patterns:
+        if "/" in pat:
+            if comp_match(pat, path):
+                return True
+        elif fnmatch.fnmatchcase(base, pat):
+            return True
+    return False
+
+
+def test_matches_reference_on_random_inputs() -> None:
+    rng = random.Random(99)
+    comps = ["etc", "etcd", "e", "cron.d", "a.service", "x", "ab", "ba", ".ssh", "[x]"]
+    path_specs = ["/", "/etc", "/etc/cron.d", "/e*", "/etc/*.d", "/*/x", "/e?c", "/[ae]*/x"]
+    pat_specs = ["*.service", "x", "a*", "*b", "?b", "[!a]*", "/etc/*", "/*/*.d", "*", "[x]"]
+    for _ in range(300):
+        paths = rng.sample(path_specs, rng.randrange(4))
+        patterns = rng.sample(pat_specs, rng.randrange(4))
+        m = PathMatcher(paths, patterns)
+        for _ in range(50):
+            p = "/" + "/".join(rng.choice(comps) for _ in range(rng.randrange(1, 5)))
+            assert m.matches(p) == _ref_matches(paths, patterns, p), (paths, patterns, p)
+
+
+def test_64_prefixes() -> None:
+    prefixes = [f"/srv/app{i}/conf" for i in range(64)] + [f"/opt/t{i}" for i in range(64)]
+    m = PathMatcher(prefixes)
+    for i in range(64):
+        assert m.matches(f"/srv/app{i}/conf")
+        assert m.matches(f"/srv/app{i}/conf/deep/er/file")
+        assert not m.matches(f"/srv/app{i}/confx")
+        assert m.matches(f"/opt/t{i}/x")
+    assert not m.matches("/srv/app64/conf/x")
+    assert not m.matches("/srv")
+    assert not m.matches("/" + "/".join(["d"] * 200))
+
+
+def test_glob_to_regex_never_crosses_slash() -> None:
+    import re
+
+    assert re.fullmatch(glob_to_regex("a*b"), "axxb")
+    assert not re.fullmatch(glob_to_regex("a*b"), "ax/xb")
+    assert not re.fullmatch(glob_to_regex("a**b"), "ax/xb")
+
+
+# --- FileFilter ----------------------------------------------------------------------------
+
+
+def test_default_filter_read_only_opens() -> None:
+    f = default_filter()
+    assert not f.wants("/etc/ld.so.cache", write=False)
+    assert not f.wants("/usr/bin/ls", write=False)
+    assert f.wants("/etc/shadow", write=False)
+    assert f.wants("/etc/sudoers.d/90-admin", write=False)
+    assert f.wants("/root/.ssh/authorized_keys", write=False)
+    assert not f.wants("/etc/shadowx", write=False)
+    assert not f.wants("/etc/x.service", write=False)
+
+
+def test_default_filter_writes() -> None:
+    f = default_filter()
+    assert f.wants("/etc/ld.so.cache", write=True)
+    assert f.wants("/etc/shadow", write=True)
+    assert f.wants("/usr/bin/sudo", write=True)
+    assert f.wants("/bin/sh", write=True)
+    assert f.wants("/home/u/.config/systemd/user/evil.service", write=True)
+    assert not f.wants("/home/u/notes.txt", write=True)
+    assert not f.wants("/etcd/x", write=True)
+    assert not f.wants("/usr/binx", write=True)
+
+
+def test_exclude_wins() -> None:
+    f = default_filter()
+    assert not f.wants("/tmp/x.service", write=True)
+    assert not f.wants("/var/log/syslog", write=True)
+    assert not f.wants("/tmp", write=True)
+    assert f.wants("/tmpx/a.service", write=True)
+    nested = FileFilter(["/etc"], [], ["/etc/cron.d"], ["/etc/cron.d"])
+    assert f.wants("/etc/crontab", write=True)
+    assert not nested.wants("/etc/cron.d/job", write=True)
+    assert not nested.wants("/etc/cron.d/job", write=False)
+    assert nested.wants("/etc/cron.daily/job", write=True)
+    inverse = FileFilter(["/etc/cron.d", "/"], ["*"], ["/etc"], ["/"])
+    assert not inverse.wants("/etc/cron.d/job", write=True)
+    assert not inverse.wants("/etc/passwd", write=False)
+    assert inverse.wants("/usr/x", write=False)
+
+
+def test_rename_either_side() -> None:
+    f = default_filter()
+    assert f.wants_any(["/home/u/evil", "/etc/cron.d/evil"], write=True)
+    assert f.wants_any(["/etc/cron.d/evil", "/home/u/evil"], write=True)
+    assert f.wants_any(["/home/u/a", "/home/u/a.service"], write=True)
+    assert not f.wants_any(["/home/u/a", "/home/u/b"], write=True)
+    assert not f.wants_any(["/tmp/a", "/tmp/b.service"], write=True)
+    assert f.wants_any(["/tmp/a", "/etc/a"], write=True)
+    assert not f.wants_any([], write=True)
+
+
+def test_read_paths_may_hold_globs() -> None:
+    f = FileFilter([], [], ["/home/skip"], ["/home/*/.ssh", "/etc/shadow"])
+    assert f.wants("/home/u/.ssh/id_rsa", write=False)
+    assert not f.wants("/home/skip/.ssh/id_rsa", write=False)
+    assert not f.wants("/home/u/.sshx", write=False)
+    assert not f.wants("/home/u/.ssh/id_rsa", write=True)
+
+
+# --- kernel filter -------------------------------------------------------------------------
+
+
+def test_default_kernel_filter() -> None:
+    f = default_filter()
+    k = compile_kernel_filter(f)
+    assert k.pass_all == 0
+    assert k.suffixes == [(b".service", VERDICT_WATCH)]
+    assert not k.passes(b"/etc/ld.so.cache", write=False)
+    assert k.passes(b"/etc/ld.so.cache", write=True)
+    assert k.passes(b"/etc/shadow", write=False)
+    assert not k.passes(b"/etc/shadowx", write=False)
+    assert k.passes(b"/etc/sudoers.d/x", write=False)
+    assert not k.passes(b"/tmp/a.service", write=True)
+    assert k.passes(b"/home/a.service", write=True)
+    assert not k.passes(b"/home/u/notes", write=True)
+    assert not k.passes(b"/etcd", write=True)
+    entries = {e.prefix: e for e in k.trie}
+    assert entries[b"/etc/"] == TrieEntry(b"/etc/", False, VERDICT_WATCH, 0)
+    assert entries[b"/etc"] == TrieEntry(b"/etc", True, VERDICT_WATCH, 0)
+    rw = VERDICT_WATCH | VERDICT_READ
+    assert entries[b"/etc/shadow"] == TrieEntry(b"/etc/shadow", True, rw, VERDICT_WATCH)
+    assert entries[b"/tmp/"].verdict == VERDICT_EXCLUDE
+
+
+def test_kernel_nesting_rules() -> None:
+    k = compile_kernel_filter(FileFilter(["/etc"], [], ["/etc/cron.d"], []))
+    assert not k.passes(b"/etc/cron.d/job", write=True)
+    assert not k.passes(b"/etc/cron.d", write=True)
+    assert k.passes(b"/etc/cron.dx", write=True)  # exact entry falls back to /etc/
+    assert k.passes(b"/etc/crontab", write=True)
+    k = compile_kernel_filter(FileFilter(["/etc/cron.d"], [], ["/etc"], []))
+    assert not k.passes(b"/etc/cron.d/job", write=True)  # exclude wins at any depth
+    k = compile_kernel_filter(FileFilter(["/", "/etc"], [], ["/tmp"], []))
+    assert [e.prefix for e in k.trie if e.prefix == b"/"] == [b"/"]
+    assert k.pass_all == 0
+    assert k.passes(b"/anything", write=True)
+    assert not k.passes(b"/anything", write=False)
+    assert not k.passes(b"/tmp/x", write=True)
+
+
+def test_kernel_patterns() -> None:
+    k = compile_kernel_filter(
+        FileFilter([], ["*.service", "authorized_keys", "/etc/cron.*/*"], ["/tmp"], [])
+    )
+    assert k.pass_all == 0
+    assert (b"/authorized_keys", VERDICT_WATCH) in k.suffixes
+    assert any(e.prefix == b"/etc/cron." and not e.exact for e in k.trie)
+    assert k.passes(b"/tmp2/authorized_keys", write=True)
+    assert not k.passes(b"/tmp/authorized_keys", write=True)  # trie exclude beats a suffix
+    for pat in ["cron*", "*.d/*x", "/*/x", "*", "[ab].conf"]:
+        assert compile_kernel_filter(FileFilter([], [pat], [], [])).pass_all == VERDICT_WATCH, pat
+    k = compile_kernel_filter(FileFilter([], [], [], ["/*/.ssh"]))
+    assert k.pass_all == VERDICT_READ
+
+
+def test_kernel_too_many_suffixes_fall_back_to_pass_all() -> None:
+    pats = [f"*.ext{i}" for i in range(KERNEL_FILTER_MAX_SUFFIXES + 1)]
+    k = compile_kernel_filter(FileFilter(["/etc"], pats, [], []))
+    assert len(k.suffixes) == KERNEL_FILTER_MAX_SUFFIXES
+    assert k.pass_all == VERDICT_WATCH
+    k = compile_kernel_filter(FileFilter(["/etc"], pats[:-1], [], []))
+    assert k.pass_all == 0
+
+
+def test_kernel_64_prefixes_stay_on() -> None:
+    prefixes = [f"/srv/app{i}/conf" for i in range(64)]
+    f = FileFilter(prefixes, ["*.service"], ["/tmp"], [f"/srv/app{i}/secret" for i in range(64)])
+    k = compile_kernel_filter(f)
+    assert k.pass_all == 0
+    assert len(k.trie) == 4 * 64 + 2
+    assert k.passes(b"/srv/app63/conf/x", write=True)
+    assert not k.passes(b"/srv/app64/conf/x", write=True)
+    assert k.passes(b"/srv/app7/secret", write=False)
+
+
+def test_kernel_long_prefixes_are_cut() -> None:
+    long_dir = "/" + "d" * 299
+    f = FileFilter([long_dir], [], [], [])
+    k = compile_kernel_filter(f)
+    assert all(len(e.prefix) <= 255 for e in k.trie)
+    assert k.passes((long_dir + "/x").encode(), write=True)
+    for n in (253, 254, 255):
+        d = "/" + "d" * (n - 1)
+        k = compile_kernel_filter(FileFilter([d], [], [], []))
+        assert all(len(e.prefix) <= 255 for e in k.trie)
+        for p in (d, d + "/x", d + "/" + "y" * 300):
+            assert k.passes(p.encode(), write=True), (n, p)
+
+
+def test_pack_layouts() -> None:
+    key = pack_trie_key(b"/etc/")
+    assert len(key) == 4 + KERNEL_TRIE_KEY_LEN
+    assert struct.unpack_from("=I", key)[0] == 40
+    assert key[4:9] == b"/etc/" and key[9:] == bytes(KERNEL_TRIE_KEY_LEN - 5)
+    assert pack_trie_value(TrieEntry(b"/etc", True, 3, 1)) == bytes([3, 4, 1, 0])
+    assert pack_trie_value(TrieEntry(b"/etc/", False, 1, 0)) == bytes([1, 0, 0, 0])
+    s = pack_suffix(b".service", 1)
+    assert len(s) == 32 and s[:2] == bytes([8, 1]) and s[2:10] == b".service"
+    with pytest.raises(ValueError):
+        pack_suffix(b"x" * 31, 1)
+
+
+# --- superset property ---------------------------------------------------------------------
+
+_CFG_COMPS = ["etc", "etcd", "e", "cron.d", "x.service", "ssh", "a\\b", "x41", "caf\u00e9"]
+_CFG_COMPS.append("L" * 120)
+_RAW_COMPS = [c.encode() for c in _CFG_COMPS] + [
+    b"\xff",
+    b"\xffz",
+    b"\xe2\x82",
+    b"\\x41",
+    b"\\",
+    b"ab.conf",
+    b"\xab.conf",
+    b"\xabc",
+    b"authorized_keys",
+    b"a.service",
+    b"d" * 254,
+]
+_PATTERNS = [
+    "*.service",
+    "*service",
+    "authorized_keys",
+    "*.conf",
+    "*bc",
+    "*xabc",
+    "*abc",
+    "*xab.conf",
+    "*b.conf",
+    "*\\\\xab.conf",
+    "*x41",
+    "*41",
+    "*\\x41",
+    "*\\",
+    "x41",
+    "*b",
+    "cron*",
+    "*.d/*x",
+    "/etc/*.conf",
+    "/etc/cron.*/*",
+    "/e*",
+    "/*/x.service",
+    "[ae]*",
+    "?tc",
+    "*" + "y" * 40,
+    "z" * 40,
+]
+
+
+def _random_dir(rng: random.Random) -> str:
+    r = rng.random()
+    if r < 0.08:
+        return "/"
+    if r < 0.15:
+        return "/" + "d" * rng.choice([253, 254, 255, 256, 300])
+    if r < 0.25:
+        return "/e*/" + rng.choice(_CFG_COMPS) if rng.random() < 0.5 else "/etc/cron.?"
+    return "/" + "/".join(rng.choice(_CFG_COMPS) for _ in range(rng.randrange(1, 4)))
+
+
+def _random_filter(rng: random.Random) -> FileFilter:
+    return FileFilter(
+        [_random_dir(rng) for _ in range(rng.randrange(5))],
+        rng.sample(_PATTERNS, rng.randrange(5)),
+        [_random_dir(rng) for _ in range(rng.randrange(4))],
+        [_random_dir(rng) for _ in range(rng.randrange(4))],
+    )
+
+
+def _random_paths(rng: random.Random, f: FileFilter) -> list[bytes]:
+    out = []
+    for _ in range(60):
+        comps = [rng.choice(_RAW_COMPS) for _ in range(rng.randrange(1, 6))]
+        out.append(b"/" + b"/".join(comps))
+    for d in (*f.watch_paths, *f.exclude_paths, *f.read_paths):
+        b = d.replace("*", "x").replace("?", "x").rstrip("/").encode()
+        tail = rng.choice(_RAW_COMPS)
+        if b:  # near misses: the path itself, below it, and siblings sharing its text
+            out += [b, b + b"/" + tail, b + b"x", b + b"x/" + tail, b + tail]
+    return out
+
+
+def test_kernel_filter_is_superset_of_userspace() -> None:
+    rng = random.Random(20240601)
+    checked = dropped = 0
+    for _ in range(400):
+        f = _random_filter(rng)
+        k = compile_kernel_filter(f)
+        assert len(k.suffixes) <= KERNEL_FILTER_MAX_SUFFIXES
+        assert all(len(e.prefix) <= 255 for e in k.trie)
+        assert all(e.verdict in (0, 1, 2, 3, 4) for e in k.trie)
+        for raw in _random_paths(rng, f):
+            path = decode_path(raw)
+            for write in (True, False):
+                want = f.wants(path, write)
+                passes = k.passes(raw, write)
+                assert passes or not want, (
+                    f.watch_paths,
+                    f.watch_patterns,
+                    f.exclude_paths,
+                    f.read_paths,
+                    raw,
+                    write,
+                    k,
+                )
+                checked += want
+                dropped += not passes
+    # the property is not met trivially
+    assert checked > 1000 and dropped > 1000
+
+
+def test_kernel_passes_emulation_matches_kernel_rules() -> None:
+    k = KernelFilter(
+        [
+            TrieEntry(b"/a/", False, VERDICT_WATCH, 0),
+            TrieEntry(b"/a", True, VERDICT_READ, VERDICT_EXCLUDE),
+        ],
+        [(b".x", VERDICT_READ)],
+        0,
+    )
+    assert k.passes(b"/a", write=False)
+    assert not k.passes(b"/ab.x", write=False)  # exact miss -> fallback EXCLUDE beats suffix
+    assert k.passes(b"/a/b", write=True)
+    assert k.passes(b"/a/b.x", write=False)
+    assert not k.passes(b"/b", write=True)
