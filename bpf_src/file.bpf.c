@@ -168,8 +168,8 @@ static __always_inline __u64 bytes_equal(__u64 x, __u64 pat)
 
 /*
  * Can the name's text differ from the path it names? True when a slash (or the start of the
- * name) is followed by `.` or `/`: `.` and `..` components and `//`, also (harmlessly) hidden
- * files. The kernel then cannot judge the prefix and leaves the decision to userspace.
+ * name) is followed by `.` or `/` (`.` and `..` components, `//`, and, harmlessly, hidden files)
+ * and when the name ends in a slash. The kernel then cannot judge the prefix and leaves the decision to userspace.
  * Eight bytes a step and no branches in the body, so the verifier's work stays small.
  */
 static __always_inline int name_needs_normalizing(const __u8 *rec, struct rg_str *str)
@@ -191,7 +191,8 @@ static __always_inline int name_needs_normalizing(const __u8 *rec, struct rg_str
 		hit |= ((slash << 8) | carry) & next;
 		carry = slash >> 56;
 	}
-	return hit != 0;
+	/* a trailing slash also changes the text (x.service/ names x.service) */
+	return hit != 0 || (len && rec[(off + len - 1) & REC_MASK] == '/');
 }
 
 static __always_inline struct file *fd_file(struct task_struct *task, int fd)

@@ -65,6 +65,9 @@ KERNEL_SUFFIX_LEN = 30
 # prefixes are cut to this many bytes (a shorter prefix passes more: still a superset).
 KERNEL_TRIE_MAX_PREFIX = 255
 
+_NO_TOP: tuple[int, ...] = ()
+_MAX_CUTS = 6  # beyond this many distinct prefix lengths per top, walking ancestors is cheaper
+
 _FullMatch = Callable[[str], "re.Match[str] | None"]
 _GLOB_RE = re.compile(r"[*?\[]")
 
@@ -181,7 +184,14 @@ class PathMatcher:
         self._base_suffixes = tuple(base_suffixes)
         self._base_re = _compile_alternatives(base_globs)
         self._full_re = _compile_alternatives(full_globs, dotall=True)
-        self._tops = frozenset(p[: p.find("/", 1)] if p.find("/", 1) > 0 else p for p in prefixes)
+        # first component -> sorted prefix lengths below it, or None (too many: walk ancestors)
+        by_top: dict[str, set[int]] = {}
+        for p in prefixes:
+            j = p.find("/", 1)
+            by_top.setdefault(p if j < 0 else p[:j], set()).add(len(p))
+        self._tops = {
+            t: tuple(sorted(ls)) if len(ls) <= _MAX_CUTS else None for t, ls in by_top.items()
+        }
         self._has_base = bool(base_names or base_suffixes or base_globs)
 
     def matches(self, path: str) -> bool:
@@ -191,19 +201,23 @@ class PathMatcher:
                 return True
             tops = self._tops
             if tops:
-                # prune on the first component: most paths share none with any prefix
+                # prune on the first component: most paths share it with no prefix
                 j = path.find("/", 1)
-                if (path if j < 0 else path[:j]) in tops:
-                    prefixes = self._prefixes
-                    max_len = self._max_len
-                    if len(path) <= max_len and path in prefixes:
+                lens = tops.get(path if j < 0 else path[:j], _NO_TOP)
+                if lens is None:
+                    if self._walk(path):
                         return True
-                    # walk the ancestors no longer than the longest prefix
-                    i = path.rfind("/", 0, max_len + 1)
-                    while i > 0:
-                        if path[:i] in prefixes:
+                elif lens:
+                    # few distinct prefix lengths under this top: test just those cut points
+                    n = len(path)
+                    prefixes = self._prefixes
+                    for k in lens:
+                        if k >= n:
+                            if k == n and path in prefixes:
+                                return True
+                            break
+                        if path[k] == "/" and path[:k] in prefixes:
                             return True
-                        i = path.rfind("/", 0, i)
         if self._has_base:
             base = path[path.rfind("/") + 1 :]
             if base in self._base_names:
@@ -213,6 +227,19 @@ class PathMatcher:
             if self._base_re is not None and self._base_re(base) is not None:
                 return True
         return self._full_re is not None and self._full_re(path) is not None
+
+    def _walk(self, path: str) -> bool:
+        """Test each ancestor of `path` no longer than the longest prefix against the set."""
+        prefixes = self._prefixes
+        max_len = self._max_len
+        if len(path) <= max_len and path in prefixes:
+            return True
+        i = path.rfind("/", 0, max_len + 1)
+        while i > 0:
+            if path[:i] in prefixes:
+                return True
+            i = path.rfind("/", 0, i)
+        return False
 
 
 def _compile_alternatives(bodies: Sequence[str], dotall: bool = False) -> _FullMatch | None:

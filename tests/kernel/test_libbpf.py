@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from randguard import libbpf
 from randguard.libbpf import BpfObject, LibbpfError
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from randguard.libbpf import BpfObject
 from randguard.ringbuf import RingBuffer
 

@@ -181,6 +181,16 @@ def test_64_prefixes() -> None:
     assert not m.matches("/" + "/".join(["d"] * 200))
 
 
+def test_many_prefix_lengths_under_one_directory() -> None:
+    rng = random.Random(5)
+    prefixes = ["/srv/" + "a" * i for i in range(1, 65, 3)] + ["/srv/a/b/c", "/srv/aaaa/x"]
+    m = PathMatcher(prefixes)
+    comps = ["a", "aa", "aaa", "aaaa", "b", "c", "x", "a" * 31, "a" * 64]
+    for _ in range(3000):
+        p = "/srv/" + "/".join(rng.choice(comps) for _ in range(rng.randrange(1, 5)))
+        assert m.matches(p) == _ref_matches(prefixes, [], p), p
+
+
 def test_glob_to_regex_never_crosses_slash() -> None:
     import re
 

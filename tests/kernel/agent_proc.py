@@ -1,0 +1,144 @@
+"""Runs the real agent (`python -m randguard run`) as a child process for kernel tests.
+
+Events are read from its stdout by a thread; a test acts, then drops a marker file and waits for
+the marker's event: the ring buffer is ordered, so by then every earlier event has arrived.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+Event = dict
+
+
+def toml_list(items: list[str]) -> str:
+    return "[" + ", ".join(json.dumps(i) for i in items) + "]"
+
+
+def write_config(path: Path, watch: list[str], exclude: list[str] = (), read: list[str] = (),
+                 patterns: list[str] = (), extra: str = "") -> Path:
+    path.write_text(
+        "[agent]\nlog_level = \"info\"\n"
+        "[file]\n"
+        f"watch_paths = {toml_list(list(watch))}\n"
+        f"watch_patterns = {toml_list(list(patterns))}\n"
+        f"exclude_paths = {toml_list(list(exclude))}\n"
+        f"read_paths = {toml_list(list(read))}\n" + extra
+    )
+    return path
+
+
+class AgentProc:
+    """A running agent; `stop()` sends SIGINT and returns its exit code."""
+
+    def __init__(self, config: Path, stdout: int | None = None, marker_dir: Path | None = None):
+        self.marker_dir = marker_dir
+        self.events: list[Event] = []
+        self.bad_lines: list[bytes] = []
+        self.stderr_lines: list[str] = []
+        self._cond = threading.Condition()
+        env = dict(os.environ, PYTHONPATH=str(ROOT / "agent"))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "randguard", "run", "--config", str(config)],
+            stdout=stdout if stdout is not None else subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        self._threads = [threading.Thread(target=self._read_err, daemon=True)]
+        if stdout is None:
+            self._threads.append(threading.Thread(target=self._read_out, daemon=True))
+        for t in self._threads:
+            t.start()
+        self._wait_ready()
+
+    def _read_out(self) -> None:
+        for line in self.proc.stdout:
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                self.bad_lines.append(line)
+                continue
+            with self._cond:
+                self.events.append(ev)
+                self._cond.notify_all()
+
+    def _read_err(self) -> None:
+        for line in self.proc.stderr:
+            with self._cond:
+                self.stderr_lines.append(line.decode(errors="replace"))
+                self._cond.notify_all()
+
+    def _wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not any("ready:" in ln for ln in self.stderr_lines):
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self._cond.release()
+                    try:
+                        self.proc.wait(5)
+                        for t in self._threads:
+                            t.join(2)
+                    finally:
+                        self._cond.acquire()
+                    raise RuntimeError("agent did not start:\n" + "".join(self.stderr_lines))
+                self._cond.wait(0.2)
+
+    def wait_for(self, pred: Callable[[Event], bool], timeout: float = 10) -> Event:
+        """The first event matching pred, waiting for it to arrive."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for ev in self.events:
+                    if pred(ev):
+                        return ev
+                left = deadline - time.monotonic()
+                if left <= 0 or self.proc.poll() is not None:
+                    raise AssertionError(
+                        f"no matching event within {timeout}s; {len(self.events)} events seen; "
+                        "stderr:\n" + "".join(self.stderr_lines[-20:])
+                    )
+                self._cond.wait(min(left, 0.2))
+
+    def sync(self) -> None:
+        """Wait until every event caused before this call has been read."""
+        assert self.marker_dir is not None
+        marker = self.marker_dir / f"marker-{uuid.uuid4().hex}"
+        marker.write_bytes(b"")
+        self.wait_for(lambda e: e.get("resolved_path") == str(marker))
+        marker.unlink()
+
+    def matching(self, pred: Callable[[Event], bool]) -> list[Event]:
+        with self._cond:
+            return [e for e in self.events if pred(e)]
+
+    def stop(self, timeout: float = 10) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        rc = self.proc.wait(timeout)
+        for t in self._threads:
+            t.join(5)
+        return rc
+
+    def __enter__(self) -> AgentProc:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.poll() is None:
+            self.stop()
+
+
+def rg_program_ids() -> set[int]:
+    """IDs of the loaded BPF programs that belong to randguard (names start with rg_)."""
+    out = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, check=True)
+    return {p["id"] for p in json.loads(out.stdout) if p.get("name", "").startswith("rg_")}

@@ -1,0 +1,312 @@
+"""File telemetry end to end on the real kernel: the agent runs, the test acts, events arrive.
+
+One agent serves the module (loading takes seconds); each test works in its own directory under
+a watched base and synchronises on a marker file before asserting what did or did not arrive.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from agent_proc import AgentProc, write_config
+
+from randguard.paths import decode_path
+
+pytestmark = pytest.mark.kernel
+
+N_PREFIXES = 64
+
+
+@pytest.fixture(scope="module")
+def base() -> Path:
+    # /var/tmp, not /tmp: the test must not depend on /tmp's own exclusion, and an unprivileged
+    # user must be able to reach it (for EACCES)
+    d = Path(tempfile.mkdtemp(prefix="rg-test-", dir="/var/tmp"))
+    d.chmod(0o755)
+    for sub in ("watched", "excluded", "unwatched", "markers"):
+        (d / sub).mkdir()
+        (d / sub).chmod(0o755)
+    for i in range(N_PREFIXES):
+        (d / f"p{i:02d}").mkdir()
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def agent(base: Path, tmp_path_factory: pytest.TempPathFactory) -> AgentProc:
+    cfg = write_config(
+        tmp_path_factory.mktemp("cfg") / "config.toml",
+        watch=["/etc", str(base / "watched"), str(base / "markers")]
+        + [str(base / f"p{i:02d}") for i in range(N_PREFIXES)],
+        exclude=[str(base / "excluded")],
+        read=[str(base / "watched" / "secret")],
+        patterns=["*.service"],
+    )
+    a = AgentProc(cfg, marker_dir=base / "markers")
+    yield a
+    assert a.stop() == 0
+    assert not a.bad_lines, "stdout must be pure NDJSON"
+
+
+def events_for(agent: AgentProc, path: Path | str, kind: str | None = None) -> list[dict]:
+    return agent.matching(
+        lambda e: e.get("resolved_path") == str(path) and (kind is None or e["event_type"] == kind)
+    )
+
+
+def sh(cmd: str, cwd: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(["sh", "-c", cmd], cwd=cwd, check=True)
+
+
+def test_post_demo_create_write_unlink(agent: AgentProc) -> None:
+    path = "/etc/systemd/system/rand-guard-demo.service"
+    os.makedirs("/etc/systemd/system", exist_ok=True)
+    sh(f"printf '# rand-guard persistence demo\\n' > {path}")
+    rm = subprocess.run(["rm", "-f", path], check=True)
+    assert rm.returncode == 0
+    agent.sync()
+    opened = agent.wait_for(lambda e: e["event_type"] == "file_open"
+                            and e["resolved_path"] == path)
+    written = agent.wait_for(lambda e: e["event_type"] == "file_write"
+                             and e["resolved_path"] == path)
+    unlinked = agent.wait_for(lambda e: e["event_type"] == "file_unlink"
+                              and e["resolved_path"] == path)
+    assert opened["created"] is True and opened["access"] == "write"
+    assert opened["ret"] >= 0 and opened["error"] is None
+    assert written["ret"] == len("# rand-guard persistence demo\n") and written["error"] is None
+    assert unlinked["ret"] == 0 and unlinked["error"] is None
+    for ev in (opened, written):
+        assert ev["comm"] == "sh" and ev["exe_path"] == os.path.realpath("/bin/sh")
+        assert ev["ppid"] == os.getpid()
+        assert ev["uid"] == 0 and ev["pid"] > 0 and ev["tid"] == ev["pid"]
+    assert opened["pid"] == written["pid"]
+    assert unlinked["comm"] == "rm" and unlinked["exe_path"] == os.path.realpath("/bin/rm")
+    assert unlinked["ppid"] == os.getpid()
+
+
+def test_relative_name_in_cron_dir(agent: AgentProc) -> None:
+    created_dir = not os.path.isdir("/etc/cron.d")
+    os.makedirs("/etc/cron.d", exist_ok=True)
+    job = f"rg-test-job-{os.getpid()}"
+    try:
+        sh(f"echo x > {job}", cwd="/etc/cron.d")
+        agent.sync()
+        ev = agent.wait_for(lambda e: e["event_type"] == "file_open"
+                            and e["resolved_path"] == f"/etc/cron.d/{job}")
+        assert ev["filename"] == job and ev["created"] is True
+    finally:
+        os.unlink(f"/etc/cron.d/{job}")
+        if created_dir:
+            os.rmdir("/etc/cron.d")
+
+
+def test_dirfd_relative_open_rename_unlink(agent: AgentProc, base: Path) -> None:
+    d = base / "watched" / "dirfd"
+    d.mkdir()
+    dfd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fd = os.open("a.conf", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=dfd)
+        os.close(fd)
+        os.rename("a.conf", "b.conf", src_dir_fd=dfd, dst_dir_fd=dfd)
+        os.unlink("b.conf", dir_fd=dfd)
+    finally:
+        os.close(dfd)
+    agent.sync()
+    op = events_for(agent, d / "a.conf", "file_open")
+    assert op and op[0]["syscall"] == "openat" and op[0]["filename"] == "a.conf"
+    rn = events_for(agent, d / "b.conf", "file_rename")
+    assert rn and rn[0]["old_path"] == str(d / "a.conf") and rn[0]["ret"] == 0
+    assert rn[0]["filename"] == "b.conf" and rn[0]["old_filename"] == "a.conf"
+    ul = events_for(agent, d / "b.conf", "file_unlink")
+    assert ul and ul[0]["syscall"] == "unlinkat" and ul[0]["ret"] == 0
+
+
+def test_dotdot_and_double_slash_forms(agent: AgentProc, base: Path) -> None:
+    d = base / "watched" / "dots"
+    (d / "sub").mkdir(parents=True)
+    weird = f"{base}//watched/./dots/sub/../sub//f.txt"
+    os.close(os.open(weird, os.O_WRONLY | os.O_CREAT, 0o644))  # pathlib would tidy the name
+    missing = f"{base}/watched/dots/sub/..//nope/../missing.txt"
+    with pytest.raises(FileNotFoundError):
+        os.open(missing, os.O_WRONLY)
+    agent.sync()
+    ev = agent.wait_for(lambda e: e["event_type"] == "file_open"
+                        and e["resolved_path"] == str(d / "sub" / "f.txt"))
+    assert ev["filename"] == weird
+    failed = events_for(agent, d / "missing.txt", "file_open")
+    assert failed and failed[0]["error"] == "ENOENT" and failed[0]["ret"] == -errno.ENOENT
+    assert failed[0]["filename"] == missing
+
+
+def test_failed_open_enoent(agent: AgentProc, base: Path) -> None:
+    path = base / "watched" / "no-such-dir" / "f"
+    with pytest.raises(FileNotFoundError):
+        os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    agent.sync()
+    ev = events_for(agent, path, "file_open")
+    assert ev and ev[0]["error"] == "ENOENT" and ev[0]["ret"] == -errno.ENOENT
+    assert ev[0]["created"] is False and ev[0]["fd"] is None
+
+
+def test_denied_open_eacces_as_unprivileged_user(agent: AgentProc, base: Path) -> None:
+    path = base / "watched" / "root-only"
+    path.write_text("secret")
+    path.chmod(0o600)
+    r = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+         "sh", "-c", f"echo x >> {path}"],
+        capture_output=True,
+    )
+    assert r.returncode != 0
+    agent.sync()
+    ev = agent.wait_for(lambda e: e["resolved_path"] == str(path) and e["uid"] == 65534)
+    assert ev["event_type"] == "file_open" and ev["error"] == "EACCES"
+    assert ev["ret"] == -errno.EACCES and ev["gid"] == 65534
+
+
+def test_rename_from_excluded_into_watched(agent: AgentProc, base: Path) -> None:
+    src = base / "excluded" / "payload.service"
+    dst = base / "watched" / "payload.service"
+    src.write_text("[Unit]\n")
+    os.rename(src, dst)
+    agent.sync()
+    ev = agent.wait_for(lambda e: e["event_type"] == "file_rename"
+                        and e["resolved_path"] == str(dst))
+    assert ev["old_path"] == str(src) and ev["syscall"] in ("rename", "renameat", "renameat2")
+    # creating it inside the excluded directory produced nothing, pattern or not
+    assert not agent.matching(lambda e: e["resolved_path"] == str(src))
+
+
+def test_symlink_and_hard_link_into_watched_dir(agent: AgentProc, base: Path) -> None:
+    target = base / "unwatched" / "tool"
+    target.write_text("#!/bin/sh\n")
+    sym = base / "watched" / "sym-tool"
+    hard = base / "watched" / "hard-tool"
+    os.symlink(target, sym)
+    os.link(target, hard)
+    agent.sync()
+    s = agent.wait_for(lambda e: e["event_type"] == "file_link" and e["resolved_path"] == str(sym))
+    assert s["syscall"] in ("symlink", "symlinkat") and s["old_path"] == str(target)
+    h = agent.wait_for(lambda e: e["event_type"] == "file_link"
+                       and e["resolved_path"] == str(hard))
+    assert h["syscall"] in ("link", "linkat") and h["old_path"] == str(target) and h["ret"] == 0
+
+
+def test_ten_thousand_writes_make_one_event(agent: AgentProc, base: Path) -> None:
+    path = base / "watched" / "busy.log"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        for _ in range(10_000):
+            os.write(fd, b"x")
+    finally:
+        os.close(fd)
+    agent.sync()
+    writes = events_for(agent, path, "file_write")
+    assert len(writes) == 1
+    assert writes[0]["pid"] == os.getpid() and writes[0]["ret"] == 1 and writes[0]["fd"] == fd
+
+
+def test_writes_to_unwatched_and_read_only_opens_are_dropped(agent: AgentProc, base: Path) -> None:
+    quiet = base / "unwatched" / "quiet"
+    quiet.write_text("x" * 10)
+    plain = base / "watched" / "plain"
+    plain.write_text("x")
+    plain.read_text()  # a read-only open outside read_paths
+    secret = base / "watched" / "secret"
+    secret.write_text("s")
+    secret.read_text()  # under read_paths: reported
+    agent.sync()
+    assert not events_for(agent, quiet)
+    assert [e["access"] for e in events_for(agent, plain, "file_open")] == ["write"]
+    assert [e["access"] for e in events_for(agent, secret, "file_open")] == ["write", "read"]
+
+
+def test_3000_byte_path_arrives_whole(agent: AgentProc, base: Path) -> None:
+    d = base / "watched"
+    comp = "d" * 199
+    deep = d
+    while len(str(deep)) + len(comp) + 1 < 2900:
+        deep = deep / comp
+    deep.mkdir(parents=True)
+    path = deep / ("f" * (3000 - len(str(deep)) - 1))
+    assert len(str(path)) == 3000
+    path.write_text("x")
+    agent.sync()
+    ev = agent.wait_for(lambda e: e["event_type"] == "file_open"
+                        and e["resolved_path"] == str(path))
+    assert ev["path_truncated"] is False and ev["filename"] == str(path)
+
+
+def test_newline_and_invalid_utf8_in_path(agent: AgentProc, base: Path) -> None:
+    raw = os.fsencode(base / "watched") + b"/bad\nname\"\\\xff\x01.txt"
+    fd = os.open(raw, os.O_WRONLY | os.O_CREAT, 0o644)
+    os.close(fd)
+    agent.sync()
+    want = decode_path(raw)
+    assert "\\xff" in want and "\n" in want
+    ev = agent.wait_for(lambda e: e["resolved_path"] == want)
+    assert ev["event_type"] == "file_open" and ev["filename"] == want
+    os.unlink(raw)
+
+
+def test_64_watch_prefixes(agent: AgentProc, base: Path) -> None:
+    paths = [base / f"p{i:02d}" / "x" for i in (0, 17, 42, N_PREFIXES - 1)]
+    for p in paths:
+        p.write_text("x")
+    agent.sync()
+    for p in paths:
+        assert events_for(agent, p, "file_open"), p
+
+
+def test_excluded_paths_produce_nothing(agent: AgentProc, base: Path) -> None:
+    d = base / "excluded" / "deep"
+    d.mkdir()
+    (d / "a.service").write_text("x")
+    os.rename(d / "a.service", d / "b.service")
+    os.unlink(d / "b.service")
+    agent.sync()
+    assert not agent.matching(lambda e: str(e.get("resolved_path", "")).startswith(str(d)))
+
+
+def test_kernel_reports_absolute_path_for_cwd_relative_failure(agent: AgentProc,
+                                                               base: Path) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    d = base / "watched"
+    old = os.getcwd()
+    os.chdir(d)
+    try:
+        assert libc.unlink(b"never-existed") == -1
+    finally:
+        os.chdir(old)
+    agent.sync()
+    ev = events_for(agent, d / "never-existed", "file_unlink")
+    assert ev and ev[0]["error"] == "ENOENT" and ev[0]["filename"] == "never-existed"
+
+
+def test_agents_own_activity_never_produces_events(base: Path, tmp_path: Path) -> None:
+    """The agent reads /proc after attaching (read_paths has /proc) and writes its output to a
+    watched file: none of that may come back as events."""
+    out = base / "watched" / "agent-output.ndjson"
+    cfg = write_config(tmp_path / "c.toml", watch=[str(base / "watched")], read=["/proc"])
+    with open(out, "wb") as f:
+        a = AgentProc(cfg, stdout=f.fileno())
+        try:
+            for i in range(3):
+                (base / "watched" / f"trigger{i}").write_text("x")
+                Path(f"/proc/{os.getpid()}/stat").read_bytes()
+            time.sleep(0.5)
+        finally:
+            assert a.stop() == 0
+    events = [json.loads(line) for line in out.read_text().splitlines()]
+    assert any(e["resolved_path"] == str(base / "watched" / "trigger2") for e in events)
+    assert any(e["resolved_path"].startswith("/proc/") for e in events)
+    assert not [e for e in events if e["pid"] == a.proc.pid]
