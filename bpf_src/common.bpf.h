@@ -15,6 +15,18 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
+/*
+ * The record layouts, kept in every object's BTF (libbpf skips this section) so that the agent
+ * and the tests can check records.py against what was really compiled.
+ */
+struct rg_contract {
+	struct rg_file_event file;
+	struct rg_proc_fork fork;
+	struct rg_proc_exec exec;
+	struct rg_proc_exit exit;
+};
+const struct rg_contract rg_contract __attribute__((section(".rg_contract"), used));
+
 /* Set by the loader before load. */
 const volatile __u32 rg_self_tgid = 0;     /* the agent: its own activity is never reported */
 const volatile __u64 rg_wakeup_bytes = 0;  /* wake the reader only past this much pending data */

@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import __version__
-from .config import ConfigError, load_config, resolve_config_path
+from . import __version__, recording
+from .config import Config, ConfigError, load_config, resolve_config_path
+from .events import encode_lines
 from .libbpf import LibbpfError, libbpf_version
 from .loader import LoadError
+from .matcher import FileFilter
+from .pipeline import Pipeline
+from .proctable import ProcessTable
 
 EXIT_CONFIG = 2
 EXIT_RUNTIME = 1
@@ -25,14 +29,29 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="load the BPF programs and stream events to stdout")
     run.add_argument("--config", metavar="PATH",
                      help="config file (default: $RANDGUARD_CONFIG, else the packaged default)")
+    run.add_argument("--record", metavar="FILE",
+                     help="also save every raw kernel record to FILE, for `replay`")
     check = sub.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("path", nargs="?", metavar="PATH", help="config file (default as for run)")
+    replay = sub.add_parser("replay", help="run a recording through the pipeline (no kernel)")
+    replay.add_argument("recording", metavar="FILE")
+    replay.add_argument("--config", metavar="PATH", help="config file (default as for run)")
     return p
+
+
+def _replay(cfg: Config, path: str) -> int:
+    """The pure pipeline over a recording: the same events `run` wrote, minus live /proc data."""
+    pipe = Pipeline(FileFilter.from_config(cfg.file),
+                    ProcessTable(cfg.performance.max_process_cache_entries), cfg.host())
+    with open(path, "rb") as f:
+        events = pipe.feed(list(recording.read(f)))
+    sys.stdout.buffer.write(encode_lines(events))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    path = resolve_config_path(args.config if args.command == "run" else args.path)
+    path = resolve_config_path(args.path if args.command == "check-config" else args.config)
     try:
         cfg = load_config(path)
     except ConfigError as e:
@@ -42,10 +61,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{path}: ok", file=sys.stderr)
         return 0
 
+    if args.command == "replay":
+        try:
+            return _replay(cfg, args.recording)
+        except (OSError, ValueError) as e:
+            print(f"randguard: {args.recording}: {e}", file=sys.stderr)
+            return EXIT_RUNTIME
+
     from .runtime import Agent, configure_logging
 
     configure_logging(cfg.agent.log_level)
     try:
+        if args.record:
+            with open(args.record, "wb") as rec:
+                return Agent(cfg, record=rec).run()
         return Agent(cfg).run()
     except (LoadError, LibbpfError, OSError) as e:
         print(f"randguard: error: {e}", file=sys.stderr)

@@ -45,6 +45,7 @@ struct bpf_object_open_opts;
 /* linux/btf.h; the union {size, type} is one u32. */
 struct btf_type { uint32_t name_off; uint32_t info; uint32_t size_or_type; };
 struct btf_var_secinfo { uint32_t type; uint32_t offset; uint32_t size; };
+struct btf_member { uint32_t name_off; uint32_t type; uint32_t offset; };
 
 /* The x86-64 System V va_list element; va_list itself is an array of one of these, so it is
    passed to functions as a pointer, and va_copy is a plain copy of these 24 bytes. */
@@ -94,6 +95,7 @@ const void *bpf_map__initial_value(struct bpf_map *map, size_t *psize);
 int32_t btf__find_by_name_kind(const struct btf *btf, const char *type_name, uint32_t kind);
 const struct btf_type *btf__type_by_id(const struct btf *btf, uint32_t id);
 const char *btf__name_by_offset(const struct btf *btf, uint32_t offset);
+long btf__resolve_size(const struct btf *btf, uint32_t type_id);
 
 int bpf_map_update_elem(int fd, const void *key, const void *value, uint64_t flags);
 int bpf_map_lookup_elem(int fd, const void *key, void *value);
@@ -112,6 +114,7 @@ ffi.cdef(_CDEF + _LIBC_CDEF)
 _lib = ffi.dlopen("libbpf.so.1")
 _libc = ffi.dlopen("libc.so.6")
 
+_BTF_KIND_STRUCT = 4
 _BTF_KIND_DATASEC = 15
 _VA_LIST_SIZE = 24
 _X86_64 = platform.machine() in ("x86_64", "AMD64")
@@ -589,6 +592,24 @@ class BpfObject:
             name = _cstr(_lib.btf__name_by_offset(btf, var.name_off))
             layout[name] = (int(info.offset), int(info.size))
         return rodata, layout
+
+    def struct_layout(self, name: str) -> tuple[int, dict[str, tuple[int, int]]]:
+        """``(size, {member: (byte offset, size)})`` of a struct in the object's BTF: what the
+        compiler really laid out, for checking a userspace mirror against it."""
+        btf = _lib.bpf_object__btf(self._obj())
+        type_id = _lib.btf__find_by_name_kind(btf, name.encode(), _BTF_KIND_STRUCT)
+        if btf == ffi.NULL or type_id < 0:
+            raise KeyError(f"no struct {name} in the BTF of {self.path}")
+        t = _lib.btf__type_by_id(btf, type_id)
+        kflag = t.info >> 31
+        members = ffi.cast("const struct btf_member *", t + 1)
+        layout = {}
+        for i in range(t.info & 0xFFFF):
+            m = members[i]
+            bits = m.offset & 0xFFFFFF if kflag else m.offset
+            mname = _cstr(_lib.btf__name_by_offset(btf, m.name_off))
+            layout[mname] = (bits // 8, int(_lib.btf__resolve_size(btf, m.type)))
+        return int(t.size_or_type), layout
 
     def rodata_vars(self) -> dict[str, tuple[int, int]]:
         """``{name: (offset, size)}`` of the ``const volatile`` variables in .rodata."""

@@ -13,10 +13,9 @@ import os
 import struct
 from pathlib import Path
 
-from . import matcher
+from . import matcher, records
 from .config import FILE_HOOKS, Config
 from .libbpf import BpfObject, Map, ensure_tracefs, tracepoint_exists
-from .records import FAMILIES
 
 log = logging.getLogger("randguard.loader")
 
@@ -70,7 +69,7 @@ class KernelSide:
     def drop_counts(self) -> dict[str, int]:
         """Records the kernel could not put into the ring, per event family (summed over CPUs)."""
         out = {}
-        for i, fam in enumerate(FAMILIES):
+        for i, fam in enumerate(records.FAMILIES):
             vals = self.drops.lookup_percpu(struct.pack("<I", i))
             out[fam] = sum(struct.unpack_from("<Q", v)[0] for v in vals)
         return out
@@ -117,6 +116,10 @@ def load(cfg: Config, file_filter: matcher.FileFilter) -> KernelSide:
     try:
         proc = _open("process")
         ks.objects.append(proc)
+        mismatches = records.layout_mismatches(proc.struct_layout)
+        if mismatches:
+            raise LoadError(f"{proc.path}: record layout differs from the decoder: "
+                            + "; ".join(mismatches))
         proc.set_rodata(rodata)
         proc.set_max_entries("rg_events", ring_bytes)
         proc.set_max_entries("rg_scratch_map", os.cpu_count() or 1)

@@ -8,6 +8,7 @@ compiled objects, so the two sides cannot drift apart silently.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from typing import Final
 
 import msgspec
@@ -71,6 +72,39 @@ LAYOUTS: Final = {
     "rg_proc_exec": EXEC_FIELDS,
     "rg_proc_exit": EXIT_FIELDS,
 }
+
+
+def expected_layout(name: str) -> tuple[int, dict[str, tuple[int, int]]]:
+    """``(size, {field: (offset, size)})`` of a C struct as this module reads it."""
+    off, members = 0, {}
+    if name != "rg_header":
+        off = struct.calcsize("<" + _fmt(HEADER_FIELDS))
+        members["hdr"] = (0, off)
+    for field, fmt in LAYOUTS[name]:
+        size = struct.calcsize("<" + fmt)
+        if not field.startswith("_"):
+            members[field] = (off, size)
+        off += size
+    return off, members
+
+
+def layout_mismatches(
+    compiled: Callable[[str], tuple[int, dict[str, tuple[int, int]]]],
+) -> list[str]:
+    """Differences between this module and the compiled structs (`compiled` gives a struct's
+    layout, e.g. BpfObject.struct_layout); empty when the two sides agree."""
+    out = []
+    for name in LAYOUTS:
+        want_size, want = expected_layout(name)
+        size, have = compiled(name)
+        have = {k: v for k, v in have.items() if not k.startswith("_")}
+        if size != want_size:
+            out.append(f"struct {name}: {size} bytes compiled, {want_size} decoded")
+        for field in sorted(set(want) | set(have)):
+            if want.get(field) != have.get(field):
+                out.append(f"struct {name}.{field}: (offset, size) compiled {have.get(field)}, "
+                           f"decoded {want.get(field)}")
+    return out
 
 
 def _fmt(fields: tuple[tuple[str, str], ...]) -> str:

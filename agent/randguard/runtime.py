@@ -7,7 +7,7 @@ import signal
 import sys
 from typing import BinaryIO
 
-from . import loader, procfs
+from . import loader, procfs, recording
 from .config import Config
 from .events import encode_lines
 from .matcher import FileFilter
@@ -24,9 +24,12 @@ BATCH = 4096  # records per pipeline batch and per stdout write
 class Agent:
     """One run of the agent: `run()` returns when a stop signal arrives or stdout closes."""
 
-    def __init__(self, cfg: Config, out: BinaryIO | None = None) -> None:
+    def __init__(
+        self, cfg: Config, out: BinaryIO | None = None, record: BinaryIO | None = None
+    ) -> None:
         self.cfg = cfg
         self.out = out if out is not None else sys.stdout.buffer
+        self.record = recording.Writer(record) if record is not None else None
         self.file_filter = FileFilter.from_config(cfg.file)
         self.procs = ProcessTable(cfg.performance.max_process_cache_entries)
         self.pipeline = Pipeline(self.file_filter, self.procs, cfg.host())
@@ -57,7 +60,7 @@ class Agent:
         return 0
 
     def _loop(self, ring: RingBuffer) -> None:
-        feed, out = self.pipeline.feed, self.out
+        feed, out, record = self.pipeline.feed, self.out, self.record
         while True:
             stopping = self.stopping
             if not stopping:
@@ -66,6 +69,8 @@ class Agent:
                 raws = ring.drain(BATCH)
                 if not raws:
                     break
+                if record is not None:
+                    record.write(raws)
                 evs = feed(raws)
                 if evs:
                     out.write(encode_lines(evs))

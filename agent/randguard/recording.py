@@ -1,0 +1,45 @@
+"""Recordings of raw ring-buffer records, for replay through the pure pipeline.
+
+`randguard run --record FILE` saves what the kernel sent; `randguard replay FILE` and the unit
+tests feed it back through the same pipeline without a kernel. Format: the magic line, then
+each record as a little-endian u32 length and the record's bytes.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from typing import BinaryIO
+
+MAGIC = b"RGREC1\n"
+_LEN = struct.Struct("<I")
+
+
+class Writer:
+    """Appends batches of records to an open binary file."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self.f = f
+        f.write(MAGIC)
+
+    def write(self, raws: list[bytes]) -> None:
+        pack = _LEN.pack
+        self.f.write(b"".join(pack(len(r)) + r for r in raws))
+        self.f.flush()
+
+
+def read(f: BinaryIO) -> Iterator[bytes]:
+    """The records of a recording, in order; ValueError if it is not one or is cut short."""
+    if f.read(len(MAGIC)) != MAGIC:
+        raise ValueError("not a randguard recording (bad magic)")
+    while True:
+        head = f.read(_LEN.size)
+        if not head:
+            return
+        if len(head) != _LEN.size:
+            raise ValueError("recording cut short in a length field")
+        (n,) = _LEN.unpack(head)
+        rec = f.read(n)
+        if len(rec) != n:
+            raise ValueError("recording cut short in a record")
+        yield rec

@@ -1,0 +1,44 @@
+"""The record contract: records.py and the compiled objects' BTF describe the same layouts."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from randguard import records
+from randguard.libbpf import BpfObject
+
+BPF_DIR = Path(__file__).resolve().parents[2] / "agent" / "randguard" / "bpf"
+OBJECTS = ("process", "file")
+
+
+def _object(name: str) -> Path:
+    path = BPF_DIR / f"{name}.bpf.o"
+    if not path.exists():
+        if os.environ.get("RANDGUARD_REQUIRE_KERNEL_TESTS") == "1":
+            pytest.fail(f"{path} missing: the contract must be checked on CI")
+        pytest.skip(f"{path} not built (run make)")
+    return path
+
+
+@pytest.mark.parametrize("name", OBJECTS)
+def test_decoder_matches_compiled_layouts(name: str) -> None:
+    with BpfObject(_object(name)) as obj:
+        assert records.layout_mismatches(obj.struct_layout) == []
+        size, members = obj.struct_layout("rg_file_event")
+    assert size == records.FILE.size
+    assert members["path"] == (records.FILE.size - 24, 4)
+
+
+def test_a_drifted_layout_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    drifted = dict(records.LAYOUTS)
+    fields = list(drifted["rg_proc_exit"])
+    fields[0] = ("exit_code", "q")  # an int64 where the kernel has an int32
+    drifted["rg_proc_exit"] = tuple(fields)
+    monkeypatch.setattr(records, "LAYOUTS", drifted)
+    with BpfObject(_object("process")) as obj:
+        problems = records.layout_mismatches(obj.struct_layout)
+    assert any("rg_proc_exit" in p and "exit_code" not in p for p in problems)  # size
+    assert any("rg_proc_exit.group_dead" in p for p in problems)

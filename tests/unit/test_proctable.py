@@ -1,0 +1,55 @@
+"""The process table: lineage from fork and exec, removal at exit, LRU bounds."""
+
+from __future__ import annotations
+
+import os
+
+from randguard import procfs
+from randguard.proctable import ProcessTable, ProcInfo
+from randguard.records import ExecRecord, ExitRecord, ForkRecord
+
+
+def fork(parent: int, child: int, comm: bytes = b"bash") -> ForkRecord:
+    return ForkRecord(1, parent, parent, 0, 0, parent, child, child, comm)
+
+
+def exec_(pid: int, ppid: int, exe: bytes, comm: bytes) -> ExecRecord:
+    return ExecRecord(0, 2, pid, pid, 0, 0, ppid, pid, comm, exe, exe)
+
+
+def test_fork_inherits_exe_then_exec_replaces_it() -> None:
+    t = ProcessTable(16)
+    t.put(100, ProcInfo(1, "bash", "/usr/bin/bash"))
+    t.on_fork(fork(100, 200))
+    assert t.get(200) == ProcInfo(100, "bash", "/usr/bin/bash", 1)
+    t.on_exec(exec_(200, 100, b"/usr/bin/cat", b"cat"))
+    info = t.get(200)
+    assert (info.ppid, info.comm, info.exe_path, info.start_ns) == (100, "cat", "/usr/bin/cat", 1)
+
+
+def test_exit_of_the_group_frees_the_entry_and_reuse_starts_clean() -> None:
+    t = ProcessTable(16)
+    t.on_exec(exec_(300, 1, b"/usr/sbin/nginx", b"nginx"))
+    t.on_exit(ExitRecord(3, 300, 301, 0, False, b"nginx"))  # a thread: the process lives on
+    assert t.get(300) is not None
+    t.on_exit(ExitRecord(4, 300, 300, 0, True, b"nginx"))
+    assert t.get(300) is None and len(t) == 0
+    t.on_fork(fork(1, 300, b"sh"))  # PID reused by an unrelated process
+    assert t.get(300).exe_path is None and t.get(300).comm == "sh"
+
+
+def test_lru_eviction_is_bounded_and_counted() -> None:
+    t = ProcessTable(3)
+    for pid in (1, 2, 3):
+        t.put(pid, ProcInfo(0, str(pid), None))
+    t.get(1)  # 1 is now the most recently used
+    t.put(4, ProcInfo(0, "4", None))
+    assert len(t) == 3 and t.get(2) is None and t.get(1) is not None and t.evictions == 1
+
+
+def test_seed_from_proc_knows_this_process() -> None:
+    t = ProcessTable(100_000)
+    assert procfs.seed(t) > 1
+    me = t.get(os.getpid())
+    assert me.ppid == os.getppid()
+    assert me.exe_path == os.path.realpath(f"/proc/{os.getpid()}/exe")
