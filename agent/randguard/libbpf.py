@@ -18,6 +18,7 @@ import logging
 import os
 import platform
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Self
 
@@ -499,10 +500,17 @@ class BpfObject:
         self._loaded = True
 
     def close(self) -> None:
-        """Destroy this object's links, then the object. Idempotent."""
+        """Destroy this object's links, then the object. Idempotent.
+
+        Detaching a tracepoint waits for an RCU grace period (about 50 ms here), so the links
+        are destroyed from several threads at once (cffi calls release the GIL): 38 syscall
+        hooks detach in one or two grace periods instead of two seconds."""
         links, self._links = self._links, []
+        if len(links) > 1:
+            with ThreadPoolExecutor(max_workers=min(32, len(links))) as pool:
+                list(pool.map(Link.destroy, links))
         for link in links:
-            link.destroy()
+            link.destroy()  # no-op unless a thread failed
         ptr, self._ptr = self._ptr, None
         if ptr is not None:
             _lib.bpf_object__close(ptr)

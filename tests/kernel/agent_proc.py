@@ -142,3 +142,31 @@ def rg_program_ids() -> set[int]:
     """IDs of the loaded BPF programs that belong to randguard (names start with rg_)."""
     out = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, check=True)
     return {p["id"] for p in json.loads(out.stdout) if p.get("name", "").startswith("rg_")}
+
+
+def held_program_ids(pid: int | str) -> set[int]:
+    """Programs a process holds, as program or link fds (from /proc/PID/fdinfo)."""
+    ids = set()
+    try:
+        fds = os.listdir(f"/proc/{pid}/fdinfo")
+    except OSError:
+        return ids
+    for fd in fds:
+        try:
+            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                for line in f:
+                    if line.startswith("prog_id:"):
+                        ids.add(int(line.split()[1]))
+        except OSError:
+            continue
+    return ids
+
+
+def orphan_rg_programs() -> set[int]:
+    """randguard programs that no live process holds: what a crashed or half-started agent
+    would leave behind. (Other agents running at the same time hold theirs.)"""
+    held = set()
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            held |= held_program_ids(pid)
+    return rg_program_ids() - held
