@@ -55,8 +55,14 @@ class Agent:
                     log.info("stdout closed; stopping")
                 drops = ks.drop_counts()
             if any(drops.values()):
-                log.warning("kernel ring buffer drops: %s", drops)
-        log.info("detached; %d events written", self.written)
+                log.warning("kernel ring buffer drops: %s",
+                            " ".join(f"{k}={v}" for k, v in drops.items()))
+        pipe = self.pipeline
+        if pipe.decode_errors:
+            log.warning("undecodable records: %s",
+                        " ".join(f"{k}={v}" for k, v in sorted(pipe.decode_errors.items())))
+        log.info("detached; %d records read, %d filtered, %d events written",
+                 pipe.records, pipe.filtered, self.written)
         return 0
 
     def _loop(self, ring: RingBuffer) -> None:

@@ -170,3 +170,21 @@ def orphan_rg_programs() -> set[int]:
         if pid.isdigit():
             held |= held_program_ids(pid)
     return rg_program_ids() - held
+
+
+def wait_no_orphans(timeout: float = 3.0) -> set[int]:
+    """Orphaned randguard programs that remain after `timeout` (the kernel frees a detached
+    program after an RCU grace period, so one may linger for a moment)."""
+    deadline = time.monotonic() + timeout
+    while (orphans := orphan_rg_programs()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return orphans
+
+
+def fd_map_id(fd: int) -> int:
+    """The kernel's id of the map behind one of this process's fds."""
+    with open(f"/proc/self/fdinfo/{fd}") as f:
+        for line in f:
+            if line.startswith("map_id:"):
+                return int(line.split()[1])
+    raise ValueError(f"fd {fd} is not a BPF map")

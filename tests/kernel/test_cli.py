@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from agent_proc import ROOT, AgentProc, held_program_ids, orphan_rg_programs, write_config
+from agent_proc import ROOT, AgentProc, held_program_ids, wait_no_orphans, write_config
 
 pytestmark = pytest.mark.kernel
 
@@ -48,7 +48,7 @@ def test_bad_config_exits_2_before_loading_anything(case: str, tmp_path: Path) -
         assert "\n" not in line and r.stdout == ""
         assert line.startswith(f"randguard: {cfg}: {key}: "), line
         assert reason in line, line
-    assert orphan_rg_programs() == set()
+    assert wait_no_orphans() == set()
 
 
 def test_missing_config_file_exits_2(tmp_path: Path) -> None:
@@ -70,7 +70,7 @@ def test_unprivileged_user_gets_one_line_naming_the_capabilities() -> None:
     assert r.returncode == 1 and r.stdout == ""
     lines = [ln for ln in r.stderr.splitlines() if "error" in ln]
     assert len(lines) == 1 and "CAP_BPF" in lines[0] and "CAP_PERFMON" in lines[0], r.stderr
-    assert orphan_rg_programs() == set()
+    assert wait_no_orphans() == set()
 
 
 def test_agent_mounts_tracefs_and_detaches_on_sigterm(tmp_path: Path) -> None:
@@ -86,8 +86,8 @@ def test_agent_mounts_tracefs_and_detaches_on_sigterm(tmp_path: Path) -> None:
     a.proc.send_signal(signal.SIGTERM)
     assert a.proc.wait(10) == 0
     assert time.monotonic() - t0 < 2
-    assert orphan_rg_programs() == set()
-    assert not held & orphan_rg_programs()
+    assert wait_no_orphans() == set()
+    assert not held & wait_no_orphans()
 
 
 def test_default_config_runs(tmp_path: Path) -> None:

@@ -10,7 +10,9 @@ import ctypes
 import errno
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -310,3 +312,39 @@ def test_agents_own_activity_never_produces_events(base: Path, tmp_path: Path) -
     assert any(e["resolved_path"] == str(base / "watched" / "trigger2") for e in events)
     assert any(e["resolved_path"].startswith("/proc/") for e in events)
     assert not [e for e in events if e["pid"] == a.proc.pid]
+
+
+def test_process_started_before_the_agent_is_enriched(base: Path, tmp_path: Path) -> None:
+    path = base / "watched" / "from-old-process"
+    old = subprocess.Popen(["sh", "-c", f"read go; echo y > {path}"], stdin=subprocess.PIPE)
+    cfg = write_config(tmp_path / "c.toml", watch=[str(base / "watched"), str(base / "markers")])
+    with AgentProc(cfg, marker_dir=base / "markers") as a:
+        old.communicate(b"go\n", timeout=10)
+        ev = a.wait_for(lambda e: e["resolved_path"] == str(path) and
+                        e["event_type"] == "file_open")
+    assert ev["pid"] == old.pid and ev["ppid"] == os.getpid()
+    assert ev["comm"] == "sh" and ev["exe_path"] == os.path.realpath("/bin/sh")
+
+
+def test_kernel_drops_are_counted_when_the_reader_stalls(base: Path, tmp_path: Path) -> None:
+    """A 64 KiB ring and a stopped reader: what does not fit is counted, nothing vanishes."""
+    d = base / "watched" / "burst"
+    d.mkdir()
+    cfg = write_config(tmp_path / "c.toml", watch=[str(d)],
+                       extra="[ebpf]\nbuffer_size = 64\n")
+    n = 3000
+    with AgentProc(cfg) as a:
+        a.proc.send_signal(signal.SIGSTOP)
+        try:
+            for i in range(n):
+                os.close(os.open(d / f"f{i}", os.O_WRONLY | os.O_CREAT, 0o644))
+        finally:
+            a.proc.send_signal(signal.SIGCONT)
+        time.sleep(1)
+        assert a.stop() == 0
+    got = len(a.matching(lambda e: e["event_type"] == "file_open"))
+    drops = [ln for ln in a.stderr_lines if "kernel ring buffer drops" in ln]
+    assert drops, "".join(a.stderr_lines)
+    dropped = int(re.search(r"\bfile=(\d+)", drops[0]).group(1))
+    assert got < n and dropped > 0
+    assert got + dropped == n

@@ -1,0 +1,49 @@
+"""The loader on the real kernel: hook selection, missing tracepoints, shared maps."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from agent_proc import fd_map_id, wait_no_orphans
+
+from randguard import loader
+from randguard.config import parse_config
+from randguard.matcher import FileFilter
+
+pytestmark = pytest.mark.kernel
+
+
+def test_missing_tracepoint_warns_and_disables_only_that_hook(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    real = loader.tracepoint_exists
+    monkeypatch.setattr(loader, "tracepoint_exists",
+                        lambda cat, name: name != "sys_enter_rename" and real(cat, name))
+    cfg = parse_config("")
+    with caplog.at_level(logging.WARNING), loader.load(cfg, FileFilter.from_config(cfg.file)) as ks:
+        assert ks.missing_hooks == ["rename"]
+        assert "rg_enter_rename" not in ks.attached and "rg_exit_rename" not in ks.attached
+        assert {"rg_enter_renameat", "rg_exit_renameat2", "rg_proc_exec"} <= set(ks.attached)
+    assert "file hook rename" in caplog.text and "hook disabled" in caplog.text
+    assert wait_no_orphans() == set()
+
+
+def test_only_configured_hooks_are_attached_and_maps_are_shared() -> None:
+    cfg = parse_config('[file]\nhooks = ["openat", "write"]\n[ebpf]\nbuffer_size = 256\n')
+    with loader.load(cfg, FileFilter.from_config(cfg.file)) as ks:
+        file_progs = {p for p in ks.attached if p.startswith(("rg_enter_", "rg_exit_"))}
+        assert file_progs == {"rg_enter_openat", "rg_exit_openat", "rg_enter_write",
+                              "rg_exit_write"}
+        proc, fobj = ks.objects
+        for name in loader.SHARED_MAPS:
+            assert fd_map_id(proc.map(name).fd) == fd_map_id(fobj.map(name).fd)
+        assert ks.events.max_entries == 256 * 1024
+        assert ks.drop_counts() == {"file": 0, "process": 0, "network": 0}
+
+
+def test_file_events_off_loads_no_file_object() -> None:
+    cfg = parse_config("[events]\nfile = false\n")
+    with loader.load(cfg, FileFilter.from_config(cfg.file)) as ks:
+        assert len(ks.objects) == 1
+        assert not [p for p in ks.attached if p.startswith("rg_enter_")]
