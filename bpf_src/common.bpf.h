@@ -24,6 +24,7 @@ struct rg_contract {
 	struct rg_proc_fork fork;
 	struct rg_proc_exec exec;
 	struct rg_proc_exit exit;
+	struct rg_proc_exec_failed exec_failed;
 };
 const struct rg_contract rg_contract __attribute__((section(".rg_contract"), used));
 

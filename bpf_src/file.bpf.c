@@ -175,8 +175,9 @@ static __always_inline __u64 bytes_equal(__u64 x, __u64 pat)
 static __always_inline int name_needs_normalizing(const __u8 *rec, struct rg_str *str)
 {
 	__u32 len = str->len, off = str->off;
-	__u64 carry = 0x80; /* a name starts right after a slash */
 	__u64 hit = 0;
+	/* a relative name follows the slash that joins it to its directory */
+	__u64 carry = rec[off & REC_MASK] == '/' ? 0 : 0x80;
 
 	for (__u32 i = 0; i < RG_PATH_MAX / 8; i++) {
 		__u32 at = i * 8;

@@ -1,12 +1,31 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * Process lifecycle from the scheduler's BTF tracepoints: fork, exec, exit. These keep the
- * agent's process table current (ppid, comm, exe_path for every event) and need no tracefs.
+ * Process lifecycle from the scheduler's BTF tracepoints (fork, exec, exit), joined with the
+ * execve/execveat syscalls so an exec says which syscall caused it and a failed exec is seen.
+ * These records keep the agent's process table current and become process_* events.
  */
 #include "common.bpf.h"
 
-/* Report new threads and thread exits too (off: only processes). */
-const volatile __u8 rg_report_threads = 0;
+#define SIGNAL_GROUP_EXIT 0x00000004
+
+/* Set by the loader before load. */
+const volatile __u8 rg_report_threads = 0; /* new threads and thread exits too */
+const volatile __u32 rg_args_bytes = 0;    /* argv bytes to copy at exec; 0: none */
+const volatile __u8 rg_collect_cwd = 0;
+
+/* Exec syscalls in flight, by thread: which syscall and the name it was given. */
+struct rg_exec_pending {
+	__u64 filename; /* user pointer */
+	__u32 source;
+	__u32 _pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096); /* [performance] max_pending_exec_sources */
+	__type(key, __u32);
+	__type(value, struct rg_exec_pending);
+} rg_exec_pending_map SEC(".maps");
 
 SEC("tp_btf/sched_process_fork")
 int BPF_PROG(rg_proc_fork, struct task_struct *parent, struct task_struct *child)
@@ -28,44 +47,150 @@ int BPF_PROG(rg_proc_fork, struct task_struct *parent, struct task_struct *child
 	return 0;
 }
 
+/* Copy the new image's argv (NUL-separated, as the kernel laid it out on the stack). */
+static __always_inline void put_args(struct rg_scratch *s, struct task_struct *task,
+				     struct rg_proc_exec *e)
+{
+	struct mm_struct *mm = BPF_CORE_READ(task, mm);
+	__u64 start = BPF_CORE_READ(mm, arg_start), end = BPF_CORE_READ(mm, arg_end);
+	__u64 at = s->pos, len = end - start, max = rg_args_bytes;
+
+	if (!start || end <= start || at > RG_REC_MAX - RG_PATH_MAX)
+		return;
+	if (max > RG_PATH_MAX - 1)
+		max = RG_PATH_MAX - 1;
+	if (len > max) {
+		len = max;
+		e->hdr.flags |= RG_HF_TRUNC_S2;
+	}
+	if (bpf_probe_read_user(&s->rec[at & RG_REC_MASK], len & (RG_PATH_MAX - 1), (void *)start))
+		return;
+	e->args.off = at;
+	e->args.len = len;
+	s->pos = at + len;
+}
+
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(rg_proc_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
 {
 	struct rg_scratch *s = rg_scratch();
-	__u64 pos = sizeof(struct rg_proc_exec);
 	struct rg_proc_exec *e;
+	__u32 old_tid = old_pid;
 	int trunc = 0;
 
 	if (!s)
 		return 0;
 	e = (void *)s->rec;
 	__builtin_memset(e, 0, sizeof(*e));
+	s->pos = sizeof(*e);
 	rg_fill_header(&e->hdr, RG_KIND_PROC_EXEC);
 	e->ppid = BPF_CORE_READ(task, real_parent, tgid);
-	e->old_tid = old_pid;
+	e->old_tid = old_tid;
+	e->euid = BPF_CORE_READ(task, cred, euid.val);
+	e->egid = BPF_CORE_READ(task, cred, egid.val);
+	e->cgroup_id = bpf_get_current_cgroup_id();
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	BPF_CORE_READ_STR_INTO(&e->parent_comm, task, real_parent, comm);
+
+	struct rg_exec_pending *pending = bpf_map_lookup_elem(&rg_exec_pending_map, &old_tid);
+	if (pending) {
+		e->source = pending->source;
+		bpf_map_delete_elem(&rg_exec_pending_map, &old_tid);
+	}
 
 	struct file *exe = BPF_CORE_READ(bprm, file);
 	if (exe) {
 		__u32 off = rg_walk_path(s, &exe->f_path, &trunc);
 		if (trunc)
 			e->hdr.flags |= RG_HF_TRUNC_S0;
-		rg_put_walked(s, off, &pos, &e->exe);
+		rg_put_walked(s, off, &s->pos, &e->exe);
 	}
 	const char *filename = BPF_CORE_READ(bprm, filename);
+	__u64 pos = s->pos;
 	if (filename && pos <= RG_REC_MAX - RG_PATH_MAX) {
 		long n = bpf_probe_read_kernel_str(&s->rec[pos & RG_REC_MASK], RG_PATH_MAX, filename);
 		if (n > 0) {
 			e->filename.off = pos;
 			e->filename.len = n - 1;
-			pos += n - 1;
+			s->pos = pos + n - 1;
 			if (n == RG_PATH_MAX)
 				e->hdr.flags |= RG_HF_TRUNC_S1;
 		}
 	}
-	e->hdr.size = pos;
-	rg_submit(s->rec, pos, RG_FAM_PROCESS);
+	if (rg_args_bytes)
+		put_args(s, task, e);
+	if (rg_collect_cwd) {
+		struct fs_struct *fs = BPF_CORE_READ(task, fs);
+		__u32 off = rg_walk_path(s, &fs->pwd, &trunc);
+		if (trunc)
+			e->hdr.flags |= RG_HF_TRUNC_S3;
+		rg_put_walked(s, off, &s->pos, &e->cwd);
+	}
+	e->hdr.size = s->pos;
+	rg_submit(s->rec, s->pos, RG_FAM_PROCESS);
 	return 0;
+}
+
+static __always_inline int exec_enter(const char *filename, __u32 source)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct rg_exec_pending p = {.filename = (__u64)filename, .source = source};
+
+	bpf_map_update_elem(&rg_exec_pending_map, &tid, &p, BPF_ANY);
+	return 0;
+}
+
+/* After a successful exec the pending entry is gone already; after a failed one, report it. */
+static __always_inline int exec_exit(long ret)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct rg_exec_pending *p = bpf_map_lookup_elem(&rg_exec_pending_map, &tid);
+	struct rg_scratch *s;
+
+	if (!p)
+		return 0;
+	struct rg_exec_pending pending = *p;
+	bpf_map_delete_elem(&rg_exec_pending_map, &tid);
+	if (ret >= 0 || !(s = rg_scratch()))
+		return 0;
+
+	struct rg_proc_exec_failed *e = (void *)s->rec;
+	__builtin_memset(e, 0, sizeof(*e));
+	s->pos = sizeof(*e);
+	rg_fill_header(&e->hdr, RG_KIND_PROC_EXEC_FAILED);
+	e->ret = ret;
+	e->ppid = rg_current_ppid();
+	e->source = pending.source;
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	if (rg_put_user_str(s, (const char *)pending.filename, &s->pos, &e->filename))
+		e->hdr.flags |= RG_HF_TRUNC_S0;
+	e->hdr.size = s->pos;
+	rg_submit(s->rec, s->pos, RG_FAM_PROCESS);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_execve")
+int rg_enter_execve(struct trace_event_raw_sys_enter *ctx)
+{
+	return exec_enter((const char *)ctx->args[0], RG_SRC_EXECVE);
+}
+
+SEC("tracepoint/syscalls/sys_exit_execve")
+int rg_exit_execve(struct trace_event_raw_sys_exit *ctx)
+{
+	return exec_exit(ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_enter_execveat")
+int rg_enter_execveat(struct trace_event_raw_sys_enter *ctx)
+{
+	return exec_enter((const char *)ctx->args[1], RG_SRC_EXECVEAT);
+}
+
+SEC("tracepoint/syscalls/sys_exit_execveat")
+int rg_exit_execveat(struct trace_event_raw_sys_exit *ctx)
+{
+	return exec_exit(ctx->ret);
 }
 
 SEC("tp_btf/sched_process_exit")
@@ -82,8 +207,13 @@ int BPF_PROG(rg_proc_exit, struct task_struct *task)
 	__builtin_memset(e, 0, sizeof(*e));
 	rg_fill_header(&e->hdr, RG_KIND_PROC_EXIT);
 	e->hdr.size = sizeof(*e);
-	e->exit_code = task->exit_code;
+	/* a group exit (exit_group, a fatal signal) is the process's status, whatever thread */
+	if (BPF_CORE_READ(task, signal, flags) & SIGNAL_GROUP_EXIT)
+		e->exit_code = BPF_CORE_READ(task, signal, group_exit_code);
+	else
+		e->exit_code = task->exit_code;
 	e->group_dead = group_dead;
+	e->lifetime_ns = bpf_ktime_get_ns() - BPF_CORE_READ(task, group_leader, start_time);
 	bpf_probe_read_kernel_str(e->comm, sizeof(e->comm), task->comm);
 	rg_submit(e, sizeof(*e), RG_FAM_PROCESS);
 	return 0;

@@ -22,6 +22,7 @@ enum rg_kind {
 	RG_KIND_PROC_FORK = 2,
 	RG_KIND_PROC_EXEC = 3,
 	RG_KIND_PROC_EXIT = 4,
+	RG_KIND_PROC_EXEC_FAILED = 5,
 };
 
 /* rg_header.flags: bit n set when string slot n was cut at RG_PATH_MAX (or at a depth limit). */
@@ -137,22 +138,49 @@ struct rg_proc_fork {
 	char comm[RG_COMM_LEN];
 };
 
+/* Which syscall an exec came from (joined in the kernel by thread id). */
+enum rg_exec_source {
+	RG_SRC_UNKNOWN = 0, /* the syscall hook was off, or the kernel started the program */
+	RG_SRC_EXECVE = 1,
+	RG_SRC_EXECVEAT = 2,
+};
+
 /* A completed exec (sched_process_exec); the header is the new image's. */
 struct rg_proc_exec {
 	struct rg_header hdr;
 	__u32 ppid;
-	__u32 old_tid;
+	__u32 old_tid; /* the thread that called exec (it becomes the leader) */
+	__u32 euid;
+	__u32 egid;
+	__u64 cgroup_id;
+	__u32 source; /* enum rg_exec_source */
+	__u32 _pad;
 	char comm[RG_COMM_LEN];
+	char parent_comm[RG_COMM_LEN];
 	struct rg_str exe;      /* s0: absolute path of the new image, resolved by the kernel */
 	struct rg_str filename; /* s1: the file name as passed to exec */
+	struct rg_str args;     /* s2: argv, NUL-separated, when rg_args_bytes > 0 */
+	struct rg_str cwd;      /* s3: the working directory, when rg_collect_cwd */
 };
 
-/* A task exit (sched_process_exit). */
+/* An exec that failed (sys_exit_execve/execveat with an error). */
+struct rg_proc_exec_failed {
+	struct rg_header hdr;
+	__s64 ret;
+	__u32 ppid;
+	__u32 source; /* enum rg_exec_source */
+	char comm[RG_COMM_LEN];
+	struct rg_str filename; /* s0: as passed */
+	__u32 _pad;
+};
+
+/* A process (or, with rg_report_threads, a thread) that ended (sched_process_exit). */
 struct rg_proc_exit {
 	struct rg_header hdr;
-	__s32 exit_code; /* task->exit_code: status << 8 | signal */
-	__u8 group_dead; /* the last thread of the process */
+	__s32 exit_code;  /* wait status: exit status << 8 | terminating signal */
+	__u8 group_dead;  /* the last thread of the process */
 	__u8 _pad[3];
+	__u64 lifetime_ns;
 	char comm[RG_COMM_LEN];
 };
 

@@ -11,7 +11,7 @@ from .events import encode_lines
 from .libbpf import LibbpfError, libbpf_version
 from .loader import LoadError
 from .matcher import FileFilter
-from .pipeline import Pipeline
+from .pipeline import Pipeline, ProcessOutput
 from .proctable import ProcessTable
 
 EXIT_CONFIG = 2
@@ -42,7 +42,8 @@ def _parser() -> argparse.ArgumentParser:
 def _replay(cfg: Config, path: str) -> int:
     """The pure pipeline over a recording: the same events `run` wrote, minus live /proc data."""
     pipe = Pipeline(FileFilter.from_config(cfg.file),
-                    ProcessTable(cfg.performance.max_process_cache_entries), cfg.host())
+                    ProcessTable(cfg.performance.max_process_cache_entries), cfg.host(),
+                    process=ProcessOutput.from_config(cfg))
     with open(path, "rb") as f:
         events = pipe.feed(list(recording.read(f)))
     sys.stdout.buffer.write(encode_lines(events))

@@ -132,16 +132,23 @@ class FileConfig(_Section):
 
 
 class ProcessConfig(_Section):
-    """``[process]``: process lifecycle hooks."""
+    """``[process]``: process lifecycle hooks and what an exec reports."""
 
     enabled: bool = True
     hooks: list[str] = msgspec.field(default_factory=lambda: list(PROCESS_HOOKS))
+    report_threads: bool = False  # thread creation and exit as process_fork/process_exit
+    collect_args: bool = False
+    max_args: int = 64  # argv entries kept; more sets argv_truncated
+    max_args_bytes: int = 1024  # argv bytes copied in the kernel (<= 4095)
+    collect_cwd: bool = False
+    collect_env: bool = False  # rejected: no redaction story for secrets in environments
 
 
 class PerformanceConfig(_Section):
     """``[performance]``: userspace cache bounds."""
 
     max_process_cache_entries: int = 32768
+    max_pending_exec_sources: int = 4096  # execs in flight joined to their syscall, in kernel
 
 
 class Config(_Section):
@@ -271,7 +278,18 @@ def _validate(cfg: Config, path: str) -> None:
             fail(key, "must not be empty")
         _check_text(p, key, fail)
 
-    _check_hooks(cfg.process.hooks, PROCESS_HOOKS, "process.hooks", fail)
+    pr = cfg.process
+    _check_hooks(pr.hooks, PROCESS_HOOKS, "process.hooks", fail)
+    if pr.collect_env:
+        fail("process.collect_env", "not supported: environments hold secrets and randguard "
+             "has no redaction for them yet")
+    if not 1 <= pr.max_args <= 4096:
+        fail("process.max_args", "must be between 1 and 4096")
+    if not 16 <= pr.max_args_bytes <= 4095:
+        fail("process.max_args_bytes", "must be between 16 and 4095")
+    n = cfg.performance.max_pending_exec_sources
+    if not 64 <= n <= 1048576:
+        fail("performance.max_pending_exec_sources", "must be between 64 and 1048576")
 
     n = cfg.performance.max_process_cache_entries
     if not CACHE_ENTRIES_MIN <= n <= CACHE_ENTRIES_MAX:

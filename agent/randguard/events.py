@@ -40,7 +40,90 @@ class FileEvent(msgspec.Struct, kw_only=True):
     path_truncated: bool
 
 
-Event = FileEvent
+class ProcessStart(msgspec.Struct, kw_only=True):
+    """process_start: an exec completed; the process now runs a new image."""
+
+    event_type: str
+    timestamp: str
+    timestamp_ns: int
+    host: str
+    pid: int
+    tid: int
+    ppid: int
+    uid: int
+    gid: int
+    euid: int
+    egid: int
+    comm: str
+    exe_path: str | None
+    filename: str | None
+    filename_truncated: bool
+    source: str | None
+    argv: list[str] | None
+    argv_truncated: bool | None
+    cwd: str | None
+    parent_comm: str
+    parent_exe_path: str | None
+    cgroup_id: int
+
+
+class ProcessExecFailed(msgspec.Struct, kw_only=True):
+    """process_exec_failed: execve/execveat returned an error; the caller runs on."""
+
+    event_type: str
+    timestamp: str
+    timestamp_ns: int
+    host: str
+    pid: int
+    tid: int
+    ppid: int
+    uid: int
+    gid: int
+    comm: str
+    exe_path: str | None
+    filename: str | None
+    source: str | None
+    ret: int
+    error: str
+
+
+class ProcessFork(msgspec.Struct, kw_only=True):
+    """process_fork: a new process (or, with report_threads, a thread)."""
+
+    event_type: str
+    timestamp: str
+    timestamp_ns: int
+    host: str
+    parent_pid: int
+    child_pid: int
+    child_tid: int
+    comm: str
+    exe_path: str | None
+    uid: int
+    gid: int
+    thread: bool
+
+
+class ProcessExit(msgspec.Struct, kw_only=True):
+    """process_exit: the last thread of a process ended (with report_threads: any thread)."""
+
+    event_type: str
+    timestamp: str
+    timestamp_ns: int
+    host: str
+    pid: int
+    tid: int
+    ppid: int | None
+    comm: str
+    exe_path: str | None
+    exit_code: int | None
+    signal: int | None
+    core_dumped: bool
+    lifetime_ns: int
+    thread: bool
+
+
+Event = FileEvent | ProcessStart | ProcessExecFailed | ProcessFork | ProcessExit
 
 _encoder = msgspec.json.Encoder()
 

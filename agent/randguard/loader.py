@@ -120,9 +120,27 @@ def load(cfg: Config, file_filter: matcher.FileFilter) -> KernelSide:
         if mismatches:
             raise LoadError(f"{proc.path}: record layout differs from the decoder: "
                             + "; ".join(mismatches))
-        proc.set_rodata(rodata)
+        pc = cfg.process
+        proc.set_rodata(rodata | {
+            "rg_report_threads": int(pc.report_threads),
+            "rg_args_bytes": pc.max_args_bytes if pc.collect_args else 0,
+            "rg_collect_cwd": int(pc.collect_cwd),
+        })
         proc.set_max_entries("rg_events", ring_bytes)
         proc.set_max_entries("rg_scratch_map", os.cpu_count() or 1)
+        proc.set_max_entries("rg_exec_pending_map", cfg.performance.max_pending_exec_sources)
+        proc_on = cfg.events.process and pc.enabled
+        exec_hooks = {h for h in ("execve", "execveat") if proc_on and h in pc.hooks}
+        for h in ("execve", "execveat"):
+            wanted = h in exec_hooks
+            if wanted and not tracepoint_exists("syscalls", f"sys_enter_{h}"):
+                log.warning("process hook %s: no tracepoint syscalls/sys_enter_%s on this "
+                            "kernel; exec source and failed execs not reported", h, h)
+                ks.missing_hooks.append(h)
+                exec_hooks.discard(h)
+                wanted = False
+            for prog in (f"rg_enter_{h}", f"rg_exit_{h}"):
+                proc.set_autoload(prog, wanted)
         proc.load()
 
         file_on = cfg.events.file and cfg.file.enabled
@@ -147,9 +165,10 @@ def load(cfg: Config, file_filter: matcher.FileFilter) -> KernelSide:
         # Attach last: the filter is in place before the first event can fire.
         for obj in ks.objects:
             for prog in obj.programs():
-                if obj is not proc and prog.startswith(("rg_enter_", "rg_exit_")):
+                if prog.startswith(("rg_enter_", "rg_exit_")):
                     sysc = prog.split("_", 2)[2]
-                    if sysc not in cfg.file.hooks or sysc in ks.missing_hooks:
+                    enabled = exec_hooks if obj is proc else set(cfg.file.hooks)
+                    if sysc not in enabled or sysc in ks.missing_hooks:
                         continue
                 obj.attach(prog)
                 ks.attached.append(prog)

@@ -9,11 +9,23 @@ from __future__ import annotations
 import errno
 from collections import Counter
 
-from .events import Event, FileEvent, WallClock
+import msgspec
+
+from .config import Config
+from .events import (
+    Event,
+    FileEvent,
+    ProcessExecFailed,
+    ProcessExit,
+    ProcessFork,
+    ProcessStart,
+    WallClock,
+)
 from .matcher import FileFilter
 from .paths import decode_path, join
-from .proctable import ProcessTable
+from .proctable import ProcessTable, ProcInfo
 from .records import (
+    EXEC_SOURCES,
     FF_CREATED,
     FF_WRITE,
     HF_TRUNC_S0,
@@ -24,6 +36,7 @@ from .records import (
     OPS,
     SYSCALLS,
     DecodeError,
+    ExecFailedRecord,
     ExecRecord,
     ExitRecord,
     FileRecord,
@@ -51,6 +64,37 @@ def _path(dir_: bytes | None, name: bytes | None) -> tuple[str | None, str | Non
     return join(decode_path(dir_), raw), raw
 
 
+class ProcessOutput(msgspec.Struct, frozen=True):
+    """Which process events to emit (the table is kept current either way)."""
+
+    exec: bool = True
+    fork: bool = True
+    exit: bool = True
+    max_args: int = 64
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> ProcessOutput:
+        on = cfg.events.process and cfg.process.enabled
+        hooks = cfg.process.hooks
+        return cls(
+            exec=on and ("execve" in hooks or "execveat" in hooks),
+            fork=on and "fork" in hooks,
+            exit=on and "exit" in hooks,
+            max_args=cfg.process.max_args,
+        )
+
+
+def _argv(raw: bytes | None, cut: bool, max_args: int) -> tuple[list[str] | None, bool | None]:
+    if raw is None:
+        return None, None
+    args = raw.split(b"\0")
+    if args and args[-1] == b"":
+        args.pop()
+    if len(args) > max_args:
+        args, cut = args[:max_args], True
+    return [decode_path(a) for a in args], cut
+
+
 class Pipeline:
     """Turns records into events, keeping the process table and the loss counters."""
 
@@ -60,11 +104,13 @@ class Pipeline:
         procs: ProcessTable,
         host: str,
         clock: WallClock | None = None,
+        process: ProcessOutput | None = None,
     ) -> None:
         self.file_filter = file_filter
         self.procs = procs
         self.host = host
         self.clock = clock or WallClock()
+        self.process = process or ProcessOutput()
         self.decode_errors: Counter[str] = Counter()
         self.filtered = 0
         self.records = 0
@@ -86,12 +132,105 @@ class Pipeline:
                 if ev is not None:
                     append(ev)
             elif type(rec) is ExecRecord:
+                parent = procs.get(rec.ppid)
                 procs.on_exec(rec)
+                if self.process.exec:
+                    append(self.process_start(rec, parent.exe_path if parent else None))
             elif type(rec) is ForkRecord:
                 procs.on_fork(rec)
+                if self.process.fork:
+                    append(self.process_fork(rec))
             elif type(rec) is ExitRecord:
-                procs.on_exit(rec)
+                info = procs.on_exit(rec)
+                if self.process.exit:
+                    append(self.process_exit(rec, info))
+            elif type(rec) is ExecFailedRecord:
+                append(self.exec_failed(rec))
         return out
+
+    def process_start(self, r: ExecRecord, parent_exe: str | None) -> ProcessStart:
+        argv, argv_cut = _argv(r.args, bool(r.flags & HF_TRUNC_S2), self.process.max_args)
+        return ProcessStart(
+            event_type="process_start",
+            timestamp=self.clock.format(r.ts_ns),
+            timestamp_ns=r.ts_ns,
+            host=self.host,
+            pid=r.pid,
+            tid=r.tid,
+            ppid=r.ppid,
+            uid=r.uid,
+            gid=r.gid,
+            euid=r.euid,
+            egid=r.egid,
+            comm=decode_path(r.comm),
+            exe_path=decode_path(r.exe) if r.exe is not None else None,
+            filename=decode_path(r.filename) if r.filename is not None else None,
+            filename_truncated=bool(r.flags & HF_TRUNC_S1),
+            source=EXEC_SOURCES[r.source] if r.source < len(EXEC_SOURCES) else None,
+            argv=argv,
+            argv_truncated=argv_cut,
+            cwd=decode_path(r.cwd) if r.cwd is not None else None,
+            parent_comm=decode_path(r.parent_comm),
+            parent_exe_path=parent_exe,
+            cgroup_id=r.cgroup_id,
+        )
+
+    def exec_failed(self, r: ExecFailedRecord) -> ProcessExecFailed:
+        info = self.procs.get(r.pid)
+        return ProcessExecFailed(
+            event_type="process_exec_failed",
+            timestamp=self.clock.format(r.ts_ns),
+            timestamp_ns=r.ts_ns,
+            host=self.host,
+            pid=r.pid,
+            tid=r.tid,
+            ppid=r.ppid,
+            uid=r.uid,
+            gid=r.gid,
+            comm=decode_path(r.comm),
+            exe_path=info.exe_path if info is not None else None,
+            filename=decode_path(r.filename) if r.filename is not None else None,
+            source=EXEC_SOURCES[r.source] if r.source < len(EXEC_SOURCES) else None,
+            ret=r.ret,
+            error=_ERRNO.get(-r.ret, f"E{-r.ret}"),
+        )
+
+    def process_fork(self, r: ForkRecord) -> ProcessFork:
+        info = self.procs.get(r.child_tgid)
+        return ProcessFork(
+            event_type="process_fork",
+            timestamp=self.clock.format(r.ts_ns),
+            timestamp_ns=r.ts_ns,
+            host=self.host,
+            parent_pid=r.parent_tgid,
+            child_pid=r.child_tgid,
+            child_tid=r.child_tid,
+            comm=decode_path(r.comm),
+            exe_path=info.exe_path if info is not None else None,
+            uid=r.uid,
+            gid=r.gid,
+            thread=r.child_tid != r.child_tgid,
+        )
+
+    def process_exit(self, r: ExitRecord, info: ProcInfo | None) -> ProcessExit:
+        status = r.exit_code
+        sig = status & 0x7F
+        return ProcessExit(
+            event_type="process_exit",
+            timestamp=self.clock.format(r.ts_ns),
+            timestamp_ns=r.ts_ns,
+            host=self.host,
+            pid=r.pid,
+            tid=r.tid,
+            ppid=info.ppid if info is not None else None,
+            comm=decode_path(r.comm),
+            exe_path=info.exe_path if info is not None else None,
+            exit_code=None if sig else (status >> 8) & 0xFF,
+            signal=sig or None,
+            core_dumped=bool(status & 0x80),
+            lifetime_ns=r.lifetime_ns,
+            thread=not r.group_dead,
+        )
 
     def file_event(self, r: FileRecord) -> FileEvent | None:
         """Normalize and filter one file record (None: filtered out)."""

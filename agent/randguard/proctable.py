@@ -62,6 +62,8 @@ class ProcessTable:
         start = old.start_ns if old else r.ts_ns
         self.put(r.pid, ProcInfo(r.ppid, decode_path(r.comm), exe, start))
 
-    def on_exit(self, r: ExitRecord) -> None:
+    def on_exit(self, r: ExitRecord) -> ProcInfo | None:
+        """Forget a process whose last thread ended; returns what was known of it."""
         if r.group_dead:
-            self._procs.pop(r.pid, None)
+            return self._procs.pop(r.pid, None)
+        return self._procs.get(r.pid)

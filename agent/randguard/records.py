@@ -19,6 +19,9 @@ KIND_FILE: Final = 1
 KIND_PROC_FORK: Final = 2
 KIND_PROC_EXEC: Final = 3
 KIND_PROC_EXIT: Final = 4
+KIND_PROC_EXEC_FAILED: Final = 5
+
+EXEC_SOURCES: Final = (None, "execve", "execveat")
 
 # rg_header.flags: string slot n was cut
 HF_TRUNC_S0: Final = 1 << 0
@@ -59,10 +62,18 @@ FORK_FIELDS: Final = (
     ("comm", "16s"),
 )
 EXEC_FIELDS: Final = (
-    ("ppid", "I"), ("old_tid", "I"), ("comm", "16s"), ("exe", STR_FIELD),
-    ("filename", STR_FIELD),
+    ("ppid", "I"), ("old_tid", "I"), ("euid", "I"), ("egid", "I"), ("cgroup_id", "Q"),
+    ("source", "I"), ("_pad", "4x"), ("comm", "16s"), ("parent_comm", "16s"),
+    ("exe", STR_FIELD), ("filename", STR_FIELD), ("args", STR_FIELD), ("cwd", STR_FIELD),
 )
-EXIT_FIELDS: Final = (("exit_code", "i"), ("group_dead", "B"), ("_pad", "3x"), ("comm", "16s"))
+EXEC_FAILED_FIELDS: Final = (
+    ("ret", "q"), ("ppid", "I"), ("source", "I"), ("comm", "16s"), ("filename", STR_FIELD),
+    ("_pad", "4x"),
+)
+EXIT_FIELDS: Final = (
+    ("exit_code", "i"), ("group_dead", "B"), ("_pad", "3x"), ("lifetime_ns", "Q"),
+    ("comm", "16s"),
+)
 
 # C struct name -> fields after the header (None: the header itself)
 LAYOUTS: Final = {
@@ -71,6 +82,7 @@ LAYOUTS: Final = {
     "rg_proc_fork": FORK_FIELDS,
     "rg_proc_exec": EXEC_FIELDS,
     "rg_proc_exit": EXIT_FIELDS,
+    "rg_proc_exec_failed": EXEC_FAILED_FIELDS,
 }
 
 
@@ -116,6 +128,7 @@ FILE: Final = struct.Struct("<" + _fmt(HEADER_FIELDS) + _fmt(FILE_FIELDS))
 FORK: Final = struct.Struct("<" + _fmt(HEADER_FIELDS) + _fmt(FORK_FIELDS))
 EXEC: Final = struct.Struct("<" + _fmt(HEADER_FIELDS) + _fmt(EXEC_FIELDS))
 EXIT: Final = struct.Struct("<" + _fmt(HEADER_FIELDS) + _fmt(EXIT_FIELDS))
+EXEC_FAILED: Final = struct.Struct("<" + _fmt(HEADER_FIELDS) + _fmt(EXEC_FAILED_FIELDS))
 
 
 class DecodeError(ValueError):
@@ -178,8 +191,31 @@ class ExecRecord(msgspec.Struct, frozen=True):
     gid: int
     ppid: int
     old_tid: int
+    euid: int
+    egid: int
+    cgroup_id: int
+    source: int
     comm: bytes
+    parent_comm: bytes
     exe: bytes | None
+    filename: bytes | None
+    args: bytes | None = None
+    cwd: bytes | None = None
+
+
+class ExecFailedRecord(msgspec.Struct, frozen=True):
+    """struct rg_proc_exec_failed."""
+
+    flags: int
+    ts_ns: int
+    pid: int
+    tid: int
+    uid: int
+    gid: int
+    ret: int
+    ppid: int
+    source: int
+    comm: bytes
     filename: bytes | None
 
 
@@ -192,9 +228,10 @@ class ExitRecord(msgspec.Struct, frozen=True):
     exit_code: int
     group_dead: bool
     comm: bytes
+    lifetime_ns: int = 0
 
 
-Record = FileRecord | ForkRecord | ExecRecord | ExitRecord
+Record = FileRecord | ForkRecord | ExecRecord | ExecFailedRecord | ExitRecord
 
 
 def _cstr(raw: bytes) -> bytes:
@@ -235,11 +272,12 @@ def decode(rec: bytes) -> Record:
     if kind == KIND_PROC_EXEC:
         if size < EXEC.size:
             raise DecodeError("short_record", f"exec record of {size} bytes")
-        (_, _, _, hflags, ts, pid, tid, uid, gid, ppid, old_tid, comm, e_off, e_len, f_off,
-         f_len) = EXEC.unpack_from(rec)
+        (_, _, _, hflags, ts, pid, tid, uid, gid, ppid, old_tid, euid, egid, cgid, src, comm,
+         pcomm, e_off, e_len, f_off, f_len, a_off, a_len, c_off, c_len) = EXEC.unpack_from(rec)
         return ExecRecord(
-            hflags, ts, pid, tid, uid, gid, ppid, old_tid, _cstr(comm),
-            _slot(rec, e_off, e_len, size), _slot(rec, f_off, f_len, size),
+            hflags, ts, pid, tid, uid, gid, ppid, old_tid, euid, egid, cgid, src, _cstr(comm),
+            _cstr(pcomm), _slot(rec, e_off, e_len, size), _slot(rec, f_off, f_len, size),
+            _slot(rec, a_off, a_len, size), _slot(rec, c_off, c_len, size),
         )
     if kind == KIND_PROC_FORK:
         if size < FORK.size:
@@ -249,6 +287,13 @@ def decode(rec: bytes) -> Record:
     if kind == KIND_PROC_EXIT:
         if size < EXIT.size:
             raise DecodeError("short_record", f"exit record of {size} bytes")
-        (_, _, _, _, ts, pid, tid, _, _, code, dead, comm) = EXIT.unpack_from(rec)
-        return ExitRecord(ts, pid, tid, code, bool(dead), _cstr(comm))
+        (_, _, _, _, ts, pid, tid, _, _, code, dead, life, comm) = EXIT.unpack_from(rec)
+        return ExitRecord(ts, pid, tid, code, bool(dead), _cstr(comm), life)
+    if kind == KIND_PROC_EXEC_FAILED:
+        if size < EXEC_FAILED.size:
+            raise DecodeError("short_record", f"exec-failed record of {size} bytes")
+        (_, _, _, hflags, ts, pid, tid, uid, gid, ret, ppid, src, comm, f_off,
+         f_len) = EXEC_FAILED.unpack_from(rec)
+        return ExecFailedRecord(hflags, ts, pid, tid, uid, gid, ret, ppid, src, _cstr(comm),
+                                _slot(rec, f_off, f_len, size))
     raise DecodeError("unknown_kind", f"record kind {kind}")

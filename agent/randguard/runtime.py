@@ -11,7 +11,7 @@ from . import loader, procfs, recording
 from .config import Config
 from .events import encode_lines
 from .matcher import FileFilter
-from .pipeline import Pipeline
+from .pipeline import Pipeline, ProcessOutput
 from .proctable import ProcessTable
 from .ringbuf import RingBuffer
 
@@ -32,7 +32,8 @@ class Agent:
         self.record = recording.Writer(record) if record is not None else None
         self.file_filter = FileFilter.from_config(cfg.file)
         self.procs = ProcessTable(cfg.performance.max_process_cache_entries)
-        self.pipeline = Pipeline(self.file_filter, self.procs, cfg.host())
+        self.pipeline = Pipeline(self.file_filter, self.procs, cfg.host(),
+                                 process=ProcessOutput.from_config(cfg))
         self.stopping = False
         self.written = 0
 

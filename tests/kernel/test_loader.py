@@ -32,9 +32,10 @@ def test_missing_tracepoint_warns_and_disables_only_that_hook(
 def test_only_configured_hooks_are_attached_and_maps_are_shared() -> None:
     cfg = parse_config('[file]\nhooks = ["openat", "write"]\n[ebpf]\nbuffer_size = 256\n')
     with loader.load(cfg, FileFilter.from_config(cfg.file)) as ks:
-        file_progs = {p for p in ks.attached if p.startswith(("rg_enter_", "rg_exit_"))}
-        assert file_progs == {"rg_enter_openat", "rg_exit_openat", "rg_enter_write",
-                              "rg_exit_write"}
+        syscall_progs = {p for p in ks.attached if p.startswith(("rg_enter_", "rg_exit_"))}
+        assert syscall_progs == {"rg_enter_openat", "rg_exit_openat", "rg_enter_write",
+                                 "rg_exit_write", "rg_enter_execve", "rg_exit_execve",
+                                 "rg_enter_execveat", "rg_exit_execveat"}
         proc, fobj = ks.objects
         for name in loader.SHARED_MAPS:
             assert fd_map_id(proc.map(name).fd) == fd_map_id(fobj.map(name).fd)
@@ -43,7 +44,8 @@ def test_only_configured_hooks_are_attached_and_maps_are_shared() -> None:
 
 
 def test_file_events_off_loads_no_file_object() -> None:
-    cfg = parse_config("[events]\nfile = false\n")
+    cfg = parse_config('[events]\nfile = false\n[process]\nhooks = ["fork", "exit"]\n')
     with loader.load(cfg, FileFilter.from_config(cfg.file)) as ks:
         assert len(ks.objects) == 1
         assert not [p for p in ks.attached if p.startswith("rg_enter_")]
+        assert set(ks.attached) == {"rg_proc_fork", "rg_proc_exec", "rg_proc_exit"}

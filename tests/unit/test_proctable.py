@@ -14,7 +14,7 @@ def fork(parent: int, child: int, comm: bytes = b"bash") -> ForkRecord:
 
 
 def exec_(pid: int, ppid: int, exe: bytes, comm: bytes) -> ExecRecord:
-    return ExecRecord(0, 2, pid, pid, 0, 0, ppid, pid, comm, exe, exe)
+    return ExecRecord(0, 2, pid, pid, 0, 0, ppid, pid, 0, 0, 1, 1, comm, b"bash", exe, exe)
 
 
 def test_fork_inherits_exe_then_exec_replaces_it() -> None:
