@@ -25,6 +25,7 @@ struct rg_contract {
 	struct rg_proc_exec exec;
 	struct rg_proc_exit exit;
 	struct rg_proc_exec_failed exec_failed;
+	struct rg_net_event net;
 };
 const struct rg_contract rg_contract __attribute__((section(".rg_contract"), used));
 

@@ -82,6 +82,7 @@ struct rg_keybuf {
 	__u32 prefixlen;
 	__u8 data[3 * RG_PATH_MAX]; /* up to two RG_PATH_MAX strings, plus slack for masking */
 	__u32 len;
+	__u8 want; /* verdict bits a suffix or pass_all must have */
 };
 
 struct {
@@ -131,16 +132,20 @@ static __always_inline int key_passes(struct rg_keybuf *k, __u8 need)
 	v = bpf_map_lookup_elem(&rg_filter_trie, k);
 	if (v) {
 		bits = (v->exact && v->exact != len) ? v->fallback : v->verdict;
-		if (bits & RG_V_EXCLUDE)
-			return 0;
 		if (bits & need)
-			return 1;
+			return 1; /* never together with RG_V_EXCLUDE */
 	}
+	/*
+	 * An excluded path passes only what detections and rules look at (RG_V_FORCE). The bits a
+	 * suffix needs go through memory so that the verifier sees one state, not one per value.
+	 */
+	k->want = (bits & RG_V_EXCLUDE) ? need | RG_V_FORCE : need;
 	for (__u32 i = 0; i < RG_FILTER_MAX_SUFFIXES; i++) {
 		if (i >= conf->nr_suffixes)
 			break;
 		struct rg_suffix *sfx = &conf->suffixes[i & (RG_FILTER_MAX_SUFFIXES - 1)];
-		if (!(sfx->verdict & need) || sfx->len > RG_SUFFIX_LEN || sfx->len > len)
+		__u8 want = k->want;
+		if ((sfx->verdict & want) != want || sfx->len > RG_SUFFIX_LEN || sfx->len > len)
 			continue;
 		int hit = 1;
 		/* compare from the end: mismatches show up at once */
@@ -155,7 +160,7 @@ static __always_inline int key_passes(struct rg_keybuf *k, __u8 need)
 		if (hit)
 			return 1;
 	}
-	return (conf->pass_all & need) != 0;
+	return (conf->pass_all & k->want) == k->want;
 }
 
 /* 0x80 in each byte of x that equals the byte repeated in pat, 0 elsewhere (exact). */

@@ -23,6 +23,7 @@ enum rg_kind {
 	RG_KIND_PROC_EXEC = 3,
 	RG_KIND_PROC_EXIT = 4,
 	RG_KIND_PROC_EXEC_FAILED = 5,
+	RG_KIND_NET = 6, /* struct rg_net_event */
 };
 
 /* rg_header.flags: bit n set when string slot n was cut at RG_PATH_MAX (or at a depth limit). */
@@ -193,6 +194,7 @@ enum rg_verdict {
 	RG_V_WATCH = 1,   /* write-like operations pass */
 	RG_V_READ = 2,    /* read-only opens pass */
 	RG_V_EXCLUDE = 4, /* nothing passes */
+	RG_V_FORCE = 8,   /* on a suffix or pass_all: passes even an excluded path (detections) */
 };
 
 struct rg_filter_key {
@@ -217,6 +219,107 @@ struct rg_filter_conf {
 	__u32 nr_suffixes;
 	__u32 pass_all; /* verdict bits that pass every path not excluded */
 	struct rg_suffix suffixes[RG_FILTER_MAX_SUFFIXES];
+};
+
+/* ---- network (issue 5) ------------------------------------------------------------------ */
+
+/* rg_net_event.op: the event family, which is also the output event_type. */
+enum rg_net_op {
+	RG_NET_CONNECT = 1, /* network_connect */
+	RG_NET_BIND = 2,    /* network_bind */
+	RG_NET_LISTEN = 3,  /* network_listen */
+	RG_NET_ACCEPT = 4,  /* network_accept */
+};
+
+/* rg_net_event.syscall */
+enum rg_net_syscall {
+	RG_NSYS_CONNECT = 1,
+	RG_NSYS_BIND = 2,
+	RG_NSYS_LISTEN = 3,
+	RG_NSYS_ACCEPT = 4,
+	RG_NSYS_ACCEPT4 = 5,
+};
+
+/* Address families and protocols as the kernel numbers them (other values are passed raw). */
+enum rg_net_family {
+	RG_AF_UNSPEC = 0,
+	RG_AF_UNIX = 1,
+	RG_AF_INET = 2,
+	RG_AF_INET6 = 10,
+};
+
+enum rg_net_proto {
+	RG_IPPROTO_TCP = 6,
+	RG_IPPROTO_UDP = 17,
+};
+
+/* rg_net_event.nflags */
+enum rg_net_flag {
+	RG_NF_LOCAL = 1 << 0,         /* laddr/lport are set */
+	RG_NF_REMOTE = 1 << 1,        /* raddr/rport are set */
+	RG_NF_SOCK = 1 << 2,          /* the socket was read: family, sock_type, protocol, sock_ino */
+	RG_NF_UNIX_ABSTRACT = 1 << 3, /* unix_path is an abstract name (see below) */
+	RG_NF_LOCAL_SOCK = 1 << 4,    /* the local side was read from the socket, not the sockaddr */
+};
+
+/*
+ * A network event, emitted at sys_exit so it carries the result. One record for every op:
+ *
+ *   connect  fd = the socket; remote = the user sockaddr (what was asked for); local = the socket
+ *            after the call when it succeeded or is in progress (-EINPROGRESS): the source
+ *            address and the ephemeral port the kernel chose.
+ *   bind     fd = the socket; local = the socket after a successful bind (a port 0 bind carries
+ *            the chosen port, RG_NF_LOCAL_SOCK), else the user sockaddr.
+ *   listen   fd = the socket; local = the bound address and port read from the socket (a socket
+ *            that was never bound is autobound by listen: the port the kernel chose). arg =
+ *            the backlog.
+ *   accept   fd = the listening socket, ret = the new fd; local and remote read from the new
+ *            socket (remote = the peer). A failed accept describes the listening socket. arg =
+ *            accept4 flags. -EAGAIN and the kernel's restart codes (-512..-516) are not reported.
+ *
+ * Addresses are 16 bytes in network order; an IPv4 address is in the first 4 bytes (the rest
+ * zero) and is formatted by `family`: an IPv4 sockaddr given to an IPv6 socket (UDP allows it)
+ * is stored as the IPv4-mapped IPv6 address. Ports are in host order. scope_id: the sockaddr's
+ * sin6_scope_id, or for addresses read from an IPv6 socket the bound device when the address
+ * is link-local.
+ *
+ * family is the socket's domain (sk_family); when the fd is not a socket it is sa_family.
+ * sa_family is the family of the user sockaddr (connect, bind; AF_UNSPEC = 0 on connect is a
+ * disconnect), 0 otherwise. Only AF_INET, AF_INET6 and AF_UNIX sockets are reported unless the
+ * loader sets rg_net_all_families; then other families come with family/sock_type/protocol and
+ * no addresses, and calls on fds that are not sockets are reported too.
+ *
+ * String slot s0 unix_path (AF_UNIX only): connect: the address connected to (the sockaddr);
+ * bind: the address bound (a successful autobind, addrlen 2, carries the name the kernel chose);
+ * listen and accept: the listening socket's bound address. Bytes as the process spelled them
+ * (a relative name stays relative), without a terminating NUL. An abstract name (sun_path[0]
+ * is NUL) is carried without that leading NUL, with RG_NF_UNIX_ABSTRACT set; the name itself
+ * may contain NULs. Output convention: "@" followed by the name, each NUL in it also as "@" (as
+ * ss(8) prints them). Absent for unnamed sockets (an abstract name of length 0 is the flag with
+ * the slot absent).
+ */
+struct rg_net_event {
+	struct rg_header hdr;
+	__s64 ret;         /* syscall return value; accept: the new fd */
+	__u64 sock_ino;    /* the socket's inode (accept: the new socket's), 0 when unknown */
+	__u32 ppid;        /* tgid of the real parent */
+	__s32 fd;          /* the socket fd the call was made on (accept: the listening socket) */
+	__u32 scope_id;    /* IPv6 scope id (see above), 0 otherwise */
+	__u32 arg;         /* listen: backlog; accept4: flags; 0 otherwise */
+	__u16 family;      /* socket domain: enum rg_net_family or the raw AF_* value */
+	__u16 sa_family;   /* connect, bind: the user sockaddr's family */
+	__u16 sock_type;   /* sk_type: SOCK_STREAM 1, SOCK_DGRAM 2, SOCK_RAW 3, SOCK_SEQPACKET 5 */
+	__u16 protocol;    /* sk_protocol: enum rg_net_proto or raw (AF_UNIX: 0) */
+	__u16 lport;       /* local port, host order */
+	__u16 rport;       /* remote port, host order */
+	__u8 op;           /* enum rg_net_op */
+	__u8 syscall;      /* enum rg_net_syscall */
+	__u16 nflags;      /* enum rg_net_flag */
+	__u8 laddr[16];
+	__u8 raddr[16];
+	char comm[RG_COMM_LEN];
+	struct rg_str unix_path; /* s0 */
+	__u32 _pad;
 };
 
 #endif /* RANDGUARD_H */

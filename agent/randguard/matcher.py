@@ -40,6 +40,7 @@ __all__ = [
     "KERNEL_TRIE_KEY_LEN",
     "KERNEL_TRIE_MAX_PREFIX",
     "VERDICT_EXCLUDE",
+    "VERDICT_FORCE",
     "VERDICT_READ",
     "VERDICT_WATCH",
     "FileFilter",
@@ -58,6 +59,7 @@ __all__ = [
 VERDICT_WATCH = 1  # write-like operations pass
 VERDICT_READ = 2  # read-only opens pass
 VERDICT_EXCLUDE = 4  # nothing passes
+VERDICT_FORCE = 8  # with WATCH/READ on a suffix or pass_all: passes even excluded paths
 KERNEL_TRIE_KEY_LEN = 256
 KERNEL_FILTER_MAX_SUFFIXES = 16
 KERNEL_SUFFIX_LEN = 30
@@ -258,7 +260,10 @@ class FileFilter:
     /etc/ld.so.cache does not flood the output.
     """
 
-    __slots__ = ("watch_paths", "watch_patterns", "exclude_paths", "read_paths", "_w", "_r", "_x")
+    __slots__ = (
+        "watch_paths", "watch_patterns", "exclude_paths", "read_paths", "force", "force_read",
+        "_w", "_r", "_x", "_fw", "_fr",
+    )
 
     def __init__(
         self,
@@ -266,20 +271,35 @@ class FileFilter:
         watch_patterns: Sequence[str] = (),
         exclude_paths: Sequence[str] = (),
         read_paths: Sequence[str] = (),
+        force: tuple[Sequence[str], Sequence[str]] = ((), ()),
+        force_read: tuple[Sequence[str], Sequence[str]] = ((), ()),
     ) -> None:
         self.watch_paths = tuple(watch_paths)
         self.watch_patterns = tuple(watch_patterns)
         self.exclude_paths = tuple(exclude_paths)
         self.read_paths = tuple(read_paths)
+        # (paths, patterns) that detections and rules look at: they pass whatever the watch and
+        # exclude lists say, so nothing a detection or rule would match is filtered away
+        self.force = (tuple(force[0]), tuple(force[1]))
+        self.force_read = (tuple(force_read[0]), tuple(force_read[1]))
         self._w = PathMatcher(self.watch_paths, self.watch_patterns)
         self._r = PathMatcher(self.read_paths)
         self._x = PathMatcher(self.exclude_paths)
+        self._fw = PathMatcher(*self.force) if any(self.force) else None
+        self._fr = PathMatcher(*self.force_read) if any(self.force_read) else None
 
     @classmethod
-    def from_config(cls, section: FileConfig) -> FileFilter:
-        """Build from the ``[file]`` section (`randguard.config.FileConfig`)."""
+    def from_config(
+        cls,
+        section: FileConfig,
+        force: tuple[Sequence[str], Sequence[str]] = ((), ()),
+        force_read: tuple[Sequence[str], Sequence[str]] = ((), ()),
+    ) -> FileFilter:
+        """Build from the ``[file]`` section (`randguard.config.FileConfig`), plus what the
+        detections and rules need to see."""
         return cls(
-            section.watch_paths, section.watch_patterns, section.exclude_paths, section.read_paths
+            section.watch_paths, section.watch_patterns, section.exclude_paths,
+            section.read_paths, force, force_read,
         )
 
     def wants(self, path: str, write: bool) -> bool:
@@ -288,6 +308,9 @@ class FileFilter:
         `write` is True for creates, writes, truncating or writable opens, rename, unlink, link;
         False for read-only opens.
         """
+        forced = self._fw if write else self._fr
+        if forced is not None and forced.matches(path):
+            return True
         if self._x.matches(path):
             return False
         return (self._w if write else self._r).matches(path)
@@ -321,8 +344,10 @@ class KernelFilter(msgspec.Struct, frozen=True):
     def passes(self, path: bytes, write: bool) -> bool:
         """Emulate the kernel's decision for a raw absolute path (slow; for tests and docs).
 
-        Order: trie EXCLUDE -> drop; trie verdict has the needed bit -> pass; a suffix with the
-        bit matches the end of the path -> pass; `pass_all` has the bit -> pass; else drop.
+        Order: the trie verdict has the needed bit -> pass (a verdict with the bit is never
+        EXCLUDE); a suffix with the bit matches the end of the path -> pass, where an excluded path
+        needs the suffix's FORCE bit; `pass_all` has the bit (and FORCE, if excluded) -> pass;
+        else drop.
         """
         need = VERDICT_WATCH if write else VERDICT_READ
         key = path[:KERNEL_TRIE_KEY_LEN]
@@ -330,16 +355,18 @@ class KernelFilter(msgspec.Struct, frozen=True):
         for e in self.trie:
             if key.startswith(e.prefix) and (best is None or len(e.prefix) > len(best.prefix)):
                 best = e
+        bits = 0
         if best is not None:
             exact_miss = best.exact and len(best.prefix) != len(path)
             bits = best.fallback if exact_miss else best.verdict
-            if bits & VERDICT_EXCLUDE:
-                return False
-            if bits & need:
-                return True
+        if bits & need:
+            return True
+        excluded = bits & VERDICT_EXCLUDE
         for s, v in self.suffixes:
-            if v & need and len(s) <= len(path) and path.endswith(s):
+            if v & need and (not excluded or v & VERDICT_FORCE) and path.endswith(s):
                 return True
+        if excluded:
+            return bool(self.pass_all & VERDICT_FORCE and self.pass_all & need)
         return bool(self.pass_all & need)
 
 
@@ -413,6 +440,7 @@ def compile_kernel_filter(f: FileFilter) -> KernelFilter:
       the trie can hold. Prefixes longer than 255 bytes are cut to raw 255-byte prefixes.
     """
     # Directory sources: normalized literal path (raw bytes) -> bits. Raw sources: prefix -> bits.
+    # Forced sources (detections, rules) carry VERDICT_FORCE: excludes do not apply to them.
     dirs: dict[bytes, int] = {}
     raws: dict[bytes, int] = {}
     excl_dirs: set[bytes] = set()
@@ -426,7 +454,12 @@ def compile_kernel_filter(f: FileFilter) -> KernelFilter:
             prefix = prefix[:KERNEL_TRIE_MAX_PREFIX]
             raws[prefix] = raws.get(prefix, 0) | bits
 
-    for paths, bits in ((f.watch_paths, VERDICT_WATCH), (f.read_paths, VERDICT_READ)):
+    force_w, force_r = VERDICT_WATCH | VERDICT_FORCE, VERDICT_READ | VERDICT_FORCE
+    sources = (
+        (f.watch_paths, VERDICT_WATCH), (f.read_paths, VERDICT_READ),
+        (f.force[0], force_w), (f.force_read[0], force_r),
+    )
+    for paths, bits in sources:
         for p in paths:
             n = normalize(p)
             if has_glob(n):
@@ -440,21 +473,25 @@ def compile_kernel_filter(f: FileFilter) -> KernelFilter:
             excl_dirs.add(n.encode("utf-8"))
 
     suffixes: dict[bytes, int] = {}
-    for pat in map(_norm_pattern, f.watch_patterns):
-        if "/" in pat:
-            add_raw(_literal_prefix(pat).encode("utf-8"), VERDICT_WATCH)
-            continue
-        rest = pat.lstrip("*")
-        if not has_glob(pat):
-            sfx = (b"/" + pat.encode("utf-8"))[-KERNEL_SUFFIX_LEN:]
-        elif pat.startswith("*") and not has_glob(rest):
-            sfx = _unanchored_suffix(_esc(rest))
-        else:
-            sfx = b""
-        if sfx:
-            suffixes[sfx] = suffixes.get(sfx, 0) | VERDICT_WATCH
-        else:
-            pass_all |= VERDICT_WATCH
+    patterns = (
+        (f.watch_patterns, VERDICT_WATCH), (f.force[1], force_w), (f.force_read[1], force_r),
+    )
+    for pats, bits in patterns:
+        for pat in map(_norm_pattern, pats):
+            if "/" in pat:
+                add_raw(_literal_prefix(pat).encode("utf-8"), bits)
+                continue
+            rest = pat.lstrip("*")
+            if not has_glob(pat):
+                sfx = (b"/" + pat.encode("utf-8"))[-KERNEL_SUFFIX_LEN:]
+            elif pat.startswith("*") and not has_glob(rest):
+                sfx = _unanchored_suffix(_esc(rest))
+            else:
+                sfx = b""
+            if sfx:
+                suffixes[sfx] = suffixes.get(sfx, 0) | bits
+            else:
+                pass_all |= bits
 
     # Candidate keys: prefix -> exact?
     keys: dict[bytes, bool] = {}
@@ -482,9 +519,6 @@ def compile_kernel_filter(f: FileFilter) -> KernelFilter:
         return d == b"/" or key.startswith(d + b"/") or (exact and key == d)
 
     def bits_for(key: bytes, exact: bool) -> int:
-        for x in excl_dirs:
-            if covers(x, key, exact):
-                return VERDICT_EXCLUDE
         bits = 0
         for d, b in dirs.items():
             if covers(d, key, exact):
@@ -492,7 +526,12 @@ def compile_kernel_filter(f: FileFilter) -> KernelFilter:
         for r, b in raws.items():
             if key.startswith(r):
                 bits |= b
-        return bits
+        forced = bits & VERDICT_FORCE
+        for x in excl_dirs:
+            if covers(x, key, exact):
+                # exclude wins, except over what detections and rules look at
+                return bits & ~VERDICT_FORCE if forced else VERDICT_EXCLUDE
+        return bits & ~VERDICT_FORCE
 
     trie = []
     for key in sorted(keys):
