@@ -150,7 +150,7 @@ static __always_inline void local_from_sock(struct rg_net_event *e, struct sock 
 		bpf_core_read(&e->laddr, 4, &sk->__sk_common.skc_rcv_saddr);
 	} else if (e->family == AF_INET6) {
 		bpf_core_read(&e->laddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
-		if (ipv6_linklocal(e->laddr))
+		if (!e->scope_id && ipv6_linklocal(e->laddr))
 			e->scope_id = BPF_CORE_READ(sk, __sk_common.skc_bound_dev_if);
 	} else {
 		return;
@@ -166,7 +166,7 @@ static __always_inline void remote_from_sock(struct rg_net_event *e, struct sock
 		bpf_core_read(&e->raddr, 4, &sk->__sk_common.skc_daddr);
 	} else if (e->family == AF_INET6) {
 		bpf_core_read(&e->raddr, 16, &sk->__sk_common.skc_v6_daddr);
-		if (ipv6_linklocal(e->raddr))
+		if (!e->scope_id && ipv6_linklocal(e->raddr))
 			e->scope_id = BPF_CORE_READ(sk, __sk_common.skc_bound_dev_if);
 	} else {
 		return;

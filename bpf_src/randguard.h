@@ -281,7 +281,7 @@ enum rg_net_flag {
  * zero) and is formatted by `family`: an IPv4 sockaddr given to an IPv6 socket (UDP allows it)
  * is stored as the IPv4-mapped IPv6 address. Ports are in host order. scope_id: the sockaddr's
  * sin6_scope_id, or for addresses read from an IPv6 socket the bound device when the address
- * is link-local.
+ * is link-local (the sockaddr's scope id wins).
  *
  * family is the socket's domain (sk_family); when the fd is not a socket it is sa_family.
  * sa_family is the family of the user sockaddr (connect, bind; AF_UNSPEC = 0 on connect is a

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from . import __version__, recording
 from .config import Config, ConfigError, load_config, resolve_config_path
 from .events import encode_lines
 from .libbpf import LibbpfError, libbpf_version
 from .loader import LoadError
-from .matcher import FileFilter
-from .pipeline import Pipeline, ProcessOutput
-from .proctable import ProcessTable
+from .ruleset import load_ruleset
 
 EXIT_CONFIG = 2
 EXIT_RUNTIME = 1
@@ -39,11 +38,11 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _replay(cfg: Config, path: str) -> int:
+def _replay(cfg: Config, config_path: Path, path: str) -> int:
     """The pure pipeline over a recording: the same events `run` wrote, minus live /proc data."""
-    pipe = Pipeline(FileFilter.from_config(cfg.file),
-                    ProcessTable(cfg.performance.max_process_cache_entries), cfg.host(),
-                    process=ProcessOutput.from_config(cfg))
+    from .runtime import make_pipeline
+
+    pipe = make_pipeline(cfg, config_path)
     with open(path, "rb") as f:
         events = pipe.feed(list(recording.read(f)))
     sys.stdout.buffer.write(encode_lines(events))
@@ -55,16 +54,18 @@ def main(argv: list[str] | None = None) -> int:
     path = resolve_config_path(args.path if args.command == "check-config" else args.config)
     try:
         cfg = load_config(path)
+        ruleset = load_ruleset(cfg, path)  # checks the pack, rules and rules.d too
     except ConfigError as e:
         print(f"randguard: {e}", file=sys.stderr)
         return EXIT_CONFIG
     if args.command == "check-config":
-        print(f"{path}: ok", file=sys.stderr)
+        print(f"{path}: ok ({len(ruleset.persistence)} detections, {len(ruleset.rules)} rules)",
+              file=sys.stderr)
         return 0
 
     if args.command == "replay":
         try:
-            return _replay(cfg, args.recording)
+            return _replay(cfg, path, args.recording)
         except (OSError, ValueError) as e:
             print(f"randguard: {args.recording}: {e}", file=sys.stderr)
             return EXIT_RUNTIME
@@ -75,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.record:
             with open(args.record, "wb") as rec:
-                return Agent(cfg, record=rec).run()
-        return Agent(cfg).run()
+                return Agent(cfg, path, record=rec).run()
+        return Agent(cfg, path).run()
     except (LoadError, LibbpfError, OSError) as e:
         print(f"randguard: error: {e}", file=sys.stderr)
         return EXIT_RUNTIME

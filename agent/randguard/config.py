@@ -7,13 +7,14 @@ fails fast with a message that points at the line to fix instead of misbehaving 
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import re
 import socket
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 import msgspec
 
@@ -84,11 +85,11 @@ class ConfigError(Exception):
         self.reason = reason
 
 
-class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+class Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     pass
 
 
-class AgentConfig(_Section):
+class AgentConfig(Section):
     """``[agent]``: identity, logging and health reporting."""
 
     id: str | None = None  # None: the hostname, looked up when used
@@ -96,13 +97,13 @@ class AgentConfig(_Section):
     health_interval: float = 10.0  # seconds
 
 
-class EbpfConfig(_Section):
+class EbpfConfig(Section):
     """``[ebpf]``: kernel buffer sizing."""
 
     buffer_size: int = 8192  # KiB, power of two
 
 
-class EventsConfig(_Section):
+class EventsConfig(Section):
     """``[events]``: which event families are collected at all."""
 
     process: bool = True
@@ -110,7 +111,7 @@ class EventsConfig(_Section):
     network: bool = False
 
 
-class FileConfig(_Section):
+class FileConfig(Section):
     """``[file]``: file hooks and the path filter (see randguard.matcher.FileFilter)."""
 
     enabled: bool = True
@@ -131,7 +132,7 @@ class FileConfig(_Section):
     )
 
 
-class ProcessConfig(_Section):
+class ProcessConfig(Section):
     """``[process]``: process lifecycle hooks and what an exec reports."""
 
     enabled: bool = True
@@ -144,14 +145,86 @@ class ProcessConfig(_Section):
     collect_env: bool = False  # rejected: no redaction story for secrets in environments
 
 
-class PerformanceConfig(_Section):
+class PerformanceConfig(Section):
     """``[performance]``: userspace cache bounds."""
 
     max_process_cache_entries: int = 32768
     max_pending_exec_sources: int = 4096  # execs in flight joined to their syscall, in kernel
 
 
-class Config(_Section):
+FILE_OPERATIONS = ("file_open", "file_write", "file_rename", "file_unlink", "file_link")
+RULE_TYPES = ("process", "file", "network")
+SEVERITIES = ("low", "medium", "high", "critical")
+DIRECTIONS = ("outbound", "inbound", "local")
+_MITRE_RE = re.compile(r"^T\d{4}(\.\d{3})?$")
+
+
+class PersistenceDetection(Section):
+    """``[[detections.persistence]]``: file operations on persistence locations.
+
+    Paths may start with ``~/``: one path per home directory in the passwd database."""
+
+    name: str
+    paths: list[str] = msgspec.field(default_factory=list)
+    patterns: list[str] = msgspec.field(default_factory=list)
+    operations: list[str] = msgspec.field(default_factory=lambda: ["*"])
+    mitre: list[str] = msgspec.field(default_factory=list)
+    enabled: bool = True
+    description: str | None = None
+
+
+class NetworkDetection(Section):
+    """``[[detections.network]]``: connections by direction, port and process."""
+
+    name: str
+    directions: list[str] = msgspec.field(default_factory=lambda: ["outbound"])
+    ports: list[int] = msgspec.field(default_factory=list)
+    process_names: list[str] = msgspec.field(default_factory=list)
+    mitre: list[str] = msgspec.field(default_factory=list)
+    enabled: bool = True
+    description: str | None = None
+
+
+class DetectionsConfig(Section):
+    """``[detections]``: the shipped pack (on by default) plus entries of this config; an
+    entry with the name of a shipped one replaces it (``enabled = false`` turns it off)."""
+
+    builtin: bool = True
+    persistence: list[PersistenceDetection] = msgspec.field(default_factory=list)
+    network: list[NetworkDetection] = msgspec.field(default_factory=list)
+
+
+class Rule(Section):
+    """``[[rules]]``: a match that emits a separate ``alert`` record. Fields by type:
+    process: process_names, parent_names, exe_paths; file: paths, patterns, operations,
+    process_names; network: direction, ports, addresses (CIDR), process_names."""
+
+    id: str
+    name: str
+    type: str
+    enabled: bool = True
+    severity: str = "medium"
+    action: str = "alert"
+    mitre: list[str] = msgspec.field(default_factory=list)
+    description: str | None = None
+    process_names: list[str] = msgspec.field(default_factory=list)
+    parent_names: list[str] = msgspec.field(default_factory=list)
+    exe_paths: list[str] = msgspec.field(default_factory=list)
+    paths: list[str] = msgspec.field(default_factory=list)
+    patterns: list[str] = msgspec.field(default_factory=list)
+    operations: list[str] = msgspec.field(default_factory=list)
+    direction: str | None = None
+    ports: list[int] = msgspec.field(default_factory=list)
+    addresses: list[str] = msgspec.field(default_factory=list)
+
+
+class RulesFile(Section):
+    """A ``rules.d/*.toml`` file: rules only."""
+
+    rules: list[Rule] = msgspec.field(default_factory=list)
+
+
+class Config(Section):
     """The whole config; every section and key has a default."""
 
     agent: AgentConfig = msgspec.field(default_factory=AgentConfig)
@@ -160,6 +233,9 @@ class Config(_Section):
     file: FileConfig = msgspec.field(default_factory=FileConfig)
     process: ProcessConfig = msgspec.field(default_factory=ProcessConfig)
     performance: PerformanceConfig = msgspec.field(default_factory=PerformanceConfig)
+    detections: DetectionsConfig = msgspec.field(default_factory=DetectionsConfig)
+    rules: list[Rule] = msgspec.field(default_factory=list)
+    builtin_rules: bool = True  # load the shipped rules (each can be disabled by id)
 
     def host(self) -> str:
         """The agent id for output: the configured id, else this machine's hostname."""
@@ -201,17 +277,25 @@ _TYPE_RE = re.compile(r"^Expected `(?P<want>[^`]+)`, got `(?P<got>[^`]+)`$")
 _TYPE_NAMES = {"object": "table"}
 
 
-def parse_config(text: str, path: str = "<string>") -> Config:
-    """Parse and validate config text; `path` only names the source in errors."""
+_T = TypeVar("_T")
+
+
+def parse_toml_as(text: str, path: str, schema: type[_T]) -> _T:
+    """TOML text decoded into `schema`; errors as ConfigError naming `path` and the key."""
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(path, "-", _toml_reason(str(e), text)) from None
     try:
-        cfg = msgspec.convert(raw, Config)
+        return msgspec.convert(raw, schema)
     except msgspec.ValidationError as e:
         key, reason = _validation_reason(str(e))
         raise ConfigError(path, key, reason) from None
+
+
+def parse_config(text: str, path: str = "<string>") -> Config:
+    """Parse and validate config text; `path` only names the source in errors."""
+    cfg = parse_toml_as(text, path, Config)
     _validate(cfg, path)
     return cfg
 
@@ -287,6 +371,15 @@ def _validate(cfg: Config, path: str) -> None:
         fail("process.max_args", "must be between 1 and 4096")
     if not 16 <= pr.max_args_bytes <= 4095:
         fail("process.max_args_bytes", "must be between 16 and 4095")
+    for i, d in enumerate(cfg.detections.persistence):
+        validate_persistence(d, f"detections.persistence[{i}] ({d.name})", fail)
+    for i, d in enumerate(cfg.detections.network):
+        validate_network_detection(d, f"detections.network[{i}] ({d.name})", fail)
+    _check_unique([d.name for d in cfg.detections.persistence], "detections.persistence",
+                  "name", fail)
+    _check_unique([d.name for d in cfg.detections.network], "detections.network", "name", fail)
+    validate_rules(cfg.rules, "rules", fail)
+
     n = cfg.performance.max_pending_exec_sources
     if not 64 <= n <= 1048576:
         fail("performance.max_pending_exec_sources", "must be between 64 and 1048576")
@@ -319,3 +412,103 @@ def _check_hooks(hooks: list[str], known: Sequence[str], key: str, fail: _Fail) 
 def _check_text(s: str, key: str, fail: _Fail) -> None:
     if "\0" in s:
         fail(key, "must not contain a NUL character")
+
+
+def _check_list(values: list[str], allowed: Sequence[str], key: str, what: str,
+                fail: _Fail) -> None:
+    for j, v in enumerate(values):
+        if v not in allowed:
+            fail(f"{key}[{j}]", f"unknown {what} {v!r} ({_one_of(allowed)})")
+
+
+def _check_unique(values: list[str], key: str, what: str, fail: _Fail) -> None:
+    seen: set[str] = set()
+    for i, v in enumerate(values):
+        if v in seen:
+            fail(f"{key}[{i}]", f"duplicate {what} {v!r}")
+        seen.add(v)
+
+
+def _check_paths(paths: list[str], key: str, fail: _Fail) -> None:
+    for j, p in enumerate(paths):
+        if not (p.startswith("/") or p.startswith("~/")):
+            fail(f"{key}[{j}]", f"must be an absolute path or start with ~/, got {p!r}")
+        _check_text(p, f"{key}[{j}]", fail)
+
+
+def _check_mitre(ids: list[str], key: str, fail: _Fail) -> None:
+    for j, t in enumerate(ids):
+        if not _MITRE_RE.match(t):
+            fail(f"{key}[{j}]", f"not an ATT&CK technique id (like T1543.002): {t!r}")
+
+
+def _check_ports(ports: list[int], key: str, fail: _Fail) -> None:
+    for j, port in enumerate(ports):
+        if not 0 < port < 65536:
+            fail(f"{key}[{j}]", f"port must be 1..65535, got {port}")
+
+
+def validate_persistence(d: PersistenceDetection, key: str, fail: _Fail) -> None:
+    """A persistence detection: a name, something to match, known operations."""
+    if not d.name.strip():
+        fail(f"{key}.name", "must not be empty")
+    if d.enabled and not (d.paths or d.patterns):
+        fail(key, "needs paths or patterns")
+    _check_paths(d.paths, f"{key}.paths", fail)
+    for j, pat in enumerate(d.patterns):
+        if not pat:
+            fail(f"{key}.patterns[{j}]", "must not be empty")
+    _check_list(d.operations, ("*", *FILE_OPERATIONS), f"{key}.operations", "operation", fail)
+    _check_mitre(d.mitre, f"{key}.mitre", fail)
+
+
+def validate_network_detection(d: NetworkDetection, key: str, fail: _Fail) -> None:
+    if not d.name.strip():
+        fail(f"{key}.name", "must not be empty")
+    _check_list(d.directions, DIRECTIONS, f"{key}.directions", "direction", fail)
+    _check_ports(d.ports, f"{key}.ports", fail)
+    _check_mitre(d.mitre, f"{key}.mitre", fail)
+
+
+_RULE_FIELDS = {
+    "process": ("process_names", "parent_names", "exe_paths"),
+    "file": ("paths", "patterns", "operations", "process_names"),
+    "network": ("direction", "ports", "addresses", "process_names"),
+}
+
+
+def validate_rules(rules: list[Rule], key: str, fail: _Fail) -> None:
+    """Every rule, named in errors as ``rules[3] (id FILE-9)``."""
+    seen: dict[str, int] = {}
+    for i, r in enumerate(rules):
+        k = f"{key}[{i}] (id {r.id})"
+        if not r.id.strip():
+            fail(f"{key}[{i}].id", "must not be empty")
+        if r.id in seen:
+            fail(k, f"duplicate rule id {r.id!r} (also rules[{seen[r.id]}])")
+        seen[r.id] = i
+        if r.type not in RULE_TYPES:
+            fail(f"{k}.type", f"unknown rule type {r.type!r} ({_one_of(RULE_TYPES)})")
+        if r.severity not in SEVERITIES:
+            fail(f"{k}.severity", f"unknown severity {r.severity!r} ({_one_of(SEVERITIES)})")
+        if r.action != "alert":
+            fail(f"{k}.action", f"unknown action {r.action!r} (expected one of: alert)")
+        _check_mitre(r.mitre, f"{k}.mitre", fail)
+        allowed = _RULE_FIELDS[r.type]
+        used = [f for fields in _RULE_FIELDS.values() for f in fields if getattr(r, f)]
+        for f in used:
+            if f not in allowed:
+                fail(f"{k}.{f}", f"not a field of a {r.type} rule ({', '.join(allowed)})")
+        if not used:
+            fail(k, f"matches everything: give at least one of {', '.join(allowed)}")
+        _check_paths(r.paths, f"{k}.paths", fail)
+        _check_paths(r.exe_paths, f"{k}.exe_paths", fail)
+        _check_list(r.operations, ("*", *FILE_OPERATIONS), f"{k}.operations", "operation", fail)
+        if r.direction is not None and r.direction not in DIRECTIONS:
+            fail(f"{k}.direction", f"unknown direction {r.direction!r} ({_one_of(DIRECTIONS)})")
+        _check_ports(r.ports, f"{k}.ports", fail)
+        for j, a in enumerate(r.addresses):
+            try:
+                ipaddress.ip_network(a, strict=False)
+            except ValueError:
+                fail(f"{k}.addresses[{j}]", f"not an address or CIDR network: {a!r}")

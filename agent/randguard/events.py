@@ -14,6 +14,7 @@ import msgspec
 class FileEvent(msgspec.Struct, kw_only=True):
     """file_open, file_write, file_rename, file_unlink, file_link."""
 
+    seq: int = 0
     event_type: str
     timestamp: str
     timestamp_ns: int
@@ -38,11 +39,15 @@ class FileEvent(msgspec.Struct, kw_only=True):
     fd: int | None
     inode: int | None
     path_truncated: bool
+    alert: bool = False
+    detection_type: str | None = None
+    mitre: list[str] | None = None
 
 
 class ProcessStart(msgspec.Struct, kw_only=True):
     """process_start: an exec completed; the process now runs a new image."""
 
+    seq: int = 0
     event_type: str
     timestamp: str
     timestamp_ns: int
@@ -70,6 +75,7 @@ class ProcessStart(msgspec.Struct, kw_only=True):
 class ProcessExecFailed(msgspec.Struct, kw_only=True):
     """process_exec_failed: execve/execveat returned an error; the caller runs on."""
 
+    seq: int = 0
     event_type: str
     timestamp: str
     timestamp_ns: int
@@ -90,6 +96,7 @@ class ProcessExecFailed(msgspec.Struct, kw_only=True):
 class ProcessFork(msgspec.Struct, kw_only=True):
     """process_fork: a new process (or, with report_threads, a thread)."""
 
+    seq: int = 0
     event_type: str
     timestamp: str
     timestamp_ns: int
@@ -107,6 +114,7 @@ class ProcessFork(msgspec.Struct, kw_only=True):
 class ProcessExit(msgspec.Struct, kw_only=True):
     """process_exit: the last thread of a process ended (with report_threads: any thread)."""
 
+    seq: int = 0
     event_type: str
     timestamp: str
     timestamp_ns: int
@@ -123,7 +131,34 @@ class ProcessExit(msgspec.Struct, kw_only=True):
     thread: bool
 
 
-Event = FileEvent | ProcessStart | ProcessExecFailed | ProcessFork | ProcessExit
+class Alert(msgspec.Struct, kw_only=True):
+    """alert: a `[[rules]]` match, written right after its source event (`source_seq`)."""
+
+    seq: int = 0
+    event_type: str = "alert"
+    timestamp: str
+    timestamp_ns: int
+    host: str
+    rule_id: str
+    rule_name: str
+    rule_type: str
+    severity: str
+    action: str
+    mitre: list[str]
+    source_event_type: str
+    source_seq: int
+    pid: int | None
+    ppid: int | None
+    comm: str | None
+    exe_path: str | None
+    path: str | None
+    operation: str | None
+    direction: str | None
+    port: int | None
+    addr: str | None
+
+
+Event = FileEvent | ProcessStart | ProcessExecFailed | ProcessFork | ProcessExit | Alert
 
 _encoder = msgspec.json.Encoder()
 

@@ -11,8 +11,10 @@ from collections import Counter
 
 import msgspec
 
-from .config import Config
+from .config import Config, Rule
+from .detections import PersistenceDetections
 from .events import (
+    Alert,
     Event,
     FileEvent,
     ProcessExecFailed,
@@ -43,6 +45,7 @@ from .records import (
     ForkRecord,
     decode,
 )
+from .rules import RuleEngine
 
 _ACCESS = ("read", "write", "read_write", None)
 _ERRNO = errno.errorcode
@@ -105,12 +108,17 @@ class Pipeline:
         host: str,
         clock: WallClock | None = None,
         process: ProcessOutput | None = None,
+        detections: PersistenceDetections | None = None,
+        rules: RuleEngine | None = None,
     ) -> None:
         self.file_filter = file_filter
         self.procs = procs
         self.host = host
         self.clock = clock or WallClock()
         self.process = process or ProcessOutput()
+        self.detections = detections
+        self.rules = rules
+        self.seq = 0  # of the last line produced: every output line has the next number
         self.decode_errors: Counter[str] = Counter()
         self.filtered = 0
         self.records = 0
@@ -131,11 +139,16 @@ class Pipeline:
                 ev = self.file_event(rec)
                 if ev is not None:
                     append(ev)
+                    if self.rules is not None and self.rules.file_rules:
+                        self._file_alerts(ev, out)
             elif type(rec) is ExecRecord:
                 parent = procs.get(rec.ppid)
                 procs.on_exec(rec)
                 if self.process.exec:
-                    append(self.process_start(rec, parent.exe_path if parent else None))
+                    ev = self.process_start(rec, parent.exe_path if parent else None)
+                    append(ev)
+                    if self.rules is not None and self.rules.process_rules:
+                        self._process_alerts(ev, out)
             elif type(rec) is ForkRecord:
                 procs.on_fork(rec)
                 if self.process.fork:
@@ -146,7 +159,48 @@ class Pipeline:
                     append(self.process_exit(rec, info))
             elif type(rec) is ExecFailedRecord:
                 append(self.exec_failed(rec))
+        seq = self.seq
+        for ev in out:
+            seq += 1
+            ev.seq = seq
+            if type(ev) is Alert:
+                ev.source_seq += seq  # was the (negative) distance back to its source
+        self.seq = seq
         return out
+
+    def _alert(self, rule: Rule, src: Event, back: int, **fields: object) -> Alert:
+        return Alert(
+            timestamp=src.timestamp, timestamp_ns=src.timestamp_ns, host=self.host,
+            rule_id=rule.id, rule_name=rule.name, rule_type=rule.type, severity=rule.severity,
+            action=rule.action, mitre=rule.mitre, source_event_type=src.event_type,
+            source_seq=-back, **fields,
+        )
+
+    def _file_alerts(self, ev: FileEvent, out: list[Event]) -> None:
+        if ev.ret < 0:
+            return
+        op, comm, exe = ev.event_type, ev.comm, ev.exe_path
+        paths = (ev.resolved_path, ev.old_path) if op == "file_rename" else (ev.resolved_path,)
+        n = 0
+        for c in self.rules.file_rules:
+            for path in paths:
+                if c.file(op, path, comm, exe):
+                    n += 1
+                    out.append(self._alert(
+                        c.rule, ev, n, pid=ev.pid, ppid=ev.ppid, comm=comm, exe_path=exe,
+                        path=path, operation=op, direction=None, port=None, addr=None,
+                    ))
+                    break
+
+    def _process_alerts(self, ev: ProcessStart, out: list[Event]) -> None:
+        n = 0
+        for c in self.rules.process_rules:
+            if c.process(ev.comm, ev.exe_path, ev.parent_comm, ev.parent_exe_path):
+                n += 1
+                out.append(self._alert(
+                    c.rule, ev, n, pid=ev.pid, ppid=ev.ppid, comm=ev.comm, exe_path=ev.exe_path,
+                    path=ev.exe_path, operation="exec", direction=None, port=None, addr=None,
+                ))
 
     def process_start(self, r: ExecRecord, parent_exe: str | None) -> ProcessStart:
         argv, argv_cut = _argv(r.args, bool(r.flags & HF_TRUNC_S2), self.process.max_args)
@@ -265,8 +319,13 @@ class Pipeline:
         ret = r.ret
         info = self.procs.get(r.pid)
         is_open = op == _OPEN
+        event_type = OPS.get(op, "file_unknown")
+        det = None
+        if self.detections is not None:
+            write = op != _OPEN or bool(r.fflags & (FF_WRITE | FF_CREATED))
+            det = self.detections.match(event_type, path, ret >= 0, write)
         return FileEvent(
-            event_type=OPS.get(op, "file_unknown"),
+            event_type=event_type,
             timestamp=self.clock.format(r.ts_ns),
             timestamp_ns=r.ts_ns,
             host=self.host,
@@ -290,4 +349,7 @@ class Pipeline:
             fd=r.fd if op == _WRITE else (ret if is_open and ret >= 0 else None),
             inode=r.ino or None,
             path_truncated=truncated,
+            alert=det is not None,
+            detection_type=det.name if det is not None else None,
+            mitre=det.mitre if det is not None else None,
         )

@@ -7,11 +7,14 @@ compiled objects, so the two sides cannot drift apart silently.
 
 from __future__ import annotations
 
+import socket
 import struct
 from collections.abc import Callable
 from typing import Final
 
 import msgspec
+
+from .paths import decode_path
 
 SCHEMA_VERSION: Final = 1
 
@@ -20,6 +23,7 @@ KIND_PROC_FORK: Final = 2
 KIND_PROC_EXEC: Final = 3
 KIND_PROC_EXIT: Final = 4
 KIND_PROC_EXEC_FAILED: Final = 5
+KIND_NET: Final = 6
 
 EXEC_SOURCES: Final = (None, "execve", "execveat")
 
@@ -35,6 +39,24 @@ FF_CREATED: Final = 1 << 0
 FF_WRITE: Final = 1 << 1
 
 FAMILIES: Final = ("file", "process", "network")
+
+# rg_net_event.op, .syscall, .nflags; address families and protocols (randguard.h)
+NET_OPS: Final = {1: "network_connect", 2: "network_bind", 3: "network_listen",
+                  4: "network_accept"}
+NET_SYSCALLS: Final = (None, "connect", "bind", "listen", "accept", "accept4")
+NF_LOCAL: Final = 1 << 0
+NF_REMOTE: Final = 1 << 1
+NF_SOCK: Final = 1 << 2
+NF_UNIX_ABSTRACT: Final = 1 << 3
+NF_LOCAL_SOCK: Final = 1 << 4
+AF_UNSPEC: Final = 0
+AF_UNIX: Final = 1
+AF_INET: Final = 2
+AF_INET6: Final = 10
+NET_FAMILY_NAMES: Final = {AF_UNIX: "unix", AF_INET: "ipv4", AF_INET6: "ipv6"}
+NET_PROTOCOL_NAMES: Final = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmpv6", 132: "sctp",
+                             136: "udplite", 255: "raw", 262: "mptcp"}
+SOCK_TYPE_NAMES: Final = {1: "stream", 2: "dgram", 3: "raw", 4: "rdm", 5: "seqpacket"}
 
 OPS: Final = {1: "file_open", 2: "file_write", 3: "file_rename", 4: "file_unlink", 5: "file_link"}
 
@@ -74,6 +96,13 @@ EXIT_FIELDS: Final = (
     ("exit_code", "i"), ("group_dead", "B"), ("_pad", "3x"), ("lifetime_ns", "Q"),
     ("comm", "16s"),
 )
+NET_FIELDS: Final = (
+    ("ret", "q"), ("sock_ino", "Q"), ("ppid", "I"), ("fd", "i"), ("scope_id", "I"),
+    ("arg", "I"), ("family", "H"), ("sa_family", "H"), ("sock_type", "H"), ("protocol", "H"),
+    ("lport", "H"), ("rport", "H"), ("op", "B"), ("syscall", "B"), ("nflags", "H"),
+    ("laddr", "16s"), ("raddr", "16s"), ("comm", "16s"), ("unix_path", STR_FIELD),
+    ("_pad", "4x"),
+)
 
 # C struct name -> fields after the header (None: the header itself)
 LAYOUTS: Final = {
@@ -83,6 +112,7 @@ LAYOUTS: Final = {
     "rg_proc_exec": EXEC_FIELDS,
     "rg_proc_exit": EXIT_FIELDS,
     "rg_proc_exec_failed": EXEC_FAILED_FIELDS,
+    "rg_net_event": NET_FIELDS,
 }
 
 
@@ -129,6 +159,7 @@ FORK: Final = struct.Struct("<" + _fmt(HEADER_FIELDS) + _fmt(FORK_FIELDS))
 EXEC: Final = struct.Struct("<" + _fmt(HEADER_FIELDS) + _fmt(EXEC_FIELDS))
 EXIT: Final = struct.Struct("<" + _fmt(HEADER_FIELDS) + _fmt(EXIT_FIELDS))
 EXEC_FAILED: Final = struct.Struct("<" + _fmt(HEADER_FIELDS) + _fmt(EXEC_FAILED_FIELDS))
+NET: Final = struct.Struct("<" + _fmt(HEADER_FIELDS) + _fmt(NET_FIELDS))
 
 
 class DecodeError(ValueError):
@@ -231,7 +262,44 @@ class ExitRecord(msgspec.Struct, frozen=True):
     lifetime_ns: int = 0
 
 
-Record = FileRecord | ForkRecord | ExecRecord | ExecFailedRecord | ExitRecord
+class NetRecord(msgspec.Struct, frozen=True):
+    """struct rg_net_event, addresses formatted (see randguard.h for what each field means).
+
+    ``local_addr``/``local_port`` and ``remote_addr``/``remote_port`` are None where the record
+    has no such side (RG_NF_LOCAL / RG_NF_REMOTE unset). ``unix_path`` is the raw AF_UNIX name
+    (abstract names without their leading NUL, ``unix_abstract`` set); `unix_path_text` gives
+    the display form.
+    """
+
+    flags: int
+    ts_ns: int
+    pid: int
+    tid: int
+    uid: int
+    gid: int
+    ret: int
+    sock_ino: int
+    ppid: int
+    fd: int
+    scope_id: int
+    arg: int
+    family: int
+    sa_family: int
+    sock_type: int
+    protocol: int
+    op: int
+    syscall: int
+    nflags: int
+    local_addr: str | None
+    local_port: int | None
+    remote_addr: str | None
+    remote_port: int | None
+    comm: bytes
+    unix_path: bytes | None
+    unix_abstract: bool
+
+
+Record = FileRecord | ForkRecord | ExecRecord | ExecFailedRecord | ExitRecord | NetRecord
 
 
 def _cstr(raw: bytes) -> bytes:
@@ -296,4 +364,40 @@ def decode(rec: bytes) -> Record:
          f_len) = EXEC_FAILED.unpack_from(rec)
         return ExecFailedRecord(hflags, ts, pid, tid, uid, gid, ret, ppid, src, _cstr(comm),
                                 _slot(rec, f_off, f_len, size))
+    if kind == KIND_NET:
+        if size < NET.size:
+            raise DecodeError("short_record", f"network record of {size} bytes")
+        (_, _, _, hflags, ts, pid, tid, uid, gid, ret, ino, ppid, fd, scope, arg, fam, sa_fam,
+         stype, proto, lport, rport, op, sysc, nflags, laddr, raddr, comm, u_off,
+         u_len) = NET.unpack_from(rec)
+        local = remote = None
+        if nflags & NF_LOCAL:
+            local = _net_addr(fam, laddr)
+        if nflags & NF_REMOTE:
+            remote = _net_addr(fam, raddr)
+        return NetRecord(
+            hflags, ts, pid, tid, uid, gid, ret, ino, ppid, fd, scope, arg, fam, sa_fam, stype,
+            proto, op, sysc, nflags, local, lport if local is not None else None, remote,
+            rport if remote is not None else None, _cstr(comm), _slot(rec, u_off, u_len, size),
+            bool(nflags & NF_UNIX_ABSTRACT),
+        )
     raise DecodeError("unknown_kind", f"record kind {kind}")
+
+
+def _net_addr(family: int, raw: bytes) -> str | None:
+    if family == AF_INET:
+        return socket.inet_ntop(socket.AF_INET, raw[:4])
+    if family == AF_INET6:
+        return socket.inet_ntop(socket.AF_INET6, raw)
+    return None
+
+
+def unix_path_text(rec: NetRecord) -> str | None:
+    """The AF_UNIX name for output: a path name as `paths.decode_path` spells it; an abstract
+    name as "@" followed by the name with each NUL in it also written "@" (as ss(8) does).
+    None for an unnamed socket."""
+    if rec.unix_abstract:
+        return "@" + decode_path((rec.unix_path or b"").replace(b"\0", b"@"))
+    if rec.unix_path is None:
+        return None
+    return decode_path(rec.unix_path)

@@ -5,15 +5,19 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+from pathlib import Path
 from typing import BinaryIO
 
 from . import loader, procfs, recording
 from .config import Config
+from .detections import PersistenceDetections
 from .events import encode_lines
 from .matcher import FileFilter
 from .pipeline import Pipeline, ProcessOutput
 from .proctable import ProcessTable
 from .ringbuf import RingBuffer
+from .rules import RuleEngine
+from .ruleset import load_ruleset, passwd_homes
 
 log = logging.getLogger("randguard")
 
@@ -21,19 +25,42 @@ POLL_MS = 50  # the kernel wakes the reader only past a watermark: poll at least
 BATCH = 4096  # records per pipeline batch and per stdout write
 
 
+def make_pipeline(cfg: Config, config_path: Path) -> Pipeline:
+    """The pipeline for a config: its filter, process table, detections and rules (the shipped
+    pack and rules, the config's, rules.d's), with `~/` expanded to every passwd home."""
+    rs = load_ruleset(cfg, config_path)
+    homes = passwd_homes()
+    detections = PersistenceDetections(rs.persistence, homes)
+    rules = RuleEngine(rs.rules, homes)
+    rule_w, rule_r = rules.watched()
+    det_paths, det_patterns = detections.watched()
+    file_filter = FileFilter.from_config(
+        cfg.file,
+        force=(det_paths + rule_w[0], det_patterns + rule_w[1]),
+        force_read=rule_r,
+    )
+    return Pipeline(
+        file_filter, ProcessTable(cfg.performance.max_process_cache_entries), cfg.host(),
+        process=ProcessOutput.from_config(cfg), detections=detections, rules=rules,
+    )
+
+
 class Agent:
     """One run of the agent: `run()` returns when a stop signal arrives or stdout closes."""
 
     def __init__(
-        self, cfg: Config, out: BinaryIO | None = None, record: BinaryIO | None = None
+        self,
+        cfg: Config,
+        config_path: Path,
+        out: BinaryIO | None = None,
+        record: BinaryIO | None = None,
     ) -> None:
         self.cfg = cfg
         self.out = out if out is not None else sys.stdout.buffer
         self.record = recording.Writer(record) if record is not None else None
-        self.file_filter = FileFilter.from_config(cfg.file)
-        self.procs = ProcessTable(cfg.performance.max_process_cache_entries)
-        self.pipeline = Pipeline(self.file_filter, self.procs, cfg.host(),
-                                 process=ProcessOutput.from_config(cfg))
+        self.pipeline = make_pipeline(cfg, config_path)
+        self.file_filter = self.pipeline.file_filter
+        self.procs = self.pipeline.procs
         self.stopping = False
         self.written = 0
 

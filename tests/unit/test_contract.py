@@ -11,7 +11,7 @@ from randguard import records
 from randguard.libbpf import BpfObject
 
 BPF_DIR = Path(__file__).resolve().parents[2] / "agent" / "randguard" / "bpf"
-OBJECTS = ("process", "file")
+OBJECTS = ("process", "file", "network")
 
 
 def _object(name: str) -> Path:

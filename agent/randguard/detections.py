@@ -1,0 +1,77 @@
+"""Built-in detections: annotations on the source event (`alert`, `detection_type`, `mitre`).
+
+Persistence detections look at successful file operations on persistence locations; an open
+counts only when it writes or creates (reading a unit file is not persistence). A rename or link
+is judged on its target, which is where something new appears (a temp file renamed over a unit,
+as editors, sed -i, install and dpkg do). The first matching detection wins. Pure: home
+directories for `~/` paths are given, not looked up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .config import PersistenceDetection
+from .matcher import PathMatcher
+
+
+def expand_homes(paths: Sequence[str], homes: Sequence[str]) -> list[str]:
+    """`~/x` becomes `HOME/x` for every home; other paths stay as they are."""
+    out: list[str] = []
+    for p in paths:
+        if p.startswith("~/"):
+            out += [f"{h.rstrip('/')}/{p[2:]}" for h in homes]
+        else:
+            out.append(p)
+    return out
+
+
+class PathRule:
+    """`paths` and `patterns` of a detection or file rule: with both, a path must match both
+    (directory and name, e.g. `*.service` under the unit directories); with one, that one."""
+
+    __slots__ = ("paths", "patterns", "_p", "_n")
+
+    def __init__(self, paths: Sequence[str], patterns: Sequence[str], homes: Sequence[str]):
+        self.paths = expand_homes(paths, homes)
+        self.patterns = list(patterns)
+        self._p = PathMatcher(self.paths) if self.paths else None
+        self._n = PathMatcher((), self.patterns) if self.patterns else None
+
+    def matches(self, path: str) -> bool:
+        return (self._p is None or self._p.matches(path)) and (
+            self._n is None or self._n.matches(path)
+        )
+
+
+class PersistenceDetections:
+    """The enabled persistence detections, compiled; `match` runs per file event."""
+
+    def __init__(self, detections: Sequence[PersistenceDetection], homes: Sequence[str]):
+        self.entries = [(d, PathRule(d.paths, d.patterns, homes), frozenset(d.operations))
+                        for d in detections]
+        # one matcher over all of them: most events match none, and this says so at once (an
+        # entry with paths and patterns needs its pattern, so the pattern stands for it)
+        self._any = PathMatcher(
+            [p for _, r, _ in self.entries if r._n is None for p in r.paths],
+            [p for _, r, _ in self.entries for p in r.patterns],
+        )
+
+    def watched(self) -> tuple[list[str], list[str]]:
+        """(paths, patterns) to pass whatever the file filter says."""
+        paths = [p for _, r, _ in self.entries for p in r.paths]
+        patterns = [p for _, r, _ in self.entries if r._p is None for p in r.patterns]
+        return paths, patterns
+
+    def match(
+        self, op: str, path: str | None, ok: bool, write: bool
+    ) -> PersistenceDetection | None:
+        """The detection for a file event (`write`: the open wrote or created), or None."""
+        if not ok or path is None or not write or not self.entries:
+            return None
+        if not self._any.matches(path):  # every entry's matches imply this one's
+            return None
+        for d, rule, ops in self.entries:
+            if (op in ops or "*" in ops) and rule.matches(path):
+                return d
+        return None

@@ -1,0 +1,98 @@
+"""The `[[rules]]` engine: each enabled rule that matches an event yields one `alert` record.
+
+Process rules look at process_start (so a parent/child rule sees the parent's name and image at
+exec time), file rules at successful file operations, network rules at network events. Within
+one field any entry may match; every field the rule gives must match. Names are compared with
+the process name (comm) and with the basename of its executable. Pure: homes are given.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+
+from .config import Rule
+from .detections import PathRule
+from .matcher import PathMatcher
+
+
+def _names_match(names: frozenset[str], comm: str | None, exe: str | None) -> bool:
+    if comm in names:
+        return True
+    return exe is not None and exe[exe.rfind("/") + 1 :] in names
+
+
+class CompiledRule:
+    """One rule with its matchers built once."""
+
+    __slots__ = ("rule", "names", "parents", "exes", "paths", "ops", "nets", "ports")
+
+    def __init__(self, rule: Rule, homes: Sequence[str]) -> None:
+        self.rule = rule
+        self.names = frozenset(rule.process_names)
+        self.parents = frozenset(rule.parent_names)
+        self.exes = PathMatcher(rule.exe_paths) if rule.exe_paths else None
+        self.paths = PathRule(rule.paths, rule.patterns, homes) if (
+            rule.paths or rule.patterns) else None
+        self.ops = frozenset(rule.operations) if rule.operations else frozenset({"*"})
+        self.nets = [ipaddress.ip_network(a, strict=False) for a in rule.addresses]
+        self.ports = frozenset(rule.ports)
+
+    def process(self, comm: str, exe: str | None, parent_comm: str | None,
+                parent_exe: str | None) -> bool:
+        return (
+            (not self.names or _names_match(self.names, comm, exe))
+            and (not self.parents or _names_match(self.parents, parent_comm, parent_exe))
+            and (self.exes is None or (exe is not None and self.exes.matches(exe)))
+        )
+
+    def file(self, op: str, path: str | None, comm: str, exe: str | None) -> bool:
+        return (
+            (op in self.ops or "*" in self.ops)
+            and (self.paths is None or (path is not None and self.paths.matches(path)))
+            and (not self.names or _names_match(self.names, comm, exe))
+        )
+
+    def network(self, direction: str | None, port: int | None, addr: str | None, comm: str,
+                exe: str | None) -> bool:
+        r = self.rule
+        if r.direction is not None and direction != r.direction:
+            return False
+        if self.ports and port not in self.ports:
+            return False
+        if self.nets:
+            try:
+                ip = ipaddress.ip_address(addr or "")
+            except ValueError:
+                return False
+            if not any(ip in n for n in self.nets):
+                return False
+        return not self.names or _names_match(self.names, comm, exe)
+
+
+class RuleEngine:
+    """The enabled rules by type, in order."""
+
+    def __init__(self, rules: Sequence[Rule], homes: Sequence[str]) -> None:
+        compiled = [CompiledRule(r, homes) for r in rules if r.enabled]
+        self.process_rules = [c for c in compiled if c.rule.type == "process"]
+        self.file_rules = [c for c in compiled if c.rule.type == "file"]
+        self.network_rules = [c for c in compiled if c.rule.type == "network"]
+
+    def watched(self) -> tuple[tuple[list[str], list[str]], tuple[list[str], list[str]]]:
+        """((paths, patterns) for writes, (paths, patterns) for reads) that file rules need
+        to see, to pass whatever the file filter says."""
+        w: tuple[list[str], list[str]] = ([], [])
+        r: tuple[list[str], list[str]] = ([], [])
+        for c in self.file_rules:
+            if c.paths is None:
+                continue
+            paths = c.paths.paths
+            patterns = c.paths.patterns if not paths else []
+            if c.ops - {"file_open"}:
+                w[0].extend(paths)
+                w[1].extend(patterns)
+            if c.ops & {"file_open", "*"}:
+                r[0].extend(paths)
+                r[1].extend(patterns)
+        return w, r
