@@ -45,6 +45,14 @@ struct {
 	__type(value, __u64);
 } rg_drops SEC(".maps");
 
+/* Events the kernel filter dropped on purpose (by config), per family: reported in health. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, RG_FAM_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} rg_filtered SEC(".maps");
+
 /*
  * Records are assembled here, then copied into the ring with their real size. Offsets into rec
  * are masked with RG_REC_MASK and copies are at most RG_PATH_MAX long, hence the slack. Too big
@@ -76,11 +84,16 @@ static __always_inline struct rg_scratch *rg_scratch(void)
 	return bpf_map_lookup_elem(&rg_scratch_map, &cpu);
 }
 
+static __always_inline void rg_count(void *map, __u32 family)
+{
+	__u64 *n = bpf_map_lookup_elem(map, &family);
+	if (n)
+		*n += 1; /* per-CPU slot: no atomic needed */
+}
+
 static __always_inline void rg_count_drop(__u32 family)
 {
-	__u64 *n = bpf_map_lookup_elem(&rg_drops, &family);
-	if (n)
-		__sync_fetch_and_add(n, 1);
+	rg_count(&rg_drops, family);
 }
 
 /* Fill the common header for the current task. */

@@ -365,8 +365,10 @@ static __always_inline int open_exit(long ret)
 		__u32 off = rg_walk_path(s, &f->f_path, &trunc);
 		key_reset(k);
 		key_append(k, &s->path[off & PATH_MASK], (RG_PATH_MAX - off) & PATH_MASK);
-		if (!key_passes(k, need))
+		if (!key_passes(k, need)) {
+			rg_count(&rg_filtered, RG_FAM_FILE);
 			return 0;
+		}
 		if (trunc)
 			e->hdr.flags |= RG_HF_TRUNC_S0;
 		rg_put_walked(s, off, &s->pos, &e->path);
@@ -379,6 +381,7 @@ static __always_inline int open_exit(long ret)
 			watch_file(f);
 	} else if (!put_name(s, k, task, in_copy.dfd, (const char *)in_copy.name, &e->dir,
 			     &e->name, RG_HF_TRUNC_S1, RG_HF_TRUNC_S2, need)) {
+		rg_count(&rg_filtered, RG_FAM_FILE);
 		return 0;
 	}
 	event_submit(s);
@@ -536,8 +539,10 @@ static __always_inline int names_exit(long ret)
 	if (in_copy.name2 && put_name(s, k, task, in_copy.dfd2, (const char *)in_copy.name2,
 				      &e->dir2, &e->name2, RG_HF_TRUNC_S3, RG_HF_TRUNC_S4, RG_V_WATCH))
 		s->pass = 1;
-	if (!s->pass)
+	if (!s->pass) {
+		rg_count(&rg_filtered, RG_FAM_FILE);
 		return 0;
+	}
 	event_submit(s);
 	return 0;
 }

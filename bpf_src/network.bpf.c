@@ -55,6 +55,9 @@ struct {
 
 #define REC_MASK RG_REC_MASK
 
+/* Hide a value's range from clang, so that a mask written for the verifier is kept. */
+#define hide_range(v) asm volatile("" : "+r"(v))
+
 static __always_inline struct file *fd_file(struct task_struct *task, int fd)
 {
 	struct files_struct *files = BPF_CORE_READ(task, files);
@@ -176,35 +179,43 @@ static __always_inline void remote_from_sock(struct rg_net_event *e, struct sock
 }
 
 /*
- * s->path[0..len) holds a struct sockaddr_un: put its name into the unix_path slot. A path name
- * ends at its first NUL (or at len); an abstract name (leading NUL) is every byte after that NUL.
+ * s->path[0..len) holds a struct sockaddr_un, zero-filled after len: put its name into the
+ * unix_path slot. A path name ends at its first NUL (or at len); an abstract name (leading NUL)
+ * is every byte after that NUL.
  */
 static __always_inline void put_unix_name(struct rg_scratch *s, __u32 len)
 {
 	struct rg_net_event *e = (void *)s->rec;
-	__u32 start = SUN_PATH_OFF, n, i;
 	__u64 at = s->pos;
+	__u32 n;
+	long r;
 
-	if (len <= SUN_PATH_OFF)
+	if (len <= SUN_PATH_OFF || at > RG_REC_MAX - RG_PATH_MAX)
 		return; /* unnamed */
 	n = len - SUN_PATH_OFF;
 	if (n > SUN_PATH_MAX)
 		n = SUN_PATH_MAX;
 	if (s->path[SUN_PATH_OFF] == 0) {
 		e->nflags |= RG_NF_UNIX_ABSTRACT;
-		start = SUN_PATH_OFF + 1;
 		n -= 1;
+		hide_range(n);
+		n &= SOCKADDR_MASK;
+		if (!n)
+			return;
+		bpf_probe_read_kernel(&s->rec[at & REC_MASK], n, &s->path[SUN_PATH_OFF + 1]);
 	} else {
-		for (i = 0; i < SUN_PATH_MAX; i++) {
-			if (i >= n || s->path[(SUN_PATH_OFF + i) & SOCKADDR_MASK] == 0)
-				break;
-		}
-		n = i;
+		/*
+		 * Up to the first NUL, at most n bytes: the byte after the name is zero (the fill) or
+		 * is replaced by the helper's terminator, which is not counted.
+		 */
+		n += 1;
+		hide_range(n);
+		r = bpf_probe_read_kernel_str(&s->rec[at & REC_MASK], n & SOCKADDR_MASK,
+					      &s->path[SUN_PATH_OFF]);
+		if (r <= 1)
+			return;
+		n = (r - 1) & SOCKADDR_MASK;
 	}
-	if (!n || at > RG_REC_MAX - RG_PATH_MAX)
-		return;
-	n &= SOCKADDR_MASK;
-	bpf_probe_read_kernel(&s->rec[at & REC_MASK], n, &s->path[start & 3]);
 	e->unix_path.off = at;
 	e->unix_path.len = n;
 	s->pos = at + n;
@@ -221,6 +232,8 @@ static __always_inline void unix_from_sock(struct rg_scratch *s, struct sock *sk
 	len = BPF_CORE_READ(ua, len);
 	if (len > SUN_PATH_OFF + SUN_PATH_MAX)
 		len = SUN_PATH_OFF + SUN_PATH_MAX;
+	__builtin_memset(s->path, 0, SOCKADDR_MAX);
+	hide_range(len);
 	if (bpf_core_read(s->path, len & SOCKADDR_MASK, &ua->name))
 		return;
 	put_unix_name(s, len);
@@ -237,11 +250,11 @@ static __always_inline __u16 put_user_sockaddr(struct rg_scratch *s, __u64 uaddr
 	__u8 *addr = remote ? e->raddr : e->laddr;
 	__u16 sa_family, port;
 
-	if (!uaddr || len < 2)
+	/* the kernel refuses (-EINVAL) what it does not copy: no address then */
+	if (!uaddr || len < 2 || len > SOCKADDR_MAX)
 		return 0;
-	if (len > SOCKADDR_MAX)
-		len = SOCKADDR_MAX;
 	__builtin_memset(s->path, 0, SOCKADDR_MAX);
+	hide_range(len);
 	if (bpf_probe_read_user(s->path, len & 0xff, (void *)uaddr))
 		return 0;
 	sa_family = *(__u16 *)&s->path[0];

@@ -30,6 +30,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="config file (default: $RANDGUARD_CONFIG, else the packaged default)")
     run.add_argument("--record", metavar="FILE",
                      help="also save every raw kernel record to FILE, for `replay`")
+    run.add_argument("--strict", action="store_true",
+                     help="exit 1 if a hook attaches but delivers nothing in the self-test")
     check = sub.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("path", nargs="?", metavar="PATH", help="config file (default as for run)")
     replay = sub.add_parser("replay", help="run a recording through the pipeline (no kernel)")
@@ -76,8 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.record:
             with open(args.record, "wb") as rec:
-                return Agent(cfg, path, record=rec).run()
-        return Agent(cfg, path).run()
+                return Agent(cfg, path, record=rec, strict=args.strict).run()
+        return Agent(cfg, path, strict=args.strict).run()
     except (LoadError, LibbpfError, OSError) as e:
         print(f"randguard: error: {e}", file=sys.stderr)
         return EXIT_RUNTIME

@@ -150,6 +150,9 @@ class PerformanceConfig(Section):
 
     max_process_cache_entries: int = 32768
     max_pending_exec_sources: int = 4096  # execs in flight joined to their syscall, in kernel
+    max_events_per_second: int = 20000  # per family, for events matching no detection/rule; 0: off
+    drop_when_full: bool = True  # output queue full: drop by policy (else stop reading the ring)
+    output_queue_events: int = 65536  # lines waiting for a slow stdout reader
 
 
 FILE_OPERATIONS = ("file_open", "file_write", "file_rename", "file_unlink", "file_link")
@@ -380,6 +383,10 @@ def _validate(cfg: Config, path: str) -> None:
     _check_unique([d.name for d in cfg.detections.network], "detections.network", "name", fail)
     validate_rules(cfg.rules, "rules", fail)
 
+    if not 0 <= cfg.performance.max_events_per_second <= 10_000_000:
+        fail("performance.max_events_per_second", "must be between 0 (no limit) and 10000000")
+    if not 1024 <= cfg.performance.output_queue_events <= 4_194_304:
+        fail("performance.output_queue_events", "must be between 1024 and 4194304")
     n = cfg.performance.max_pending_exec_sources
     if not 64 <= n <= 1048576:
         fail("performance.max_pending_exec_sources", "must be between 64 and 1048576")

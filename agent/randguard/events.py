@@ -158,7 +158,72 @@ class Alert(msgspec.Struct, kw_only=True):
     addr: str | None
 
 
-Event = FileEvent | ProcessStart | ProcessExecFailed | ProcessFork | ProcessExit | Alert
+class Loss(msgspec.Struct, kw_only=True):
+    """loss: events lost on some path, written as soon as noticed (at most once a second per
+    kind and family). `count` is since the previous loss record of the same kind and family."""
+
+    seq: int = 0
+    event_type: str = "loss"
+    timestamp: str
+    timestamp_ns: int
+    host: str
+    kind: str
+    family: str | None
+    count: int
+    total: int
+
+
+class Health(msgspec.Struct, kw_only=True):
+    """health: every `[agent] health_interval` seconds and once more (final) when stopping."""
+
+    seq: int = 0
+    event_type: str = "health"
+    timestamp: str
+    timestamp_ns: int
+    host: str
+    final: bool
+    uptime_s: float
+    records_read: int
+    events_written: dict[str, int]
+    kernel_ring_drops: dict[str, int]
+    kernel_filtered: dict[str, int]
+    decode_errors: dict[str, int]
+    userspace_filtered: int
+    rate_limited: dict[str, int]
+    output_dropped: dict[str, int]
+    output_write_failures: int
+    output_queued: int
+    ring_pending_bytes: int
+    ring_size_bytes: int
+    process_table_size: int
+    process_table_evictions: int
+    rss_kb: int | None
+    cpu_user_s: float
+    cpu_system_s: float
+
+
+class AgentStart(msgspec.Struct, kw_only=True):
+    """agent_start: the first line; what is attached and what the self-test proved."""
+
+    seq: int = 0
+    event_type: str = "agent_start"
+    timestamp: str
+    timestamp_ns: int
+    host: str
+    version: str
+    libbpf: str
+    kernel: str
+    config: str
+    hooks_attached: list[str]
+    hooks_missing: list[str]
+    self_test: dict[str, bool]
+    self_test_events: list[str]
+
+
+Event = (
+    FileEvent | ProcessStart | ProcessExecFailed | ProcessFork | ProcessExit | Alert | Loss
+    | Health | AgentStart
+)
 
 _encoder = msgspec.json.Encoder()
 

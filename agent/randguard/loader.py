@@ -20,7 +20,7 @@ from .libbpf import BpfObject, Map, ensure_tracefs, tracepoint_exists
 log = logging.getLogger("randguard.loader")
 
 # Maps every object shares: created by the first object loaded, reused by the others.
-SHARED_MAPS = ("rg_events", "rg_drops", "rg_scratch_map")
+SHARED_MAPS = ("rg_events", "rg_drops", "rg_filtered", "rg_scratch_map")
 
 CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 21, 38, 39
 
@@ -62,17 +62,21 @@ class KernelSide:
     def events(self) -> Map:
         return self.objects[0].map("rg_events")
 
-    @property
-    def drops(self) -> Map:
-        return self.objects[0].map("rg_drops")
+    def _per_family(self, map_name: str) -> dict[str, int]:
+        m = self.objects[0].map(map_name)
+        out = {}
+        for i, fam in enumerate(records.FAMILIES):
+            vals = m.lookup_percpu(struct.pack("<I", i))
+            out[fam] = sum(struct.unpack_from("<Q", v)[0] for v in vals)
+        return out
 
     def drop_counts(self) -> dict[str, int]:
         """Records the kernel could not put into the ring, per event family (summed over CPUs)."""
-        out = {}
-        for i, fam in enumerate(records.FAMILIES):
-            vals = self.drops.lookup_percpu(struct.pack("<I", i))
-            out[fam] = sum(struct.unpack_from("<Q", v)[0] for v in vals)
-        return out
+        return self._per_family("rg_drops")
+
+    def filtered_counts(self) -> dict[str, int]:
+        """Events the kernel filter dropped by config, per event family."""
+        return self._per_family("rg_filtered")
 
     def close(self) -> None:
         for obj in reversed(self.objects):
@@ -95,13 +99,23 @@ def _open(name: str) -> BpfObject:
 
 def _fill_filter(obj: BpfObject, kf: matcher.KernelFilter) -> None:
     trie = obj.map("rg_filter_trie")
-    for e in kf.trie:
-        trie.update(matcher.pack_trie_key(e.prefix), matcher.pack_trie_value(e))
+    new = {matcher.pack_trie_key(e.prefix): matcher.pack_trie_value(e) for e in kf.trie}
+    for key in list(trie.keys()):  # a reload: entries the new filter does not have go
+        if key not in new:
+            trie.delete(key)
+    for key, value in new.items():
+        trie.update(key, value)
     conf = struct.pack("<II", len(kf.suffixes), kf.pass_all)
     conf += b"".join(matcher.pack_suffix(s, v) for s, v in kf.suffixes)
     conf_map = obj.map("rg_filter_conf_map")
     conf = conf.ljust(conf_map.value_size, b"\0")
     conf_map.update(struct.pack("<I", 0), conf)
+
+
+def fill_filter(ks: KernelSide, file_filter: matcher.FileFilter) -> None:
+    """Put a (new) file filter into the kernel: on start, before attaching; on reload, live."""
+    if len(ks.objects) > 1:
+        _fill_filter(ks.objects[1], matcher.compile_kernel_filter(file_filter))
 
 
 def load(cfg: Config, file_filter: matcher.FileFilter) -> KernelSide:
@@ -175,5 +189,4 @@ def load(cfg: Config, file_filter: matcher.FileFilter) -> KernelSide:
     except BaseException:
         ks.close()
         raise
-    log.info("attached %d programs", len(ks.attached))
     return ks

@@ -26,6 +26,7 @@ from .events import (
 from .matcher import FileFilter
 from .paths import decode_path, join
 from .proctable import ProcessTable, ProcInfo
+from .ratelimit import RateLimiter
 from .records import (
     EXEC_SOURCES,
     FF_CREATED,
@@ -110,6 +111,7 @@ class Pipeline:
         process: ProcessOutput | None = None,
         detections: PersistenceDetections | None = None,
         rules: RuleEngine | None = None,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self.file_filter = file_filter
         self.procs = procs
@@ -118,7 +120,8 @@ class Pipeline:
         self.process = process or ProcessOutput()
         self.detections = detections
         self.rules = rules
-        self.seq = 0  # of the last line produced: every output line has the next number
+        self.limiter = limiter or RateLimiter(0)
+        self.rate_limited: Counter[str] = Counter()
         self.decode_errors: Counter[str] = Counter()
         self.filtered = 0
         self.records = 0
@@ -136,11 +139,7 @@ class Pipeline:
                 self.decode_errors[e.reason] += 1
                 continue
             if type(rec) is FileRecord:
-                ev = self.file_event(rec)
-                if ev is not None:
-                    append(ev)
-                    if self.rules is not None and self.rules.file_rules:
-                        self._file_alerts(ev, out)
+                self.file_event(rec, out)
             elif type(rec) is ExecRecord:
                 parent = procs.get(rec.ppid)
                 procs.on_exec(rec)
@@ -159,46 +158,22 @@ class Pipeline:
                     append(self.process_exit(rec, info))
             elif type(rec) is ExecFailedRecord:
                 append(self.exec_failed(rec))
-        seq = self.seq
-        for ev in out:
-            seq += 1
-            ev.seq = seq
-            if type(ev) is Alert:
-                ev.source_seq += seq  # was the (negative) distance back to its source
-        self.seq = seq
         return out
 
-    def _alert(self, rule: Rule, src: Event, back: int, **fields: object) -> Alert:
+    def _alert(self, rule: Rule, src: Event, **fields: object) -> Alert:
+        """An alert record; its `seq` and `source_seq` are given when it is written."""
         return Alert(
             timestamp=src.timestamp, timestamp_ns=src.timestamp_ns, host=self.host,
             rule_id=rule.id, rule_name=rule.name, rule_type=rule.type, severity=rule.severity,
             action=rule.action, mitre=rule.mitre, source_event_type=src.event_type,
-            source_seq=-back, **fields,
+            source_seq=0, **fields,
         )
 
-    def _file_alerts(self, ev: FileEvent, out: list[Event]) -> None:
-        if ev.ret < 0:
-            return
-        op, comm, exe = ev.event_type, ev.comm, ev.exe_path
-        paths = (ev.resolved_path, ev.old_path) if op == "file_rename" else (ev.resolved_path,)
-        n = 0
-        for c in self.rules.file_rules:
-            for path in paths:
-                if c.file(op, path, comm, exe):
-                    n += 1
-                    out.append(self._alert(
-                        c.rule, ev, n, pid=ev.pid, ppid=ev.ppid, comm=comm, exe_path=exe,
-                        path=path, operation=op, direction=None, port=None, addr=None,
-                    ))
-                    break
-
     def _process_alerts(self, ev: ProcessStart, out: list[Event]) -> None:
-        n = 0
         for c in self.rules.process_rules:
             if c.process(ev.comm, ev.exe_path, ev.parent_comm, ev.parent_exe_path):
-                n += 1
                 out.append(self._alert(
-                    c.rule, ev, n, pid=ev.pid, ppid=ev.ppid, comm=ev.comm, exe_path=ev.exe_path,
+                    c.rule, ev, pid=ev.pid, ppid=ev.ppid, comm=ev.comm, exe_path=ev.exe_path,
                     path=ev.exe_path, operation="exec", direction=None, port=None, addr=None,
                 ))
 
@@ -286,8 +261,9 @@ class Pipeline:
             thread=not r.group_dead,
         )
 
-    def file_event(self, r: FileRecord) -> FileEvent | None:
-        """Normalize and filter one file record (None: filtered out)."""
+    def file_event(self, r: FileRecord, out: list[Event]) -> None:
+        """Normalize, filter, judge and rate-limit one file record; append its event and the
+        alerts of the rules it matches to `out`."""
         op = r.op
         old_path = old_name = None
         hflags = r.flags
@@ -314,17 +290,32 @@ class Pipeline:
             truncated = bool(hflags & _NEW_SIDE)
         if not wanted:
             self.filtered += 1
-            return None
+            return
 
         ret = r.ret
         info = self.procs.get(r.pid)
+        exe = info.exe_path if info is not None else None
+        comm = decode_path(r.comm)
         is_open = op == _OPEN
         event_type = OPS.get(op, "file_unknown")
         det = None
-        if self.detections is not None:
-            write = op != _OPEN or bool(r.fflags & (FF_WRITE | FF_CREATED))
-            det = self.detections.match(event_type, path, ret >= 0, write)
-        return FileEvent(
+        hits: list[tuple[Rule, str | None]] = []
+        if ret >= 0:
+            if self.detections is not None:
+                write = op != _OPEN or bool(r.fflags & (FF_WRITE | FF_CREATED))
+                det = self.detections.match(event_type, path, True, write)
+            if self.rules is not None:
+                paths = (path, old_path) if op == _RENAME else (path,)
+                for c in self.rules.file_rules:
+                    for p in paths:
+                        if c.file(event_type, p, comm, exe):
+                            hits.append((c.rule, p))
+                            break
+        # the limit applies to what matched nothing: it cannot be used to hide an attack
+        if det is None and not hits and not self.limiter.allow("file", r.ts_ns):
+            self.rate_limited["file"] += 1
+            return
+        ev = FileEvent(
             event_type=event_type,
             timestamp=self.clock.format(r.ts_ns),
             timestamp_ns=r.ts_ns,
@@ -335,8 +326,8 @@ class Pipeline:
             ppid=r.ppid,
             uid=r.uid,
             gid=r.gid,
-            comm=decode_path(r.comm),
-            exe_path=info.exe_path if info is not None else None,
+            comm=comm,
+            exe_path=exe,
             resolved_path=path,
             filename=name,
             old_path=old_path,
@@ -353,3 +344,9 @@ class Pipeline:
             detection_type=det.name if det is not None else None,
             mitre=det.mitre if det is not None else None,
         )
+        out.append(ev)
+        for rule, p in hits:
+            out.append(self._alert(
+                rule, ev, pid=ev.pid, ppid=ev.ppid, comm=comm, exe_path=exe, path=p,
+                operation=event_type, direction=None, port=None, addr=None,
+            ))

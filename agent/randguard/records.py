@@ -57,6 +57,10 @@ NET_FAMILY_NAMES: Final = {AF_UNIX: "unix", AF_INET: "ipv4", AF_INET6: "ipv6"}
 NET_PROTOCOL_NAMES: Final = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmpv6", 132: "sctp",
                              136: "udplite", 255: "raw", 262: "mptcp"}
 SOCK_TYPE_NAMES: Final = {1: "stream", 2: "dgram", 3: "raw", 4: "rdm", 5: "seqpacket"}
+# -ret values that sys_exit can see but the errno module does not name (the kernel's restart
+# codes: an interrupted call that is restarted, or that userspace sees as EINTR)
+KERNEL_ERRNO_NAMES: Final = {512: "ERESTARTSYS", 513: "ERESTARTNOINTR", 514: "ERESTARTNOHAND",
+                             516: "ERESTART_RESTARTBLOCK"}
 
 OPS: Final = {1: "file_open", 2: "file_write", 3: "file_rename", 4: "file_unlink", 5: "file_link"}
 

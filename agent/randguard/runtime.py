@@ -3,26 +3,35 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import BinaryIO
 
-from . import loader, procfs, recording
-from .config import Config
+from . import __version__, loader, procfs, recording
+from .config import Config, ConfigError, load_config
 from .detections import PersistenceDetections
-from .events import encode_lines
+from .events import AgentStart, Event, Health
+from .health import LossTracker, health_record
+from .libbpf import libbpf_version
 from .matcher import FileFilter
+from .output import Output
 from .pipeline import Pipeline, ProcessOutput
 from .proctable import ProcessTable
+from .ratelimit import RateLimiter
 from .ringbuf import RingBuffer
 from .rules import RuleEngine
 from .ruleset import load_ruleset, passwd_homes
+from .selftest import SELF_TEST_DIR, SelfTest
 
 log = logging.getLogger("randguard")
 
 POLL_MS = 50  # the kernel wakes the reader only past a watermark: poll at least this often
-BATCH = 4096  # records per pipeline batch and per stdout write
+BATCH = 4096  # records per pipeline batch
+SELF_TEST_SECONDS = 3.0
+FLUSH_SECONDS = 1.5  # at stop: how long queued lines may take to go out (exit within 2 s)
 
 
 def make_pipeline(cfg: Config, config_path: Path) -> Pipeline:
@@ -36,84 +45,207 @@ def make_pipeline(cfg: Config, config_path: Path) -> Pipeline:
     det_paths, det_patterns = detections.watched()
     file_filter = FileFilter.from_config(
         cfg.file,
-        force=(det_paths + rule_w[0], det_patterns + rule_w[1]),
+        force=(det_paths + rule_w[0] + [SELF_TEST_DIR], det_patterns + rule_w[1]),
         force_read=rule_r,
     )
     return Pipeline(
         file_filter, ProcessTable(cfg.performance.max_process_cache_entries), cfg.host(),
         process=ProcessOutput.from_config(cfg), detections=detections, rules=rules,
+        limiter=RateLimiter(cfg.performance.max_events_per_second),
     )
 
 
 class Agent:
-    """One run of the agent: `run()` returns when a stop signal arrives or stdout closes."""
+    """One run of the agent: `run()` returns its exit code when a stop signal arrives or the
+    reader of stdout goes away."""
 
     def __init__(
         self,
         cfg: Config,
         config_path: Path,
-        out: BinaryIO | None = None,
+        out_fd: int = 1,
         record: BinaryIO | None = None,
+        strict: bool = False,
     ) -> None:
         self.cfg = cfg
-        self.out = out if out is not None else sys.stdout.buffer
+        self.config_path = config_path
+        self.out_fd = out_fd
         self.record = recording.Writer(record) if record is not None else None
+        self.strict = strict
         self.pipeline = make_pipeline(cfg, config_path)
-        self.file_filter = self.pipeline.file_filter
-        self.procs = self.pipeline.procs
         self.stopping = False
-        self.written = 0
+        self.reload_requested = False
 
     def stop(self, *_: object) -> None:
         self.stopping = True
 
+    def request_reload(self, *_: object) -> None:
+        self.reload_requested = True
+
     def run(self) -> int:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, self.stop)
-        with loader.load(self.cfg, self.file_filter) as ks:
+        signal.signal(signal.SIGINT, self.stop)
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGHUP, self.request_reload)
+        self.start_ns = time.monotonic_ns()
+        with loader.load(self.cfg, self.pipeline.file_filter) as ks:
+            self.ks = ks
             # Seed after attaching: a process that starts in between is seen by the kernel side.
-            seeded = procfs.seed(self.procs)
+            seeded = procfs.seed(self.pipeline.procs)
             events = ks.events
             with RingBuffer(events.fd, events.max_entries) as ring:
-                log.info("ready: %d programs attached, %d processes known, ring %d KiB",
+                self.ring = ring
+                self.output = Output(self.out_fd, self.cfg.performance.output_queue_events)
+                self.losses = LossTracker(self.pipeline.host, self.pipeline.clock)
+                log.info("attached %d programs, %d processes known, ring %d KiB",
                          len(ks.attached), seeded, events.max_entries // 1024)
-                try:
-                    self._loop(ring)
-                except BrokenPipeError:
-                    log.info("stdout closed; stopping")
-                drops = ks.drop_counts()
-            if any(drops.values()):
-                log.warning("kernel ring buffer drops: %s",
-                            " ".join(f"{k}={v}" for k, v in drops.items()))
-        pipe = self.pipeline
-        if pipe.decode_errors:
-            log.warning("undecodable records: %s",
-                        " ".join(f"{k}={v}" for k, v in sorted(pipe.decode_errors.items())))
-        log.info("detached; %d records read, %d filtered, %d events written",
-                 pipe.records, pipe.filtered, self.written)
+                code = self._start()
+                if code == 0:
+                    self._loop()
+                self._finish()
+        log.info("detached; %d records read, %d events written",
+                 self.pipeline.records, sum(self.output.written.values()))
+        return code
+
+    def _drain(self, max_batches: int = 64) -> list[Event]:
+        """Up to `max_batches` batches from the ring through the pipeline."""
+        out: list[Event] = []
+        for _ in range(max_batches):
+            raws = self.ring.drain(BATCH)
+            if not raws:
+                break
+            if self.record is not None:
+                self.record.write(raws)
+            out += self.pipeline.feed(raws)
+            if len(raws) < BATCH:
+                break
+        return out
+
+    def _families(self) -> list[str]:
+        cfg = self.cfg
+        fams = []
+        if cfg.events.process and cfg.process.enabled:
+            fams.append("process")
+        if cfg.events.file and cfg.file.enabled:
+            fams.append("file")
+        return fams
+
+    def _start(self) -> int:
+        """Self-test, then the agent_start record (and what arrived meanwhile) goes out."""
+        test = SelfTest()
+        held: list[Event] = []
+        deadline = time.monotonic() + SELF_TEST_SECONDS
+        exited = False
+        while time.monotonic() < deadline and not self.stopping:
+            self.ring.wait(10)
+            held += test.take(self._drain())
+            if exited:
+                break
+            exited = test.proc.poll() is not None  # drain once more after its exit
+        test.reap()
+        proven = test.proven(self._families())
+        now = time.monotonic_ns()
+        self.output.submit([AgentStart(
+            timestamp=self.pipeline.clock.format(now), timestamp_ns=now,
+            host=self.pipeline.host, version=__version__, libbpf=libbpf_version(),
+            kernel=os.uname().release, config=str(self.config_path),
+            hooks_attached=self.ks.attached, hooks_missing=self.ks.missing_hooks,
+            self_test=proven, self_test_events=sorted(set(test.seen)),
+        )])
+        self.output.submit(held)
+        log.info("ready: self-test %s", ", ".join(f"{k}={'ok' if v else 'NO EVENTS'}"
+                                                  for k, v in proven.items()))
+        silent = [f for f, ok in proven.items() if not ok]
+        if silent:
+            log.warning("hooks attached but delivered nothing in the self-test: %s",
+                        ", ".join(silent))
+            if self.strict:
+                log.error("--strict: stopping")
+                return 1
         return 0
 
-    def _loop(self, ring: RingBuffer) -> None:
-        feed, out, record = self.pipeline.feed, self.out, self.record
-        while True:
-            stopping = self.stopping
-            if not stopping:
-                ring.wait(POLL_MS)
-            while True:
-                raws = ring.drain(BATCH)
-                if not raws:
-                    break
-                if record is not None:
-                    record.write(raws)
-                evs = feed(raws)
-                if evs:
-                    out.write(encode_lines(evs))
-                    out.flush()
-                    self.written += len(evs)
-                if len(raws) < BATCH:
-                    break
-            if stopping:
-                return
+    def _loop(self) -> None:
+        perf = self.cfg.performance
+        health_every = int(self.cfg.agent.health_interval * 1e9)
+        next_health = time.monotonic_ns() + health_every
+        next_loss = 0
+        out = self.output
+        while not self.stopping and not out.closed:
+            if self.reload_requested:
+                self.reload_requested = False
+                self._reload()
+            if perf.drop_when_full or out.has_room():
+                self.ring.wait(POLL_MS)
+                out.submit(self._drain())
+            else:
+                time.sleep(POLL_MS / 1000)  # let the ring fill: the kernel counts what it drops
+            now = time.monotonic_ns()
+            if now >= next_loss:
+                out.submit(self.losses.due(now, self._loss_counters()))
+                next_loss = now + 1_000_000_000
+            if now >= next_health:
+                out.submit([self._health(now, final=False)])
+                next_health = now + health_every
+        if out.closed:
+            log.info("stdout closed; stopping")
+
+    def _finish(self) -> None:
+        """Final drain, loss and health records, then what is queued goes out (bounded)."""
+        out = self.output
+        if not out.closed:
+            out.submit(self._drain(max_batches=16))
+            now = time.monotonic_ns()
+            self.losses.min_interval_ns = 0
+            out.submit(self.losses.due(now, self._loss_counters()))
+            out.submit([self._health(now, final=True)])
+        out.close(FLUSH_SECONDS)
+
+    def _loss_counters(self) -> dict[str, dict[str | None, int]]:
+        p, out = self.pipeline, self.output
+        return {
+            "kernel_ring_full": dict(self.ks.drop_counts()),
+            "decode_error": {None: sum(p.decode_errors.values())},
+            "rate_limited": dict(p.rate_limited),
+            "output_queue_full": dict(out.dropped),
+            "output_write_failed": {None: out.write_failures},
+        }
+
+    def _health(self, now: int, final: bool) -> Health:
+        p, out, procs = self.pipeline, self.output, self.pipeline.procs
+        return health_record(
+            host=p.host, clock=p.clock, now_ns=now, start_ns=self.start_ns, final=final,
+            counters=dict(
+                records_read=p.records, events_written=dict(out.written),
+                kernel_ring_drops=self.ks.drop_counts(),
+                kernel_filtered=self.ks.filtered_counts(),
+                decode_errors=dict(p.decode_errors), userspace_filtered=p.filtered,
+                rate_limited=dict(p.rate_limited), output_dropped=dict(out.dropped),
+                output_write_failures=out.write_failures, output_queued=out.queued,
+                ring_pending_bytes=self.ring.pending_bytes(), ring_size_bytes=self.ring.capacity,
+                process_table_size=len(procs), process_table_evictions=procs.evictions,
+            ),
+        )
+
+    def _reload(self) -> None:
+        """SIGHUP: the new config's filters, detections and rules, or none of it if invalid."""
+        try:
+            cfg = load_config(self.config_path)
+            new = make_pipeline(cfg, self.config_path)
+        except ConfigError as e:
+            log.error("reload rejected, the running config stays in force: %s", e)
+            return
+        restart = [k for k in ("ebpf", "events", "process")
+                   if getattr(cfg, k) != getattr(self.cfg, k)]
+        if cfg.file.hooks != self.cfg.file.hooks or cfg.file.enabled != self.cfg.file.enabled:
+            restart.append("file.hooks")
+        if restart:
+            log.warning("reload: changes to %s take effect at the next start", ", ".join(restart))
+        old = self.pipeline
+        new.procs, new.clock = old.procs, old.clock
+        new.records, new.filtered = old.records, old.filtered
+        new.decode_errors, new.rate_limited = old.decode_errors, old.rate_limited
+        loader.fill_filter(self.ks, new.file_filter)
+        self.pipeline, self.cfg = new, cfg
+        log.info("reloaded %s", self.config_path)
 
 
 def configure_logging(level: str) -> None:

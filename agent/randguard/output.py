@@ -1,0 +1,131 @@
+"""The NDJSON stream: numbering (`seq`), a bounded queue, and a writer thread.
+
+The main loop never blocks on stdout: it keeps draining the kernel ring while a slow reader
+(a stalled pipe, a slow `jq`) holds the writer thread. When the queue is full, events that
+matter less are dropped and counted; alerts, annotated events, their sources, process lifecycle
+and the agent's own records (health, loss, agent_start) are kept up to a hard cap. `seq` is given
+to what is kept, so the written stream is gap-free and every loss is in a `loss` record.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import threading
+from collections import Counter, deque
+
+from .events import Alert, Event, encode_lines
+
+log = logging.getLogger("randguard.output")
+
+KEEP_TYPES = frozenset({
+    "alert", "loss", "health", "agent_start", "process_start", "process_fork", "process_exit",
+    "process_exec_failed",
+})
+
+
+def family_of(event_type: str) -> str:
+    """file_open -> file, network_connect -> network, process_exit -> process."""
+    return event_type.split("_", 1)[0]
+
+
+class Output:
+    """Thread-safe counters: `written` per event type, `dropped` per family, `write_failures`."""
+
+    def __init__(self, fd: int, max_queued: int = 65536, hard_cap: int = 262144) -> None:
+        self.fd = fd
+        self.max_queued = max_queued
+        self.hard_cap = hard_cap
+        self.seq = 0
+        self._last_source = 0
+        self._q: deque[tuple[bytes, Counter[str], int]] = deque()
+        self.queued = 0
+        self._cv = threading.Condition()
+        self._stop = False
+        self.written: Counter[str] = Counter()
+        self.dropped: Counter[str] = Counter()
+        self.write_failures = 0
+        self.closed = False  # the reader went away (EPIPE)
+        self._thread = threading.Thread(target=self._writer, name="randguard-output",
+                                        daemon=True)
+        self._thread.start()
+
+    def has_room(self) -> bool:
+        return self.queued < self.max_queued
+
+    def submit(self, events: list[Event]) -> None:
+        """Number and queue a batch in order (alerts right after their source)."""
+        if not events:
+            return
+        kept: list[Event] = []
+        full = self.queued >= self.max_queued
+        capped = self.queued >= self.hard_cap
+        n = len(events)
+        for i, ev in enumerate(events):
+            t = ev.event_type
+            if full:
+                keep = t in KEEP_TYPES or getattr(ev, "alert", False) or (
+                    i + 1 < n and type(events[i + 1]) is Alert)
+                if capped or not keep:
+                    self.dropped[family_of(t)] += 1
+                    continue
+            self.seq += 1
+            ev.seq = self.seq
+            if type(ev) is Alert:
+                ev.source_seq = self._last_source
+            else:
+                self._last_source = self.seq
+            kept.append(ev)
+        if not kept:
+            return
+        data = encode_lines(kept)
+        counts = Counter(ev.event_type for ev in kept)
+        with self._cv:
+            self._q.append((data, counts, len(kept)))
+            self.queued += len(kept)
+            self._cv.notify()
+
+    def _writer(self) -> None:
+        while True:
+            with self._cv:
+                while not self._q and not self._stop:
+                    self._cv.wait()
+                if not self._q:
+                    return
+                data, counts, n = self._q.popleft()
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(self.fd, view):]
+                with self._cv:
+                    self.written.update(counts)
+            except OSError as e:
+                with self._cv:
+                    self.write_failures += n
+                    if e.errno == errno.EPIPE:
+                        self.closed = True
+                        # nobody will read the rest: count it as failed, not written
+                        for _, _, m in self._q:
+                            self.write_failures += m
+                        self.queued -= sum(m for _, _, m in self._q)
+                        self._q.clear()
+                if e.errno != errno.EPIPE:
+                    log.warning("writing events failed: %s (%d lines lost)", e, n)
+            finally:
+                with self._cv:
+                    self.queued -= n
+                    self._cv.notify_all()
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until everything queued is written (or failed); False on timeout."""
+        with self._cv:
+            return self._cv.wait_for(lambda: not self._q and self.queued == 0, timeout)
+
+    def close(self, timeout: float) -> None:
+        """Write what is queued (within `timeout`), then stop the writer."""
+        self.flush(timeout)
+        with self._cv:
+            self._stop = True
+            self._cv.notify_all()
+        self._thread.join(max(0.1, timeout))
