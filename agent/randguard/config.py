@@ -33,6 +33,7 @@ __all__ = [
     "ConfigError",
     "EbpfConfig",
     "EventsConfig",
+    "NetworkConfig",
     "FileConfig",
     "PerformanceConfig",
     "ProcessConfig",
@@ -64,6 +65,7 @@ FILE_HOOKS = (
     "symlinkat",
 )
 PROCESS_HOOKS = ("execve", "execveat", "fork", "exit")
+NETWORK_HOOKS = ("connect", "bind", "listen", "accept")
 
 BUFFER_SIZE_MIN, BUFFER_SIZE_MAX = 64, 1048576
 CACHE_ENTRIES_MIN, CACHE_ENTRIES_MAX = 64, 4194304
@@ -143,6 +145,17 @@ class ProcessConfig(Section):
     max_args_bytes: int = 1024  # argv bytes copied in the kernel (<= 4095)
     collect_cwd: bool = False
     collect_env: bool = False  # rejected: no redaction story for secrets in environments
+
+
+class NetworkConfig(Section):
+    """``[network]``: opt-in (with ``[events] network``): connect, bind, listen, accept."""
+
+    enabled: bool = False
+    hooks: list[str] = msgspec.field(default_factory=lambda: list(NETWORK_HOOKS))
+    all_families: bool = False  # also netlink, packet, ... sockets (no addresses)
+    inventory: bool = True  # a network_listen (inventory: true) per socket listening at start
+    collect_dns: bool = False  # rejected: not supported
+    collect_payload: bool = False  # rejected: not supported
 
 
 class PerformanceConfig(Section):
@@ -235,6 +248,7 @@ class Config(Section):
     events: EventsConfig = msgspec.field(default_factory=EventsConfig)
     file: FileConfig = msgspec.field(default_factory=FileConfig)
     process: ProcessConfig = msgspec.field(default_factory=ProcessConfig)
+    network: NetworkConfig = msgspec.field(default_factory=NetworkConfig)
     performance: PerformanceConfig = msgspec.field(default_factory=PerformanceConfig)
     detections: DetectionsConfig = msgspec.field(default_factory=DetectionsConfig)
     rules: list[Rule] = msgspec.field(default_factory=list)
@@ -364,6 +378,18 @@ def _validate(cfg: Config, path: str) -> None:
         if not p:
             fail(key, "must not be empty")
         _check_text(p, key, fail)
+
+    net = cfg.network
+    _check_hooks(net.hooks, NETWORK_HOOKS, "network.hooks", fail)
+    if cfg.events.network != net.enabled:
+        on, off = ("events.network", "network.enabled") if cfg.events.network else (
+            "network.enabled", "events.network")
+        fail(on, f"network telemetry needs both events.network and network.enabled = true "
+             f"({off} is false)")
+    if net.collect_dns:
+        fail("network.collect_dns", "not supported: DNS collection is not implemented")
+    if net.collect_payload:
+        fail("network.collect_payload", "not supported: payload collection is not implemented")
 
     pr = cfg.process
     _check_hooks(pr.hooks, PROCESS_HOOKS, "process.hooks", fail)

@@ -1,5 +1,8 @@
 """Built-in detections: annotations on the source event (`alert`, `detection_type`, `mitre`).
 
+Network detections look at connections that succeeded or are in progress (see
+NetworkDetections).
+
 Persistence detections look at successful file operations on persistence locations; an open
 counts only when it writes or creates (reading a unit file is not persistence). A rename or link
 is judged on its target, which is where something new appears (a temp file renamed over a unit,
@@ -11,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .config import PersistenceDetection
+from .config import NetworkDetection, PersistenceDetection
 from .matcher import PathMatcher
 
 
@@ -74,4 +77,24 @@ class PersistenceDetections:
         for d, rule, ops in self.entries:
             if (op in ops or "*" in ops) and rule.matches(path):
                 return d
+        return None
+
+
+class NetworkDetections:
+    """`[[detections.network]]`: direction, port (the remote one outbound, the local one
+    otherwise) and process name (comm or executable basename); first match wins."""
+
+    def __init__(self, detections: Sequence[NetworkDetection]) -> None:
+        self.entries = [(d, frozenset(d.directions), frozenset(d.ports),
+                         frozenset(d.process_names)) for d in detections]
+
+    def match(self, direction: str, port: int | None, comm: str | None,
+              exe: str | None) -> NetworkDetection | None:
+        base = exe[exe.rfind("/") + 1 :] if exe else None
+        for d, directions, ports, names in self.entries:
+            if direction not in directions or (ports and port not in ports):
+                continue
+            if names and comm not in names and base not in names:
+                continue
+            return d
         return None

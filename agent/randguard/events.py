@@ -44,6 +44,42 @@ class FileEvent(msgspec.Struct, kw_only=True):
     mitre: list[str] | None = None
 
 
+class NetworkEvent(msgspec.Struct, kw_only=True):
+    """network_connect, network_bind, network_listen, network_accept."""
+
+    seq: int = 0
+    event_type: str
+    timestamp: str
+    timestamp_ns: int
+    host: str
+    syscall: str | None
+    pid: int | None
+    tid: int | None
+    ppid: int | None
+    uid: int | None
+    gid: int | None
+    comm: str | None
+    exe_path: str | None
+    family: str
+    protocol: str | None
+    sock_type: str | None
+    socket_fd: int | None
+    direction: str
+    local_addr: str | None
+    local_port: int | None
+    remote_addr: str | None
+    remote_port: int | None
+    scope_id: int | None
+    unix_path: str | None
+    ret: int | None
+    error: str | None
+    result: str  # success | in_progress | failure
+    inventory: bool = False
+    alert: bool = False
+    detection_type: str | None = None
+    mitre: list[str] | None = None
+
+
 class ProcessStart(msgspec.Struct, kw_only=True):
     """process_start: an exec completed; the process now runs a new image."""
 
@@ -221,8 +257,8 @@ class AgentStart(msgspec.Struct, kw_only=True):
 
 
 Event = (
-    FileEvent | ProcessStart | ProcessExecFailed | ProcessFork | ProcessExit | Alert | Loss
-    | Health | AgentStart
+    FileEvent | NetworkEvent | ProcessStart | ProcessExecFailed | ProcessFork | ProcessExit
+    | Alert | Loss | Health | AgentStart
 )
 
 _encoder = msgspec.json.Encoder()

@@ -14,7 +14,7 @@ import struct
 from pathlib import Path
 
 from . import matcher, records
-from .config import FILE_HOOKS, Config
+from .config import Config
 from .libbpf import BpfObject, Map, ensure_tracefs, tracepoint_exists
 
 log = logging.getLogger("randguard.loader")
@@ -114,8 +114,31 @@ def _fill_filter(obj: BpfObject, kf: matcher.KernelFilter) -> None:
 
 def fill_filter(ks: KernelSide, file_filter: matcher.FileFilter) -> None:
     """Put a (new) file filter into the kernel: on start, before attaching; on reload, live."""
-    if len(ks.objects) > 1:
-        _fill_filter(ks.objects[1], matcher.compile_kernel_filter(file_filter))
+    for obj in ks.objects:
+        if "rg_filter_trie" in obj.maps():
+            _fill_filter(obj, matcher.compile_kernel_filter(file_filter))
+
+
+def _select_syscalls(obj: BpfObject, family: str, wanted: set[str], ks: KernelSide,
+                     consequence: str) -> set[str]:
+    """Autoload the enter/exit pair of each wanted syscall that this kernel has; a missing
+    tracepoint is a warning for that hook, never a failed start. Returns what will attach."""
+    ok = set()
+    for prog in obj.programs():
+        if not prog.startswith("rg_enter_"):
+            continue
+        sysc = prog.removeprefix("rg_enter_")
+        on = sysc in wanted
+        if on and not tracepoint_exists("syscalls", f"sys_enter_{sysc}"):
+            log.warning("%s hook %s: no tracepoint syscalls/sys_enter_%s on this kernel; %s",
+                        family, sysc, sysc, consequence)
+            ks.missing_hooks.append(sysc)
+            on = False
+        obj.set_autoload(prog, on)
+        obj.set_autoload(f"rg_exit_{sysc}", on)
+        if on:
+            ok.add(sysc)
+    return ok
 
 
 def load(cfg: Config, file_filter: matcher.FileFilter) -> KernelSide:
@@ -127,6 +150,7 @@ def load(cfg: Config, file_filter: matcher.FileFilter) -> KernelSide:
     ring_bytes = cfg.ebpf.buffer_size * 1024
     rodata = {"rg_self_tgid": os.getpid(), "rg_wakeup_bytes": ring_bytes // 4}
     ks = KernelSide()
+    syscalls: dict[str, set[str]] = {}  # object name -> syscalls whose hooks attach
     try:
         proc = _open("process")
         ks.objects.append(proc)
@@ -144,46 +168,37 @@ def load(cfg: Config, file_filter: matcher.FileFilter) -> KernelSide:
         proc.set_max_entries("rg_scratch_map", os.cpu_count() or 1)
         proc.set_max_entries("rg_exec_pending_map", cfg.performance.max_pending_exec_sources)
         proc_on = cfg.events.process and pc.enabled
-        exec_hooks = {h for h in ("execve", "execveat") if proc_on and h in pc.hooks}
-        for h in ("execve", "execveat"):
-            wanted = h in exec_hooks
-            if wanted and not tracepoint_exists("syscalls", f"sys_enter_{h}"):
-                log.warning("process hook %s: no tracepoint syscalls/sys_enter_%s on this "
-                            "kernel; exec source and failed execs not reported", h, h)
-                ks.missing_hooks.append(h)
-                exec_hooks.discard(h)
-                wanted = False
-            for prog in (f"rg_enter_{h}", f"rg_exit_{h}"):
-                proc.set_autoload(prog, wanted)
+        syscalls["process"] = _select_syscalls(
+            proc, "process", set(pc.hooks) if proc_on else set(), ks,
+            "exec source and failed execs not reported")
         proc.load()
 
-        file_on = cfg.events.file and cfg.file.enabled
-        if file_on:
-            fobj = _open("file")
-            ks.objects.append(fobj)
-            fobj.set_rodata(rodata)
-            for name in SHARED_MAPS:
-                fobj.reuse_map(name, proc.map(name).fd)
-            for sysc in FILE_HOOKS:
-                wanted = sysc in cfg.file.hooks
-                exists = tracepoint_exists("syscalls", f"sys_enter_{sysc}")
-                if wanted and not exists:
-                    log.warning("file hook %s: no tracepoint syscalls/sys_enter_%s on this "
-                                "kernel; hook disabled", sysc, sysc)
-                    ks.missing_hooks.append(sysc)
-                for prog in (f"rg_enter_{sysc}", f"rg_exit_{sysc}"):
-                    fobj.set_autoload(prog, wanted and exists)
-            fobj.load()
-            _fill_filter(fobj, matcher.compile_kernel_filter(file_filter))
+        def add(name: str, extra_rodata: dict[str, int], wanted: set[str]) -> BpfObject:
+            obj = _open(name)
+            ks.objects.append(obj)
+            obj.set_rodata(rodata | extra_rodata)
+            for shared in SHARED_MAPS:
+                obj.reuse_map(shared, proc.map(shared).fd)
+            syscalls[name] = _select_syscalls(obj, name, wanted, ks, "hook disabled")
+            obj.load()
+            return obj
+
+        if cfg.events.file and cfg.file.enabled:
+            add("file", {}, set(cfg.file.hooks))
+            fill_filter(ks, file_filter)
+        if cfg.events.network and cfg.network.enabled:
+            hooks = set(cfg.network.hooks)
+            if "accept" in hooks:
+                hooks.add("accept4")
+            add("network", {"rg_net_all_families": int(cfg.network.all_families)}, hooks)
 
         # Attach last: the filter is in place before the first event can fire.
         for obj in ks.objects:
+            name = Path(obj.path).name.removesuffix(".bpf.o")
             for prog in obj.programs():
-                if prog.startswith(("rg_enter_", "rg_exit_")):
-                    sysc = prog.split("_", 2)[2]
-                    enabled = exec_hooks if obj is proc else set(cfg.file.hooks)
-                    if sysc not in enabled or sysc in ks.missing_hooks:
-                        continue
+                syscall_hook = prog.startswith(("rg_enter_", "rg_exit_"))
+                if syscall_hook and prog.split("_", 2)[2] not in syscalls[name]:
+                    continue
                 obj.attach(prog)
                 ks.attached.append(prog)
     except BaseException:

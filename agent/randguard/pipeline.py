@@ -12,11 +12,12 @@ from collections import Counter
 import msgspec
 
 from .config import Config, Rule
-from .detections import PersistenceDetections
+from .detections import NetworkDetections, PersistenceDetections
 from .events import (
     Alert,
     Event,
     FileEvent,
+    NetworkEvent,
     ProcessExecFailed,
     ProcessExit,
     ProcessFork,
@@ -36,7 +37,13 @@ from .records import (
     HF_TRUNC_S2,
     HF_TRUNC_S3,
     HF_TRUNC_S4,
+    KERNEL_ERRNO_NAMES,
+    NET_FAMILY_NAMES,
+    NET_OPS,
+    NET_PROTOCOL_NAMES,
+    NET_SYSCALLS,
     OPS,
+    SOCK_TYPE_NAMES,
     SYSCALLS,
     DecodeError,
     ExecFailedRecord,
@@ -44,7 +51,9 @@ from .records import (
     ExitRecord,
     FileRecord,
     ForkRecord,
+    NetRecord,
     decode,
+    unix_path_text,
 )
 from .rules import RuleEngine
 
@@ -54,6 +63,20 @@ _NEW_SIDE = HF_TRUNC_S0 | HF_TRUNC_S1 | HF_TRUNC_S2
 _OLD_SIDE = HF_TRUNC_S3 | HF_TRUNC_S4
 _WRITE, _RENAME, _LINK, _OPEN = 2, 3, 5, 1
 _SYMLINKS = (SYSCALLS.index("symlink"), SYSCALLS.index("symlinkat"))
+_NET_DIRECTIONS = {1: "outbound", 2: "local", 3: "inbound", 4: "inbound"}
+_OTHER_FAMILIES = {16: "netlink", 17: "packet", 40: "vsock", 44: "xdp"}
+_NET_ACCEPT = 4
+
+
+def errno_name(ret: int) -> str | None:
+    """"ENOENT" for -2; None for a result that is not an error."""
+    if ret >= 0:
+        return None
+    return _ERRNO.get(-ret) or KERNEL_ERRNO_NAMES.get(-ret) or f"E{-ret}"
+
+
+def family_name(family: int) -> str:
+    return NET_FAMILY_NAMES.get(family) or _OTHER_FAMILIES.get(family) or f"af_{family}"
 
 
 def _path(dir_: bytes | None, name: bytes | None) -> tuple[str | None, str | None]:
@@ -112,6 +135,7 @@ class Pipeline:
         detections: PersistenceDetections | None = None,
         rules: RuleEngine | None = None,
         limiter: RateLimiter | None = None,
+        net_detections: NetworkDetections | None = None,
     ) -> None:
         self.file_filter = file_filter
         self.procs = procs
@@ -121,6 +145,7 @@ class Pipeline:
         self.detections = detections
         self.rules = rules
         self.limiter = limiter or RateLimiter(0)
+        self.net_detections = net_detections
         self.rate_limited: Counter[str] = Counter()
         self.decode_errors: Counter[str] = Counter()
         self.filtered = 0
@@ -158,7 +183,73 @@ class Pipeline:
                     append(self.process_exit(rec, info))
             elif type(rec) is ExecFailedRecord:
                 append(self.exec_failed(rec))
+            elif type(rec) is NetRecord:
+                self.network_event(rec, out)
         return out
+
+    def network_event(self, r: NetRecord, out: list[Event]) -> None:
+        """Normalize, judge and rate-limit one network record into `out` (with its alerts)."""
+        ret = r.ret
+        info = self.procs.get(r.pid)
+        exe = info.exe_path if info is not None else None
+        comm = decode_path(r.comm)
+        event_type = NET_OPS.get(r.op, "network_unknown")
+        direction = _NET_DIRECTIONS.get(r.op, "local")
+        result = "success" if ret >= 0 else "in_progress" if ret == -errno.EINPROGRESS else (
+            "failure")
+        if direction == "outbound":
+            port, addr = r.remote_port, r.remote_addr
+        else:
+            port, addr = r.local_port, r.local_addr
+        det = None
+        hits: list[Rule] = []
+        if result != "failure":
+            if self.net_detections is not None:
+                det = self.net_detections.match(direction, port, comm, exe)
+            if self.rules is not None:
+                hits = [c.rule for c in self.rules.network_rules
+                        if c.network(direction, port, addr, comm, exe)]
+        if det is None and not hits and not self.limiter.allow("network", r.ts_ns):
+            self.rate_limited["network"] += 1
+            return
+        inet = r.family in (2, 10)
+        ev = NetworkEvent(
+            event_type=event_type,
+            timestamp=self.clock.format(r.ts_ns),
+            timestamp_ns=r.ts_ns,
+            host=self.host,
+            syscall=NET_SYSCALLS[r.syscall] if 0 < r.syscall < len(NET_SYSCALLS) else None,
+            pid=r.pid,
+            tid=r.tid,
+            ppid=r.ppid,
+            uid=r.uid,
+            gid=r.gid,
+            comm=comm,
+            exe_path=exe,
+            family=family_name(r.family),
+            protocol=NET_PROTOCOL_NAMES.get(r.protocol, str(r.protocol)) if inet else None,
+            sock_type=SOCK_TYPE_NAMES.get(r.sock_type) if r.sock_type else None,
+            socket_fd=ret if r.op == _NET_ACCEPT and ret >= 0 else r.fd,
+            direction=direction,
+            local_addr=r.local_addr,
+            local_port=r.local_port,
+            remote_addr=r.remote_addr,
+            remote_port=r.remote_port,
+            scope_id=r.scope_id if r.family == 10 else None,
+            unix_path=unix_path_text(r),
+            ret=ret,
+            error=errno_name(ret),
+            result=result,
+            alert=det is not None,
+            detection_type=det.name if det is not None else None,
+            mitre=det.mitre if det is not None else None,
+        )
+        out.append(ev)
+        for rule in hits:
+            out.append(self._alert(
+                rule, ev, pid=r.pid, ppid=r.ppid, comm=comm, exe_path=exe, path=ev.unix_path,
+                operation=event_type, direction=direction, port=port, addr=addr,
+            ))
 
     def _alert(self, rule: Rule, src: Event, **fields: object) -> Alert:
         """An alert record; its `seq` and `source_seq` are given when it is written."""
@@ -221,7 +312,7 @@ class Pipeline:
             filename=decode_path(r.filename) if r.filename is not None else None,
             source=EXEC_SOURCES[r.source] if r.source < len(EXEC_SOURCES) else None,
             ret=r.ret,
-            error=_ERRNO.get(-r.ret, f"E{-r.ret}"),
+            error=errno_name(r.ret) or "",
         )
 
     def process_fork(self, r: ForkRecord) -> ProcessFork:
@@ -333,7 +424,7 @@ class Pipeline:
             old_path=old_path,
             old_filename=old_name,
             ret=ret,
-            error=_ERRNO.get(-ret, f"E{-ret}") if ret < 0 else None,
+            error=errno_name(ret),
             flags=r.open_flags if op != _WRITE else None,
             access=_ACCESS[r.open_flags & 3] if is_open else None,
             created=bool(r.fflags & FF_CREATED) if is_open else None,

@@ -1,8 +1,8 @@
 """Which detections and rules are in force: the shipped pack and rules, overridden by the
 config and by every ``*.toml`` in the ``rules.d`` directory beside it.
 
-The pack (config/persistence.toml) and the built-in rules (config/builtin-rules.toml) are data:
-an entry of the config with the same name (detections) or id (rules) replaces the shipped one,
+The pack (config/persistence.toml, config/network.toml) and the built-in rules
+(config/builtin-rules.toml) are data: an entry of the config with the same name (detections) or id (rules) replaces the shipped one,
 and ``enabled = false`` turns it off. Rules of the config and of rules.d must have unique ids.
 """
 
@@ -35,6 +35,9 @@ PACK_DIR: Path = _REPO_DIR if (_REPO_DIR / "persistence.toml").is_file() else Pa
 )
 
 
+PACK_FILES = ("persistence.toml", "network.toml")
+
+
 class _PackFile(Section):
     detections: DetectionsConfig = msgspec.field(default_factory=DetectionsConfig)
 
@@ -60,17 +63,19 @@ def load_ruleset(cfg: Config, config_path: Path, pack_dir: Path = PACK_DIR) -> R
     """Everything that is in force for this config; a bad file raises ConfigError naming it."""
     persistence, network, shipped_rules = [], [], []
     if cfg.detections.builtin:
-        path = pack_dir / "persistence.toml"
-        pack = parse_toml_as(_read(path), str(path), _PackFile)
+        for name in PACK_FILES:
+            path = pack_dir / name
+            pack = parse_toml_as(_read(path), str(path), _PackFile)
 
-        def fail(key: str, reason: str, path: Path = path) -> NoReturn:
-            raise ConfigError(str(path), key, reason)
+            def fail(key: str, reason: str, path: Path = path) -> NoReturn:
+                raise ConfigError(str(path), key, reason)
 
-        for i, d in enumerate(pack.detections.persistence):
-            validate_persistence(d, f"detections.persistence[{i}] ({d.name})", fail)
-        for i, d in enumerate(pack.detections.network):
-            validate_network_detection(d, f"detections.network[{i}] ({d.name})", fail)
-        persistence, network = pack.detections.persistence, pack.detections.network
+            for i, d in enumerate(pack.detections.persistence):
+                validate_persistence(d, f"detections.persistence[{i}] ({d.name})", fail)
+            for i, d in enumerate(pack.detections.network):
+                validate_network_detection(d, f"detections.network[{i}] ({d.name})", fail)
+            persistence += pack.detections.persistence
+            network += pack.detections.network
     if cfg.builtin_rules:
         path = pack_dir / "builtin-rules.toml"
         shipped_rules = _rules_file(path)

@@ -12,11 +12,12 @@ from typing import BinaryIO
 
 from . import __version__, loader, procfs, recording
 from .config import Config, ConfigError, load_config
-from .detections import PersistenceDetections
-from .events import AgentStart, Event, Health
+from .detections import NetworkDetections, PersistenceDetections
+from .events import AgentStart, Event, Health, NetworkEvent
 from .health import LossTracker, health_record
 from .libbpf import libbpf_version
 from .matcher import FileFilter
+from .netinventory import listening_sockets
 from .output import Output
 from .pipeline import Pipeline, ProcessOutput
 from .proctable import ProcessTable
@@ -52,6 +53,7 @@ def make_pipeline(cfg: Config, config_path: Path) -> Pipeline:
         file_filter, ProcessTable(cfg.performance.max_process_cache_entries), cfg.host(),
         process=ProcessOutput.from_config(cfg), detections=detections, rules=rules,
         limiter=RateLimiter(cfg.performance.max_events_per_second),
+        net_detections=NetworkDetections(rs.network),
     )
 
 
@@ -151,6 +153,8 @@ class Agent:
             hooks_attached=self.ks.attached, hooks_missing=self.ks.missing_hooks,
             self_test=proven, self_test_events=sorted(set(test.seen)),
         )])
+        if self.cfg.events.network and self.cfg.network.inventory:
+            self.output.submit(self._inventory())
         self.output.submit(held)
         log.info("ready: self-test %s", ", ".join(f"{k}={'ok' if v else 'NO EVENTS'}"
                                                   for k, v in proven.items()))
@@ -162,6 +166,26 @@ class Agent:
                 log.error("--strict: stopping")
                 return 1
         return 0
+
+    def _inventory(self) -> list[Event]:
+        """One network_listen (inventory: true) per socket listening at start."""
+        now = time.monotonic_ns()
+        stamp = self.pipeline.clock.format(now)
+        host = self.pipeline.host
+        out: list[Event] = []
+        for s in listening_sockets():
+            info = self.pipeline.procs.get(s.pid) if s.pid is not None else None
+            out.append(NetworkEvent(
+                event_type="network_listen", timestamp=stamp, timestamp_ns=now, host=host,
+                syscall=None, pid=s.pid, tid=None, ppid=info.ppid if info else None, uid=s.uid,
+                gid=None, comm=s.comm, exe_path=info.exe_path if info else None,
+                family=s.family, protocol=s.protocol, sock_type=s.sock_type, socket_fd=None,
+                direction="inbound", local_addr=s.local_addr, local_port=s.local_port,
+                remote_addr=None, remote_port=None,
+                scope_id=s.scope_id if s.family == "ipv6" else None, unix_path=s.unix_path,
+                ret=None, error=None, result="success", inventory=True,
+            ))
+        return out
 
     def _loop(self) -> None:
         perf = self.cfg.performance

@@ -88,6 +88,9 @@ def test_values_override_defaults() -> None:
         buffer_size = 64
         [events]
         network = true
+        [network]
+        enabled = true
+        hooks = ["connect"]
         [file]
         hooks = ["openat", "unlinkat"]
         watch_paths = ["/opt/app/"]
@@ -104,7 +107,7 @@ def test_values_override_defaults() -> None:
     assert c.agent.id == "lab-1" and c.host() == "lab-1"
     assert c.agent.health_interval == 2.5
     assert c.ebpf.buffer_size == 64
-    assert c.events.network is True
+    assert c.events.network is True and c.network.hooks == ["connect"]
     assert c.file.hooks == ["openat", "unlinkat"]
     assert c.file.exclude_paths == []
     assert c.process.hooks == []
@@ -132,7 +135,17 @@ POSITIVE = "must be a finite number > 0"
     [
         ("[agent]\nname = 'x'\n", "cfg.toml: agent.name: unknown key"),
         ("[file]\nwatch = ['/etc']\n", "cfg.toml: file.watch: unknown key"),
-        ("[network]\nenabled = true\n", "cfg.toml: network: unknown key"),
+        ("[network]\nenabled = true\n",
+         "cfg.toml: network.enabled: network telemetry needs both events.network and "
+         "network.enabled = true (events.network is false)"),
+        ("[events]\nnetwork = true\n",
+         "cfg.toml: events.network: network telemetry needs both events.network and "
+         "network.enabled = true (network.enabled is false)"),
+        ("[events]\nnetwork = true\n[network]\nenabled = true\ncollect_dns = true\n",
+         "cfg.toml: network.collect_dns: not supported: DNS collection is not implemented"),
+        ("[network]\nhooks = ['sendto']\n",
+         "cfg.toml: network.hooks[0]: unknown hook 'sendto' (expected one of: connect, bind, "
+         "listen, accept)"),
         ("verbose = true\n", "cfg.toml: verbose: unknown key"),
         ("[ebpf]\nbuffer_size = '8192'\n", "cfg.toml: ebpf.buffer_size: expected int, got str"),
         ("[ebpf]\nbuffer_size = 8192.0\n", "cfg.toml: ebpf.buffer_size: expected int, got float"),

@@ -628,7 +628,7 @@ KERNEL_TRIE_ENTRIES = 4096
     "kernel trie entries each (~58 per home): from ~70 distinct homes on, the kernel filter "
     "no longer fits rg_filter_trie (4096 entries) and loading it fails"))
 def test_kernel_filter_fits_with_many_homes() -> None:
-    homes = [f"/home/user{i:03d}" for i in range(150)]
+    homes = [f"/home/user{i:02d}" for i in range(80)]
     det = PersistenceDetections(PACK, homes)
     paths, patterns = det.watched()
     ff = FileFilter.from_config(FileConfig(), force=(paths, patterns))
