@@ -2,8 +2,9 @@
 config and by every ``*.toml`` in the ``rules.d`` directory beside it.
 
 The pack (config/persistence.toml, config/network.toml) and the built-in rules
-(config/builtin-rules.toml) are data: an entry of the config with the same name (detections) or id (rules) replaces the shipped one,
-and ``enabled = false`` turns it off. Rules of the config and of rules.d must have unique ids.
+(config/builtin-rules.toml) are data: an entry of the config with the same name (detections)
+or id (rules) replaces the shipped one, and ``enabled = false`` turns it off. Rules of the
+config and of rules.d must have unique ids.
 """
 
 from __future__ import annotations
