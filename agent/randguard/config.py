@@ -205,7 +205,8 @@ class DetectionsConfig(Section):
     """``[detections]``: the shipped pack (on by default) plus entries of this config; an
     entry with the name of a shipped one replaces it (``enabled = false`` turns it off)."""
 
-    builtin: bool = True
+    builtin: bool = True  # the shipped detection pack
+    builtin_rules: bool = True  # the shipped rules (each can also be disabled by id)
     persistence: list[PersistenceDetection] = msgspec.field(default_factory=list)
     network: list[NetworkDetection] = msgspec.field(default_factory=list)
 
@@ -252,7 +253,6 @@ class Config(Section):
     performance: PerformanceConfig = msgspec.field(default_factory=PerformanceConfig)
     detections: DetectionsConfig = msgspec.field(default_factory=DetectionsConfig)
     rules: list[Rule] = msgspec.field(default_factory=list)
-    builtin_rules: bool = True  # load the shipped rules (each can be disabled by id)
 
     def host(self) -> str:
         """The agent id for output: the configured id, else this machine's hostname."""
@@ -269,14 +269,40 @@ def resolve_config_path(cli_path: str | None) -> Path:
     return DEFAULT_CONFIG_PATH
 
 
-def load_config(path: str | os.PathLike[str]) -> Config:
-    """Read, parse and validate a config file; any problem raises ConfigError."""
+def read_trusted(path: str | os.PathLike[str]) -> bytes:
+    """A config or rules file's bytes. Running as root, a file that someone else could change
+    is refused, as sudo and sshd do: writable by group or others, or behind a symlink or in a
+    directory that root does not own."""
     name = os.fspath(path)
     try:
         with open(path, "rb") as fh:
-            data = fh.read()
+            if os.geteuid() == 0:
+                _check_trusted(name, os.fstat(fh.fileno()))
+            return fh.read()
     except OSError as e:
         raise ConfigError(name, "-", e.strerror or str(e)) from None
+
+
+def _check_trusted(name: str, st: os.stat_result) -> None:
+    if st.st_mode & 0o022:
+        raise ConfigError(name, "-", f"writable by group or others (mode {st.st_mode & 0o777:04o});"
+                          " a root agent refuses it: chmod go-w")
+    owners = {st.st_uid}
+    if os.path.islink(name):
+        owners.add(os.lstat(name).st_uid)
+    parent = os.stat(os.path.dirname(os.path.abspath(name)))
+    if parent.st_mode & 0o002 and not parent.st_mode & 0o1000:
+        raise ConfigError(name, "-", "its directory is writable by anyone; a root agent "
+                          "refuses it")
+    if owners - {0, parent.st_uid}:
+        raise ConfigError(name, "-", f"owned by uid {max(owners - {0})}, not by root or the "
+                          "directory's owner; a root agent refuses it")
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read, parse and validate a config file; any problem raises ConfigError."""
+    name = os.fspath(path)
+    data = read_trusted(path)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:

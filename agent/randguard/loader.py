@@ -99,6 +99,12 @@ def _open(name: str) -> BpfObject:
 
 def _fill_filter(obj: BpfObject, kf: matcher.KernelFilter) -> None:
     trie = obj.map("rg_filter_trie")
+    if len(kf.trie) > trie.max_entries:
+        # a reload grew past the map: let the kernel pass everything, userspace still filters
+        log.warning("kernel filter: %d prefixes do not fit the %d-entry map until a restart; "
+                    "the kernel passes every event meanwhile", len(kf.trie), trie.max_entries)
+        every = matcher.VERDICT_WATCH | matcher.VERDICT_READ | matcher.VERDICT_FORCE
+        kf = matcher.KernelFilter([], [], every)
     new = {matcher.pack_trie_key(e.prefix): matcher.pack_trie_value(e) for e in kf.trie}
     for key in list(trie.keys()):  # a reload: entries the new filter does not have go
         if key not in new:
@@ -173,19 +179,25 @@ def load(cfg: Config, file_filter: matcher.FileFilter) -> KernelSide:
             "exec source and failed execs not reported")
         proc.load()
 
-        def add(name: str, extra_rodata: dict[str, int], wanted: set[str]) -> BpfObject:
+        def add(name: str, extra_rodata: dict[str, int], wanted: set[str],
+                sizes: dict[str, int] | None = None) -> BpfObject:
             obj = _open(name)
             ks.objects.append(obj)
             obj.set_rodata(rodata | extra_rodata)
             for shared in SHARED_MAPS:
                 obj.reuse_map(shared, proc.map(shared).fd)
+            for map_name, n in (sizes or {}).items():
+                obj.set_max_entries(map_name, n)
             syscalls[name] = _select_syscalls(obj, name, wanted, ks, "hook disabled")
             obj.load()
             return obj
 
         if cfg.events.file and cfg.file.enabled:
-            add("file", {}, set(cfg.file.hooks))
-            fill_filter(ks, file_filter)
+            kf = matcher.compile_kernel_filter(file_filter)
+            fobj = add("file", {}, set(cfg.file.hooks),
+                       # room for the filter, and for a reload that adds to it
+                       {"rg_filter_trie": max(4096, 2 * len(kf.trie))})
+            _fill_filter(fobj, kf)
         if cfg.events.network and cfg.network.enabled:
             hooks = set(cfg.network.hooks)
             if "accept" in hooks:

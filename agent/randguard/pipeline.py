@@ -52,6 +52,7 @@ from .records import (
     FileRecord,
     ForkRecord,
     NetRecord,
+    Record,
     decode,
     unix_path_text,
 )
@@ -66,6 +67,10 @@ _SYMLINKS = (SYSCALLS.index("symlink"), SYSCALLS.index("symlinkat"))
 _NET_DIRECTIONS = {1: "outbound", 2: "local", 3: "inbound", 4: "inbound"}
 _OTHER_FAMILIES = {16: "netlink", 17: "packet", 40: "vsock", 44: "xdp"}
 _NET_ACCEPT = 4
+
+
+_PROCESS_EVENT = {ExecRecord: "process_start", ForkRecord: "process_fork",
+                  ExitRecord: "process_exit", ExecFailedRecord: "process_exec_failed"}
 
 
 def errno_name(ret: int) -> str | None:
@@ -146,6 +151,9 @@ class Pipeline:
         self.rules = rules
         self.limiter = limiter or RateLimiter(0)
         self.net_detections = net_detections
+        # the agent's own self-test child: its records are noted here, never turned into events
+        self.hidden_pids: set[int] = set()
+        self.hidden_seen: list[str] = []
         self.rate_limited: Counter[str] = Counter()
         self.decode_errors: Counter[str] = Counter()
         self.filtered = 0
@@ -162,6 +170,8 @@ class Pipeline:
                 rec = decode(raw)
             except DecodeError as e:
                 self.decode_errors[e.reason] += 1
+                continue
+            if self.hidden_pids and self._hidden(rec):
                 continue
             if type(rec) is FileRecord:
                 self.file_event(rec, out)
@@ -186,6 +196,23 @@ class Pipeline:
             elif type(rec) is NetRecord:
                 self.network_event(rec, out)
         return out
+
+    def _hidden(self, rec: Record) -> bool:
+        """Note and swallow a record of a hidden process (the self-test child)."""
+        t = type(rec)
+        pid = rec.child_tgid if t is ForkRecord else rec.pid
+        if pid not in self.hidden_pids:
+            return False
+        if t is FileRecord:
+            self.hidden_seen.append(OPS.get(rec.op, "file_unknown"))
+        elif t is NetRecord:
+            self.hidden_seen.append(NET_OPS.get(rec.op, "network_unknown"))
+        else:
+            self.hidden_seen.append(_PROCESS_EVENT[t])
+        if t is ExitRecord and rec.group_dead:
+            self.hidden_pids.discard(pid)
+            self.procs.on_exit(rec)
+        return True
 
     def network_event(self, r: NetRecord, out: list[Event]) -> None:
         """Normalize, judge and rate-limit one network record into `out` (with its alerts)."""

@@ -25,6 +25,7 @@ from .config import (
     RulesFile,
     Section,
     parse_toml_as,
+    read_trusted,
     validate_network_detection,
     validate_persistence,
     validate_rules,
@@ -77,7 +78,7 @@ def load_ruleset(cfg: Config, config_path: Path, pack_dir: Path = PACK_DIR) -> R
                 validate_network_detection(d, f"detections.network[{i}] ({d.name})", fail)
             persistence += pack.detections.persistence
             network += pack.detections.network
-    if cfg.builtin_rules:
+    if cfg.detections.builtin_rules:
         path = pack_dir / "builtin-rules.toml"
         shipped_rules = _rules_file(path)
 
@@ -101,9 +102,9 @@ def load_ruleset(cfg: Config, config_path: Path, pack_dir: Path = PACK_DIR) -> R
 
 def _read(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(str(path), "-", getattr(e, "strerror", None) or str(e)) from None
+        return read_trusted(path).decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(str(path), "-", f"not valid UTF-8: {e}") from None
 
 
 def _rules_file(path: Path) -> list[Rule]:

@@ -31,7 +31,7 @@ log = logging.getLogger("randguard")
 
 POLL_MS = 50  # the kernel wakes the reader only past a watermark: poll at least this often
 BATCH = 4096  # records per pipeline batch
-SELF_TEST_SECONDS = 3.0
+SELF_TEST_SECONDS = 5.0
 FLUSH_SECONDS = 1.5  # at stop: how long queued lines may take to go out (exit within 2 s)
 
 
@@ -133,16 +133,12 @@ class Agent:
 
     def _start(self) -> int:
         """Self-test, then the agent_start record (and what arrived meanwhile) goes out."""
-        test = SelfTest()
+        test = SelfTest(self.pipeline)
         held: list[Event] = []
         deadline = time.monotonic() + SELF_TEST_SECONDS
-        exited = False
-        while time.monotonic() < deadline and not self.stopping:
+        while time.monotonic() < deadline and not self.stopping and not test.done:
             self.ring.wait(10)
-            held += test.take(self._drain())
-            if exited:
-                break
-            exited = test.proc.poll() is not None  # drain once more after its exit
+            held += self._drain()
         test.reap()
         proven = test.proven(self._families())
         now = time.monotonic_ns()
@@ -220,8 +216,10 @@ class Agent:
             now = time.monotonic_ns()
             self.losses.min_interval_ns = 0
             out.submit(self.losses.due(now, self._loss_counters()))
-            out.submit([self._health(now, final=True)])
-        out.close(FLUSH_SECONDS)
+            # written before the final health, so that its counts cover every line but itself
+            out.flush(FLUSH_SECONDS * 2 / 3)
+            out.submit([self._health(time.monotonic_ns(), final=True)])
+        out.close(FLUSH_SECONDS / 3)
 
     def _loss_counters(self) -> dict[str, dict[str | None, int]]:
         p, out = self.pipeline, self.output

@@ -27,10 +27,13 @@ def toml_list(items: list[str]) -> str:
 
 
 def write_config(path: Path, watch: list[str], exclude: list[str] = (), read: list[str] = (),
-                 patterns: list[str] = (), extra: str = "") -> Path:
+                 patterns: list[str] = (), extra: str = "", builtin: bool = True) -> Path:
+    """A config watching exactly these paths; `builtin=False` also drops the shipped detection
+    pack and rules, whose paths are always watched (for tests that count every event)."""
     path.write_text(
         "[agent]\nlog_level = \"info\"\n"
-        "[file]\n"
+        + ("" if builtin else "[detections]\nbuiltin = false\nbuiltin_rules = false\n")
+        + "[file]\n"
         f"watch_paths = {toml_list(list(watch))}\n"
         f"watch_patterns = {toml_list(list(patterns))}\n"
         f"exclude_paths = {toml_list(list(exclude))}\n"
@@ -108,6 +111,20 @@ class AgentProc:
                         f"no matching event within {timeout}s; {len(self.events)} events seen; "
                         "stderr:\n" + "".join(self.stderr_lines[-20:])
                     )
+                self._cond.wait(min(left, 0.2))
+
+    def wait_for_log(self, text: str, timeout: float = 10) -> str:
+        """The first stderr line containing `text`, waiting for it."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for line in self.stderr_lines:
+                    if text in line:
+                        return line
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"no log line with {text!r}:\n"
+                                         + "".join(self.stderr_lines[-20:]))
                 self._cond.wait(min(left, 0.2))
 
     def sync(self) -> None:

@@ -331,7 +331,7 @@ def test_kernel_drops_are_counted_when_the_reader_stalls(base: Path, tmp_path: P
     """A 64 KiB ring and a stopped reader: what does not fit is counted, nothing vanishes."""
     d = base / "watched" / "burst"
     d.mkdir()
-    cfg = write_config(tmp_path / "c.toml", watch=[str(d)],
+    cfg = write_config(tmp_path / "c.toml", watch=[str(d)], builtin=False,
                        extra="[ebpf]\nbuffer_size = 64\n")
     n = 3000
     with AgentProc(cfg) as a:

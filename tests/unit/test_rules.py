@@ -240,7 +240,8 @@ def test_rule_errors_name_rule_and_field(body: str, expected: str) -> None:
 
 def test_duplicate_rule_id_in_one_file() -> None:
     text = OK_RULES + '\n[[rules]]\nid = "F-1"\nname = "again"\ntype = "file"\npaths = ["/x"]\n'
-    assert config_error(text) == "c.toml: rules[3] (id F-1): duplicate rule id 'F-1' (also rules[1])"
+    assert config_error(text) == (
+        "c.toml: rules[3] (id F-1): duplicate rule id 'F-1' (also rules[1])")
 
 
 def test_good_rules_load() -> None:
@@ -353,7 +354,7 @@ def test_enable_a_shipped_disabled_rule(tmp_path: Path) -> None:
 
 
 def test_builtin_rules_false_drops_shipped_rules(tmp_path: Path) -> None:
-    cfg = setup_config(tmp_path, "builtin_rules = false\n" + write_rule("MAIN-1"))
+    cfg = setup_config(tmp_path, write_rule("MAIN-1") + "[detections]\nbuiltin_rules = false\n")
     rs = ruleset(cfg)
     assert [r.id for r in rs.rules] == ["MAIN-1"]
     assert rs.persistence  # the pack is separate
