@@ -229,6 +229,20 @@ static __always_inline int rg_put_user_str(struct rg_scratch *s, const char *src
 	return n == RG_PATH_MAX;
 }
 
+/* The struct file behind one of the current task's fds, or NULL. */
+static __always_inline struct file *rg_fd_file(struct task_struct *task, int fd)
+{
+	struct files_struct *files = BPF_CORE_READ(task, files);
+	struct fdtable *fdt = BPF_CORE_READ(files, fdt);
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *f = NULL;
+
+	if (fd < 0 || (unsigned int)fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]);
+	return f;
+}
+
 static __always_inline __u32 rg_current_ppid(void)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();

@@ -37,10 +37,16 @@ struct {
 	__type(value, struct rg_inflight);
 } rg_inflight_map SEC(".maps");
 
-/* Files opened for writing that passed the filter: struct file * -> state. */
+/*
+ * Files opened for writing that passed the filter: struct file * -> state. A file's first
+ * successful write is reported, and its first failed one (so a failure cannot hide a later
+ * success, and a failing loop cannot flood).
+ */
+#define RG_REPORTED_OK 1
+#define RG_REPORTED_ERR 2
 struct rg_watched {
 	__u64 dentry; /* guards against a recycled struct file */
-	__u32 reported;
+	__u32 reported; /* RG_REPORTED_* */
 	__u32 _pad;
 };
 
@@ -201,19 +207,6 @@ static __always_inline int name_needs_normalizing(const __u8 *rec, struct rg_str
 	return hit != 0 || (len && rec[(off + len - 1) & REC_MASK] == '/');
 }
 
-static __always_inline struct file *fd_file(struct task_struct *task, int fd)
-{
-	struct files_struct *files = BPF_CORE_READ(task, files);
-	struct fdtable *fdt = BPF_CORE_READ(files, fdt);
-	struct file **fds = BPF_CORE_READ(fdt, fd);
-	struct file *f = NULL;
-
-	if (fd < 0 || (unsigned int)fd >= BPF_CORE_READ(fdt, max_fds))
-		return NULL;
-	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]);
-	return f;
-}
-
 /* The directory a name passed with `dfd` is relative to. */
 static __always_inline const struct path *dir_of(struct task_struct *task, int dfd)
 {
@@ -221,7 +214,7 @@ static __always_inline const struct path *dir_of(struct task_struct *task, int d
 		struct fs_struct *fs = BPF_CORE_READ(task, fs);
 		return &fs->pwd;
 	}
-	struct file *f = fd_file(task, dfd);
+	struct file *f = rg_fd_file(task, dfd);
 	return f ? &f->f_path : NULL;
 }
 
@@ -282,9 +275,11 @@ static __always_inline int put_name(struct rg_scratch *s, struct rg_keybuf *k,
 		const struct path *p = dir_of(task, dfd);
 		if (p) {
 			__u32 off = rg_walk_path(s, p, &trunc);
-			if (trunc)
-				e->hdr.flags |= dir_trunc;
 			rg_put_walked(s, off, &s->pos, dir);
+			if (trunc) {
+				e->hdr.flags |= dir_trunc;
+				return 1; /* no prefix to judge: userspace reports it, marked */
+			}
 			if (dir->len) {
 				key_append(k, &s->rec[dir->off & REC_MASK], dir->len & PATH_MASK);
 				if (dir->len > 1)
@@ -308,10 +303,17 @@ static __always_inline int stash(struct rg_inflight *in)
 	return 0;
 }
 
-static __always_inline struct rg_inflight *unstash(__u32 *tid)
+/* The arguments this thread stashed at sys_enter, taken out of the map. */
+static __always_inline int unstash(struct rg_inflight *out)
 {
-	*tid = (__u32)bpf_get_current_pid_tgid();
-	return bpf_map_lookup_elem(&rg_inflight_map, tid);
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct rg_inflight *in = bpf_map_lookup_elem(&rg_inflight_map, &tid);
+
+	if (!in)
+		return 0;
+	*out = *in;
+	bpf_map_delete_elem(&rg_inflight_map, &tid);
+	return 1;
 }
 
 /* ---- open family ------------------------------------------------------------------------ */
@@ -336,17 +338,13 @@ static __always_inline void watch_file(struct file *f)
 static __always_inline int open_exit(long ret)
 {
 	struct task_struct *task = (void *)bpf_get_current_task();
-	struct rg_inflight *in, in_copy;
+	struct rg_inflight in_copy;
 	struct rg_scratch *s;
 	struct rg_keybuf *k;
-	__u32 tid;
 	int trunc = 0;
 
-	in = unstash(&tid);
-	if (!in)
+	if (!unstash(&in_copy))
 		return 0;
-	in_copy = *in;
-	bpf_map_delete_elem(&rg_inflight_map, &tid);
 	s = rg_scratch();
 	k = rg_keybuf();
 	if (!s || !k)
@@ -359,13 +357,14 @@ static __always_inline int open_exit(long ret)
 	if (write)
 		e->fflags |= RG_FF_WRITE;
 	if (ret >= 0) {
-		struct file *f = fd_file(task, ret);
+		struct file *f = rg_fd_file(task, ret);
 		if (!f)
 			return 0;
 		__u32 off = rg_walk_path(s, &f->f_path, &trunc);
 		key_reset(k);
 		key_append(k, &s->path[off & PATH_MASK], (RG_PATH_MAX - off) & PATH_MASK);
-		if (!key_passes(k, need)) {
+		/* a path cut at RG_PATH_MAX has lost its prefix: userspace reports it, marked */
+		if (!trunc && !key_passes(k, need)) {
 			rg_count(&rg_filtered, RG_FAM_FILE);
 			return 0;
 		}
@@ -430,11 +429,12 @@ static __always_inline int write_enter(struct trace_event_raw_sys_enter *ctx, __
 		return 0;
 
 	struct task_struct *task = (void *)bpf_get_current_task();
-	struct file *f = fd_file(task, (int)ARG(0));
+	struct file *f = rg_fd_file(task, (int)ARG(0));
 	__u64 key = (__u64)f;
 	struct rg_watched *w = bpf_map_lookup_elem(&rg_watched_files, &key);
 
-	if (!w || w->reported || w->dentry != (__u64)BPF_CORE_READ(f, f_path.dentry))
+	if (!w || (w->reported & RG_REPORTED_OK) ||
+	    w->dentry != (__u64)BPF_CORE_READ(f, f_path.dentry))
 		return 0;
 	struct rg_inflight in = {
 		.syscall = sys, .op = RG_OP_WRITE, .dfd = (int)ARG(0), .file = key,
@@ -444,21 +444,18 @@ static __always_inline int write_enter(struct trace_event_raw_sys_enter *ctx, __
 
 static __always_inline int write_exit(long ret)
 {
-	struct rg_inflight *in, in_copy;
+	struct rg_inflight in_copy;
 	struct rg_scratch *s;
-	__u32 tid;
 	int trunc = 0;
 
-	in = unstash(&tid);
-	if (!in)
+	if (!unstash(&in_copy))
 		return 0;
-	in_copy = *in;
-	bpf_map_delete_elem(&rg_inflight_map, &tid);
 
 	struct rg_watched *w = bpf_map_lookup_elem(&rg_watched_files, &in_copy.file);
-	if (!w || w->reported)
+	__u32 outcome = ret >= 0 ? RG_REPORTED_OK : RG_REPORTED_ERR;
+	if (!w || (w->reported & outcome))
 		return 0;
-	w->reported = 1;
+	w->reported |= outcome;
 	s = rg_scratch();
 	if (!s)
 		return 0;
@@ -510,16 +507,12 @@ int BPF_PROG(rg_file_fork, struct task_struct *parent, struct task_struct *child
 static __always_inline int names_exit(long ret)
 {
 	struct task_struct *task = (void *)bpf_get_current_task();
-	struct rg_inflight *in, in_copy;
+	struct rg_inflight in_copy;
 	struct rg_scratch *s;
 	struct rg_keybuf *k;
-	__u32 tid;
 
-	in = unstash(&tid);
-	if (!in)
+	if (!unstash(&in_copy))
 		return 0;
-	in_copy = *in;
-	bpf_map_delete_elem(&rg_inflight_map, &tid);
 	s = rg_scratch();
 	k = rg_keybuf();
 	if (!s || !k)

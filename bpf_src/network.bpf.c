@@ -58,19 +58,6 @@ struct {
 /* Hide a value's range from clang, so that a mask written for the verifier is kept. */
 #define hide_range(v) asm volatile("" : "+r"(v))
 
-static __always_inline struct file *fd_file(struct task_struct *task, int fd)
-{
-	struct files_struct *files = BPF_CORE_READ(task, files);
-	struct fdtable *fdt = BPF_CORE_READ(files, fdt);
-	struct file **fds = BPF_CORE_READ(fdt, fd);
-	struct file *f = NULL;
-
-	if (fd < 0 || (unsigned int)fd >= BPF_CORE_READ(fdt, max_fds))
-		return NULL;
-	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]);
-	return f;
-}
-
 /*
  * The socket behind an fd, or NULL when the fd is not a socket. A socket file has an S_IFSOCK
  * inode and private_data pointing at a struct socket whose ->file points back (an O_PATH fd
@@ -79,7 +66,7 @@ static __always_inline struct file *fd_file(struct task_struct *task, int fd)
 static __always_inline struct socket *fd_socket(struct task_struct *task, int fd,
 						struct file **fp)
 {
-	struct file *f = fd_file(task, fd);
+	struct file *f = rg_fd_file(task, fd);
 	struct socket *sock;
 
 	if (!f)

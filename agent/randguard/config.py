@@ -140,6 +140,8 @@ class ProcessConfig(Section):
     enabled: bool = True
     hooks: list[str] = msgspec.field(default_factory=lambda: list(PROCESS_HOOKS))
     report_threads: bool = False  # thread creation and exit as process_fork/process_exit
+    # execs failing with ENOENT are mostly a shell trying each $PATH directory: off by default
+    report_exec_enoent: bool = False
     collect_args: bool = False
     max_args: int = 64  # argv entries kept; more sets argv_truncated
     max_args_bytes: int = 1024  # argv bytes copied in the kernel (<= 4095)

@@ -11,14 +11,19 @@ import time
 import msgspec
 
 
-class FileEvent(msgspec.Struct, kw_only=True):
-    """file_open, file_write, file_rename, file_unlink, file_link."""
+class Record(msgspec.Struct, kw_only=True):
+    """What every output line starts with: its number in the stream, its type, when, where."""
 
     seq: int = 0
     event_type: str
     timestamp: str
     timestamp_ns: int
     host: str
+
+
+class FileEvent(Record):
+    """file_open, file_write, file_rename, file_unlink, file_link."""
+
     syscall: str
     pid: int
     tid: int
@@ -44,14 +49,9 @@ class FileEvent(msgspec.Struct, kw_only=True):
     mitre: list[str] | None = None
 
 
-class NetworkEvent(msgspec.Struct, kw_only=True):
+class NetworkEvent(Record):
     """network_connect, network_bind, network_listen, network_accept."""
 
-    seq: int = 0
-    event_type: str
-    timestamp: str
-    timestamp_ns: int
-    host: str
     syscall: str | None
     pid: int | None
     tid: int | None
@@ -80,14 +80,9 @@ class NetworkEvent(msgspec.Struct, kw_only=True):
     mitre: list[str] | None = None
 
 
-class ProcessStart(msgspec.Struct, kw_only=True):
+class ProcessStart(Record):
     """process_start: an exec completed; the process now runs a new image."""
 
-    seq: int = 0
-    event_type: str
-    timestamp: str
-    timestamp_ns: int
-    host: str
     pid: int
     tid: int
     ppid: int
@@ -108,14 +103,9 @@ class ProcessStart(msgspec.Struct, kw_only=True):
     cgroup_id: int
 
 
-class ProcessExecFailed(msgspec.Struct, kw_only=True):
+class ProcessExecFailed(Record):
     """process_exec_failed: execve/execveat returned an error; the caller runs on."""
 
-    seq: int = 0
-    event_type: str
-    timestamp: str
-    timestamp_ns: int
-    host: str
     pid: int
     tid: int
     ppid: int
@@ -129,14 +119,9 @@ class ProcessExecFailed(msgspec.Struct, kw_only=True):
     error: str
 
 
-class ProcessFork(msgspec.Struct, kw_only=True):
+class ProcessFork(Record):
     """process_fork: a new process (or, with report_threads, a thread)."""
 
-    seq: int = 0
-    event_type: str
-    timestamp: str
-    timestamp_ns: int
-    host: str
     parent_pid: int
     child_pid: int
     child_tid: int
@@ -147,14 +132,9 @@ class ProcessFork(msgspec.Struct, kw_only=True):
     thread: bool
 
 
-class ProcessExit(msgspec.Struct, kw_only=True):
+class ProcessExit(Record):
     """process_exit: the last thread of a process ended (with report_threads: any thread)."""
 
-    seq: int = 0
-    event_type: str
-    timestamp: str
-    timestamp_ns: int
-    host: str
     pid: int
     tid: int
     ppid: int | None
@@ -167,14 +147,9 @@ class ProcessExit(msgspec.Struct, kw_only=True):
     thread: bool
 
 
-class Alert(msgspec.Struct, kw_only=True):
+class Alert(Record):
     """alert: a `[[rules]]` match, written right after its source event (`source_seq`)."""
 
-    seq: int = 0
-    event_type: str = "alert"
-    timestamp: str
-    timestamp_ns: int
-    host: str
     rule_id: str
     rule_name: str
     rule_type: str
@@ -194,29 +169,19 @@ class Alert(msgspec.Struct, kw_only=True):
     addr: str | None
 
 
-class Loss(msgspec.Struct, kw_only=True):
+class Loss(Record):
     """loss: events lost on some path, written as soon as noticed (at most once a second per
     kind and family). `count` is since the previous loss record of the same kind and family."""
 
-    seq: int = 0
-    event_type: str = "loss"
-    timestamp: str
-    timestamp_ns: int
-    host: str
     kind: str
     family: str | None
     count: int
     total: int
 
 
-class Health(msgspec.Struct, kw_only=True):
+class Health(Record):
     """health: every `[agent] health_interval` seconds and once more (final) when stopping."""
 
-    seq: int = 0
-    event_type: str = "health"
-    timestamp: str
-    timestamp_ns: int
-    host: str
     final: bool
     uptime_s: float
     records_read: int
@@ -238,14 +203,9 @@ class Health(msgspec.Struct, kw_only=True):
     cpu_system_s: float
 
 
-class AgentStart(msgspec.Struct, kw_only=True):
+class AgentStart(Record):
     """agent_start: the first line; what is attached and what the self-test proved."""
 
-    seq: int = 0
-    event_type: str = "agent_start"
-    timestamp: str
-    timestamp_ns: int
-    host: str
     version: str
     libbpf: str
     kernel: str

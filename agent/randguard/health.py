@@ -39,7 +39,8 @@ class LossTracker:
                 self._reported[key] = total
                 self._last_ns[key] = now_ns
                 out.append(Loss(
-                    timestamp=self.clock.format(now_ns), timestamp_ns=now_ns, host=self.host,
+                    event_type="loss", timestamp=self.clock.format(now_ns), timestamp_ns=now_ns,
+                    host=self.host,
                     kind=kind, family=family, count=total - before, total=total,
                 ))
         return out
@@ -64,7 +65,8 @@ def health_record(
     """A health line from the counters the runtime gathered (see Health for the fields)."""
     ru = resource.getrusage(resource.RUSAGE_SELF)
     return Health(
-        timestamp=clock.format(now_ns), timestamp_ns=now_ns, host=host, final=final,
+        event_type="health", timestamp=clock.format(now_ns), timestamp_ns=now_ns, host=host,
+        final=final,
         uptime_s=round((now_ns - start_ns) / 1e9, 3), rss_kb=rss_kb(),
         cpu_user_s=round(ru.ru_utime, 3), cpu_system_s=round(ru.ru_stime, 3), **counters,
     )

@@ -19,10 +19,10 @@ import os
 import platform
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from types import TracebackType
-from typing import Self
 
 import cffi
+
+from .handle import Handle
 
 __all__ = [
     "BpfObject",
@@ -32,6 +32,7 @@ __all__ = [
     "ensure_tracefs",
     "install_logger",
     "libbpf_version",
+    "possible_cpus",
     "tracepoint_exists",
 ]
 
@@ -259,7 +260,7 @@ def _cstr(ptr: object) -> str:
     return "" if ptr == ffi.NULL else ffi.string(ptr).decode(errors="replace")
 
 
-class Link:
+class Link(Handle):
     """An attachment of one program; destroying it detaches the program."""
 
     def __init__(self, ptr: object, program: str) -> None:
@@ -278,17 +279,6 @@ class Link:
     def destroyed(self) -> bool:
         """True once detached."""
         return self._ptr is None
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.destroy()
 
     def __del__(self) -> None:
         # Safety net only; BpfObject.close() destroys its links deterministically.
@@ -352,7 +342,7 @@ class Map:
         return ffi.from_buffer(key)
 
     def _percpu_layout(self) -> tuple[int, int]:
-        return _possible_cpus(), (self.value_size + 7) & ~7
+        return possible_cpus(), (self.value_size + 7) & ~7
 
     def update(self, key: bytes, value: bytes, flags: int = 0) -> None:
         """Set ``key`` to ``value`` (BPF_ANY/BPF_NOEXIST/BPF_EXIST in flags). For a per-CPU
@@ -440,7 +430,7 @@ class Map:
 _ncpus: int | None = None
 
 
-def _possible_cpus() -> int:
+def possible_cpus() -> int:
     global _ncpus
     if _ncpus is None:
         n = _lib.libbpf_num_possible_cpus()
@@ -450,7 +440,7 @@ def _possible_cpus() -> int:
     return _ncpus
 
 
-class BpfObject:
+class BpfObject(Handle):
     """An opened BPF ELF object (bpf_object__open_file): configure, load, attach, close.
 
     Configuration (set_rodata, reuse_map, set_max_entries, set_autoload) must happen before
@@ -514,17 +504,6 @@ class BpfObject:
         ptr, self._ptr = self._ptr, None
         if ptr is not None:
             _lib.bpf_object__close(ptr)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __del__(self) -> None:
         if getattr(self, "_ptr", None) is not None:

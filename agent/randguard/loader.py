@@ -15,7 +15,8 @@ from pathlib import Path
 
 from . import matcher, records
 from .config import Config
-from .libbpf import BpfObject, Map, ensure_tracefs, tracepoint_exists
+from .handle import Handle
+from .libbpf import BpfObject, Map, ensure_tracefs, possible_cpus, tracepoint_exists
 
 log = logging.getLogger("randguard.loader")
 
@@ -50,7 +51,7 @@ def missing_capabilities(status_path: str = "/proc/self/status") -> list[str]:
             if not eff & (1 << bit)]
 
 
-class KernelSide:
+class KernelSide(Handle):
     """The loaded objects and their links; `close()` detaches and frees everything."""
 
     def __init__(self) -> None:
@@ -83,11 +84,6 @@ class KernelSide:
             obj.close()
         self.objects.clear()
 
-    def __enter__(self) -> KernelSide:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def _open(name: str) -> BpfObject:
@@ -171,7 +167,8 @@ def load(cfg: Config, file_filter: matcher.FileFilter) -> KernelSide:
             "rg_collect_cwd": int(pc.collect_cwd),
         })
         proc.set_max_entries("rg_events", ring_bytes)
-        proc.set_max_entries("rg_scratch_map", os.cpu_count() or 1)
+        # indexed by CPU id: every possible CPU needs its slot
+        proc.set_max_entries("rg_scratch_map", possible_cpus())
         proc.set_max_entries("rg_exec_pending_map", cfg.performance.max_pending_exec_sources)
         proc_on = cfg.events.process and pc.enabled
         syscalls["process"] = _select_syscalls(

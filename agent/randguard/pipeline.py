@@ -84,7 +84,10 @@ def family_name(family: int) -> str:
     return NET_FAMILY_NAMES.get(family) or _OTHER_FAMILIES.get(family) or f"af_{family}"
 
 
-def _path(dir_: bytes | None, name: bytes | None) -> tuple[str | None, str | None]:
+CUT = "..."  # starts a resolved path whose beginning the kernel had to cut (over 4095 bytes)
+
+
+def _path(dir_: bytes | None, name: bytes | None, dir_cut: bool) -> tuple[str | None, str | None]:
     """(resolved absolute path or None, raw name) for a name relative to a kernel-resolved dir."""
     if name is None:
         return None, None
@@ -93,7 +96,8 @@ def _path(dir_: bytes | None, name: bytes | None) -> tuple[str | None, str | Non
         return join(None, raw), raw
     if dir_ is None:
         return None, raw
-    return join(decode_path(dir_), raw), raw
+    joined = join(decode_path(dir_), raw)
+    return (CUT + joined if dir_cut else joined), raw
 
 
 class ProcessOutput(msgspec.Struct, frozen=True):
@@ -103,6 +107,7 @@ class ProcessOutput(msgspec.Struct, frozen=True):
     fork: bool = True
     exit: bool = True
     max_args: int = 64
+    exec_enoent: bool = True
 
     @classmethod
     def from_config(cls, cfg: Config) -> ProcessOutput:
@@ -113,6 +118,7 @@ class ProcessOutput(msgspec.Struct, frozen=True):
             fork=on and "fork" in hooks,
             exit=on and "exit" in hooks,
             max_args=cfg.process.max_args,
+            exec_enoent=cfg.process.report_exec_enoent,
         )
 
 
@@ -192,7 +198,10 @@ class Pipeline:
                 if self.process.exit:
                     append(self.process_exit(rec, info))
             elif type(rec) is ExecFailedRecord:
-                append(self.exec_failed(rec))
+                if rec.ret != -errno.ENOENT or self.process.exec_enoent:
+                    append(self.exec_failed(rec))
+                else:
+                    self.filtered += 1
             elif type(rec) is NetRecord:
                 self.network_event(rec, out)
         return out
@@ -281,7 +290,8 @@ class Pipeline:
     def _alert(self, rule: Rule, src: Event, **fields: object) -> Alert:
         """An alert record; its `seq` and `source_seq` are given when it is written."""
         return Alert(
-            timestamp=src.timestamp, timestamp_ns=src.timestamp_ns, host=self.host,
+            event_type="alert", timestamp=src.timestamp, timestamp_ns=src.timestamp_ns,
+            host=self.host,
             rule_id=rule.id, rule_name=rule.name, rule_type=rule.type, severity=rule.severity,
             action=rule.action, mitre=rule.mitre, source_event_type=src.event_type,
             source_seq=0, **fields,
@@ -385,26 +395,30 @@ class Pipeline:
         op = r.op
         old_path = old_name = None
         hflags = r.flags
+        # a path cut in the kernel cannot be judged by its prefix: it is reported, marked
+        cut = bool(hflags & (HF_TRUNC_S0 | HF_TRUNC_S1 | HF_TRUNC_S3))
         if op in (_RENAME, _LINK):
-            path, name = _path(r.dir2, r.name2)
+            path, name = _path(r.dir2, r.name2, bool(hflags & HF_TRUNC_S3))
             if r.syscall in _SYMLINKS:
                 old_name = decode_path(r.name) if r.name is not None else None
                 old_path = old_name  # a symlink's target is content, kept as written
-                wanted = path is not None and self.file_filter.wants(path, True)
+                wanted = cut or (path is not None and self.file_filter.wants(path, True))
             else:
-                old_path, old_name = _path(r.dir, r.name)
-                wanted = self.file_filter.wants_any(
+                old_path, old_name = _path(r.dir, r.name, bool(hflags & HF_TRUNC_S1))
+                wanted = cut or self.file_filter.wants_any(
                     [p for p in (path, old_path) if p is not None], True
                 )
             truncated = bool(hflags & (_NEW_SIDE | _OLD_SIDE))
         else:
             if r.path is not None:
                 path = decode_path(r.path)
+                if hflags & HF_TRUNC_S0:
+                    path = CUT + path
                 name = decode_path(r.name) if r.name is not None else None
             else:
-                path, name = _path(r.dir, r.name)
+                path, name = _path(r.dir, r.name, bool(hflags & HF_TRUNC_S1))
             write = op != _OPEN or bool(r.fflags & FF_WRITE)
-            wanted = path is not None and self.file_filter.wants(path, write)
+            wanted = cut or (path is not None and self.file_filter.wants(path, write))
             truncated = bool(hflags & _NEW_SIDE)
         if not wanted:
             self.filtered += 1

@@ -28,8 +28,8 @@ from __future__ import annotations
 import mmap
 import platform
 import select
-from types import TracebackType
-from typing import Self
+
+from .handle import Handle
 
 __all__ = ["RingBuffer"]
 
@@ -42,7 +42,7 @@ if platform.machine() not in ("x86_64", "AMD64"):  # pragma: no cover - document
     raise ImportError("randguard.ringbuf reads the ring with plain loads: x86-64 only")
 
 
-class RingBuffer:
+class RingBuffer(Handle):
     """Consumer of one BPF ring buffer map.
 
     ``map_fd`` is only used during construction (the mappings keep the map alive), so the
@@ -170,17 +170,6 @@ class RingBuffer:
         if ep is not None:
             ep.close()
             self._epoll = None
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __del__(self) -> None:
         self.close()

@@ -25,7 +25,7 @@ from .ratelimit import RateLimiter
 from .ringbuf import RingBuffer
 from .rules import RuleEngine
 from .ruleset import load_ruleset, passwd_homes
-from .selftest import SELF_TEST_DIR, SelfTest
+from .selftest import SelfTest, self_test_path
 
 log = logging.getLogger("randguard")
 
@@ -46,7 +46,7 @@ def make_pipeline(cfg: Config, config_path: Path) -> Pipeline:
     det_paths, det_patterns = detections.watched()
     file_filter = FileFilter.from_config(
         cfg.file,
-        force=(det_paths + rule_w[0] + [SELF_TEST_DIR], det_patterns + rule_w[1]),
+        force=(det_paths + rule_w[0] + [self_test_path()], det_patterns + rule_w[1]),
         force_read=rule_r,
     )
     return Pipeline(
@@ -143,7 +143,7 @@ class Agent:
         proven = test.proven(self._families())
         now = time.monotonic_ns()
         self.output.submit([AgentStart(
-            timestamp=self.pipeline.clock.format(now), timestamp_ns=now,
+            event_type="agent_start", timestamp=self.pipeline.clock.format(now), timestamp_ns=now,
             host=self.pipeline.host, version=__version__, libbpf=libbpf_version(),
             kernel=os.uname().release, config=str(self.config_path),
             hooks_attached=self.ks.attached, hooks_missing=self.ks.missing_hooks,

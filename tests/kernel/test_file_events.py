@@ -371,3 +371,30 @@ def test_kernel_filter_drops_what_userspace_would(base: Path, tmp_path: Path) ->
     (health,) = a.matching(lambda e: e["event_type"] == "health" and e["final"])
     assert health["userspace_filtered"] < 50, health
     assert health["kernel_filtered"]["file"] >= 4 * n  # opens and unlinks stayed in the kernel
+
+
+def test_path_longer_than_the_kernel_carries_is_reported_marked(agent: AgentProc,
+                                                                base: Path) -> None:
+    """Past 4095 bytes the kernel keeps the end of a path: such an event cannot be judged by
+    its prefix, so it is reported anyway, with resolved_path starting "..." (not absolute)."""
+    top = base / "watched" / "deep"
+    top.mkdir()
+    comp = "d" * 250
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(18):  # 18 * 251 bytes: past 4096 with the base in front
+            os.mkdir(comp, dir_fd=fd)
+            nfd = os.open(comp, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+        os.close(os.open("leaf.conf", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd))
+    finally:
+        os.close(fd)
+    try:
+        agent.sync()
+        ev = agent.wait_for(lambda e: e["event_type"] == "file_open"
+                            and str(e.get("resolved_path")).endswith("/leaf.conf"))
+    finally:
+        shutil.rmtree(top)
+    assert ev["path_truncated"] is True and ev["resolved_path"].startswith(".../")
+    assert len(ev["resolved_path"]) <= 4095 + 3 and ev["filename"] == "leaf.conf"

@@ -42,7 +42,8 @@ def agent(base: Path, tmp_path_factory: pytest.TempPathFactory) -> AgentProc:
     cfg = write_config(
         tmp_path_factory.mktemp("cfg") / "config.toml",
         watch=[str(base / "watched"), str(base / "markers")],
-        extra="[process]\ncollect_args = true\ncollect_cwd = true\nmax_args = 4\n",
+        extra="[process]\ncollect_args = true\ncollect_cwd = true\nmax_args = 4\n"
+              "report_exec_enoent = true\n",
     )
     a = AgentProc(cfg, marker_dir=base / "markers")
     yield a
@@ -154,14 +155,24 @@ def test_shell_spawned_by_nginx_named_parent(agent: AgentProc, base: Path) -> No
     assert sh["parent_comm"] == "nginx" and sh["parent_exe_path"] == str(nginx)
 
 
-def test_argv_and_cwd_absent_when_not_enabled(base: Path, tmp_path: Path) -> None:
+def test_defaults_no_argv_no_cwd_no_path_search_failures(base: Path, tmp_path: Path) -> None:
     cfg = write_config(tmp_path / "c.toml", watch=[str(base / "markers")])
     with AgentProc(cfg, marker_dir=base / "markers") as a:
         p = run([TRUE, "secret-arg"])
+        with pytest.raises(FileNotFoundError):
+            run(["/nonexistent/rg-default-enoent"])
+        denied = base / "not-executable"
+        denied.write_text("#!/bin/sh\n")
+        with pytest.raises(PermissionError):
+            run([str(denied)])
         a.sync()
         (ev,) = a.matching(lambda e: e["event_type"] == "process_start" and e["pid"] == p.pid)
+        failed = a.matching(lambda e: e["event_type"] == "process_exec_failed"
+                            and e["filename"] in (str(denied), "/nonexistent/rg-default-enoent"))
     assert ev["argv"] is None and ev["argv_truncated"] is None and ev["cwd"] is None
     assert ev["exe_path"] == TRUE
+    # ENOENT (a $PATH search, mostly) is not reported by default; other errors are
+    assert [e["error"] for e in failed] == ["EACCES"]
 
 
 def test_process_hooks_select_events(base: Path, tmp_path: Path) -> None:
