@@ -55,8 +55,10 @@ $(VENV)/.stamp: pyproject.toml | .deps-stamp
 	$(VPY) -m pip install -q -e '.[test]'
 	@touch $@
 
-run: all venv
-	$(VENV)/bin/randguard run --config $(CONFIG)
+# stdout is the NDJSON stream only (`sudo make run | jq`): set-up output goes to stderr.
+run:
+	@$(MAKE) --no-print-directory all venv >&2
+	@exec $(VENV)/bin/randguard run --config $(CONFIG)
 
 check-config: venv
 	$(VENV)/bin/randguard check-config $(CONFIG)

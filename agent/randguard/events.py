@@ -21,7 +21,7 @@ class Record(msgspec.Struct, kw_only=True):
     host: str
 
 
-class FileEvent(Record):
+class FileEvent(Record, kw_only=True):
     """file_open, file_write, file_rename, file_unlink, file_link."""
 
     syscall: str
@@ -49,7 +49,7 @@ class FileEvent(Record):
     mitre: list[str] | None = None
 
 
-class NetworkEvent(Record):
+class NetworkEvent(Record, kw_only=True):
     """network_connect, network_bind, network_listen, network_accept."""
 
     syscall: str | None
@@ -80,7 +80,7 @@ class NetworkEvent(Record):
     mitre: list[str] | None = None
 
 
-class ProcessStart(Record):
+class ProcessStart(Record, kw_only=True):
     """process_start: an exec completed; the process now runs a new image."""
 
     pid: int
@@ -103,7 +103,7 @@ class ProcessStart(Record):
     cgroup_id: int
 
 
-class ProcessExecFailed(Record):
+class ProcessExecFailed(Record, kw_only=True):
     """process_exec_failed: execve/execveat returned an error; the caller runs on."""
 
     pid: int
@@ -119,7 +119,7 @@ class ProcessExecFailed(Record):
     error: str
 
 
-class ProcessFork(Record):
+class ProcessFork(Record, kw_only=True):
     """process_fork: a new process (or, with report_threads, a thread)."""
 
     parent_pid: int
@@ -132,7 +132,7 @@ class ProcessFork(Record):
     thread: bool
 
 
-class ProcessExit(Record):
+class ProcessExit(Record, kw_only=True):
     """process_exit: the last thread of a process ended (with report_threads: any thread)."""
 
     pid: int
@@ -147,7 +147,7 @@ class ProcessExit(Record):
     thread: bool
 
 
-class Alert(Record):
+class Alert(Record, kw_only=True):
     """alert: a `[[rules]]` match, written right after its source event (`source_seq`)."""
 
     rule_id: str
@@ -169,7 +169,7 @@ class Alert(Record):
     addr: str | None
 
 
-class Loss(Record):
+class Loss(Record, kw_only=True):
     """loss: events lost on some path, written as soon as noticed (at most once a second per
     kind and family). `count` is since the previous loss record of the same kind and family."""
 
@@ -179,7 +179,7 @@ class Loss(Record):
     total: int
 
 
-class Health(Record):
+class Health(Record, kw_only=True):
     """health: every `[agent] health_interval` seconds and once more (final) when stopping."""
 
     final: bool
@@ -203,7 +203,7 @@ class Health(Record):
     cpu_system_s: float
 
 
-class AgentStart(Record):
+class AgentStart(Record, kw_only=True):
     """agent_start: the first line; what is attached and what the self-test proved."""
 
     version: str
