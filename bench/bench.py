@@ -22,6 +22,7 @@ missing; scratch files live in /var/tmp/randguard-bench and are removed at the e
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -117,10 +118,8 @@ def proc_cpu_ns(pid: int) -> int:
     total = 0
     try:
         for task in os.listdir(f"/proc/{pid}/task"):
-            try:
+            with contextlib.suppress(OSError, ValueError, IndexError):
                 total += int(Path(f"/proc/{pid}/task/{task}/schedstat").read_text().split()[0])
-            except (OSError, ValueError, IndexError):
-                pass
     except OSError:
         pass
     return total
@@ -134,6 +133,28 @@ def proc_rss_kb(pid: int) -> int | None:
     except OSError:
         pass
     return None
+
+
+class RssSampler:
+    """Largest VmRSS of a process, sampled every `interval` s while the context is open."""
+
+    def __init__(self, pid: int, interval: float = 0.2) -> None:
+        self.pid, self.interval = pid, interval
+        self.max_kb = proc_rss_kb(pid) or 0
+        self._stop = threading.Event()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.max_kb = max(self.max_kb, proc_rss_kb(self.pid) or 0)
+
+    def __enter__(self) -> RssSampler:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def pid_of_comm(comm: str) -> int | None:
@@ -287,7 +308,7 @@ class RandGuard(Tool):
         cmd = ["taskset", "-c", str(AGENT_CPU), str(AGENT), "run", "--config", str(self.config)]
         if self.record:
             cmd += ["--record", str(self.record)]
-        self._out = open(self.out, "wb")
+        self._out = open(self.out, "wb")  # noqa: SIM115 - closed in stop()
         t0 = time.monotonic()
         self.proc = subprocess.Popen(cmd, stdout=self._out, stderr=subprocess.PIPE, text=True)
         self.pid = self.proc.pid
@@ -415,7 +436,8 @@ class OpenSnoop(Tool):
 
     def start(self) -> None:
         before = link_count()
-        self._out, self._err = open(self.out, "wb"), open(self.err, "wb")
+        self._out = open(self.out, "wb")  # noqa: SIM115 - closed in stop()
+        self._err = open(self.err, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             ["taskset", "-c", str(AGENT_CPU), "opensnoop"], stdout=self._out, stderr=self._err)
         self.pid = self.proc.pid
@@ -507,10 +529,8 @@ class Auditd(Tool):
     def stop(self) -> None:
         sh("auditctl", "-D", check=False)
         pid = self.pid
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
         deadline = time.monotonic() + 10
         while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -555,8 +575,8 @@ def overhead(args, res: dict) -> None:
         log(f"overhead round {rnd + 1}/{args.rounds}")
         wait_quiet(args.quiet_wait)
         block(rnd, Baseline())
-        for _, make in tools:
-            if args.skip_auditd and make().name == "auditd":
+        for tname, make in tools:
+            if args.skip_auditd and tname == "auditd":
                 continue
             wait_quiet(args.quiet_wait)
             with make() as t:
@@ -606,19 +626,11 @@ def agent_trial(cfg: Path, rate: float, secs: float, tag: str) -> dict:
     with RandGuard(cfg, out) as a:
         time.sleep(0.5)
         rss_idle = proc_rss_kb(a.pid)
-        rss_max = [rss_idle or 0]
-        stop = threading.Event()
-
-        def sample_rss() -> None:
-            while not stop.wait(0.2):
-                rss_max[0] = max(rss_max[0], proc_rss_kb(a.pid) or 0)
-
-        threading.Thread(target=sample_rss, daemon=True).start()
-        c0, t0 = a.cpu_ns(), time.monotonic()
-        g = gen("openrate", WATCHED / "f", rate, secs)
-        t_end = a.wait_drained()
-        c1 = a.cpu_ns()
-        stop.set()
+        with RssSampler(a.pid) as rs:
+            c0, t0 = a.cpu_ns(), time.monotonic()
+            g = gen("openrate", WATCHED / "f", rate, secs)
+            t_end = a.wait_drained()
+            c1 = a.cpu_ns()
     h = a.final or {}
     written = (h.get("events_written") or {}).get("file_open", 0)
     ls = losses(h)
@@ -630,7 +642,7 @@ def agent_trial(cfg: Path, rate: float, secs: float, tag: str) -> dict:
         "records_read": h.get("records_read"),
         "cpu_ns_per_event": round((c1 - c0) / max(written, 1)),
         "drain_rate": round(written / busy) if busy > 0 else None,
-        "rss_idle_kb": rss_idle, "rss_load_max_kb": rss_max[0], "startup_s": a.startup_s,
+        "rss_idle_kb": rss_idle, "rss_load_max_kb": rs.max_kb, "startup_s": a.startup_s,
         "final_rss_kb": h.get("rss_kb"),
     }
 
@@ -687,8 +699,8 @@ def throughput(args, res: dict) -> None:
             for r in runs if r["randguard"]["lossless_rate"]]
     res["throughput"] = {
         "randguard_eps": summary(ag_rates, 0), "opensnoop_eps": summary(os_rates, 0),
-        "ratio_per_run": [ratio(a, b) for a, b in zip(ag_rates, os_rates)],
-        "ratio": summary([ratio(a, b) for a, b in zip(ag_rates, os_rates)], 2),
+        "ratio_per_run": [ratio(a, b) for a, b in zip(ag_rates, os_rates, strict=True)],
+        "ratio": summary([ratio(a, b) for a, b in zip(ag_rates, os_rates, strict=True)], 2),
         "randguard_generator_bound": [r["randguard"]["generator_bound"] for r in runs],
         "opensnoop_generator_bound": [r["opensnoop"]["generator_bound"] for r in runs],
         "cpu_ns_per_event": summary([t["cpu_ns_per_event"] for t in best], 0),
@@ -708,7 +720,7 @@ def idle(args, res: dict) -> None:
     users' processes still make events: the machine is shared)."""
     cfg = write_config("default")
     runs = []
-    for rnd in range(args.rounds):
+    for _ in range(args.rounds):
         wait_quiet(args.quiet_wait)
         with RandGuard(cfg, WORK / "idle.ndjson") as a:
             time.sleep(1.0)
@@ -759,7 +771,8 @@ def exec_load(args, res: dict) -> None:
                          "achieved_rate": summary([x["achieved_rate"] for x in s], 0)}
         row["ratio"] = summary([ratio(a["cpu_pct"], b["cpu_pct"]) for a, b in zip(
             [x for x in samples if x["tool"] == "randguard" and x["rate"] == rate],
-            [x for x in samples if x["tool"] == "auditd" and x["rate"] == rate])], 2)
+            [x for x in samples if x["tool"] == "auditd" and x["rate"] == rate],
+            strict=False)], 2)
         table[str(rate)] = row
     res["exec"] = {"table": table, "samples": samples, "seconds": args.exec_seconds}
 
@@ -767,7 +780,7 @@ def exec_load(args, res: dict) -> None:
 def mixed(args, res: dict) -> None:
     cfg = write_config("default")
     runs = []
-    for rnd in range(args.rounds):
+    for _ in range(args.rounds):
         wait_quiet(args.quiet_wait)
         out = WORK / "mixed.ndjson"
         with RandGuard(cfg, out) as a:
@@ -803,18 +816,10 @@ def fork_storm(args, res: dict) -> None:
             time.sleep(2.2)  # at least one periodic health record
             before = last_health(out, final_only=False) or {}
             rss0 = proc_rss_kb(a.pid)
-            rss_max = [rss0 or 0]
-            stop = threading.Event()
-
-            def sample_rss() -> None:
-                while not stop.wait(0.1):
-                    rss_max[0] = max(rss_max[0], proc_rss_kb(a.pid) or 0)
-
-            threading.Thread(target=sample_rss, daemon=True).start()
-            c0 = a.cpu_ns()
-            g = gen("fork", args.forks, 2, cpu=None)
-            a.wait_drained(settle=1.5)
-            stop.set()
+            with RssSampler(a.pid, 0.1) as rs:
+                c0 = a.cpu_ns()
+                g = gen("fork", args.forks, 2, cpu=None)
+                a.wait_drained(settle=1.5)
             rss1 = proc_rss_kb(a.pid)
             c1 = a.cpu_ns()
         after = a.final or {}
@@ -827,7 +832,7 @@ def fork_storm(args, res: dict) -> None:
             "table_bound": 32768,
             "evictions_before": before.get("process_table_evictions"),
             "evictions_after": after.get("process_table_evictions"),
-            "rss_before_kb": rss0, "rss_max_kb": rss_max[0], "rss_after_kb": rss1,
+            "rss_before_kb": rss0, "rss_max_kb": rs.max_kb, "rss_after_kb": rss1,
             "events_written": after.get("events_written"), "loss": losses(after),
             "cpu_s": round((c1 - c0) / 1e9, 2),
         })
@@ -891,7 +896,7 @@ def profile(args, res: dict) -> None:
     py = str(ROOT / ".venv" / "bin" / "python")
     t0 = time.monotonic()
     r = subprocess.run(["taskset", "-c", str(AGENT_CPU), str(AGENT), "replay", str(rec),
-                        "--config", str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                        "--config", str(cfg)], capture_output=True)
     plain_s = time.monotonic() - t0
     lines = r.stdout.count(b"\n")
     prof = WORK / "profile.pstats"
@@ -1195,6 +1200,8 @@ def main() -> int:
                     help="seconds to wait for foreign BPF links to go away before a sample")
     ap.add_argument("--skip-auditd", action="store_true")
     ap.add_argument("--no-write", action="store_true", help="do not touch docs/")
+    ap.add_argument("--keep", action="store_true",
+                    help=f"keep {WORK} (agent outputs, configs, recordings) for inspection")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("bench: run as root (sudo make bench)", file=sys.stderr)
@@ -1233,7 +1240,7 @@ def main() -> int:
                     res["notes"].append(f"section {name} failed: {e!r}")
     finally:
         stop_noise.set()
-        shutil.rmtree(WATCHED, ignore_errors=True)
+        shutil.rmtree(WATCHED if args.keep else WORK, ignore_errors=True)
     res["duration_s"] = time.monotonic() - t_start
     st = res.pop("startup_samples_s", [])
     if st:

@@ -421,7 +421,7 @@ OPEN_ENTER(openat2, RG_SYS_OPENAT2, (int)ARG(0), ARG(1), open_how_flags((void *)
 
 /* ---- write family ----------------------------------------------------------------------- */
 
-static __always_inline int write_enter(struct trace_event_raw_sys_enter *ctx, __u16 sys)
+static __always_inline int write_enter(struct trace_event_raw_sys_enter *ctx, __u16 sys, int fd)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 
@@ -429,7 +429,7 @@ static __always_inline int write_enter(struct trace_event_raw_sys_enter *ctx, __
 		return 0;
 
 	struct task_struct *task = (void *)bpf_get_current_task();
-	struct file *f = rg_fd_file(task, (int)ARG(0));
+	struct file *f = rg_fd_file(task, fd);
 	__u64 key = (__u64)f;
 	struct rg_watched *w = bpf_map_lookup_elem(&rg_watched_files, &key);
 
@@ -437,7 +437,7 @@ static __always_inline int write_enter(struct trace_event_raw_sys_enter *ctx, __
 	    w->dentry != (__u64)BPF_CORE_READ(f, f_path.dentry))
 		return 0;
 	struct rg_inflight in = {
-		.syscall = sys, .op = RG_OP_WRITE, .dfd = (int)ARG(0), .file = key,
+		.syscall = sys, .op = RG_OP_WRITE, .dfd = fd, .file = key,
 	};
 	return stash(&in);
 }
@@ -472,23 +472,28 @@ static __always_inline int write_exit(long ret)
 	return 0;
 }
 
-#define WRITE_HOOK(sys, SYS)                                                                    \
-	SEC("tracepoint/syscalls/sys_enter_" #sys)                                              \
+/* `tp`: the tracepoint's name; `fdarg`: the argument holding the fd written to */
+#define WRITE_HOOK(sys, tp, SYS, fdarg)                                                         \
+	SEC("tracepoint/syscalls/sys_enter_" #tp)                                               \
 	int rg_enter_##sys(struct trace_event_raw_sys_enter *ctx)                               \
 	{                                                                                       \
-		return write_enter(ctx, SYS);                                                   \
+		return write_enter(ctx, SYS, (int)ARG(fdarg));                                  \
 	}                                                                                       \
-	SEC("tracepoint/syscalls/sys_exit_" #sys)                                               \
+	SEC("tracepoint/syscalls/sys_exit_" #tp)                                                \
 	int rg_exit_##sys(struct trace_event_raw_sys_exit *ctx)                                 \
 	{                                                                                       \
 		return write_exit(ctx->ret);                                                    \
 	}
 
-WRITE_HOOK(write, RG_SYS_WRITE)
-WRITE_HOOK(writev, RG_SYS_WRITEV)
-WRITE_HOOK(pwrite64, RG_SYS_PWRITE64)
-WRITE_HOOK(pwritev, RG_SYS_PWRITEV)
-WRITE_HOOK(pwritev2, RG_SYS_PWRITEV2)
+WRITE_HOOK(write, write, RG_SYS_WRITE, 0)
+WRITE_HOOK(writev, writev, RG_SYS_WRITEV, 0)
+WRITE_HOOK(pwrite64, pwrite64, RG_SYS_PWRITE64, 0)
+WRITE_HOOK(pwritev, pwritev, RG_SYS_PWRITEV, 0)
+WRITE_HOOK(pwritev2, pwritev2, RG_SYS_PWRITEV2, 0)
+/* data moved between files without write(2): cp uses copy_file_range */
+WRITE_HOOK(copy_file_range, copy_file_range, RG_SYS_COPY_FILE_RANGE, 2)
+WRITE_HOOK(sendfile, sendfile64, RG_SYS_SENDFILE, 0)
+WRITE_HOOK(splice, splice, RG_SYS_SPLICE, 2)
 
 /* A child inherits its parent's open files, so it inherits the write tracking too. */
 SEC("tp_btf/sched_process_fork")

@@ -90,7 +90,10 @@ enum rg_syscall {
 	RG_SYS_LINKAT = 17,
 	RG_SYS_SYMLINK = 18,
 	RG_SYS_SYMLINKAT = 19,
-	RG_SYS_MAX = 20,
+	RG_SYS_COPY_FILE_RANGE = 20,
+	RG_SYS_SENDFILE = 21,
+	RG_SYS_SPLICE = 22,
+	RG_SYS_MAX = 23,
 };
 
 /* rg_file_event.fflags */

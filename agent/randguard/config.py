@@ -63,6 +63,9 @@ FILE_HOOKS = (
     "linkat",
     "symlink",
     "symlinkat",
+    "copy_file_range",
+    "sendfile",
+    "splice",
 )
 PROCESS_HOOKS = ("execve", "execveat", "fork", "exit")
 NETWORK_HOOKS = ("connect", "bind", "listen", "accept")
@@ -171,6 +174,9 @@ class PerformanceConfig(Section):
 
 
 FILE_OPERATIONS = ("file_open", "file_write", "file_rename", "file_unlink", "file_link")
+# rules can also ask for opens that write or create only (a unit copied into place by cp is an
+# open and a copy_file_range, and a rule on file_open would also fire on every read)
+RULE_OPERATIONS = ("*", *FILE_OPERATIONS, "file_open_write")
 RULE_TYPES = ("process", "file", "network")
 SEVERITIES = ("low", "medium", "high", "critical")
 DIRECTIONS = ("outbound", "inbound", "local")
@@ -216,11 +222,12 @@ class DetectionsConfig(Section):
 class Rule(Section):
     """``[[rules]]``: a match that emits a separate ``alert`` record. Fields by type:
     process: process_names, parent_names, exe_paths; file: paths, patterns, operations,
-    process_names; network: direction, ports, addresses (CIDR), process_names."""
+    process_names; network: direction, ports, addresses (CIDR), process_names. ``id`` and
+    ``enabled = false`` alone turn off a shipped rule of that id."""
 
     id: str
-    name: str
-    type: str
+    name: str | None = None  # required when enabled
+    type: str | None = None  # required when enabled
     enabled: bool = True
     severity: str = "medium"
     action: str = "alert"
@@ -548,6 +555,10 @@ def validate_rules(rules: list[Rule], key: str, fail: _Fail) -> None:
         if r.id in seen:
             fail(k, f"duplicate rule id {r.id!r} (also rules[{seen[r.id]}])")
         seen[r.id] = i
+        if not r.enabled and r.name is None and r.type is None:
+            continue  # turns off the shipped rule of this id: nothing else to check
+        if r.name is None or not r.name.strip():
+            fail(f"{k}.name", "required: a name for the alerts")
         if r.type not in RULE_TYPES:
             fail(f"{k}.type", f"unknown rule type {r.type!r} ({_one_of(RULE_TYPES)})")
         if r.severity not in SEVERITIES:
@@ -564,7 +575,7 @@ def validate_rules(rules: list[Rule], key: str, fail: _Fail) -> None:
             fail(k, f"matches everything: give at least one of {', '.join(allowed)}")
         _check_paths(r.paths, f"{k}.paths", fail)
         _check_paths(r.exe_paths, f"{k}.exe_paths", fail)
-        _check_list(r.operations, ("*", *FILE_OPERATIONS), f"{k}.operations", "operation", fail)
+        _check_list(r.operations, RULE_OPERATIONS, f"{k}.operations", "operation", fail)
         if r.direction is not None and r.direction not in DIRECTIONS:
             fail(f"{k}.direction", f"unknown direction {r.direction!r} ({_one_of(DIRECTIONS)})")
         _check_ports(r.ports, f"{k}.ports", fail)

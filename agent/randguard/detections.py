@@ -42,6 +42,8 @@ class PathRule:
         self._n = PathMatcher((), self.patterns) if self.patterns else None
 
     def matches(self, path: str) -> bool:
+        if self._p is None and self._n is None:
+            return False  # e.g. only `~/` paths and no homes: nothing to match, not everything
         return (self._p is None or self._p.matches(path)) and (
             self._n is None or self._n.matches(path)
         )

@@ -121,6 +121,10 @@ def fill_filter(ks: KernelSide, file_filter: matcher.FileFilter) -> None:
             _fill_filter(obj, matcher.compile_kernel_filter(file_filter))
 
 
+# hooks whose tracepoint has another name than the hook
+TRACEPOINTS = {"sendfile": "sendfile64"}
+
+
 def _select_syscalls(obj: BpfObject, family: str, wanted: set[str], ks: KernelSide,
                      consequence: str) -> set[str]:
     """Autoload the enter/exit pair of each wanted syscall that this kernel has; a missing
@@ -131,9 +135,10 @@ def _select_syscalls(obj: BpfObject, family: str, wanted: set[str], ks: KernelSi
             continue
         sysc = prog.removeprefix("rg_enter_")
         on = sysc in wanted
-        if on and not tracepoint_exists("syscalls", f"sys_enter_{sysc}"):
+        tp = TRACEPOINTS.get(sysc, sysc)
+        if on and not tracepoint_exists("syscalls", f"sys_enter_{tp}"):
             log.warning("%s hook %s: no tracepoint syscalls/sys_enter_%s on this kernel; %s",
-                        family, sysc, sysc, consequence)
+                        family, sysc, tp, consequence)
             ks.missing_hooks.append(sysc)
             on = False
         obj.set_autoload(prog, on)

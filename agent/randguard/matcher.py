@@ -513,24 +513,31 @@ def compile_kernel_filter(f: FileFilter) -> KernelFilter:
     for r in raws:
         add_key(r, False)
 
-    def covers(d: bytes, key: bytes, exact: bool) -> bool:
-        """Is every path reaching `key` (equal to it if `exact`, else starting with it) at or
-        below directory `d`?"""
-        return d == b"/" or key.startswith(d + b"/") or (exact and key == d)
+    def covering(key: bytes, exact: bool) -> list[bytes]:
+        """The directories whose trees hold every path reaching `key` (equal to it if `exact`,
+        else starting with it): its ancestors, and itself if exact. Looked up one by one rather
+        than scanning every source (thousands of them with many homes)."""
+        out = [b"/"]
+        i = key.find(b"/", 1)
+        while i != -1:
+            out.append(key[:i])
+            i = key.find(b"/", i + 1)
+        if exact:
+            out.append(key)
+        return out
 
     def bits_for(key: bytes, exact: bool) -> int:
+        ancestors = covering(key, exact)
         bits = 0
-        for d, b in dirs.items():
-            if covers(d, key, exact):
-                bits |= b
+        for d in ancestors:
+            bits |= dirs.get(d, 0)
         for r, b in raws.items():
             if key.startswith(r):
                 bits |= b
         forced = bits & VERDICT_FORCE
-        for x in excl_dirs:
-            if covers(x, key, exact):
-                # exclude wins, except over what detections and rules look at
-                return bits & ~VERDICT_FORCE if forced else VERDICT_EXCLUDE
+        if any(d in excl_dirs for d in ancestors):
+            # exclude wins, except over what detections and rules look at
+            return bits & ~VERDICT_FORCE if forced else VERDICT_EXCLUDE
         return bits & ~VERDICT_FORCE
 
     trie = []

@@ -433,14 +433,14 @@ class Pipeline:
         det = None
         hits: list[tuple[Rule, str | None]] = []
         if ret >= 0:
+            write = op != _OPEN or bool(r.fflags & (FF_WRITE | FF_CREATED))
             if self.detections is not None:
-                write = op != _OPEN or bool(r.fflags & (FF_WRITE | FF_CREATED))
                 det = self.detections.match(event_type, path, True, write)
             if self.rules is not None:
                 paths = (path, old_path) if op == _RENAME else (path,)
                 for c in self.rules.file_rules:
                     for p in paths:
-                        if c.file(event_type, p, comm, exe):
+                        if c.file(event_type, p, comm, exe, write):
                             hits.append((c.rule, p))
                             break
         # the limit applies to what matched nothing: it cannot be used to hide an attack

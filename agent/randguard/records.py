@@ -67,7 +67,7 @@ OPS: Final = {1: "file_open", 2: "file_write", 3: "file_rename", 4: "file_unlink
 SYSCALLS: Final = (
     None, "open", "creat", "openat", "openat2", "write", "writev", "pwrite64", "pwritev",
     "pwritev2", "rename", "renameat", "renameat2", "unlink", "unlinkat", "rmdir", "link",
-    "linkat", "symlink", "symlinkat",
+    "linkat", "symlink", "symlinkat", "copy_file_range", "sendfile", "splice",
 )
 
 # (C field name, struct format char(s)) in declaration order; "x" entries are padding.

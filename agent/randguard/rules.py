@@ -46,9 +46,12 @@ class CompiledRule:
             and (self.exes is None or (exe is not None and self.exes.matches(exe)))
         )
 
-    def file(self, op: str, path: str | None, comm: str, exe: str | None) -> bool:
+    def file(self, op: str, path: str | None, comm: str, exe: str | None,
+             write: bool = True) -> bool:
+        """`write`: for file_open, the open wrote or created (file_open_write)."""
+        ops = self.ops
         return (
-            (op in self.ops or "*" in self.ops)
+            (op in ops or "*" in ops or (write and op == "file_open" and "file_open_write" in ops))
             and (self.paths is None or (path is not None and self.paths.matches(path)))
             and (not self.names or _names_match(self.names, comm, exe))
         )
@@ -86,13 +89,16 @@ class RuleEngine:
         r: tuple[list[str], list[str]] = ([], [])
         for c in self.file_rules:
             if c.paths is None:
-                continue
-            paths = c.paths.paths
-            patterns = c.paths.patterns if not paths else []
-            if c.ops - {"file_open"}:
-                w[0].extend(paths)
-                w[1].extend(patterns)
-            if c.ops & {"file_open", "*"}:
+                # no paths: any file may match (by process name), so every event must pass;
+                # the kernel filter then passes all of them (see matcher: pass_all)
+                paths, patterns = [], ["*"]
+            else:
+                paths = c.paths.paths
+                patterns = c.paths.patterns if not paths else []
+            # every operation can write, create or change names (file_open: writable opens)
+            w[0].extend(paths)
+            w[1].extend(patterns)
+            if c.ops & {"file_open", "*"}:  # reads too
                 r[0].extend(paths)
                 r[1].extend(patterns)
         return w, r

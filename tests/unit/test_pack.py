@@ -607,24 +607,15 @@ def test_pack_file_errors_name_the_pack(tmp_path: Path) -> None:
                                    "unknown operation 'wirte'")
 
 
-# --- known bugs (strict xfail: they fail today; fixing the bug makes them pass) --------------
+# --- bugs found by this suite, now fixed: regressions ---------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "detections.PathRule: a `~/`-only entry expands to no paths when there are no homes; "
-    "with neither paths nor patterns PathRule.matches() is True for every path, so the entry "
-    "steals every event that reaches it (here /etc/ld.so.preload -> ssh_authorized_keys)"))
 def test_no_homes_does_not_make_home_entries_match_everything() -> None:
     det = PersistenceDetections(PACK, [])
     assert first(det, "/etc/ld.so.preload") == "ld_preload_modified"
     assert first(det, "/etc/pam.d/sshd") == "pam_modified"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "matcher.compile_kernel_filter is quadratic (bits_for scans every directory source for "
-    "every trie key) and the pack forces ~29 `~/` paths per passwd home: 20 homes 0.2 s, 80 "
-    "homes 2.2 s, 160 homes 7.8 s, ~1000 homes minutes, at start and on every SIGHUP reload, "
-    "which runs in the main loop while the ring is not drained"))
 def test_kernel_filter_compiles_fast_with_many_homes() -> None:
     det = PersistenceDetections(PACK, [f"/home/user{i:03d}" for i in range(100)])
     paths, patterns = det.watched()

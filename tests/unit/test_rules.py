@@ -115,6 +115,18 @@ def test_file_operations_named_star_and_default() -> None:
         assert default.file(op, "/etc/x", "sh", None)
 
 
+def test_file_open_write_matches_writing_and_creating_opens_only() -> None:
+    c = compiled(paths=["/etc/systemd/system"], operations=["file_open_write", "file_write"])
+    unit = "/etc/systemd/system/a.service"
+    assert c.file("file_open", unit, "cp", None, True)  # created or opened for writing
+    assert not c.file("file_open", unit, "cat", None, False)  # a read
+    assert c.file("file_write", unit, "sh", None)
+    assert not c.file("file_unlink", unit, "rm", None)
+    reads = compiled(paths=["/etc/shadow"], operations=["file_open"])  # every open, reads too
+    assert reads.file("file_open", "/etc/shadow", "cat", None, False)
+    assert reads.file("file_open", "/etc/shadow", "sh", None, True)
+
+
 def test_file_rule_process_names() -> None:
     c = compiled(paths=["/etc"], process_names=["curl", "wget"])
     assert c.file("file_write", "/etc/x", "curl", "/usr/bin/curl")
@@ -154,7 +166,8 @@ def test_engine_watched_splits_writes_and_reads() -> None:
         rule("file", "B", paths=["/opt/b"], patterns=["*.b"]),  # the path stands for it
     ], HOMES)
     (wp, wpat), (rp, rpat) = e.watched()
-    assert wp == ["/opt/w", "/root/.w", "/home/alice/.w", "/srv/bob/.w", "/opt/b"]
+    # a file_open rule also sees writable opens: its paths pass for writes too
+    assert wp == ["/opt/w", "/root/.w", "/home/alice/.w", "/srv/bob/.w", "/opt/r", "/opt/b"]
     assert wpat == ["*.so"]
     assert rp == ["/opt/r", "/opt/b"] and rpat == ["*.so"]
 
@@ -192,7 +205,7 @@ ports = [22]
 @pytest.mark.parametrize(("body", "expected"), [
     ('type = "file"\npaths = ["/etc"]\noperations = ["file_write", "wirte"]',
      "c.toml: rules[3] (id FILE-9).operations[1]: unknown operation 'wirte' (expected one of: "
-     "*, file_open, file_write, file_rename, file_unlink, file_link)"),
+     "*, file_open, file_write, file_rename, file_unlink, file_link, file_open_write)"),
     ('type = "fiel"\npaths = ["/etc"]',
      "c.toml: rules[3] (id FILE-9).type: unknown rule type 'fiel' "
      "(expected one of: process, file, network)"),
@@ -236,6 +249,17 @@ ports = [22]
 def test_rule_errors_name_rule_and_field(body: str, expected: str) -> None:
     text = OK_RULES + f'\n[[rules]]\nid = "FILE-9"\nname = "bad"\n{body}\n'
     assert config_error(text) == expected
+
+
+def test_enabled_rule_needs_a_name() -> None:
+    text = OK_RULES + '\n[[rules]]\nid = "FILE-9"\ntype = "file"\npaths = ["/etc"]\n'
+    assert config_error(text) == (
+        "c.toml: rules[3] (id FILE-9).name: required: a name for the alerts")
+
+
+def test_enabled_rule_needs_a_type() -> None:
+    text = OK_RULES + '\n[[rules]]\nid = "FILE-9"\nname = "x"\npaths = ["/etc"]\n'
+    assert config_error(text).startswith("c.toml: rules[3] (id FILE-9).type: ")
 
 
 def test_duplicate_rule_id_in_one_file() -> None:
@@ -360,10 +384,6 @@ def test_builtin_rules_false_drops_shipped_rules(tmp_path: Path) -> None:
     assert rs.persistence  # the pack is separate
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "config.Rule requires name and type, and validate_rules requires a match field even when "
-    "enabled = false: a built-in rule cannot be disabled by id alone (builtin-rules.toml says "
-    "`enabled = false` turns it off; for detections, name + enabled = false is enough)"))
 def test_disable_builtin_rule_by_id_alone(tmp_path: Path) -> None:
     cfg = setup_config(tmp_path, '[[rules]]\nid = "PROC-001"\nenabled = false\n')
     assert [r.id for r in ruleset(cfg).rules] == [i for i in BUILTIN_IDS if i != "PROC-001"]
@@ -467,7 +487,7 @@ def test_alerts_follow_their_source_with_source_seq(tmp_path: Path) -> None:
     kinds = [(type(e).__name__, getattr(e, "rule_id", None)) for e in batch1 + batch2]
     assert kinds == [
         ("ProcessStart", None), ("ProcessStart", None), ("Alert", "PROC-001"),
-        ("FileEvent", None), ("Alert", "FILE-ANY-CRON"),
+        ("FileEvent", None), ("Alert", "FILE-CRON-001"), ("Alert", "FILE-ANY-CRON"),
         ("FileEvent", None), ("Alert", "FILE-CRON-001"), ("Alert", "FILE-ANY-CRON"),
         ("FileEvent", None),
         ("FileEvent", None),
@@ -479,7 +499,7 @@ def test_alerts_follow_their_source_with_source_seq(tmp_path: Path) -> None:
     by_rule = [(s["event_type"], [a["rule_id"] for a in al]) for s, al in pairs]
     assert by_rule == [
         ("process_start", ["PROC-001"]),
-        ("file_open", ["FILE-ANY-CRON"]),
+        ("file_open", ["FILE-CRON-001", "FILE-ANY-CRON"]),
         ("file_write", ["FILE-CRON-001", "FILE-ANY-CRON"]),
         ("file_rename", ["FILE-SYSTEMD-001"]),
         ("file_unlink", ["FILE-SYSTEMD-001"]),
@@ -543,14 +563,9 @@ def test_replayed_scenario_alerts_are_joined_and_gap_free(tmp_path: Path) -> Non
     assert files and all(any(e is s for s, _ in pairs) for e in files)
 
 
-# --- known bugs (strict xfail: they fail today; fixing the bug makes them pass) --------------
+# --- bugs found by this suite, now fixed: regressions ---------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "file rules cannot express 'opened for writing or creating': FILE-SYSTEMD-001 and "
-    "FILE-CRON-001 list no file_open (file_open would match every read of a unit), so a unit "
-    "created by cp/install (open O_CREAT + copy_file_range, no write(2): coreutils 9) raises "
-    "no alert record; the persistence detection does see it"))
 def test_unit_created_by_cp_raises_the_systemd_rule() -> None:
     pipe = stream_pipeline([])
     out = pipe.feed([file_rec("file_open", path=b"/etc/systemd/system/rg-cp.service", ret=4,
@@ -560,11 +575,6 @@ def test_unit_created_by_cp_raises_the_systemd_rule() -> None:
     assert out[1].rule_id == "FILE-SYSTEMD-001"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "rules.RuleEngine.watched forces a file rule's paths for writes only when its operations "
-    "include something besides file_open: a rule with operations = ['file_open'] sees read "
-    "opens outside watch_paths but never a writable or creating open there, which the file "
-    "filter drops (the issue: nothing that matches a rule is dropped by filtering)"))
 def test_file_open_rule_sees_writable_opens_outside_watch_paths() -> None:
     from randguard.runtime import make_pipeline
 
@@ -574,9 +584,6 @@ def test_file_open_rule_sees_writable_opens_outside_watch_paths() -> None:
     assert ff.wants("/opt/rg-secret/key", True)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a file rule with process_names and no paths/patterns is not forced through the file "
-    "filter (RuleEngine.watched skips it), so its matches outside watch_paths are dropped"))
 def test_process_only_file_rule_sees_unwatched_paths() -> None:
     from randguard.runtime import make_pipeline
 
