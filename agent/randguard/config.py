@@ -559,6 +559,8 @@ def validate_rules(rules: list[Rule], key: str, fail: _Fail) -> None:
             continue  # turns off the shipped rule of this id: nothing else to check
         if r.name is None or not r.name.strip():
             fail(f"{k}.name", "required: a name for the alerts")
+        if r.type is None:
+            fail(f"{k}.type", f"required ({_one_of(RULE_TYPES)})")
         if r.type not in RULE_TYPES:
             fail(f"{k}.type", f"unknown rule type {r.type!r} ({_one_of(RULE_TYPES)})")
         if r.severity not in SEVERITIES:
