@@ -38,6 +38,7 @@ struct {
 	__uint(max_entries, 8 << 20); /* resized from [ebpf] buffer_size */
 } rg_events SEC(".maps");
 
+/* Events the kernel could not deliver, per family: the ring was full, or an in-flight table. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, RG_FAM_MAX);

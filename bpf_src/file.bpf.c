@@ -178,30 +178,37 @@ static __always_inline __u64 bytes_equal(__u64 x, __u64 pat)
 }
 
 /*
- * Can the name's text differ from the path it names? True when a slash (or the start of the
- * name) is followed by `.` or `/` (`.` and `..` components, `//`, and, harmlessly, hidden files)
- * and when the name ends in a slash. The kernel then cannot judge the prefix and leaves the decision to userspace.
- * Eight bytes a step and no branches in the body, so the verifier's work stays small.
+ * Can the name's text differ from the path it names? True for `.` and `..` components, `//`
+ * and a trailing slash: then the kernel cannot judge the prefix and leaves the decision to
+ * userspace. Hidden files (`/.bashrc`) are not such a case. Eight bytes a step, patterns found
+ * by where they end: a byte flag shifted by m bytes, the previous word supplying what moves
+ * in, is the flag of the byte m before.
  */
+#define BACK(x, px, m) (((x) << (8 * (m))) | ((px) >> (64 - 8 * (m))))
 static __always_inline int name_needs_normalizing(const __u8 *rec, struct rg_str *str)
 {
 	__u32 len = str->len, off = str->off;
-	__u64 hit = 0;
+	__u64 hit = 0, pd = 0;
 	/* a relative name follows the slash that joins it to its directory */
-	__u64 carry = rec[off & REC_MASK] == '/' ? 0 : 0x80;
+	__u64 ps = rec[off & REC_MASK] == '/' ? 0 : 0x8000000000000000ULL;
 
-	for (__u32 i = 0; i < RG_PATH_MAX / 8; i++) {
+	for (__u32 i = 0; i < RG_PATH_MAX / 8 + 1; i++) {
 		__u32 at = i * 8;
-		if (at >= len)
+		if (at > len)
 			break;
-		__u32 rem = len - at;
+		__u32 rem = len - at; /* 0 on the step past a name that ends on a word boundary */
 		__u64 valid = rem >= 8 ? ~0ULL : (1ULL << ((rem & 7) * 8)) - 1;
 		__u64 w = *(const __u64 *)&rec[(off + at) & REC_MASK];
-		__u64 slash = bytes_equal(w, 0x2f2f2f2f2f2f2f2fULL) & valid;
-		__u64 next = (slash | bytes_equal(w, 0x2e2e2e2e2e2e2e2eULL)) & valid;
+		__u64 sl = bytes_equal(w, 0x2f2f2f2f2f2f2f2fULL) & valid;
+		__u64 d = bytes_equal(w, 0x2e2e2e2e2e2e2e2eULL) & valid;
+		/* where a component may end: a slash, or the end of the name */
+		__u64 e = sl | (rem < 8 ? 0x80ULL << ((rem & 7) * 8) : 0);
 
-		hit |= ((slash << 8) | carry) & next;
-		carry = slash >> 56;
+		hit |= sl & BACK(sl, ps, 1);                                  /* // */
+		hit |= e & BACK(d, pd, 1) & BACK(sl, ps, 2);                  /* /.  */
+		hit |= e & BACK(d, pd, 1) & BACK(d, pd, 2) & BACK(sl, ps, 3); /* /.. */
+		ps = sl;
+		pd = d;
 	}
 	/* a trailing slash also changes the text (x.service/ names x.service) */
 	return hit != 0 || (len && rec[(off + len - 1) & REC_MASK] == '/');
@@ -299,7 +306,9 @@ static __always_inline int stash(struct rg_inflight *in)
 
 	if (rg_is_self())
 		return 0;
-	bpf_map_update_elem(&rg_inflight_map, &tid, in, BPF_ANY);
+	/* a full in-flight table loses the event: counted with the ring's losses */
+	if (bpf_map_update_elem(&rg_inflight_map, &tid, in, BPF_ANY))
+		rg_count_drop(RG_FAM_FILE);
 	return 0;
 }
 

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * randguard record contract: the one definition of every record the kernel side writes into the
- * shared ring buffer. agent/randguard/records.py mirrors it and tests/kernel/test_contract.py
+ * shared ring buffer. agent/randguard/records.py mirrors it and tests/unit/test_contract.py
  * proves the two agree against the compiled objects' BTF.
  *
  * A record is a fixed part followed by a string area. Strings are described by rg_str

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from . import __version__, recording
 from .config import Config, ConfigError, load_config, resolve_config_path
-from .events import encode_lines
 from .libbpf import LibbpfError, libbpf_version
 from .loader import LoadError
 from .ruleset import load_ruleset
@@ -17,13 +16,42 @@ EXIT_CONFIG = 2
 EXIT_RUNTIME = 1
 
 
+def _package_version() -> str:
+    """The .deb's version (e.g. 0.1.0-1) when installed from it: the package build writes
+    randguard/_build_info.py (packaging/debian/rules). Else the Python package's version."""
+    try:
+        from ._build_info import PACKAGE_VERSION  # type: ignore[import-not-found]
+    except ImportError:
+        return __version__
+    return PACKAGE_VERSION
+
+
+def _libbpf_file() -> str | None:
+    """The file the dynamic linker resolved libbpf.so.1 to in this process (its name carries
+    the full version, e.g. libbpf.so.1.1.2), from /proc/self/maps."""
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                parts = line.split(maxsplit=5)
+                if len(parts) == 6 and "/libbpf.so" in parts[5]:
+                    return parts[5].strip()
+    except OSError:
+        pass
+    return None
+
+
+def _version() -> str:
+    where = _libbpf_file()
+    return (f"randguard {_package_version()} (libbpf {libbpf_version()}"
+            + (f", {where})" if where else ")"))
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="randguard",
         description="eBPF endpoint telemetry: NDJSON events on stdout, logs on stderr.",
     )
-    p.add_argument("--version", action="version",
-                   version=f"randguard {__version__} (libbpf {libbpf_version()})")
+    p.add_argument("--version", action="version", version=_version())
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="load the BPF programs and stream events to stdout")
     run.add_argument("--config", metavar="PATH",
@@ -41,13 +69,19 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _replay(cfg: Config, config_path: Path, path: str) -> int:
-    """The pure pipeline over a recording: the same events `run` wrote, minus live /proc data."""
+    """The pure pipeline over a recording: the same events `run` wrote (numbered the same way),
+    minus live /proc data; the recording agent's self-test stays hidden."""
+    from .output import Output
     from .runtime import make_pipeline
 
     pipe = make_pipeline(cfg, config_path)
+    out = Output(sys.stdout.fileno())
     with open(path, "rb") as f:
-        events = pipe.feed(list(recording.read(f)))
-    sys.stdout.buffer.write(encode_lines(events))
+        rec = recording.Recording(f)
+        if rec.agent_pid is not None:
+            pipe.hidden_parents.add(rec.agent_pid)
+        out.submit(pipe.feed(list(rec.records())))
+    out.close(timeout=60)
     return 0
 
 

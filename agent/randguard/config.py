@@ -279,9 +279,11 @@ def resolve_config_path(cli_path: str | None) -> Path:
 
 
 def read_trusted(path: str | os.PathLike[str]) -> bytes:
-    """A config or rules file's bytes. Running as root, a file that someone else could change
-    is refused, as sudo and sshd do: writable by group or others, or behind a symlink or in a
-    directory that root does not own."""
+    """A config or rules file's bytes. Running as root, a file that another user could change
+    is refused, as sudo and sshd do: the file must not be writable by group or others, it (and
+    a symlink to it) must belong to root or to the owner of the directory it is in, through a
+    symlink it must belong to root or the symlink's owner, and no directory involved may be
+    writable by anyone unless it is sticky (like /tmp)."""
     name = os.fspath(path)
     try:
         with open(path, "rb") as fh:
@@ -296,16 +298,22 @@ def _check_trusted(name: str, st: os.stat_result) -> None:
     if st.st_mode & 0o022:
         raise ConfigError(name, "-", f"writable by group or others (mode {st.st_mode & 0o777:04o});"
                           " a root agent refuses it: chmod go-w")
-    owners = {st.st_uid}
+    # the file where it really is, and the symlink if it is one: each in its own directory
+    places = [(os.path.realpath(name), st.st_uid)]
     if os.path.islink(name):
-        owners.add(os.lstat(name).st_uid)
-    parent = os.stat(os.path.dirname(os.path.abspath(name)))
-    if parent.st_mode & 0o002 and not parent.st_mode & 0o1000:
-        raise ConfigError(name, "-", "its directory is writable by anyone; a root agent "
-                          "refuses it")
-    if owners - {0, parent.st_uid}:
-        raise ConfigError(name, "-", f"owned by uid {max(owners - {0})}, not by root or the "
-                          "directory's owner; a root agent refuses it")
+        link_owner = os.lstat(name).st_uid
+        places.append((os.path.abspath(name), link_owner))
+        if st.st_uid not in (0, link_owner):
+            raise ConfigError(name, "-", f"a symlink to a file owned by uid {st.st_uid}, not by "
+                              "root or the symlink's owner; a root agent refuses it")
+    for where, owner in places:
+        parent = os.stat(os.path.dirname(where))
+        if parent.st_mode & 0o002 and not parent.st_mode & 0o1000:
+            raise ConfigError(name, "-", f"{os.path.dirname(where)} is writable by anyone; a "
+                              "root agent refuses it")
+        if owner not in (0, parent.st_uid):
+            raise ConfigError(name, "-", f"owned by uid {owner}, not by root or the owner of "
+                              f"{os.path.dirname(where)}; a root agent refuses it")
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:

@@ -1,7 +1,8 @@
 """The output contract: one msgspec Struct per event type, encoded as NDJSON.
 
-Field names, order and types here are what docs/events.md documents and tests/unit/test_events.py
-pins. Every key is always present; a value the agent does not know is null.
+Field names, order and types here are what docs/events.md documents and
+tests/unit/test_events_doc.py pins. Every key is always present; a value the agent does not know
+is null.
 """
 
 from __future__ import annotations

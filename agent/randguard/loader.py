@@ -56,7 +56,8 @@ class KernelSide(Handle):
 
     def __init__(self) -> None:
         self.objects: list[BpfObject] = []
-        self.attached: list[str] = []
+        self.attached: list[str] = []  # program names
+        self.hooks: set[str] = set()  # what they hook: syscalls, sched_process_* tracepoints
         self.missing_hooks: list[str] = []
 
     @property
@@ -215,6 +216,8 @@ def load(cfg: Config, file_filter: matcher.FileFilter) -> KernelSide:
                     continue
                 obj.attach(prog)
                 ks.attached.append(prog)
+                ks.hooks.add(prog.split("_", 2)[2] if syscall_hook
+                             else obj.program_section(prog).rsplit("/", 1)[-1])
     except BaseException:
         ks.close()
         raise

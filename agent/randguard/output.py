@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import select
 import threading
 from collections import Counter, deque
 
@@ -33,10 +34,10 @@ def family_of(event_type: str) -> str:
 class Output:
     """Thread-safe counters: `written` per event type, `dropped` per family, `write_failures`."""
 
-    def __init__(self, fd: int, max_queued: int = 65536, hard_cap: int = 262144) -> None:
+    def __init__(self, fd: int, max_queued: int = 65536) -> None:
         self.fd = fd
         self.max_queued = max_queued
-        self.hard_cap = hard_cap
+        self.hard_cap = 4 * max_queued  # what is kept past a full queue stops here too
         self.seq = 0
         self._last_source = 0
         self._q: deque[tuple[bytes, Counter[str], int]] = deque()
@@ -59,15 +60,16 @@ class Output:
         if not events:
             return
         kept: list[Event] = []
-        full = self.queued >= self.max_queued
-        capped = self.queued >= self.hard_cap
+        queued = self.queued  # judged per event: one batch can fill the queue
+        limit, cap = self.max_queued, self.hard_cap
         n = len(events)
         for i, ev in enumerate(events):
             t = ev.event_type
-            if full:
+            depth = queued + len(kept)
+            if depth >= limit:
                 keep = t in KEEP_TYPES or getattr(ev, "alert", False) or (
                     i + 1 < n and type(events[i + 1]) is Alert)
-                if capped or not keep:
+                if depth >= cap or not keep:
                     self.dropped[family_of(t)] += 1
                     continue
             self.seq += 1
@@ -116,6 +118,16 @@ class Output:
                 with self._cv:
                     self.queued -= n
                     self._cv.notify_all()
+
+    def reader_gone(self) -> bool:
+        """The reading end of a stdout pipe was closed (seen without writing: a quiet host
+        need not wait for its next event to notice that `| head` is done)."""
+        if not self.closed:
+            p = select.poll()
+            p.register(self.fd, select.POLLERR)
+            if any(ev & (select.POLLERR | select.POLLHUP) for _, ev in p.poll(0)):
+                self.closed = True
+        return self.closed
 
     def flush(self, timeout: float) -> bool:
         """Wait until everything queued is written (or failed); False on timeout."""

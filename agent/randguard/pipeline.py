@@ -87,6 +87,13 @@ def family_name(family: int) -> str:
 CUT = "..."  # starts a resolved path whose beginning the kernel had to cut (over 4095 bytes)
 
 
+def _walked(raw: bytes | None, cut: int) -> str | None:
+    """A path the kernel walked; one it had to cut starts with CUT."""
+    if raw is None:
+        return None
+    return CUT + decode_path(raw) if cut else decode_path(raw)
+
+
 def _path(dir_: bytes | None, name: bytes | None, dir_cut: bool) -> tuple[str | None, str | None]:
     """(resolved absolute path or None, raw name) for a name relative to a kernel-resolved dir."""
     if name is None:
@@ -159,6 +166,7 @@ class Pipeline:
         self.net_detections = net_detections
         # the agent's own self-test child: its records are noted here, never turned into events
         self.hidden_pids: set[int] = set()
+        self.hidden_parents: set[int] = set()  # whose new children are hidden (replay)
         self.hidden_seen: list[str] = []
         self.rate_limited: Counter[str] = Counter()
         self.decode_errors: Counter[str] = Counter()
@@ -177,13 +185,13 @@ class Pipeline:
             except DecodeError as e:
                 self.decode_errors[e.reason] += 1
                 continue
-            if self.hidden_pids and self._hidden(rec):
+            if (self.hidden_pids or self.hidden_parents) and self._hidden(rec):
                 continue
             if type(rec) is FileRecord:
                 self.file_event(rec, out)
             elif type(rec) is ExecRecord:
                 parent = procs.get(rec.ppid)
-                procs.on_exec(rec)
+                procs.on_exec(rec, _walked(rec.exe, rec.flags & HF_TRUNC_S0))
                 if self.process.exec:
                     ev = self.process_start(rec, parent.exe_path if parent else None)
                     append(ev)
@@ -210,6 +218,8 @@ class Pipeline:
         """Note and swallow a record of a hidden process (the self-test child)."""
         t = type(rec)
         pid = rec.child_tgid if t is ForkRecord else rec.pid
+        if t is ForkRecord and rec.parent_tgid in self.hidden_parents:
+            self.hidden_pids.add(pid)
         if pid not in self.hidden_pids:
             return False
         if t is FileRecord:
@@ -320,13 +330,13 @@ class Pipeline:
             euid=r.euid,
             egid=r.egid,
             comm=decode_path(r.comm),
-            exe_path=decode_path(r.exe) if r.exe is not None else None,
+            exe_path=_walked(r.exe, r.flags & HF_TRUNC_S0),
             filename=decode_path(r.filename) if r.filename is not None else None,
             filename_truncated=bool(r.flags & HF_TRUNC_S1),
             source=EXEC_SOURCES[r.source] if r.source < len(EXEC_SOURCES) else None,
             argv=argv,
             argv_truncated=argv_cut,
-            cwd=decode_path(r.cwd) if r.cwd is not None else None,
+            cwd=_walked(r.cwd, r.flags & HF_TRUNC_S3),
             parent_comm=decode_path(r.parent_comm),
             parent_exe_path=parent_exe,
             cgroup_id=r.cgroup_id,
@@ -411,9 +421,7 @@ class Pipeline:
             truncated = bool(hflags & (_NEW_SIDE | _OLD_SIDE))
         else:
             if r.path is not None:
-                path = decode_path(r.path)
-                if hflags & HF_TRUNC_S0:
-                    path = CUT + path
+                path = _walked(r.path, hflags & HF_TRUNC_S0)
                 name = decode_path(r.name) if r.name is not None else None
             else:
                 path, name = _path(r.dir, r.name, bool(hflags & HF_TRUNC_S1))

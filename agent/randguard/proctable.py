@@ -56,9 +56,9 @@ class ProcessTable:
         exe = parent.exe_path if parent else None
         self.put(r.child_tgid, ProcInfo(r.parent_tgid, decode_path(r.comm), exe, r.ts_ns))
 
-    def on_exec(self, r: ExecRecord) -> None:
+    def on_exec(self, r: ExecRecord, exe: str | None) -> None:
+        """`exe`: the new image's path as the events show it."""
         old = self._procs.get(r.pid)
-        exe = decode_path(r.exe) if r.exe is not None else None
         start = old.start_ns if old else r.ts_ns
         self.put(r.pid, ProcInfo(r.ppid, decode_path(r.comm), exe, start))
 

@@ -1,7 +1,7 @@
 """Decoding of the kernel's ring-buffer records: the Python mirror of bpf_src/randguard.h.
 
 Every layout here is written once as a field list; the struct formats are derived from it, and
-tests/kernel/test_contract.py checks each field's offset and size against the BTF of the
+tests/unit/test_contract.py checks each field's offset and size against the BTF of the
 compiled objects, so the two sides cannot drift apart silently.
 """
 

@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 from typing import BinaryIO
 
+import msgspec
+
 from . import __version__, loader, procfs, recording
 from .config import Config, ConfigError, load_config
 from .detections import NetworkDetections, PersistenceDetections
@@ -72,7 +74,7 @@ class Agent:
         self.cfg = cfg
         self.config_path = config_path
         self.out_fd = out_fd
-        self.record = recording.Writer(record) if record is not None else None
+        self.record = recording.Writer(record, os.getpid()) if record is not None else None
         self.strict = strict
         self.pipeline = make_pipeline(cfg, config_path)
         self.stopping = False
@@ -140,13 +142,17 @@ class Agent:
             self.ring.wait(10)
             held += self._drain()
         test.reap()
+        # reaped: everything the child did is in the ring now; take it, then stop hiding
+        # its pid, so that a later process reusing it is seen
+        held += self._drain()
+        self.pipeline.hidden_pids.discard(test.pid)
         proven = test.proven(self._families())
         now = time.monotonic_ns()
         self.output.submit([AgentStart(
             event_type="agent_start", timestamp=self.pipeline.clock.format(now), timestamp_ns=now,
             host=self.pipeline.host, version=__version__, libbpf=libbpf_version(),
             kernel=os.uname().release, config=str(self.config_path),
-            hooks_attached=self.ks.attached, hooks_missing=self.ks.missing_hooks,
+            hooks_attached=sorted(self.ks.hooks), hooks_missing=self.ks.missing_hooks,
             self_test=proven, self_test_events=sorted(set(test.seen)),
         )])
         if self.cfg.events.network and self.cfg.network.inventory:
@@ -185,11 +191,10 @@ class Agent:
 
     def _loop(self) -> None:
         perf = self.cfg.performance
-        health_every = int(self.cfg.agent.health_interval * 1e9)
-        next_health = time.monotonic_ns() + health_every
+        next_health = time.monotonic_ns() + int(self.cfg.agent.health_interval * 1e9)
         next_loss = 0
         out = self.output
-        while not self.stopping and not out.closed:
+        while not self.stopping and not out.reader_gone():
             if self.reload_requested:
                 self.reload_requested = False
                 self._reload()
@@ -204,7 +209,7 @@ class Agent:
                 next_loss = now + 1_000_000_000
             if now >= next_health:
                 out.submit([self._health(now, final=False)])
-                next_health = now + health_every
+                next_health = now + int(self.cfg.agent.health_interval * 1e9)  # reloadable
         if out.closed:
             log.info("stdout closed; stopping")
 
@@ -248,26 +253,48 @@ class Agent:
         )
 
     def _reload(self) -> None:
-        """SIGHUP: the new config's filters, detections and rules, or none of it if invalid."""
+        """SIGHUP: the new config's filters, detections, rules, limits, id and log level, or
+        none of it if it is invalid. What the loaded kernel side fixed waits for a restart."""
         try:
-            cfg = load_config(self.config_path)
+            new_cfg = load_config(self.config_path)
+            cfg, restart = reloadable(self.cfg, new_cfg)
             new = make_pipeline(cfg, self.config_path)
         except ConfigError as e:
             log.error("reload rejected, the running config stays in force: %s", e)
             return
-        restart = [k for k in ("ebpf", "events", "process")
-                   if getattr(cfg, k) != getattr(self.cfg, k)]
-        if cfg.file.hooks != self.cfg.file.hooks or cfg.file.enabled != self.cfg.file.enabled:
-            restart.append("file.hooks")
         if restart:
-            log.warning("reload: changes to %s take effect at the next start", ", ".join(restart))
+            log.warning("reload: changes to %s take effect at the next start",
+                        ", ".join(restart))
         old = self.pipeline
         new.procs, new.clock = old.procs, old.clock
         new.records, new.filtered = old.records, old.filtered
         new.decode_errors, new.rate_limited = old.decode_errors, old.rate_limited
         loader.fill_filter(self.ks, new.file_filter)
+        self.losses.host = new.host
+        logging.getLogger().setLevel(cfg.agent.log_level.upper())
         self.pipeline, self.cfg = new, cfg
         log.info("reloaded %s", self.config_path)
+
+
+# What a reload cannot change: it is built into the loaded programs and maps.
+_FIXED_SECTIONS = ("ebpf", "events", "process", "network")
+_FIXED_KEYS = {
+    "file": ("enabled", "hooks"),
+    "performance": ("max_process_cache_entries", "max_pending_exec_sources",
+                    "output_queue_events"),
+}
+
+
+def reloadable(old: Config, new: Config) -> tuple[Config, list[str]]:
+    """`new` with what only a restart can change kept as in `old`, and the names of what
+    differed there."""
+    restart = [k for k in _FIXED_SECTIONS if getattr(new, k) != getattr(old, k)]
+    changes: dict[str, object] = {k: getattr(old, k) for k in _FIXED_SECTIONS}
+    for section, keys in _FIXED_KEYS.items():
+        o, n = getattr(old, section), getattr(new, section)
+        restart += [f"{section}.{k}" for k in keys if getattr(o, k) != getattr(n, k)]
+        changes[section] = msgspec.structs.replace(n, **{k: getattr(o, k) for k in keys})
+    return msgspec.structs.replace(new, **changes), restart
 
 
 def configure_logging(level: str) -> None:

@@ -75,7 +75,7 @@ def test_burst_every_event_is_written_or_counted(base: Path, tmp_path: Path) -> 
                   and e["resolved_path"] == str(target))
     lost = (h["kernel_ring_drops"]["file"] + h["rate_limited"].get("file", 0)
             + h["output_dropped"].get("file", 0))
-    assert written + lost == procs * per
+    assert written + lost == procs * per, h
     assert h["kernel_ring_drops"]["file"] > 0 and h["rate_limited"]["file"] > 0
     assert h["decode_errors"] == {} and h["output_write_failures"] == 0
     # every line but the final health is counted in it

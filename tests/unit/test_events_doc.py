@@ -220,7 +220,7 @@ def samples() -> dict[str, events.Record]:
         "AgentStart": events.AgentStart(
             seq=1, event_type="agent_start", **_COMMON, version="0.1.0", libbpf="1.1",
             kernel="6.18.44", config="/work/main/config/randguard.toml",
-            hooks_attached=["rg_proc_fork", "rg_enter_openat", "rg_exit_openat"],
+            hooks_attached=["openat", "sched_process_exec", "sched_process_fork"],
             hooks_missing=[], self_test={"process": True, "file": True},
             self_test_events=["file_open", "process_fork"],
         ),

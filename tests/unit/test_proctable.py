@@ -22,14 +22,14 @@ def test_fork_inherits_exe_then_exec_replaces_it() -> None:
     t.put(100, ProcInfo(1, "bash", "/usr/bin/bash"))
     t.on_fork(fork(100, 200))
     assert t.get(200) == ProcInfo(100, "bash", "/usr/bin/bash", 1)
-    t.on_exec(exec_(200, 100, b"/usr/bin/cat", b"cat"))
+    t.on_exec(exec_(200, 100, b"/usr/bin/cat", b"cat"), "/usr/bin/cat")
     info = t.get(200)
     assert (info.ppid, info.comm, info.exe_path, info.start_ns) == (100, "cat", "/usr/bin/cat", 1)
 
 
 def test_exit_of_the_group_frees_the_entry_and_reuse_starts_clean() -> None:
     t = ProcessTable(16)
-    t.on_exec(exec_(300, 1, b"/usr/sbin/nginx", b"nginx"))
+    t.on_exec(exec_(300, 1, b"/usr/sbin/nginx", b"nginx"), "/usr/sbin/nginx")
     t.on_exit(ExitRecord(3, 300, 301, 0, False, b"nginx"))  # a thread: the process lives on
     assert t.get(300) is not None
     t.on_exit(ExitRecord(4, 300, 300, 0, True, b"nginx"))
