@@ -117,10 +117,16 @@ static __always_inline void rg_fill_header(struct rg_header *h, __u16 kind)
 static __always_inline void rg_submit(void *rec, __u32 size, __u32 family)
 {
 	__u64 flags = BPF_RB_NO_WAKEUP;
+	__u64 avail = bpf_ringbuf_query(&rg_events, BPF_RB_AVAIL_DATA);
 
 	if (size > RG_REC_MAX)
 		size = RG_REC_MAX;
-	if (bpf_ringbuf_query(&rg_events, BPF_RB_AVAIL_DATA) >= rg_wakeup_bytes)
+	/*
+	 * Wake the reader once, when this record crosses the watermark; below it, and past it
+	 * (the reader is awake already, or polls within its timeout), a wakeup costs the traced
+	 * process an interrupt per event and buys nothing.
+	 */
+	if (avail < rg_wakeup_bytes && avail + size >= rg_wakeup_bytes)
 		flags = BPF_RB_FORCE_WAKEUP;
 	if (bpf_ringbuf_output(&rg_events, rec, size, flags))
 		rg_count_drop(family);

@@ -39,10 +39,9 @@ struct {
 
 /*
  * Files opened for writing that passed the filter: struct file * -> state. A file's first
- * successful write is reported, and its first failed one (so a failure cannot hide a later
- * success, and a failing loop cannot flood).
+ * successful write is reported (and the entry goes), and its first failed one (so a failure
+ * cannot hide a later success, and a failing loop cannot flood).
  */
-#define RG_REPORTED_OK 1
 #define RG_REPORTED_ERR 2
 struct rg_watched {
 	__u64 dentry; /* guards against a recycled struct file */
@@ -442,8 +441,7 @@ static __always_inline int write_enter(struct trace_event_raw_sys_enter *ctx, __
 	__u64 key = (__u64)f;
 	struct rg_watched *w = bpf_map_lookup_elem(&rg_watched_files, &key);
 
-	if (!w || (w->reported & RG_REPORTED_OK) ||
-	    w->dentry != (__u64)BPF_CORE_READ(f, f_path.dentry))
+	if (!w || w->dentry != (__u64)BPF_CORE_READ(f, f_path.dentry))
 		return 0;
 	struct rg_inflight in = {
 		.syscall = sys, .op = RG_OP_WRITE, .dfd = fd, .file = key,
@@ -461,10 +459,14 @@ static __always_inline int write_exit(long ret)
 		return 0;
 
 	struct rg_watched *w = bpf_map_lookup_elem(&rg_watched_files, &in_copy.file);
-	__u32 outcome = ret >= 0 ? RG_REPORTED_OK : RG_REPORTED_ERR;
-	if (!w || (w->reported & outcome))
+	if (!w || (ret < 0 && (w->reported & RG_REPORTED_ERR)))
 		return 0;
-	w->reported |= outcome;
+	if (ret >= 0)
+		/* reported: nothing more to say about this open file, and its next writes return
+		 * after one lookup */
+		bpf_map_delete_elem(&rg_watched_files, &in_copy.file);
+	else
+		w->reported |= RG_REPORTED_ERR;
 	s = rg_scratch();
 	if (!s)
 		return 0;

@@ -1,0 +1,109 @@
+"""Where the pipeline's CPU per event goes, without a profiler's distortion.
+
+Run with the project's venv: `.venv/bin/python bench/stages.py RECORDING --config CONFIG`.
+Times each stage of the pure pipeline over a recording made with `randguard run --record`
+(best of 5 passes, ns per record) and prints JSON. Stages are timed cumulatively where they
+cannot run alone (a stage's own cost is its time minus the one before). It reads agent
+internals (decode, the filter, detections, rules, the event structs, the encoder): when those
+change, adjust this file; bench.py reports a failure here without losing the other figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from randguard import recording
+from randguard.config import load_config
+from randguard.events import encode_lines
+from randguard.paths import decode_path
+from randguard.records import FF_WRITE, FileRecord, decode
+from randguard.runtime import make_pipeline
+
+
+def best(fn, reps: int = 5) -> float:
+    out = []
+    for _ in range(reps):
+        t0 = time.perf_counter_ns()
+        fn()
+        out.append(time.perf_counter_ns() - t0)
+    return min(out)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("recording")
+    ap.add_argument("--config", required=True)
+    args = ap.parse_args()
+    cfg_path = Path(args.config)
+    cfg = load_config(cfg_path)
+    with open(args.recording, "rb") as f:
+        raws = list(recording.read(f))
+    n = len(raws)
+    recs = [decode(r) for r in raws]
+    files = [r for r in recs if type(r) is FileRecord and r.path is not None]
+    paths = [decode_path(r.path) for r in files]
+    writes = [r.op != 1 or bool(r.fflags & FF_WRITE) for r in files]
+    pipe = make_pipeline(cfg, cfg_path)
+    ff, det, rules = pipe.file_filter, pipe.detections, pipe.rules
+
+    def decode_all() -> None:
+        for r in raws:
+            decode(r)
+
+    def decode_paths() -> None:
+        for r in files:
+            decode_path(r.path)
+            decode_path(r.comm)
+
+    def filt() -> None:
+        for p, w in zip(paths, writes, strict=True):
+            ff.wants(p, w)
+
+    def detect() -> None:
+        for p in paths:
+            det.match("file_open", p, True, True)
+
+    def rule_loop() -> None:
+        fr = rules.file_rules
+        for p in paths:
+            for c in fr:
+                c.file("file_open", p, "gen", "/usr/bin/gen")
+
+    def feed() -> list:
+        # a fresh pipeline each pass: the same process table state as the live agent's start
+        return make_pipeline(cfg, cfg_path).feed(raws)
+
+    events = feed()
+
+    def encode() -> None:
+        encode_lines(events)
+
+    t_make = best(lambda: make_pipeline(cfg, cfg_path))
+    t = {
+        "decode (struct unpack + record struct)": best(decode_all),
+        "decode_path of path and comm": best(decode_paths),
+        "file filter (FileFilter.wants)": best(filt),
+        "persistence detections (match)": best(detect),
+        f"file rules ({len(rules.file_rules)} rules, per path)": best(rule_loop),
+        "full Pipeline.feed (all of the above, process table, event struct)":
+            best(feed) - t_make,
+        "encode_lines (msgspec NDJSON)": best(encode),
+    }
+    per = {k: round(v / n) for k, v in t.items()}
+    full = per["full Pipeline.feed (all of the above, process table, event struct)"]
+    parts = sum(v for k, v in per.items() if not k.startswith(("full", "encode")))
+    per["rest of feed: event struct, process table, clock, dispatch (full minus parts)"] = (
+        full - parts)
+    per["feed + encode (pure pipeline per record)"] = full + per["encode_lines (msgspec NDJSON)"]
+    json.dump({"records": n, "file_records": len(files), "events": len(events),
+               "ns_per_record": per}, sys.stdout, indent=1)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
