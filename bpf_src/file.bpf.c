@@ -397,6 +397,11 @@ static __always_inline int open_exit(long ret)
 
 #define ARG(n) (ctx->args[n])
 
+/*
+ * One enter program per syscall (each reads its own arguments); one exit program per family,
+ * attached by the loader to every sys_exit tracepoint of the family: the heavy part is
+ * verified once, not once per syscall.
+ */
 #define OPEN_ENTER(sys, SYS, DFD, NAME, FLAGS)                                                  \
 	SEC("tracepoint/syscalls/sys_enter_" #sys)                                              \
 	int rg_enter_##sys(struct trace_event_raw_sys_enter *ctx)                               \
@@ -405,12 +410,13 @@ static __always_inline int open_exit(long ret)
 			.syscall = SYS, .op = RG_OP_OPEN, .dfd = DFD, .name = NAME, .flags = FLAGS, \
 		};                                                                              \
 		return stash(&in);                                                              \
-	}                                                                                       \
-	SEC("tracepoint/syscalls/sys_exit_" #sys)                                               \
-	int rg_exit_##sys(struct trace_event_raw_sys_exit *ctx)                                 \
-	{                                                                                       \
-		return open_exit(ctx->ret);                                                     \
 	}
+
+SEC("tracepoint")
+int rg_file_exit_open(struct trace_event_raw_sys_exit *ctx)
+{
+	return open_exit(ctx->ret);
+}
 
 OPEN_ENTER(open, RG_SYS_OPEN, AT_FDCWD, ARG(0), ARG(1))
 OPEN_ENTER(creat, RG_SYS_CREAT, AT_FDCWD, ARG(0), O_CREAT | O_TRUNC | 1)
@@ -483,28 +489,29 @@ static __always_inline int write_exit(long ret)
 	return 0;
 }
 
-/* `tp`: the tracepoint's name; `fdarg`: the argument holding the fd written to */
-#define WRITE_HOOK(sys, tp, SYS, fdarg)                                                         \
-	SEC("tracepoint/syscalls/sys_enter_" #tp)                                               \
+/* `fdarg`: the argument holding the fd written to */
+#define WRITE_HOOK(sys, SYS, fdarg)                                                             \
+	SEC("tracepoint/syscalls/sys_enter_" #sys)                                              \
 	int rg_enter_##sys(struct trace_event_raw_sys_enter *ctx)                               \
 	{                                                                                       \
 		return write_enter(ctx, SYS, (int)ARG(fdarg));                                  \
-	}                                                                                       \
-	SEC("tracepoint/syscalls/sys_exit_" #tp)                                                \
-	int rg_exit_##sys(struct trace_event_raw_sys_exit *ctx)                                 \
-	{                                                                                       \
-		return write_exit(ctx->ret);                                                    \
 	}
 
-WRITE_HOOK(write, write, RG_SYS_WRITE, 0)
-WRITE_HOOK(writev, writev, RG_SYS_WRITEV, 0)
-WRITE_HOOK(pwrite64, pwrite64, RG_SYS_PWRITE64, 0)
-WRITE_HOOK(pwritev, pwritev, RG_SYS_PWRITEV, 0)
-WRITE_HOOK(pwritev2, pwritev2, RG_SYS_PWRITEV2, 0)
+SEC("tracepoint")
+int rg_file_exit_write(struct trace_event_raw_sys_exit *ctx)
+{
+	return write_exit(ctx->ret);
+}
+
+WRITE_HOOK(write, RG_SYS_WRITE, 0)
+WRITE_HOOK(writev, RG_SYS_WRITEV, 0)
+WRITE_HOOK(pwrite64, RG_SYS_PWRITE64, 0)
+WRITE_HOOK(pwritev, RG_SYS_PWRITEV, 0)
+WRITE_HOOK(pwritev2, RG_SYS_PWRITEV2, 0)
 /* data moved between files without write(2): cp uses copy_file_range */
-WRITE_HOOK(copy_file_range, copy_file_range, RG_SYS_COPY_FILE_RANGE, 2)
-WRITE_HOOK(sendfile, sendfile64, RG_SYS_SENDFILE, 0)
-WRITE_HOOK(splice, splice, RG_SYS_SPLICE, 2)
+WRITE_HOOK(copy_file_range, RG_SYS_COPY_FILE_RANGE, 2)
+WRITE_HOOK(sendfile64, RG_SYS_SENDFILE, 0) /* the hook is called `sendfile` in the config */
+WRITE_HOOK(splice, RG_SYS_SPLICE, 2)
 
 /* A child inherits its parent's open files, so it inherits the write tracking too. */
 SEC("tp_btf/sched_process_fork")
@@ -565,12 +572,13 @@ static __always_inline int names_exit(long ret)
 			.name2 = NAME2, .flags = FLAGS,                                         \
 		};                                                                              \
 		return stash(&in);                                                              \
-	}                                                                                       \
-	SEC("tracepoint/syscalls/sys_exit_" #sys)                                               \
-	int rg_exit_##sys(struct trace_event_raw_sys_exit *ctx)                                 \
-	{                                                                                       \
-		return names_exit(ctx->ret);                                                    \
 	}
+
+SEC("tracepoint")
+int rg_file_exit_names(struct trace_event_raw_sys_exit *ctx)
+{
+	return names_exit(ctx->ret);
+}
 
 /* source as name, target as name2: the event's path is the target */
 NAMES_HOOK(rename, RG_SYS_RENAME, RG_OP_RENAME, AT_FDCWD, ARG(0), AT_FDCWD, ARG(1), 0)

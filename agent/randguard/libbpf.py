@@ -82,6 +82,8 @@ const char *bpf_program__name(const struct bpf_program *prog);
 const char *bpf_program__section_name(const struct bpf_program *prog);
 int bpf_program__set_autoload(struct bpf_program *prog, bool autoload);
 struct bpf_link *bpf_program__attach(const struct bpf_program *prog);
+struct bpf_link *bpf_program__attach_tracepoint(const struct bpf_program *prog,
+                                                const char *tp_category, const char *tp_name);
 int bpf_link__destroy(struct bpf_link *link);
 
 const char *bpf_map__name(const struct bpf_map *map);
@@ -670,13 +672,18 @@ class BpfObject(Handle):
         if rc < 0:
             raise LibbpfError(-rc, "set autoload of program", prog)
 
-    def attach(self, prog: str) -> Link:
-        """Attach ``prog`` as its section name says; the link is owned by this object too."""
+    def attach(self, prog: str, tracepoint: tuple[str, str] | None = None) -> Link:
+        """Attach ``prog`` as its section name says, or to ``tracepoint`` (category, name):
+        one program can serve several tracepoints. The link is owned by this object too."""
         ptr = self._prog_ptr(prog)
-        link = _lib.bpf_program__attach(ptr)
+        if tracepoint is None:
+            link = _lib.bpf_program__attach(ptr)
+            section = _cstr(_lib.bpf_program__section_name(ptr))
+        else:
+            link = _lib.bpf_program__attach_tracepoint(ptr, *(t.encode() for t in tracepoint))
+            section = "tracepoint/" + "/".join(tracepoint)
         if link == ffi.NULL:
             err = ffi.errno
-            section = _cstr(_lib.bpf_program__section_name(ptr))
             hint = ""
             if (
                 err == _errno.ENOENT

@@ -124,29 +124,71 @@ def fill_filter(ks: KernelSide, file_filter: matcher.FileFilter) -> None:
 
 # hooks whose tracepoint has another name than the hook
 TRACEPOINTS = {"sendfile": "sendfile64"}
+HOOK_NAMES = {tp: hook for hook, tp in TRACEPOINTS.items()}
+
+# file syscalls whose sys_exit is served by one program per family (see file.bpf.c)
+FAMILY_EXITS = {
+    "rg_file_exit_open": ("open", "creat", "openat", "openat2"),
+    "rg_file_exit_write": ("write", "writev", "pwrite64", "pwritev", "pwritev2", "copy_file_range",
+                      "sendfile", "splice"),
+    "rg_file_exit_names": ("rename", "renameat", "renameat2", "unlink", "unlinkat", "rmdir", "link",
+                      "linkat", "symlink", "symlinkat"),
+}
+EXIT_OF = {hook: prog for prog, hooks in FAMILY_EXITS.items() for hook in hooks}
+
+
+def _syscall_hooks(obj: BpfObject) -> dict[str, str]:
+    """hook name -> tracepoint name, for each syscall the object has an enter program for."""
+    out = {}
+    for prog in obj.programs():
+        if prog.startswith("rg_enter_"):
+            tp = prog.removeprefix("rg_enter_")
+            out[HOOK_NAMES.get(tp, tp)] = tp
+    return out
 
 
 def _select_syscalls(obj: BpfObject, family: str, wanted: set[str], ks: KernelSide,
                      consequence: str) -> set[str]:
-    """Autoload the enter/exit pair of each wanted syscall that this kernel has; a missing
+    """Autoload the programs of each wanted syscall that this kernel has; a missing
     tracepoint is a warning for that hook, never a failed start. Returns what will attach."""
+    progs = set(obj.programs())
     ok = set()
-    for prog in obj.programs():
-        if not prog.startswith("rg_enter_"):
-            continue
-        sysc = prog.removeprefix("rg_enter_")
-        on = sysc in wanted
-        tp = TRACEPOINTS.get(sysc, sysc)
+    for hook, tp in _syscall_hooks(obj).items():
+        on = hook in wanted
         if on and not tracepoint_exists("syscalls", f"sys_enter_{tp}"):
             log.warning("%s hook %s: no tracepoint syscalls/sys_enter_%s on this kernel; %s",
-                        family, sysc, tp, consequence)
-            ks.missing_hooks.append(sysc)
+                        family, hook, tp, consequence)
+            ks.missing_hooks.append(hook)
             on = False
-        obj.set_autoload(prog, on)
-        obj.set_autoload(f"rg_exit_{sysc}", on)
+        obj.set_autoload(f"rg_enter_{tp}", on)
+        if f"rg_exit_{tp}" in progs:
+            obj.set_autoload(f"rg_exit_{tp}", on)
         if on:
-            ok.add(sysc)
+            ok.add(hook)
     return ok
+
+
+def _attach_all(ks: KernelSide, syscalls: dict[str, set[str]]) -> None:
+    """Each enabled syscall's enter and exit programs, then the scheduler hooks."""
+    for obj in ks.objects:
+        name = Path(obj.path).name.removesuffix(".bpf.o")
+        progs = set(obj.programs())
+        for hook, tp in _syscall_hooks(obj).items():
+            if hook not in syscalls[name]:
+                continue
+            obj.attach(f"rg_enter_{tp}")
+            if f"rg_exit_{tp}" in progs:
+                obj.attach(f"rg_exit_{tp}")
+                ks.attached += [f"rg_enter_{tp}", f"rg_exit_{tp}"]
+            else:
+                obj.attach(EXIT_OF[hook], ("syscalls", f"sys_exit_{tp}"))
+                ks.attached += [f"rg_enter_{tp}", EXIT_OF[hook]]
+            ks.hooks.add(hook)
+        for prog in sorted(progs - FAMILY_EXITS.keys()):
+            if not prog.startswith(("rg_enter_", "rg_exit_")):
+                obj.attach(prog)
+                ks.attached.append(prog)
+                ks.hooks.add(obj.program_section(prog).rsplit("/", 1)[-1])
 
 
 def load(cfg: Config, file_filter: matcher.FileFilter) -> KernelSide:
@@ -208,16 +250,7 @@ def load(cfg: Config, file_filter: matcher.FileFilter) -> KernelSide:
             add("network", {"rg_net_all_families": int(cfg.network.all_families)}, hooks)
 
         # Attach last: the filter is in place before the first event can fire.
-        for obj in ks.objects:
-            name = Path(obj.path).name.removesuffix(".bpf.o")
-            for prog in obj.programs():
-                syscall_hook = prog.startswith(("rg_enter_", "rg_exit_"))
-                if syscall_hook and prog.split("_", 2)[2] not in syscalls[name]:
-                    continue
-                obj.attach(prog)
-                ks.attached.append(prog)
-                ks.hooks.add(prog.split("_", 2)[2] if syscall_hook
-                             else obj.program_section(prog).rsplit("/", 1)[-1])
+        _attach_all(ks, syscalls)
     except BaseException:
         ks.close()
         raise

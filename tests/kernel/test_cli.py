@@ -81,7 +81,7 @@ def test_agent_mounts_tracefs_and_detaches_on_sigterm(tmp_path: Path) -> None:
     a = AgentProc(cfg)
     assert os.path.exists(f"{tracing}/events")
     held = held_program_ids(a.proc.pid)
-    assert len(held) >= 42  # 19 file hooks (enter+exit), 4 scheduler hooks
+    assert len(held) >= 30  # an enter program per syscall, exit programs, scheduler hooks
     t0 = time.monotonic()
     a.proc.send_signal(signal.SIGTERM)
     assert a.proc.wait(10) == 0

@@ -23,8 +23,9 @@ def test_missing_tracepoint_warns_and_disables_only_that_hook(
     cfg = parse_config("")
     with caplog.at_level(logging.WARNING), loader.load(cfg, FileFilter.from_config(cfg.file)) as ks:
         assert ks.missing_hooks == ["rename"]
-        assert "rg_enter_rename" not in ks.attached and "rg_exit_rename" not in ks.attached
-        assert {"rg_enter_renameat", "rg_exit_renameat2", "rg_proc_exec"} <= set(ks.attached)
+        assert "rename" not in ks.hooks and "rg_enter_rename" not in ks.attached
+        assert {"renameat", "renameat2", "sched_process_exec"} <= ks.hooks
+        assert {"rg_enter_renameat2", "rg_file_exit_names", "rg_proc_exec"} <= set(ks.attached)
     assert "file hook rename" in caplog.text and "hook disabled" in caplog.text
     assert wait_no_orphans() == set()
 
@@ -32,10 +33,10 @@ def test_missing_tracepoint_warns_and_disables_only_that_hook(
 def test_only_configured_hooks_are_attached_and_maps_are_shared() -> None:
     cfg = parse_config('[file]\nhooks = ["openat", "write"]\n[ebpf]\nbuffer_size = 256\n')
     with loader.load(cfg, FileFilter.from_config(cfg.file)) as ks:
-        syscall_progs = {p for p in ks.attached if p.startswith(("rg_enter_", "rg_exit_"))}
-        assert syscall_progs == {"rg_enter_openat", "rg_exit_openat", "rg_enter_write",
-                                 "rg_exit_write", "rg_enter_execve", "rg_exit_execve",
-                                 "rg_enter_execveat", "rg_exit_execveat"}
+        assert ks.hooks == {"openat", "write", "execve", "execveat", "sched_process_fork",
+                            "sched_process_exec", "sched_process_exit"}
+        # one exit program per file family serves each of its syscalls
+        assert {"rg_file_exit_open", "rg_file_exit_write", "rg_exit_execve"} <= set(ks.attached)
         proc, fobj = ks.objects
         for name in loader.SHARED_MAPS:
             assert fd_map_id(proc.map(name).fd) == fd_map_id(fobj.map(name).fd)
