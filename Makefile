@@ -15,7 +15,7 @@ APT_RUN    := libbpf1 python3 python3-venv
 CONFIG     ?= config/randguard.toml
 PYTEST_ARGS ?=
 
-.PHONY: all deps venv run test test-unit test-kernel lint check-config clean
+.PHONY: all deps venv run test test-unit test-kernel lint check-config clean deb test-deb
 
 TEST_BPF_SRC  := $(wildcard tests/bpf/*.bpf.c)
 TEST_BPF_OBJS := $(patsubst tests/bpf/%.bpf.c,build/tests/%.bpf.o,$(TEST_BPF_SRC))
@@ -66,10 +66,13 @@ check-config: venv
 lint: venv
 	$(VENV)/bin/ruff check .
 
-# The whole suite: unit tests of the pure core and kernel tests that load the real objects.
+# The whole suite: unit tests of the pure core and kernel tests that load the real objects,
+# then the .deb on a booted Debian 12 (test-deb). The kernel matrix (test-kernels) runs on its
+# own for now (docs/kernels.md).
 test: all $(TEST_BPF_OBJS) venv
 	$(VENV)/bin/ruff check .
 	$(VPY) -m pytest -ra $(PYTEST_ARGS)
+	@$(MAKE) --no-print-directory test-deb
 
 test-unit: venv
 	$(VPY) -m pytest -ra -m "not kernel" $(PYTEST_ARGS)
@@ -77,5 +80,70 @@ test-unit: venv
 test-kernel: all $(TEST_BPF_OBJS) venv
 	$(VPY) -m pytest -ra -m kernel $(PYTEST_ARGS)
 
+# The kernel tests on Debian's 5.10, 6.1, 6.12 and newest (sid) kernels, each booted under qemu
+# with the objects built here: a pass/fail table per kernel and test (docs/kernels.md). Kernels
+# and the guest image are cached in .cache/kernels/. KERNELS=5.10,sid picks kernels (default:
+# every series vm/kernels.py knows), KERNEL_TESTS="tests/kernel/test_x.py ..." the test files,
+# KERNELS_ARGS more options (python3 vm/kernels.py --help).
+.PHONY: test-kernels
+APT_VM       := qemu-system-x86 debootstrap
+KERNELS      ?=
+KERNEL_TESTS ?=
+KERNELS_ARGS ?=
+test-kernels: all $(TEST_BPF_OBJS) venv .vm-deps-stamp
+	$(PYTHON) vm/kernels.py $(if $(KERNELS),--kernels $(KERNELS)) \
+	  $(if $(KERNEL_TESTS),--tests $(KERNEL_TESTS)) $(KERNELS_ARGS)
+
+.vm-deps-stamp:
+	@missing=""; \
+	for p in $(APT_VM); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  if [ "$$(id -u)" != 0 ]; then echo "error: need root to apt-get install$$missing" >&2; exit 1; fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@touch $@
+
+# The Debian package: dist/randguard_<version>_amd64.deb (docs/packaging.md), built with
+# debhelper from the objects `all` compiled, then checked with lintian (no errors allowed).
+APT_DEB    := debhelper dpkg-dev lintian bpftool python3-pip python3-setuptools python3-wheel \
+              python3-venv
+APT_DEBVM  := qemu-system-x86 debootstrap dpkg-dev cpio
+DEB_VERSION = $(shell dpkg-parsechangelog -l packaging/debian/changelog -SVersion)
+DEB        = dist/randguard_$(DEB_VERSION)_amd64.deb
+
+# apt-get install whichever of the packages $(1) is missing (as `deps` does).
+define apt_ensure
+@missing=""; \
+	for p in $(1); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing" >&2; \
+	  if [ "$$(id -u)" != 0 ]; then echo "error: need root to apt-get install$$missing" >&2; exit 1; fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >&2; \
+	fi
+endef
+
+deb: all
+	$(call apt_ensure,$(APT_DEB))
+	packaging/build-deb
+
+# Boots Debian 12 (its own kernel, systemd as PID 1) under qemu, installs the .deb with apt and
+# runs the service's life cycle (tests/deb/run.py). Needs root; caches in .cache/deb-vm/.
+test-deb: deb
+	$(call apt_ensure,$(APT_DEBVM))
+	$(PYTHON) tests/deb/run.py $(DEB)
+
 clean:
-	rm -rf $(BPF_OUT) build .deps-stamp
+	rm -rf $(BPF_OUT) build .deps-stamp .vm-deps-stamp
+
+# Benchmarks against opensnoop and auditd (root; starts and stops auditd, see bench/bench.py):
+# writes docs/benchmarks.md and docs/benchmarks.json. BENCH_ARGS=--long adds the 10-minute soak.
+# Not part of `make test`: performance is measured by the benchmark, never by a timed test.
+.PHONY: bench
+BENCH_ARGS ?=
+bench: all venv
+	$(PYTHON) bench/bench.py $(BENCH_ARGS)

@@ -34,7 +34,7 @@ log = logging.getLogger("randguard")
 POLL_MS = 50  # the kernel wakes the reader only past a watermark: poll at least this often
 BATCH = 4096  # records per pipeline batch
 SELF_TEST_SECONDS = 5.0
-FLUSH_SECONDS = 1.5  # at stop: how long queued lines may take to go out (exit within 2 s)
+FLUSH_SECONDS = 1.0  # at stop: how long queued lines may take to go out (exit within 2 s)
 
 
 def make_pipeline(cfg: Config, config_path: Path) -> Pipeline:

@@ -1,0 +1,522 @@
+#!/usr/bin/env python3
+"""The .deb on a booted Debian 12: install, service life cycle, remove and purge, under qemu.
+
+Boots Debian 12's own kernel (the package linux-image-amd64 depends on) with systemd as PID 1
+in a clean bookworm userspace (debootstrap --variant=minbase + systemd, systemd-sysv, dbus,
+udev, kmod, libbpf1, python3, bpftool), packed as an uncompressed cpio and used as the
+initramfs. A small per-run cpio appended to it carries the .deb, the Debian packages it pulls
+in (a local apt repository: the guest has no network), tests/deb/guest_test.py and the
+oneshot unit that runs it and powers off. Per-step results come back on the second serial
+port; a table is printed and any failure exits 1.
+
+Everything downloaded or built is cached in .cache/deb-vm/ (ignored by git); with a warm
+cache nothing is downloaded. Needs root (debootstrap), qemu-system-x86, debootstrap,
+dpkg-dev (dpkg-scanpackages) and cpio. TCG only: the KVM on these machines does not run
+stock kernels (/work/shared/notes/vm-testing.md).
+
+    python3 tests/deb/run.py dist/randguard_0.1.0-1_amd64.deb
+    python3 tests/deb/run.py --caps DEB     # the capability/hardening experiments instead
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import fcntl
+import hashlib
+import json
+import lzma
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+CACHE = Path(os.environ.get("RANDGUARD_DEB_VM_CACHE", ROOT / ".cache" / "deb-vm"))
+MIRROR = "http://deb.debian.org/debian"
+SECURITY = "http://deb.debian.org/debian-security"
+KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
+SUITE = "bookworm"
+SOURCES = [(MIRROR, "bookworm"), (MIRROR, "bookworm-updates"), (SECURITY, "bookworm-security")]
+GUEST_PACKAGES = ["systemd", "systemd-sysv", "dbus", "udev", "kmod", "libbpf1", "python3",
+                  "bpftool"]
+IMAGE_FORMAT = 1  # bump when the image recipe changes in a way the key does not see
+# Trimmed from the image: nothing the test reads (the package's own docs are installed later).
+TRIM = ["usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale",
+        "usr/share/lintian", "usr/share/zoneinfo", "var/cache/apt/archives", "var/lib/apt/lists",
+        "var/cache/debconf/templates.dat-old", "var/log"]
+# Units that only cost boot time in the guest.
+MASK = ["apt-daily.timer", "apt-daily-upgrade.timer", "dpkg-db-backup.timer",
+        "e2scrub_all.timer", "fstrim.timer", "systemd-tmpfiles-clean.timer",
+        "getty@tty1.service", "systemd-journal-flush.service", "systemd-update-utmp.service",
+        "systemd-pstore.service", "systemd-timesyncd.service", "systemd-networkd.service",
+        "systemd-resolved.service"]
+
+
+def log(msg: str) -> None:
+    print(f"[deb-vm] {msg}", flush=True)
+
+
+def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, check=True, **kw)
+
+
+# --------------------------------------------------------------------------- apt (private)
+
+class Apt:
+    """apt-get/apt-cache on a private configuration under the cache: the host's apt setup,
+    lists and status are untouched."""
+
+    def __init__(self, base: Path, status: Path | None = None) -> None:
+        self.base = base
+        for d in ("lists/partial", "cache/archives/partial", "etc/apt.conf.d",
+                  "etc/preferences.d", "etc/sources.list.d"):
+            (base / d).mkdir(parents=True, exist_ok=True)
+        empty = base / "status"
+        empty.touch()
+        lines = [f"deb [signed-by={KEYRING}] {url} {suite} main" for url, suite in SOURCES]
+        (base / "etc/sources.list").write_text("\n".join(lines) + "\n")
+        self.opts = [
+            "-o", f"Dir::Etc={base}/etc",
+            "-o", f"Dir::Etc::SourceList={base}/etc/sources.list",
+            "-o", f"Dir::Etc::SourceParts={base}/etc/sources.list.d",
+            "-o", f"Dir::Etc::Parts={base}/etc/apt.conf.d",
+            "-o", f"Dir::Etc::PreferencesParts={base}/etc/preferences.d",
+            "-o", f"Dir::State={base}",
+            "-o", f"Dir::State::Lists={base}/lists",
+            "-o", f"Dir::State::status={status or empty}",
+            "-o", f"Dir::State::extended_states={base}/extended_states",
+            "-o", f"Dir::Cache={base}/cache",
+            "-o", "APT::Architectures::=amd64",
+            "-o", "Acquire::Languages=none",
+            "-o", "Acquire::IndexTargets::deb::Contents-deb::DefaultEnabled=false",
+            "-o", "Debug::NoLocking=true",
+            "-o", "APT::Sandbox::User=root",
+        ]
+
+    def has_lists(self) -> bool:
+        return any((self.base / "lists").glob("*_Packages*"))
+
+    def update(self) -> None:
+        log("apt-get update (private lists for bookworm)")
+        run(["apt-get", *self.opts, "-qq", "update"])
+
+    def get(self, *args: str, **kw) -> subprocess.CompletedProcess:
+        return run(["apt-get", *self.opts, *args], capture_output=True, text=True, **kw)
+
+    def cache(self, *args: str) -> str:
+        return run(["apt-cache", *self.opts, *args], capture_output=True, text=True).stdout
+
+    def download(self, pkgs: list[str], dest: Path) -> None:
+        dest.mkdir(parents=True, exist_ok=True)
+        run(["apt-get", *self.opts, "-qq", "download", *pkgs], cwd=dest,
+            stdout=subprocess.DEVNULL)
+
+
+def with_lists(apt: Apt, fn):
+    """fn() with the cached lists; on a failure (lists missing or superseded), update, retry."""
+    if apt.has_lists():
+        try:
+            return fn()
+        except (subprocess.CalledProcessError, LookupError) as e:
+            log(f"with the cached lists: {e}; updating them")
+    apt.update()
+    return fn()
+
+
+# --------------------------------------------------------------------------- kernel
+
+def extract_vmlinux(bz: bytes) -> bytes | None:
+    """The ELF vmlinux inside a bzImage (scripts/extract-vmlinux's method): qemu boots it
+    through the PVH entry point, skipping the decompressor (seconds under TCG)."""
+    for magic, dec in ((b"\xfd7zXZ\x00", lambda d: lzma.LZMADecompressor().decompress(d)),
+                       (b"\x1f\x8b\x08", lambda d: __import__("zlib").decompressobj(31)
+                        .decompress(d))):
+        pos = bz.find(magic)
+        while pos != -1:
+            try:
+                data = dec(bz[pos:])
+            except Exception:  # not the payload: look further
+                data = b""
+            if data.startswith(b"\x7fELF"):
+                return data
+            pos = bz.find(magic, pos + 1)
+    return None
+
+
+# Modules the guest gets (no others: nothing needs them): the sock_diag handlers of the
+# agent's network inventory, which the kernel loads on demand (the --caps experiments).
+MODULES = ("net/ipv4/inet_diag.ko", "net/ipv4/tcp_diag.ko", "net/ipv4/udp_diag.ko",
+           "net/unix/unix_diag.ko")
+MODULE_LISTS = ("modules.builtin", "modules.builtin.modinfo", "modules.order")
+
+
+def kernel(apt: Apt) -> tuple[Path, str, Path]:
+    """Debian 12's kernel, the image linux-image-amd64 depends on: the ELF vmlinux, a
+    description, and the few modules the guest gets (modules/RELEASE/..., for lib/modules)."""
+    def resolve() -> tuple[str, str]:
+        info = apt.cache("show", "--no-all-versions", "linux-image-amd64")
+        m = re.search(r"^Depends: (linux-image-[^ ,]+) \(= ([^)]+)\)", info, re.M)
+        if not m:
+            raise LookupError("linux-image-amd64: no Depends on an image")
+        return m.group(1), m.group(2)
+
+    pkg, ver = with_lists(apt, resolve)
+    d = CACHE / "kernel" / f"{pkg}_{ver}"
+    done = d / "release"
+    if not (done.exists() and (d / "modules").is_dir()):
+        t0 = time.monotonic()
+        tmp = Path(tempfile.mkdtemp(dir=CACHE))
+        shutil.rmtree(d, ignore_errors=True)
+        (d / "modules").mkdir(parents=True)
+        try:
+            with_lists(apt, lambda: apt.download([f"{pkg}={ver}"], tmp))
+            (deb,) = tmp.glob("*.deb")
+            bz = release = None
+            with subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)],
+                                  stdout=subprocess.PIPE) as p, \
+                    tarfile.open(fileobj=p.stdout, mode="r|") as tar:
+                for m in tar:
+                    name = m.name.removeprefix("./")
+                    if not m.isfile():
+                        continue
+                    if name.startswith("boot/vmlinuz-"):
+                        bz = tar.extractfile(m).read()
+                        release = name.removeprefix("boot/vmlinuz-")
+                    elif (rel := name.removeprefix("usr/")).startswith("lib/modules/") and (
+                            rel.split("/", 3)[3].removeprefix("kernel/") in MODULES
+                            or rel.split("/")[-1] in MODULE_LISTS):
+                        out = d / "modules" / rel.removeprefix("lib/modules/")
+                        out.parent.mkdir(parents=True, exist_ok=True)
+                        out.write_bytes(tar.extractfile(m).read())
+            if bz is None:
+                raise SystemExit(f"{deb.name}: no vmlinuz inside")
+            elf = extract_vmlinux(bz)
+            (d / ("vmlinux" if elf else "vmlinuz")).write_bytes(elf or bz)
+            done.write_text(release)
+            log(f"kernel {pkg} {ver}: {deb.stat().st_size >> 20} MiB downloaded, "
+                f"{'vmlinux' if elf else 'vmlinuz'} extracted in {time.monotonic() - t0:.0f}s")
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        for old in d.parent.iterdir():
+            if old != d:
+                shutil.rmtree(old, ignore_errors=True)
+    img = d / "vmlinux" if (d / "vmlinux").exists() else d / "vmlinuz"
+    return img, f"{pkg} {ver} ({done.read_text()})", d / "modules"
+
+
+# --------------------------------------------------------------------------- guest image
+
+def image_key() -> str:
+    recipe = [IMAGE_FORMAT, SUITE, GUEST_PACKAGES, TRIM, MASK]
+    return hashlib.sha256(json.dumps(recipe).encode()).hexdigest()[:12]
+
+
+def cpio_tree(tree: Path, dest: Path) -> None:
+    """The tree as an uncompressed newc cpio (owners, modes and device nodes kept)."""
+    with open(dest, "wb") as f:
+        find = subprocess.Popen(["find", ".", "-mindepth", "1", "-print0"], cwd=tree,
+                                stdout=subprocess.PIPE)
+        run(["cpio", "--quiet", "--null", "-o", "-H", "newc"], cwd=tree, stdin=find.stdout,
+            stdout=f)
+        find.wait()
+
+
+def image() -> tuple[Path, Path]:
+    """The cached guest userspace (cpio) and its dpkg status file."""
+    key = image_key()
+    img, status = CACHE / f"base-{key}.cpio", CACHE / f"base-{key}.status"
+    if img.exists() and status.exists():
+        return img, status
+    if os.geteuid() != 0:
+        raise SystemExit("building the guest image needs root (debootstrap)")
+    t0 = time.monotonic()
+    debs = CACHE / "debootstrap-debs"
+    debs.mkdir(parents=True, exist_ok=True)
+    tree = Path(tempfile.mkdtemp(dir=CACHE, prefix="rootfs-"))
+    try:
+        log(f"debootstrap --variant=minbase {SUITE} + {','.join(GUEST_PACKAGES)} ...")
+        r = subprocess.run(["debootstrap", "--variant=minbase", f"--cache-dir={debs}",
+                            f"--include={','.join(GUEST_PACKAGES)}", SUITE, str(tree), MIRROR],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            tail = "\n".join((r.stdout + r.stderr).splitlines()[-20:])
+            raise SystemExit(f"debootstrap failed:\n{tail}")
+        # offline guest: no sources but the per-run local repository
+        (tree / "etc/apt/sources.list").write_text("")
+        (tree / "etc/hostname").write_text("rg-deb-guest\n")
+        (tree / "etc/machine-id").write_text("5a1d3c0e9b8f4e2a8c7d6b5a4f3e2d1c\n")
+        (tree / "etc/fstab").write_text("")
+        for unit in MASK:
+            link = tree / "etc/systemd/system" / unit
+            link.unlink(missing_ok=True)
+            link.symlink_to("/dev/null")
+        for t in TRIM:
+            p = tree / t
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+                p.mkdir()
+        (tree / "var/cache/apt/archives/partial").mkdir(parents=True, exist_ok=True)
+        (tree / "var/lib/apt/lists/partial").mkdir(parents=True, exist_ok=True)
+        for b in (tree / "var/cache/apt").glob("*.bin"):
+            b.unlink()
+        tmp_img = img.with_name(img.name + ".tmp")
+        tmp_status = status.with_name(status.name + ".tmp")
+        shutil.copy(tree / "var/lib/dpkg/status", tmp_status)
+        cpio_tree(tree, tmp_img)
+        tmp_img.rename(img)
+        tmp_status.rename(status)
+        for old in CACHE.glob("base-*"):
+            if old not in (img, status):
+                old.unlink()
+        log(f"guest image {img.name}: {img.stat().st_size >> 20} MiB in "
+            f"{time.monotonic() - t0:.0f}s")
+    finally:
+        shutil.rmtree(tree, ignore_errors=True)
+    return img, status
+
+
+# --------------------------------------------------------------------------- local repository
+
+def dependency_debs(deb: Path, status: Path) -> list[Path]:
+    """The Debian packages `apt install ./DEB` pulls into the guest image, downloaded once."""
+    apt = Apt(CACHE / "apt", status=status)
+    repo = CACHE / "repo"
+    repo.mkdir(parents=True, exist_ok=True)
+
+    def plan() -> list[tuple[str, str]]:
+        r = apt.get("-s", "install", "--no-install-recommends", str(deb.resolve()))
+        inst = re.findall(r"^Inst (\S+) (?:\[\S+\] )?\((\S+) ", r.stdout, re.M)
+        return [(p, v) for p, v in inst if p != "randguard"]
+
+    need = with_lists(apt, plan)
+
+    def have(p: str, v: str) -> Path | None:
+        ver = v.replace(":", "%3a")
+        hits = list(repo.glob(f"{p}_{ver}_*.deb"))
+        return hits[0] if hits else None
+
+    missing = [f"{p}={v}" for p, v in need if not have(p, v)]
+    if missing:
+        log(f"downloading {len(missing)} dependencies: {' '.join(missing)}")
+        with_lists(apt, lambda: apt.download(missing, repo))
+    return [have(p, v) for p, v in need]
+
+
+def upgrade_deb(deb: Path, dest: Path) -> tuple[Path, str]:
+    """The same package with a higher version (VERSION+t1): for the upgrade step."""
+    tmp = Path(tempfile.mkdtemp(dir=CACHE))
+    try:
+        run(["dpkg-deb", "-R", str(deb), str(tmp / "x")])
+        ctl = tmp / "x/DEBIAN/control"
+        text = ctl.read_text()
+        ver = re.search(r"^Version: (\S+)", text, re.M).group(1)
+        new = f"{ver}+t1"
+        ctl.write_text(text.replace(f"Version: {ver}", f"Version: {new}", 1))
+        info = next((tmp / "x/usr/lib/randguard/lib").glob("python3*/site-packages/randguard"))
+        (info / "_build_info.py").write_text(
+            (info / "_build_info.py").read_text().replace(f'"{ver}"', f'"{new}"'))
+        out = dest / f"randguard_{new}_amd64.deb"
+        run(["dpkg-deb", "--root-owner-group", "-Zgzip", "-z1", "-b", str(tmp / "x"), str(out)],
+            stdout=subprocess.DEVNULL)
+        return out, new
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- per-run cpio
+
+TEST_UNIT = """[Unit]
+Description=randguard .deb test (tests/deb/guest_test.py)
+After=basic.target systemd-journald.service
+[Service]
+Type=oneshot
+ExecStart=/usr/bin/python3 /rg/guest_test.py
+StandardOutput=journal+console
+StandardError=journal+console
+TimeoutStartSec=infinity
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def run_cpio(dest: Path, deb: Path, deps: list[Path], mode: str, modules: Path) -> None:
+    stage = Path(tempfile.mkdtemp(dir=CACHE, prefix="run-"))
+    try:
+        # /lib is a symlink to usr/lib in the image: write through the real path
+        shutil.copytree(modules, stage / "usr/lib/modules")
+        debs = stage / "rg/debs"
+        debs.mkdir(parents=True)
+        for d in deps:
+            shutil.copy(d, debs)
+        # the index holds the dependencies only: the package under test is installed by path
+        r = run(["dpkg-scanpackages", "--multiversion", "."], cwd=debs, capture_output=True)
+        (debs / "Packages").write_bytes(r.stdout)
+        shutil.copy(deb, debs)
+        up, up_ver = upgrade_deb(deb, debs)
+        (stage / "rg/job.json").write_text(json.dumps({
+            "deb": deb.name, "upgrade_deb": up.name, "upgrade_version": up_ver, "mode": mode}))
+        shutil.copy(HERE / "guest_test.py", stage / "rg/guest_test.py")
+        src = stage / "etc/apt/sources.list.d"
+        src.mkdir(parents=True)
+        (src / "rg-local.list").write_text("deb [trusted=yes] file:/rg/debs ./\n")
+        units = stage / "etc/systemd/system"
+        (units / "multi-user.target.wants").mkdir(parents=True)
+        (units / "rg-deb-test.service").write_text(TEST_UNIT)
+        (units / "multi-user.target.wants/rg-deb-test.service").symlink_to(
+            "/etc/systemd/system/rg-deb-test.service")
+        # directories that exist in the base image must not be replaced by the appended
+        # archive's entries with other modes: the kernel applies each entry in turn
+        for p in [stage, *stage.rglob("*")]:
+            if p.is_dir() and not p.is_symlink():
+                p.chmod(0o755)
+        cpio_tree(stage, dest)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- boot
+
+def boot(vmlinux: Path, initrd: Path, outdir: Path, timeout: int, echo: bool) -> dict:
+    console, results = outdir / "console.log", outdir / "results.out"
+    for p in (console, results):
+        p.write_bytes(b"")
+    append = ("console=ttyS0 panic=-1 rdinit=/lib/systemd/systemd quiet loglevel=3 "
+              "mitigations=off random.trust_cpu=on tsc=reliable no_timer_check "
+              "systemd.show_status=auto systemd.log_level=warning")
+    cmd = ["timeout", "--kill-after=10", str(timeout), "qemu-system-x86_64",
+           "-accel", "tcg,thread=multi", "-cpu", "max", "-m", "2G", "-smp", "2",
+           "-nographic", "-no-reboot", "-nodefaults", "-monitor", "none",
+           "-serial", f"file:{console}", "-serial", f"file:{results}",
+           "-kernel", str(vmlinux), "-initrd", str(initrd), "-append", append]
+    (outdir / "qemu.cmd").write_text(" ".join(cmd) + "\n")
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    pos = 0
+    seen_steps = 0
+    while True:
+        done = proc.poll() is not None
+        if echo:
+            with open(console, "rb") as f:
+                f.seek(pos)
+                chunk = f.read()
+            pos += len(chunk)
+            for ln in chunk.decode(errors="replace").replace("\r", "").splitlines():
+                if "[guest]" in ln:
+                    print("  " + ln[ln.index("[guest]"):], flush=True)
+        else:
+            text = results.read_text(errors="replace")
+            for ln in text.splitlines()[seen_steps:]:
+                seen_steps += 1
+                if ln.startswith("@@STEP "):
+                    s = json.loads(ln[7:])
+                    print(f"  {'PASS' if s['ok'] else 'FAIL' if s['ok'] is False else 'skip'}"
+                          f" {s['name']} ({s['seconds']}s)", flush=True)
+        if done:
+            break
+        time.sleep(0.5)
+    qemu_out = proc.stdout.read().decode(errors="replace").strip()
+    res = {"seconds": time.monotonic() - t0, "rc": proc.returncode, "qemu": qemu_out,
+           "steps": [], "caps": [], "done": None, "boot": None, "journal": ""}
+    for ln in results.read_text(errors="replace").replace("\r", "").splitlines():
+        tag, _, rest = ln.partition(" ")
+        try:
+            if tag == "@@STEP":
+                res["steps"].append(json.loads(rest))
+            elif tag == "@@CAPS":
+                res["caps"].append(json.loads(rest))
+            elif tag == "@@DONE":
+                res["done"] = json.loads(rest)
+            elif tag == "@@BOOT":
+                res["boot"] = json.loads(rest)
+            elif tag == "@@DEBUG":
+                res.setdefault("debug", []).append(json.loads(rest))
+            elif tag == "@@JOURNAL":
+                res["journal"] = base64.b64decode(rest).decode(errors="replace")
+        except ValueError:
+            pass
+    (outdir / "journal.txt").write_text(res["journal"])
+    (outdir / "debug.txt").write_text("\n".join(res.get("debug", [])))
+    return res
+
+
+# --------------------------------------------------------------------------- main
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("deb", type=Path, nargs="?", help="default: the newest dist/randguard_*.deb")
+    ap.add_argument("--caps", action="store_true",
+                    help="run the capability and hardening experiments instead of the test")
+    ap.add_argument("--timeout", type=int, default=420, help="for the whole guest, seconds")
+    ap.add_argument("--echo", action="store_true", help="echo the guest's test log")
+    a = ap.parse_args()
+    deb = a.deb or max(ROOT.glob("dist/randguard_*_amd64.deb"), key=os.path.getmtime,
+                       default=None)
+    if deb is None or not deb.is_file():
+        raise SystemExit("no .deb: run `make deb` first")
+    for tool in ("qemu-system-x86_64", "debootstrap", "dpkg-scanpackages", "cpio", "apt-get"):
+        if not shutil.which(tool):
+            raise SystemExit(f"{tool} missing (apt-get install qemu-system-x86 debootstrap "
+                             "dpkg-dev cpio)")
+
+    t_start = time.monotonic()
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one run at a time: they share the cache
+        return test(a, deb, t_start)
+
+
+def test(a: argparse.Namespace, deb: Path, t_start: float) -> int:
+    vmlinux, kdesc, modules = kernel(Apt(CACHE / "apt"))
+    img, status = image()
+    deps = dependency_debs(deb, status)
+    rundir = CACHE / "run"
+    rundir.mkdir(exist_ok=True)
+    per_run = rundir / "run.cpio"
+    run_cpio(per_run, deb, deps, "caps" if a.caps else "test", modules)
+    initrd = rundir / "initrd.cpio"
+    with open(initrd, "wb") as out:
+        for part in (img, per_run):
+            with open(part, "rb") as f:
+                shutil.copyfileobj(f, out, 1 << 20)
+    t_prep = time.monotonic() - t_start
+    log(f"{deb.name} ({deb.stat().st_size >> 10} KiB) on {kdesc}; image {img.name}; "
+        f"{len(deps)} dependencies from the local repository; prepared in {t_prep:.1f}s")
+
+    res = boot(vmlinux, initrd, rundir, a.timeout, a.echo)
+    total = time.monotonic() - t_start
+    ok = bool(res["done"] and res["done"]["ok"])
+    print()
+    if a.caps:
+        for c in res["caps"]:
+            print(json.dumps(c))
+    else:
+        width = max((len(s["name"]) for s in res["steps"]), default=10)
+        for s in res["steps"]:
+            mark = "PASS" if s["ok"] else ("FAIL" if s["ok"] is False else "SKIP")
+            print(f"{mark}  {s['name']:<{width}}  {s['seconds']:6.1f}s  {s['detail']}")
+        ok = ok and bool(res["steps"]) and all(s["ok"] for s in res["steps"])
+    boot_s = res["boot"]["uptime"] if res["boot"] else None
+    print()
+    log(f"guest: kernel {res['boot']['kernel'] if res['boot'] else '?'}, test unit started "
+        f"{boot_s}s after boot; qemu {res['seconds']:.1f}s; preparation {t_prep:.1f}s; "
+        f"total {total:.1f}s")
+    if not res["done"]:
+        tail = (rundir / "console.log").read_text(errors="replace").replace("\r", "")
+        print("no result from the guest (qemu exit "
+              f"{res['rc']}{'; ' + res['qemu'] if res['qemu'] else ''}); console tail:")
+        print("\n".join(tail.splitlines()[-30:]))
+    if not ok:
+        log(f"FAILED (console: {rundir / 'console.log'}, journal: {rundir / 'journal.txt'})")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
