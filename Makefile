@@ -67,11 +67,12 @@ lint: venv
 	$(VENV)/bin/ruff check .
 
 # The whole suite: unit tests of the pure core and kernel tests that load the real objects,
-# then the .deb on a booted Debian 12 (test-deb). The kernel matrix (test-kernels) runs on its
-# own for now (docs/kernels.md).
+# then the kernel tests again on other kernels under qemu (test-kernels, docs/kernels.md), then
+# the .deb on a booted Debian 12 (test-deb, docs/packaging.md).
 test: all $(TEST_BPF_OBJS) venv
 	$(VENV)/bin/ruff check .
 	$(VPY) -m pytest -ra $(PYTEST_ARGS)
+	@$(MAKE) --no-print-directory test-kernels
 	@$(MAKE) --no-print-directory test-deb
 
 test-unit: venv

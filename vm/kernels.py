@@ -888,14 +888,21 @@ def main() -> int:
             for part in (image, k.modules, run_cpio):
                 with open(part, "rb") as f:
                     shutil.copyfileobj(f, out, 1 << 20)
+        # A guest whose clock came out wrong, or that died before its tests started (a
+        # miscalibrated clock can also look like a soft lockup), is booted again.
         for attempt in range(1, 4):
             r = boot(k, initrd, rundir / s, a)
-            bad_clock = r.sections.get("clock_bad", "").strip()
-            if not bad_clock:
+            why = r.sections.get("clock_bad", "").strip()
+            if not why and not r.sections and r.console is not None and (
+                    b"test session starts" not in r.console.read_bytes()):
+                why = r.problem.splitlines()[0] if r.problem else "no result"
+            if not why:
                 break
-            r.problem = f"the guest's clock was wrong {attempt} times: {bad_clock}"
+            detail = "\n".join(r.problem.splitlines()[1:])  # the console's tail, if any
+            r.problem = f"the guest failed before its tests {attempt} times: {why}" + (
+                f"\n{detail}" if detail else "")
             if attempt < 3:
-                log(f"{s}: {bad_clock}; booting again")
+                log(f"{s}: {why}; booting again")
         initrd.unlink()
         state = "ok" if r.ok else (r.problem.splitlines()[0] if r.problem else "FAILED")
         log(f"{s}: {state} in {r.seconds:.0f}s")
