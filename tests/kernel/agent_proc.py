@@ -89,6 +89,8 @@ class AgentProc:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     self._cond.release()
                     try:
+                        if self.proc.poll() is None:  # slow, not dead: do not leave it running
+                            self.proc.kill()
                         self.proc.wait(5)
                         for t in self._threads:
                             t.join(2)
