@@ -1,0 +1,77 @@
+"""The kernel matrix's judgement of a guest run (vm/kernels.py): which boots are emulator
+trouble to boot again, and which are results. A result must never be retried away."""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+_spec = importlib.util.spec_from_file_location("kernels", ROOT / "vm" / "kernels.py")
+kernels = importlib.util.module_from_spec(_spec)
+sys.modules["kernels"] = kernels  # dataclasses look their module up
+_spec.loader.exec_module(kernels)
+
+STARTED = "============================= test session starts ==============================\n"
+LOCKUP = (STARTED + "tests/kernel/test_loader.py ...      [  8%]\n"
+          "tests/kernel/test_network_events.py ..[  180.649713] watchdog: BUG: soft lockup - "
+          "CPU#0 stuck for 67s! [python3:498]\n"
+          "[  180.658001] Kernel panic - not syncing: softlockup: hung tasks\n")
+
+
+def section(name: str, text: str) -> str:
+    return f"@@RG {name}@@\n{base64.b64encode(text.encode()).decode()}\n@@END@@\n"
+
+
+def result(tmp_path: Path, console: str, sections: str = "") -> kernels.Result:
+    c = tmp_path / "console.log"
+    c.write_text(console)
+    r = kernels.Result(kernel=None, console=c)
+    r.sections = kernels.parse_sections(sections.encode())
+    if "rc" in r.sections:
+        r.rc = int(r.sections["rc"])
+    if not r.sections:
+        r.problem = "no result (qemu exit 0)\nconsole tail:\n..."
+    return r
+
+
+def test_soft_lockup_panic_is_booted_again_and_says_where(tmp_path: Path) -> None:
+    why = kernels.emulation_trouble(result(tmp_path, LOCKUP))
+    assert why == ("soft lockup panic (CPU#0 stuck for 67s) in "
+                   "tests/kernel/test_network_events.py")
+
+
+def test_death_before_the_tests_is_booted_again(tmp_path: Path) -> None:
+    assert kernels.emulation_trouble(result(tmp_path, "Booting from ROM..\n")) == (
+        "no result (qemu exit 0)")
+
+
+def test_bad_clock_is_booted_again(tmp_path: Path) -> None:
+    r = result(tmp_path, "", section("clock_bad", "TSC 5.7 times too fast\n"))
+    assert kernels.emulation_trouble(r) == "TSC 5.7 times too fast"
+
+
+@pytest.mark.parametrize("console", [
+    STARTED + "tests/kernel/test_loader.py .F.\n",  # a failing test
+    STARTED + "[  12.3] BUG: kernel NULL pointer dereference\nKernel panic - not syncing\n",
+])
+def test_results_and_other_panics_are_not_retried(tmp_path: Path, console: str) -> None:
+    sections = section("rc", "1") if ".F." in console else ""
+    assert kernels.emulation_trouble(result(tmp_path, console, sections)) == ""
+
+
+def test_a_finished_run_with_a_lockup_warning_is_a_result(tmp_path: Path) -> None:
+    # the tests ended and sent their exit code: what they say stands
+    r = result(tmp_path, LOCKUP, section("rc", "0"))
+    assert kernels.emulation_trouble(r) == ""
+
+
+def test_junit_failure_in_teardown_wins_over_the_pass() -> None:
+    xml = ('<testsuites><testsuite><testcase classname="tests.kernel.test_x" name="t"/>'
+           '<testcase classname="tests.kernel.test_x" name="t"><error message="e"/></testcase>'
+           '</testsuite></testsuites>')
+    assert kernels.parse_junit(xml) == {"test_x::t": "error"}
