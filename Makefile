@@ -20,20 +20,27 @@ PYTEST_ARGS ?=
 TEST_BPF_SRC  := $(wildcard tests/bpf/*.bpf.c)
 TEST_BPF_OBJS := $(patsubst tests/bpf/%.bpf.c,build/tests/%.bpf.o,$(TEST_BPF_SRC))
 
+# apt-get install whichever of the packages $(1) is missing ($(2): more apt-get options);
+# progress on stderr, so that `make run`'s stdout stays the event stream.
+define apt_ensure
+@missing=""; \
+	for p in $(1); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing" >&2; \
+	  if [ "$$(id -u)" != 0 ]; then echo "error: need root to apt-get install$$missing" >&2; exit 1; fi; \
+	  apt-get -o Acquire::Retries=3 update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get -o Acquire::Retries=3 install -y -qq $(2) $$missing >&2; \
+	fi
+endef
+
 all: $(BPF_OBJS)
 
 # Install what the build and the agent need, only where it is missing.
 deps: .deps-stamp
 .deps-stamp:
-	@missing=""; \
-	for p in $(APT_BUILD) $(APT_RUN); do \
-	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:$$missing"; \
-	  if [ "$$(id -u)" != 0 ]; then echo "error: need root to apt-get install$$missing" >&2; exit 1; fi; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
-	fi
+	$(call apt_ensure,$(APT_BUILD) $(APT_RUN))
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "python3 >= 3.11 required"'
 	@touch $@
 
@@ -96,15 +103,7 @@ test-kernels: all $(TEST_BPF_OBJS) venv .vm-deps-stamp
 	  $(if $(KERNEL_TESTS),--tests $(KERNEL_TESTS)) $(KERNELS_ARGS)
 
 .vm-deps-stamp:
-	@missing=""; \
-	for p in $(APT_VM); do \
-	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:$$missing"; \
-	  if [ "$$(id -u)" != 0 ]; then echo "error: need root to apt-get install$$missing" >&2; exit 1; fi; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
-	fi
+	$(call apt_ensure,$(APT_VM),--no-install-recommends)
 	@touch $@
 
 # The Debian package: dist/randguard_<version>_amd64.deb (docs/packaging.md), built with
@@ -115,27 +114,14 @@ APT_DEBVM  := qemu-system-x86 debootstrap dpkg-dev cpio
 DEB_VERSION = $(shell dpkg-parsechangelog -l packaging/debian/changelog -SVersion)
 DEB        = dist/randguard_$(DEB_VERSION)_amd64.deb
 
-# apt-get install whichever of the packages $(1) is missing (as `deps` does).
-define apt_ensure
-@missing=""; \
-	for p in $(1); do \
-	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:$$missing" >&2; \
-	  if [ "$$(id -u)" != 0 ]; then echo "error: need root to apt-get install$$missing" >&2; exit 1; fi; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >&2; \
-	fi
-endef
-
 deb: all
-	$(call apt_ensure,$(APT_DEB))
+	$(call apt_ensure,$(APT_DEB),--no-install-recommends)
 	packaging/build-deb
 
 # Boots Debian 12 (its own kernel, systemd as PID 1) under qemu, installs the .deb with apt and
 # runs the service's life cycle (tests/deb/run.py). Needs root; caches in .cache/deb-vm/.
 test-deb: deb
-	$(call apt_ensure,$(APT_DEBVM))
+	$(call apt_ensure,$(APT_DEBVM),--no-install-recommends)
 	$(PYTHON) tests/deb/run.py $(DEB)
 
 clean:

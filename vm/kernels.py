@@ -24,7 +24,6 @@ import base64
 import fcntl
 import hashlib
 import json
-import lzma
 import os
 import re
 import shutil
@@ -37,10 +36,11 @@ import threading
 import time
 import tomllib
 import xml.etree.ElementTree as ET
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from debian_archive import MIRROR, SECURITY, Apt, debootstrap, decompress, extract_vmlinux, trim
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get("RANDGUARD_KERNEL_CACHE", ROOT / ".cache" / "kernels"))
@@ -51,10 +51,6 @@ GUEST_FILES = {  # name in the guest: (source, mode)
     "rg/send.py": (HERE / "guest_send.py", 0o644),
     "rg/clock.py": (HERE / "guest_clock.py", 0o644),
 }
-
-MIRROR = "http://deb.debian.org/debian"
-SECURITY = "http://deb.debian.org/debian-security"
-KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 
 # Each series: the suites it may come from and the name of its unsigned image package. The
 # newest package (by Debian version) matching the pattern in those suites is used.
@@ -103,54 +99,6 @@ def log(msg: str) -> None:
 
 def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, check=True, **kw)
-
-
-# --------------------------------------------------------------------------- apt
-
-class Apt:
-    """apt-get/apt-cache with a private configuration: the system's apt setup is untouched."""
-
-    def __init__(self, base: Path) -> None:
-        self.base = base
-        for d in ("lists/partial", "cache/archives/partial", "etc/apt.conf.d",
-                  "etc/preferences.d", "etc/sources.list.d"):
-            (base / d).mkdir(parents=True, exist_ok=True)
-        (base / "status").touch()
-        lines = [f"deb [signed-by={KEYRING}] {url} {suite} main" for url, suite in SOURCES]
-        (base / "etc" / "sources.list").write_text("\n".join(lines) + "\n")
-        self.opts = [
-            "-o", f"Dir::Etc={base}/etc",
-            "-o", f"Dir::Etc::SourceList={base}/etc/sources.list",
-            "-o", f"Dir::Etc::SourceParts={base}/etc/sources.list.d",
-            "-o", f"Dir::Etc::Parts={base}/etc/apt.conf.d",
-            "-o", f"Dir::Etc::PreferencesParts={base}/etc/preferences.d",
-            "-o", f"Dir::State={base}",
-            "-o", f"Dir::State::Lists={base}/lists",
-            "-o", f"Dir::State::status={base}/status",
-            "-o", f"Dir::Cache={base}/cache",
-            "-o", "APT::Architectures::=amd64",
-            "-o", "Acquire::Languages=none",
-            "-o", "Acquire::IndexTargets::deb::Contents-deb::DefaultEnabled=false",
-            "-o", "Debug::NoLocking=true",
-            "-o", "APT::Sandbox::User=root",
-        ]
-
-    def update(self) -> bool:
-        r = subprocess.run(["apt-get", *self.opts, "-qq", "update"], capture_output=True,
-                           text=True)
-        if r.returncode != 0:
-            log("apt-get update failed:\n" + (r.stderr or r.stdout).strip())
-        return r.returncode == 0
-
-    def cache(self, *args: str) -> str:
-        return run(["apt-cache", *self.opts, *args], capture_output=True, text=True).stdout
-
-    def download(self, pkg: str, version: str, dest: Path) -> Path:
-        dest.mkdir(parents=True, exist_ok=True)
-        run(["apt-get", *self.opts, "-qq", "download", f"{pkg}={version}"], cwd=dest,
-            stdout=subprocess.DEVNULL)
-        (deb,) = dest.glob(f"{pkg}_*.deb")
-        return deb
 
 
 def version_gt(a: str, b: str) -> bool:
@@ -209,34 +157,6 @@ GUEST_MODULES = {"inet_diag", "tcp_diag", "udp_diag", "unix_diag"}
 # what depmod wants besides the modules (else it warns, and modprobe of a built-in one fails)
 MODULE_INDEXES = ("modules.builtin", "modules.builtin.modinfo", "modules.order")
 KERNEL_FORMAT = 3  # bump when what is kept of a kernel changes: cached kernels are re-fetched
-
-
-def extract_vmlinux(bzimage: bytes) -> bytes | None:
-    """The ELF vmlinux inside a bzImage (scripts/extract-vmlinux's method): qemu boots it
-    through the PVH entry, which skips the decompressor (seconds under TCG)."""
-    for magic in (b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd", b"\x1f\x8b\x08"):
-        pos = bzimage.find(magic)
-        while pos != -1:
-            data = decompress(bzimage[pos:])
-            if data and data.startswith(b"\x7fELF"):
-                return data
-            pos = bzimage.find(magic, pos + 1)
-    return None
-
-
-def decompress(data: bytes) -> bytes | None:
-    """xz, zstd or gzip data (trailing garbage allowed), or None."""
-    try:
-        if data.startswith(b"\xfd7zXZ\x00"):
-            return lzma.LZMADecompressor().decompress(data)
-        if data.startswith(b"\x1f\x8b"):
-            return zlib.decompressobj(31).decompress(data)
-        if data.startswith(b"\x28\xb5\x2f\xfd"):
-            r = subprocess.run(["zstd", "-dcq"], input=data, capture_output=True)
-            return r.stdout or None
-    except (lzma.LZMAError, zlib.error, OSError):
-        pass
-    return None
 
 
 def module_name(path: str) -> str | None:
@@ -325,7 +245,8 @@ def fetch_kernel(apt: Apt, pkg: KernelPkg) -> Kernel:
         t0 = time.monotonic()
         tmp = Path(tempfile.mkdtemp(dir=CACHE, prefix="dl-"))
         try:
-            debs = [apt.download(p, pkg.version, tmp) for p in [pkg.package, *pkg.extra]]
+            debs = apt.download([f"{p}={pkg.version}" for p in [pkg.package, *pkg.extra]],
+                                tmp)
             got = kernel_payload(debs)
             if "vmlinuz" not in got:
                 raise SystemExit(f"{pkg.package} {pkg.version}: no vmlinuz inside")
@@ -479,21 +400,12 @@ def build_image() -> Path:
         return img
     if os.geteuid() != 0:
         raise SystemExit("building the guest image needs root (debootstrap)")
-    if not shutil.which("debootstrap"):
-        raise SystemExit("debootstrap missing: apt-get install debootstrap")
     t0 = time.monotonic()
-    debs = CACHE / "debootstrap-debs"
-    debs.mkdir(parents=True, exist_ok=True)
     tree = Path(tempfile.mkdtemp(dir=CACHE, prefix="rootfs-"))
     try:
         log(f"building the guest userspace ({GUEST_SUITE} minbase + "
             f"{', '.join(GUEST_PACKAGES)}) ...")
-        r = subprocess.run(["debootstrap", "--variant=minbase", f"--cache-dir={debs}",
-                            f"--include={','.join(GUEST_PACKAGES)}", GUEST_SUITE, str(tree),
-                            MIRROR], capture_output=True, text=True)
-        if r.returncode != 0:
-            tail = "\n".join((r.stdout + r.stderr).splitlines()[-20:])
-            raise SystemExit(f"debootstrap failed:\n{tail}")
+        debootstrap(tree, GUEST_SUITE, GUEST_PACKAGES, CACHE / "debootstrap-debs")
         ver, abi, plat = GUEST_PY
         site = tree / "usr/local/lib" / f"python{ver}" / "dist-packages"
         site.mkdir(parents=True, exist_ok=True)
@@ -506,11 +418,7 @@ def build_image() -> Path:
                            capture_output=True, text=True)
         if r.returncode != 0:
             raise SystemExit(f"pip could not install the guest's wheels:\n{r.stdout}{r.stderr}")
-        for t in TRIM:
-            p = tree / t
-            if p.is_dir() and not p.is_symlink():
-                shutil.rmtree(p)
-                p.mkdir()
+        trim(tree, TRIM)
         # the guest mounts devtmpfs on /dev; /dev/console must exist before that for init
         shutil.rmtree(tree / "dev", ignore_errors=True)
         (tree / "dev").mkdir()
@@ -872,9 +780,12 @@ def main() -> int:
     except BlockingIOError:
         log(f"another run holds {CACHE / 'lock'}: waiting for it")
         fcntl.flock(lock, fcntl.LOCK_EX)
-    apt = Apt(CACHE / "apt")
+    apt = Apt(CACHE / "apt", SOURCES)
     kernels: dict[str, Kernel] = {}
-    if a.offline or not apt.update():
+    failed = "" if a.offline else apt.update()
+    if failed:
+        log(f"apt-get update failed:\n{failed}")
+    if a.offline or failed:
         kernels = cached_kernels(series)
         missing = [s for s in series if s not in kernels]
         if missing:

@@ -25,7 +25,6 @@ import base64
 import fcntl
 import hashlib
 import json
-import lzma
 import os
 import re
 import shutil
@@ -37,11 +36,18 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "vm"))
+from debian_archive import (  # noqa: E402 (vm/ is not a package)
+    MIRROR,
+    SECURITY,
+    Apt,
+    debootstrap,
+    extract_vmlinux,
+    trim,
+)
+
 HERE = Path(__file__).resolve().parent
 CACHE = Path(os.environ.get("RANDGUARD_DEB_VM_CACHE", ROOT / ".cache" / "deb-vm"))
-MIRROR = "http://deb.debian.org/debian"
-SECURITY = "http://deb.debian.org/debian-security"
-KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 SUITE = "bookworm"
 SOURCES = [(MIRROR, "bookworm"), (MIRROR, "bookworm-updates"), (SECURITY, "bookworm-security")]
 GUEST_PACKAGES = ["systemd", "systemd-sysv", "dbus", "udev", "kmod", "libbpf1", "python3",
@@ -67,57 +73,7 @@ def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, check=True, **kw)
 
 
-# --------------------------------------------------------------------------- apt (private)
-
-class Apt:
-    """apt-get/apt-cache on a private configuration under the cache: the host's apt setup,
-    lists and status are untouched."""
-
-    def __init__(self, base: Path, status: Path | None = None) -> None:
-        self.base = base
-        for d in ("lists/partial", "cache/archives/partial", "etc/apt.conf.d",
-                  "etc/preferences.d", "etc/sources.list.d"):
-            (base / d).mkdir(parents=True, exist_ok=True)
-        empty = base / "status"
-        empty.touch()
-        lines = [f"deb [signed-by={KEYRING}] {url} {suite} main" for url, suite in SOURCES]
-        (base / "etc/sources.list").write_text("\n".join(lines) + "\n")
-        self.opts = [
-            "-o", f"Dir::Etc={base}/etc",
-            "-o", f"Dir::Etc::SourceList={base}/etc/sources.list",
-            "-o", f"Dir::Etc::SourceParts={base}/etc/sources.list.d",
-            "-o", f"Dir::Etc::Parts={base}/etc/apt.conf.d",
-            "-o", f"Dir::Etc::PreferencesParts={base}/etc/preferences.d",
-            "-o", f"Dir::State={base}",
-            "-o", f"Dir::State::Lists={base}/lists",
-            "-o", f"Dir::State::status={status or empty}",
-            "-o", f"Dir::State::extended_states={base}/extended_states",
-            "-o", f"Dir::Cache={base}/cache",
-            "-o", "APT::Architectures::=amd64",
-            "-o", "Acquire::Languages=none",
-            "-o", "Acquire::IndexTargets::deb::Contents-deb::DefaultEnabled=false",
-            "-o", "Debug::NoLocking=true",
-            "-o", "APT::Sandbox::User=root",
-        ]
-
-    def has_lists(self) -> bool:
-        return any((self.base / "lists").glob("*_Packages*"))
-
-    def update(self) -> None:
-        log("apt-get update (private lists for bookworm)")
-        run(["apt-get", *self.opts, "-qq", "update"])
-
-    def get(self, *args: str, **kw) -> subprocess.CompletedProcess:
-        return run(["apt-get", *self.opts, *args], capture_output=True, text=True, **kw)
-
-    def cache(self, *args: str) -> str:
-        return run(["apt-cache", *self.opts, *args], capture_output=True, text=True).stdout
-
-    def download(self, pkgs: list[str], dest: Path) -> None:
-        dest.mkdir(parents=True, exist_ok=True)
-        run(["apt-get", *self.opts, "-qq", "download", *pkgs], cwd=dest,
-            stdout=subprocess.DEVNULL)
-
+# --------------------------------------------------------------------------- apt
 
 def with_lists(apt: Apt, fn):
     """fn() with the cached lists; on a failure (lists missing or superseded), update, retry."""
@@ -126,29 +82,13 @@ def with_lists(apt: Apt, fn):
             return fn()
         except (subprocess.CalledProcessError, LookupError) as e:
             log(f"with the cached lists: {e}; updating them")
-    apt.update()
+    log(f"apt-get update (private lists for {SUITE})")
+    if failed := apt.update():
+        raise SystemExit(f"apt-get update failed:\n{failed}")
     return fn()
 
 
 # --------------------------------------------------------------------------- kernel
-
-def extract_vmlinux(bz: bytes) -> bytes | None:
-    """The ELF vmlinux inside a bzImage (scripts/extract-vmlinux's method): qemu boots it
-    through the PVH entry point, skipping the decompressor (seconds under TCG)."""
-    for magic, dec in ((b"\xfd7zXZ\x00", lambda d: lzma.LZMADecompressor().decompress(d)),
-                       (b"\x1f\x8b\x08", lambda d: __import__("zlib").decompressobj(31)
-                        .decompress(d))):
-        pos = bz.find(magic)
-        while pos != -1:
-            try:
-                data = dec(bz[pos:])
-            except Exception:  # not the payload: look further
-                data = b""
-            if data.startswith(b"\x7fELF"):
-                return data
-            pos = bz.find(magic, pos + 1)
-    return None
-
 
 # Modules the guest gets (no others: nothing needs them): the sock_diag handlers of the
 # agent's network inventory, which the kernel loads on demand (the --caps experiments).
@@ -176,8 +116,7 @@ def kernel(apt: Apt) -> tuple[Path, str, Path]:
         shutil.rmtree(d, ignore_errors=True)
         (d / "modules").mkdir(parents=True)
         try:
-            with_lists(apt, lambda: apt.download([f"{pkg}={ver}"], tmp))
-            (deb,) = tmp.glob("*.deb")
+            (deb,) = with_lists(apt, lambda: apt.download([f"{pkg}={ver}"], tmp))
             bz = release = None
             with subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)],
                                   stdout=subprocess.PIPE) as p, \
@@ -237,17 +176,10 @@ def image() -> tuple[Path, Path]:
     if os.geteuid() != 0:
         raise SystemExit("building the guest image needs root (debootstrap)")
     t0 = time.monotonic()
-    debs = CACHE / "debootstrap-debs"
-    debs.mkdir(parents=True, exist_ok=True)
     tree = Path(tempfile.mkdtemp(dir=CACHE, prefix="rootfs-"))
     try:
         log(f"debootstrap --variant=minbase {SUITE} + {','.join(GUEST_PACKAGES)} ...")
-        r = subprocess.run(["debootstrap", "--variant=minbase", f"--cache-dir={debs}",
-                            f"--include={','.join(GUEST_PACKAGES)}", SUITE, str(tree), MIRROR],
-                           capture_output=True, text=True)
-        if r.returncode != 0:
-            tail = "\n".join((r.stdout + r.stderr).splitlines()[-20:])
-            raise SystemExit(f"debootstrap failed:\n{tail}")
+        debootstrap(tree, SUITE, GUEST_PACKAGES, CACHE / "debootstrap-debs")
         # offline guest: no sources but the per-run local repository
         (tree / "etc/apt/sources.list").write_text("")
         (tree / "etc/hostname").write_text("rg-deb-guest\n")
@@ -257,11 +189,7 @@ def image() -> tuple[Path, Path]:
             link = tree / "etc/systemd/system" / unit
             link.unlink(missing_ok=True)
             link.symlink_to("/dev/null")
-        for t in TRIM:
-            p = tree / t
-            if p.is_dir() and not p.is_symlink():
-                shutil.rmtree(p)
-                p.mkdir()
+        trim(tree, TRIM)
         (tree / "var/cache/apt/archives/partial").mkdir(parents=True, exist_ok=True)
         (tree / "var/lib/apt/lists/partial").mkdir(parents=True, exist_ok=True)
         for b in (tree / "var/cache/apt").glob("*.bin"):
@@ -286,7 +214,7 @@ def image() -> tuple[Path, Path]:
 
 def dependency_debs(deb: Path, status: Path) -> list[Path]:
     """The Debian packages `apt install ./DEB` pulls into the guest image, downloaded once."""
-    apt = Apt(CACHE / "apt", status=status)
+    apt = Apt(CACHE / "apt", SOURCES, status=status)
     repo = CACHE / "repo"
     repo.mkdir(parents=True, exist_ok=True)
 
@@ -474,7 +402,7 @@ def main() -> int:
 
 
 def test(a: argparse.Namespace, deb: Path, t_start: float) -> int:
-    vmlinux, kdesc, modules = kernel(Apt(CACHE / "apt"))
+    vmlinux, kdesc, modules = kernel(Apt(CACHE / "apt", SOURCES))
     img, status = image()
     deps = dependency_debs(deb, status)
     rundir = CACHE / "run"

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "vm"))  # as when run as vm/kernels.py
 _spec = importlib.util.spec_from_file_location("kernels", ROOT / "vm" / "kernels.py")
 kernels = importlib.util.module_from_spec(_spec)
 sys.modules["kernels"] = kernels  # dataclasses look their module up
