@@ -12,10 +12,10 @@ directories for `~/` paths are given, not looked up.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from .config import NetworkDetection, PersistenceDetection
-from .matcher import PathMatcher
+from .matcher import Memo, PathMatcher
 
 
 def expand_homes(paths: Sequence[str], homes: Sequence[str]) -> list[str]:
@@ -33,15 +33,16 @@ class PathRule:
     """`paths` and `patterns` of a detection or file rule: with both, a path must match both
     (directory and name, e.g. `*.service` under the unit directories); with one, that one."""
 
-    __slots__ = ("paths", "patterns", "_p", "_n")
+    __slots__ = ("paths", "patterns", "_p", "_n", "matches")
 
     def __init__(self, paths: Sequence[str], patterns: Sequence[str], homes: Sequence[str]):
         self.paths = expand_homes(paths, homes)
         self.patterns = list(patterns)
         self._p = PathMatcher(self.paths) if self.paths else None
         self._n = PathMatcher((), self.patterns) if self.patterns else None
+        self.matches: Callable[[str], bool] = Memo(self._judge).__getitem__
 
-    def matches(self, path: str) -> bool:
+    def _judge(self, path: str) -> bool:
         if self._p is None and self._n is None:
             return False  # e.g. only `~/` paths and no homes: nothing to match, not everything
         return (self._p is None or self._p.matches(path)) and (
@@ -61,6 +62,7 @@ class PersistenceDetections:
             [p for _, r, _ in self.entries if r._n is None for p in r.paths],
             [p for _, r, _ in self.entries for p in r.patterns],
         )
+        self._by_op: dict[str, Memo] = {}  # operation -> memo of path -> detection or None
 
     def watched(self) -> tuple[list[str], list[str]]:
         """(paths, patterns) to pass whatever the file filter says."""
@@ -74,6 +76,12 @@ class PersistenceDetections:
         """The detection for a file event (`write`: the open wrote or created), or None."""
         if not ok or path is None or not write or not self.entries:
             return None
+        memo = self._by_op.get(op)
+        if memo is None:
+            memo = self._by_op[op] = Memo(lambda path: self._judge(op, path))
+        return memo[path]
+
+    def _judge(self, op: str, path: str) -> PersistenceDetection | None:
         if not self._any.matches(path):  # every entry's matches imply this one's
             return None
         for d, rule, ops in self.entries:

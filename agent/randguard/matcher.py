@@ -45,6 +45,7 @@ __all__ = [
     "VERDICT_WATCH",
     "FileFilter",
     "KernelFilter",
+    "Memo",
     "PathMatcher",
     "TrieEntry",
     "compile_kernel_filter",
@@ -72,6 +73,25 @@ _MAX_CUTS = 6  # beyond this many distinct prefix lengths per top, walking ances
 
 _FullMatch = Callable[[str], "re.Match[str] | None"]
 _GLOB_RE = re.compile(r"[*?\[]")
+
+
+class Memo(dict):
+    """A bounded memo of a pure function of one hashable argument: `memo[key]` is a dict
+    lookup when the key was seen (the common case: the same files are opened again and again),
+    else `fn(key)`, stored. Cleared when full, so memory stays bounded under unique paths."""
+
+    __slots__ = ("fn", "size")
+
+    def __init__(self, fn: Callable[[str], object], size: int = 2048) -> None:
+        super().__init__()
+        self.fn = fn
+        self.size = size
+
+    def __missing__(self, key: str) -> object:
+        if len(self) >= self.size:
+            self.clear()
+        value = self[key] = self.fn(key)
+        return value
 
 
 def has_glob(s: str) -> bool:
@@ -262,7 +282,7 @@ class FileFilter:
 
     __slots__ = (
         "watch_paths", "watch_patterns", "exclude_paths", "read_paths", "force", "force_read",
-        "_w", "_r", "_x", "_fw", "_fr",
+        "_w", "_r", "_x", "_fw", "_fr", "_wants_write", "_wants_read",
     )
 
     def __init__(
@@ -287,6 +307,8 @@ class FileFilter:
         self._x = PathMatcher(self.exclude_paths)
         self._fw = PathMatcher(*self.force) if any(self.force) else None
         self._fr = PathMatcher(*self.force_read) if any(self.force_read) else None
+        self._wants_write = Memo(lambda path: self._judge(path, True))
+        self._wants_read = Memo(lambda path: self._judge(path, False))
 
     @classmethod
     def from_config(
@@ -308,6 +330,9 @@ class FileFilter:
         `write` is True for creates, writes, truncating or writable opens, rename, unlink, link;
         False for read-only opens.
         """
+        return (self._wants_write if write else self._wants_read)[path]
+
+    def _judge(self, path: str, write: bool) -> bool:
         forced = self._fw if write else self._fr
         if forced is not None and forced.matches(path):
             return True

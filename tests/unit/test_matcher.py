@@ -15,6 +15,7 @@ from randguard.matcher import (
     VERDICT_WATCH,
     FileFilter,
     KernelFilter,
+    Memo,
     PathMatcher,
     TrieEntry,
     compile_kernel_filter,
@@ -487,3 +488,26 @@ def test_kernel_passes_emulation_matches_kernel_rules() -> None:
     assert k.passes(b"/a/b", write=True)
     assert k.passes(b"/a/b.x", write=False)
     assert not k.passes(b"/b", write=True)
+
+
+def test_memo_answers_from_memory_and_stays_bounded() -> None:
+    calls: list[str] = []
+
+    def judge(path: str) -> bool:
+        calls.append(path)
+        return path.startswith("/etc")
+
+    memo = Memo(judge, size=3)
+    assert memo["/etc/passwd"] is True and memo["/etc/passwd"] is True
+    assert calls == ["/etc/passwd"]  # the second answer came from memory
+    for p in ("/a", "/b", "/c", "/d"):
+        assert memo[p] is False
+    assert len(memo) <= 3  # cleared when full, never larger
+    assert memo["/etc/passwd"] is True and calls.count("/etc/passwd") == 2
+
+
+def test_filter_verdicts_do_not_leak_between_write_and_read() -> None:
+    f = FileFilter(watch_paths=["/etc"], read_paths=["/etc/shadow"])
+    assert f.wants("/etc/passwd", True) is True
+    assert f.wants("/etc/passwd", False) is False  # same path, the read side's own answer
+    assert f.wants("/etc/shadow", False) is True
