@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import msgspec
@@ -87,3 +88,14 @@ def test_the_scenario_process_is_known(events: list[dict]) -> None:
     assert start["exe_path"] == op["exe_path"] and start["source"] == "execve"
     exits = [e for e in events if e["event_type"] == "process_exit" and e["pid"] == op["pid"]]
     assert exits and exits[0]["exit_code"] == 0
+
+
+def test_wall_clock_is_rfc3339_with_nanoseconds_in_any_order() -> None:
+    # ring order is not time order across CPUs: stamps step back over second boundaries too
+    offset = 1_764_201_600 * 10**9  # 2025-11-27T00:00:00Z
+    clock = WallClock(offset)
+    for mono in (5, 999_999_999, 1_000_000_000, 999_999_998, 86_400 * 10**9 + 7,
+                 3 * 10**9 + 123_456_789, 2 * 10**9, 0):
+        t = time.gmtime((mono + offset) // 10**9)
+        want = time.strftime("%Y-%m-%dT%H:%M:%S", t) + f".{(mono + offset) % 10**9:09d}Z"
+        assert clock.format(mono) == want
