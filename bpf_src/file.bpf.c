@@ -226,7 +226,8 @@ static __always_inline const struct path *dir_of(struct task_struct *task, int d
 
 /* The fixed part of a file event for the current task. */
 static __always_inline struct rg_file_event *event_init(struct rg_scratch *s,
-						       const struct rg_inflight *in, long ret)
+						       const struct rg_inflight *in, long ret,
+						       __u8 fflags)
 {
 	struct rg_file_event *e = (void *)s->rec;
 
@@ -238,6 +239,7 @@ static __always_inline struct rg_file_event *event_init(struct rg_scratch *s,
 	e->syscall = in->syscall;
 	e->op = in->op;
 	e->fd = in->dfd;
+	e->fflags = fflags;
 	e->ppid = rg_current_ppid();
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	return e;
@@ -360,10 +362,8 @@ static __always_inline int open_exit(long ret)
 
 	int write = open_is_write(in_copy.flags);
 	__u8 need = write ? RG_V_WATCH : RG_V_READ;
-	struct rg_file_event *e = event_init(s, &in_copy, ret);
+	struct rg_file_event *e;
 
-	if (write)
-		e->fflags |= RG_FF_WRITE;
 	if (ret >= 0) {
 		struct file *f = rg_fd_file(task, ret);
 		if (!f)
@@ -376,6 +376,8 @@ static __always_inline int open_exit(long ret)
 			rg_count(&rg_filtered, RG_FAM_FILE);
 			return 0;
 		}
+		/* the record is built only for what passed (the walk wrote to s->path, not s->rec) */
+		e = event_init(s, &in_copy, ret, write ? RG_FF_WRITE : 0);
 		if (trunc)
 			e->hdr.flags |= RG_HF_TRUNC_S0;
 		rg_put_walked(s, off, &s->pos, &e->path);
@@ -386,10 +388,13 @@ static __always_inline int open_exit(long ret)
 		event_set_inode(e, f);
 		if (write)
 			watch_file(f);
-	} else if (!put_name(s, k, task, in_copy.dfd, (const char *)in_copy.name, &e->dir,
-			     &e->name, RG_HF_TRUNC_S1, RG_HF_TRUNC_S2, need)) {
-		rg_count(&rg_filtered, RG_FAM_FILE);
-		return 0;
+	} else {
+		e = event_init(s, &in_copy, ret, write ? RG_FF_WRITE : 0);
+		if (!put_name(s, k, task, in_copy.dfd, (const char *)in_copy.name, &e->dir,
+			      &e->name, RG_HF_TRUNC_S1, RG_HF_TRUNC_S2, need)) {
+			rg_count(&rg_filtered, RG_FAM_FILE);
+			return 0;
+		}
 	}
 	event_submit(s);
 	return 0;
@@ -477,7 +482,7 @@ static __always_inline int write_exit(long ret)
 	if (!s)
 		return 0;
 
-	struct rg_file_event *e = event_init(s, &in_copy, ret);
+	struct rg_file_event *e = event_init(s, &in_copy, ret, 0);
 	struct file *f = (struct file *)in_copy.file;
 	__u32 off = rg_walk_path(s, &f->f_path, &trunc);
 
@@ -541,7 +546,7 @@ static __always_inline int names_exit(long ret)
 	if (!s || !k)
 		return 0;
 
-	struct rg_file_event *e = event_init(s, &in_copy, ret);
+	struct rg_file_event *e = event_init(s, &in_copy, ret, 0);
 
 	s->pass = 0;
 	if (in_copy.syscall == RG_SYS_SYMLINK || in_copy.syscall == RG_SYS_SYMLINKAT) {
