@@ -131,11 +131,14 @@ class Agent:
             fams.append("process")
         if cfg.events.file and cfg.file.enabled:
             fams.append("file")
+        if cfg.events.network and cfg.network.enabled:
+            fams.append("network")
         return fams
 
     def _start(self) -> int:
         """Self-test, then the agent_start record (and what arrived meanwhile) goes out."""
-        test = SelfTest(self.pipeline)
+        families = self._families()
+        test = SelfTest(self.pipeline, network="network" in families)
         held: list[Event] = []
         deadline = time.monotonic() + SELF_TEST_SECONDS
         while time.monotonic() < deadline and not self.stopping and not test.done:
@@ -146,7 +149,7 @@ class Agent:
         # its pid, so that a later process reusing it is seen
         held += self._drain()
         self.pipeline.hidden_pids.discard(test.pid)
-        proven = test.proven(self._families())
+        proven = test.proven(families)
         now = time.monotonic_ns()
         self.output.submit([AgentStart(
             event_type="agent_start", timestamp=self.pipeline.clock.format(now), timestamp_ns=now,

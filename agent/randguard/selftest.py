@@ -1,19 +1,42 @@
 """The start-up self-test: prove that the attached hooks deliver, not only that they attached.
 
-A child shell writes and removes self_test_path() (a path the file filter always passes)
-and execs `rm` to do it, so one short-lived process exercises fork, exec, open, write, unlink
-and exit. The pipeline swallows its records (Pipeline.hidden_pids), before filtering and rate
-limiting, even late ones; what arrived is reported in agent_start.
+A child process writes and removes self_test_path() (a path the file filter always passes),
+and, with network events on, connects to itself over an abstract unix socket (bind, listen,
+connect, accept: the packaged unit allows AF_UNIX only); then it execs `rm` to remove the
+file. So one short-lived process exercises fork, exec, open, write, unlink, exit and every
+network hook. The pipeline swallows its records (Pipeline.hidden_pids), before filtering and
+rate limiting, even late ones; what arrived is reported in agent_start.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
+import sys
 
 from .pipeline import Pipeline
 
 SELF_TEST_DIR = "/run/randguard"
+
+# The child: argv[1] the file, argv[2] "net" to exercise the network hooks. Python without
+# site (-S) and isolated (-I) starts in tens of ms.
+CHILD = """
+import os, socket, sys
+path = sys.argv[1]
+with open(path, "w") as f:
+    f.write("randguard self-test\\n")
+if sys.argv[2] == "net":
+    name = "\\0randguard-self-test-%d" % os.getpid()
+    try:
+        with socket.socket(socket.AF_UNIX) as srv, socket.socket(socket.AF_UNIX) as cli:
+            srv.bind(name)
+            srv.listen(1)
+            cli.connect(name)
+            srv.accept()[0].close()
+    except OSError:
+        pass  # network stays unproven, and agent_start says so; the file is removed anyway
+os.execv("/bin/rm", ["rm", "-f", path])
+"""
 
 
 def self_test_path() -> str:
@@ -24,11 +47,11 @@ def self_test_path() -> str:
 class SelfTest:
     """Runs the child; the pipeline notes its events."""
 
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(self, pipeline: Pipeline, network: bool = False) -> None:
         os.makedirs(SELF_TEST_DIR, mode=0o700, exist_ok=True)
         path = self_test_path()
         self.proc = subprocess.Popen(
-            ["/bin/sh", "-c", 'echo randguard self-test > "$1"; exec rm -f "$1"', "sh", path],
+            [sys.executable, "-I", "-S", "-c", CHILD, path, "net" if network else "-"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         self.pid = self.proc.pid

@@ -93,3 +93,16 @@ def test_refused_connect_is_a_failure_without_detection(markers: Path, tmp_path:
                         and e["remote_port"] == free)
     assert ev["error"] == "ECONNREFUSED" and ev["result"] == "failure"
     assert ev["alert"] is False
+
+
+def test_self_test_proves_the_network_hooks(markers: Path, tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "c.toml", watch=[str(markers)], extra=NET_ON)
+    with AgentProc(cfg, marker_dir=markers) as a:
+        start = a.wait_for(lambda e: e["event_type"] == "agent_start")
+        a.sync()
+        leaked = a.matching(lambda e: e["event_type"].startswith("network_")
+                            and "randguard-self-test" in (e["unix_path"] or ""))
+    assert start["self_test"] == {"process": True, "file": True, "network": True}
+    assert {"network_bind", "network_listen", "network_connect",
+            "network_accept"} <= set(start["self_test_events"])
+    assert not leaked  # the child's own connection is swallowed, never printed
