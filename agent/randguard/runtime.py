@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -110,19 +111,18 @@ class Agent:
                  self.pipeline.records, sum(self.output.written.values()))
         return code
 
-    def _drain(self, max_batches: int = 64) -> list[Event]:
-        """Up to `max_batches` batches from the ring through the pipeline."""
-        out: list[Event] = []
+    def _drain(self, sink: Callable[[list[Event]], None], max_batches: int = 64) -> None:
+        """Up to `max_batches` batches from the ring through the pipeline, each handed to
+        `sink` as it is done: a backlog is never held as event objects all at once."""
         for _ in range(max_batches):
             raws = self.ring.drain(BATCH)
             if not raws:
                 break
             if self.record is not None:
                 self.record.write(raws)
-            out += self.pipeline.feed(raws)
+            sink(self.pipeline.feed(raws))
             if len(raws) < BATCH:
                 break
-        return out
 
     def _families(self) -> list[str]:
         cfg = self.cfg
@@ -143,11 +143,11 @@ class Agent:
         deadline = time.monotonic() + SELF_TEST_SECONDS
         while time.monotonic() < deadline and not self.stopping and not test.done:
             self.ring.wait(10)
-            held += self._drain()
+            self._drain(held.extend)
         test.reap()
         # reaped: everything the child did is in the ring now; take it, then stop hiding
         # its pid, so that a later process reusing it is seen
-        held += self._drain()
+        self._drain(held.extend)
         self.pipeline.hidden_pids.discard(test.pid)
         proven = test.proven(families)
         now = time.monotonic_ns()
@@ -203,7 +203,7 @@ class Agent:
                 self._reload()
             if perf.drop_when_full or out.has_room():
                 self.ring.wait(POLL_MS)
-                out.submit(self._drain())
+                self._drain(out.submit)
             else:
                 time.sleep(POLL_MS / 1000)  # let the ring fill: the kernel counts what it drops
             now = time.monotonic_ns()
@@ -220,7 +220,7 @@ class Agent:
         """Final drain, loss and health records, then what is queued goes out (bounded)."""
         out = self.output
         if not out.closed:
-            out.submit(self._drain(max_batches=16))
+            self._drain(out.submit, max_batches=16)
             now = time.monotonic_ns()
             self.losses.min_interval_ns = 0
             out.submit(self.losses.due(now, self._loss_counters()))
