@@ -342,7 +342,9 @@ static __always_inline void watch_file(struct file *f)
 	__u64 key = (__u64)f;
 
 	bpf_map_update_elem(&rg_watched_files, &key, &w, BPF_ANY);
-	bpf_map_update_elem(&rg_watched_procs, &tgid, &one, BPF_ANY);
+	/* usually there already: a lookup (which also marks it used) is cheaper than an update */
+	if (!bpf_map_lookup_elem(&rg_watched_procs, &tgid))
+		bpf_map_update_elem(&rg_watched_procs, &tgid, &one, BPF_ANY);
 }
 
 static __always_inline int open_exit(long ret)
