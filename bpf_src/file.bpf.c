@@ -10,6 +10,7 @@
  * file: only files that passed the filter when opened for writing are tracked.
  */
 #include "common.bpf.h"
+#include "file.bpf.h"
 
 #define O_ACCMODE 00000003
 #define O_RDONLY 00000000
@@ -17,25 +18,6 @@
 #define O_TRUNC 00001000
 #define AT_FDCWD -100
 #define FMODE_CREATED (1 << 20)
-
-struct rg_inflight {
-	__u64 name;  /* user pointer */
-	__u64 name2; /* user pointer */
-	__u64 flags;
-	__u64 file; /* write: the struct file being written */
-	__s32 dfd;
-	__s32 dfd2;
-	__u16 syscall;
-	__u8 op;
-	__u8 _pad[5];
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u32); /* tid */
-	__type(value, struct rg_inflight);
-} rg_inflight_map SEC(".maps");
 
 /*
  * Files opened for writing that passed the filter: struct file * -> state. A file's first
@@ -534,6 +516,33 @@ int BPF_PROG(rg_file_fork, struct task_struct *parent, struct task_struct *child
 
 /* ---- rename, unlink and link families: one or two names, judged on either ------------- */
 
+/*
+ * The target of a rename, link or symlink that resolve.bpf.c noted: walked into the `path`
+ * slot (as an open's file is), the name as passed into `name2`. Returns 1 when it passes.
+ */
+static __always_inline int put_target(struct rg_scratch *s, struct rg_keybuf *k,
+				      const struct rg_inflight *in)
+{
+	struct rg_file_event *e = (void *)s->rec;
+	struct path target = {
+		.mnt = (struct vfsmount *)in->target_mnt,
+		.dentry = (struct dentry *)in->target_dentry,
+	};
+	int trunc = 0;
+	__u32 off = rg_walk_path(s, &target, &trunc);
+
+	key_reset(k);
+	key_append(k, &s->path[off & PATH_MASK], (RG_PATH_MAX - off) & PATH_MASK);
+	rg_put_walked(s, off, &s->pos, &e->path);
+	if (rg_put_user_str(s, (const char *)in->name2, &s->pos, &e->name2))
+		e->hdr.flags |= RG_HF_TRUNC_S4;
+	if (trunc) {
+		e->hdr.flags |= RG_HF_TRUNC_S0;
+		return 1; /* no prefix to judge: userspace reports it, marked */
+	}
+	return key_passes(k, RG_V_WATCH);
+}
+
 static __always_inline int names_exit(long ret)
 {
 	struct task_struct *task = (void *)bpf_get_current_task();
@@ -559,9 +568,15 @@ static __always_inline int names_exit(long ret)
 		s->pass = put_name(s, k, task, in_copy.dfd, (const char *)in_copy.name, &e->dir,
 				   &e->name, RG_HF_TRUNC_S1, RG_HF_TRUNC_S2, RG_V_WATCH);
 	}
-	if (in_copy.name2 && put_name(s, k, task, in_copy.dfd2, (const char *)in_copy.name2,
-				      &e->dir2, &e->name2, RG_HF_TRUNC_S3, RG_HF_TRUNC_S4, RG_V_WATCH))
+	if (ret == 0 && in_copy.target_dentry) {
+		/* resolve.bpf.c saw the target: its real path, whatever symlinks the name took */
+		if (put_target(s, k, &in_copy))
+			s->pass = 1;
+	} else if (in_copy.name2 && put_name(s, k, task, in_copy.dfd2,
+					     (const char *)in_copy.name2, &e->dir2, &e->name2,
+					     RG_HF_TRUNC_S3, RG_HF_TRUNC_S4, RG_V_WATCH)) {
 		s->pass = 1;
+	}
 	if (!s->pass) {
 		rg_count(&rg_filtered, RG_FAM_FILE);
 		return 0;

@@ -75,6 +75,7 @@ DEFAULT_TESTS = [
     "tests/kernel/test_process_events.py",
     "tests/kernel/test_file_events.py",
     "tests/kernel/test_network_events.py",
+    "tests/kernel/test_detections.py",
 ]
 
 # The guest userspace: Debian 12 minbase plus what the agent and the tests call. The Python

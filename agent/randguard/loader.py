@@ -16,7 +16,14 @@ from pathlib import Path
 from . import matcher, records
 from .config import Config
 from .handle import Handle
-from .libbpf import BpfObject, Map, ensure_tracefs, possible_cpus, tracepoint_exists
+from .libbpf import (
+    BpfObject,
+    LibbpfError,
+    Map,
+    ensure_tracefs,
+    possible_cpus,
+    tracepoint_exists,
+)
 
 log = logging.getLogger("randguard.loader")
 
@@ -191,6 +198,53 @@ def _attach_all(ks: KernelSide, syscalls: dict[str, set[str]]) -> None:
                 ks.hooks.add(obj.program_section(prog).rsplit("/", 1)[-1])
 
 
+# resolve.bpf.c: fentry programs on the kernel's path hooks, for the syscalls they serve
+RESOLVER_HOOKS = {
+    "security_path_rename": ("rename", "renameat", "renameat2"),
+    "security_path_link": ("link", "linkat"),
+    "security_path_symlink": ("symlink", "symlinkat"),
+}
+
+
+def _add_resolver(ks: KernelSide, fobj: BpfObject, rodata: dict[str, int],
+                  file_hooks: set[str]) -> None:
+    """resolve.bpf.o where this kernel can load and attach it (fentry needs BTF and ftrace):
+    the real targets of rename, link and symlink. Without it their names are joined lexically,
+    so a symlinked directory in a name is not followed: a warning, never a failed start."""
+    wanted = {h for h, calls in RESOLVER_HOOKS.items() if file_hooks & set(calls)}
+    if not wanted:
+        return
+    obj = _open("resolve")
+    libbpf_log = logging.getLogger("randguard.libbpf")
+    level = libbpf_log.level
+    libbpf_log.setLevel(logging.ERROR)  # its failure is expected on some kernels: said once below
+    try:
+        obj.set_rodata({k: v for k, v in rodata.items() if k in obj.rodata_vars()})
+        for shared in (*SHARED_MAPS, "rg_inflight_map"):
+            obj.reuse_map(shared, fobj.map(shared).fd)
+        progs = {obj.program_section(p).split("/", 1)[1]: p for p in obj.programs()}
+        for hook, prog in progs.items():
+            obj.set_autoload(prog, hook in wanted)
+        obj.load()
+        for hook in sorted(wanted):
+            obj.attach(progs[hook])
+    except LibbpfError as e:
+        obj.close()
+        log.warning("rename/link targets: cannot hook %s here (%s); names are joined as "
+                    "given, a symlinked directory in them is not followed",
+                    ", ".join(sorted(wanted)), e)
+        ks.missing_hooks += sorted(wanted)
+        return
+    except BaseException:
+        obj.close()
+        raise
+    finally:
+        libbpf_log.setLevel(level)
+    ks.objects.append(obj)
+    ks.attached += [progs[h] for h in sorted(wanted)]
+    ks.hooks |= wanted
+
+
 def load(cfg: Config, file_filter: matcher.FileFilter) -> KernelSide:
     """Load, configure and attach everything the config asks for."""
     missing = missing_capabilities()
@@ -237,6 +291,7 @@ def load(cfg: Config, file_filter: matcher.FileFilter) -> KernelSide:
             obj.load()
             return obj
 
+        fobj = None
         if cfg.events.file and cfg.file.enabled:
             kf = matcher.compile_kernel_filter(file_filter)
             fobj = add("file", {}, set(cfg.file.hooks),
@@ -251,6 +306,8 @@ def load(cfg: Config, file_filter: matcher.FileFilter) -> KernelSide:
 
         # Attach last: the filter is in place before the first event can fire.
         _attach_all(ks, syscalls)
+        if fobj is not None:
+            _add_resolver(ks, fobj, rodata, syscalls["file"])
     except BaseException:
         ks.close()
         raise

@@ -408,7 +408,11 @@ class Pipeline:
         # a path cut in the kernel cannot be judged by its prefix: it is reported, marked
         cut = bool(hflags & (HF_TRUNC_S0 | HF_TRUNC_S1 | HF_TRUNC_S3))
         if op in (_RENAME, _LINK):
-            path, name = _path(r.dir2, r.name2, bool(hflags & HF_TRUNC_S3))
+            if r.path is not None:  # the target as the kernel resolved it (resolve.bpf.c)
+                path = _walked(r.path, hflags & HF_TRUNC_S0)
+                name = decode_path(r.name2) if r.name2 is not None else None
+            else:
+                path, name = _path(r.dir2, r.name2, bool(hflags & HF_TRUNC_S3))
             if r.syscall in _SYMLINKS:
                 old_name = decode_path(r.name) if r.name is not None else None
                 old_path = old_name  # a symlink's target is content, kept as written

@@ -520,11 +520,15 @@ def test_unit_copied_with_cp(agent: AgentProc, tidy: Tidy, base: Path) -> None:
     assert find(agent, pid=cp.pid, resolved_path=str(src)) == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "rename/link/unlink targets given as absolute names are joined lexically (pipeline._path), "
-    "not resolved by the kernel as opens are: moving a file into /etc/cron.d through a "
-    "symlink to it (any user can make one) is not even an event, let alone a detection"))
-def test_rename_through_a_symlinked_directory(agent: AgentProc, tidy: Tidy, base: Path) -> None:
+def test_rename_through_a_symlinked_directory(agent: AgentProc, tidy: Tidy, base: Path,
+                                             request: pytest.FixtureRequest) -> None:
+    start = agent.wait_for(lambda e: e["event_type"] == "agent_start")
+    if "security_path_rename" in start["hooks_missing"]:
+        # the test still runs, and must fail: the limit is real where the resolver is missing
+        request.node.add_marker(pytest.mark.xfail(strict=True, reason=(
+            "no fentry here (resolve.bpf.o did not load): rename targets are joined as given, "
+            "so moving a file into /etc/cron.d through a symlink to it (any user can make "
+            "one) is not even an event, let alone a detection")))
     tidy.dirs("/etc/cron.d")
     via = base / "cron-link"
     via.symlink_to("/etc/cron.d")

@@ -204,6 +204,40 @@ def test_symlink_and_hard_link_into_watched_dir(agent: AgentProc, base: Path) ->
     assert h["syscall"] in ("link", "linkat") and h["old_path"] == str(target) and h["ret"] == 0
 
 
+def test_rename_and_links_through_a_symlinked_directory(agent: AgentProc, base: Path) -> None:
+    """A name through a symlink to a watched directory (any user can make one): with the
+    resolver (fentry on security_path_*) the kernel's real target is reported; without it
+    the agent said at start that it cannot follow such names, and it does not guess."""
+    start = agent.wait_for(lambda e: e["event_type"] == "agent_start")
+    resolver = {"security_path_rename", "security_path_link", "security_path_symlink"}
+    via = base / "unwatched" / "to-watched"
+    via.symlink_to(base / "watched")
+    staged = base / "unwatched" / "staged"
+    staged.write_text("x\n")
+    src = base / "unwatched" / "src"
+    src.write_text("y\n")
+    subprocess.run(["mv", str(staged), f"{via}/moved"], check=True)
+    os.link(src, f"{via}/hard")
+    os.symlink("/bin/true", f"{via}/soft")
+    agent.sync()
+    real = {n: str(base / "watched" / n) for n in ("moved", "hard", "soft")}
+    if resolver <= set(start["hooks_attached"]):
+        mv = agent.wait_for(lambda e: e["event_type"] == "file_rename"
+                            and e["resolved_path"] == real["moved"])
+        assert mv["filename"] == f"{via}/moved" and mv["old_path"] == str(staged)
+        assert mv["ret"] == 0 and mv["path_truncated"] is False
+        hard = agent.wait_for(lambda e: e["event_type"] == "file_link"
+                              and e["resolved_path"] == real["hard"])
+        assert hard["syscall"] in ("link", "linkat") and hard["old_path"] == str(src)
+        soft = agent.wait_for(lambda e: e["event_type"] == "file_link"
+                              and e["resolved_path"] == real["soft"])
+        assert soft["syscall"] in ("symlink", "symlinkat") and soft["old_path"] == "/bin/true"
+    else:
+        assert resolver <= set(start["hooks_missing"])
+        # joined as given: an unwatched path, filtered (the documented limit), never a guess
+        assert not agent.matching(lambda e: e.get("resolved_path") in real.values())
+
+
 def test_ten_thousand_writes_make_one_event(agent: AgentProc, base: Path) -> None:
     path = base / "watched" / "busy.log"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)

@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * What file.bpf.c and the optional resolve.bpf.c share: a file syscall's arguments, stashed per
+ * thread from sys_enter to sys_exit, and what the resolver adds in between.
+ */
+#ifndef RG_FILE_BPF_H
+#define RG_FILE_BPF_H
+
+struct rg_inflight {
+	__u64 name;  /* user pointer */
+	__u64 name2; /* user pointer */
+	__u64 flags;
+	__u64 file; /* write: the struct file being written */
+	/*
+	 * rename, link, symlink: the new name's dentry as the kernel resolved it (the moved
+	 * dentry for rename, the new one for link and symlink) and the mount it is on, set by
+	 * resolve.bpf.c when it is attached (fentry on security_path_*); 0 otherwise. Walked at
+	 * sys_exit, after a success, for the target's real path.
+	 */
+	__u64 target_dentry;
+	__u64 target_mnt;
+	__s32 dfd;
+	__s32 dfd2;
+	__u16 syscall;
+	__u8 op;
+	__u8 _pad[5];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32); /* tid */
+	__type(value, struct rg_inflight);
+} rg_inflight_map SEC(".maps");
+
+#endif
