@@ -12,9 +12,10 @@ from randguard.pipeline import Pipeline
 from randguard.proctable import ProcessTable
 
 
-def file_record(**over: object) -> bytes:
-    """A well-formed file record (open of /etc/x) built the way the kernel lays it out."""
-    name = b"/etc/x"
+def file_record(strings: bytes = b"/etc/x", **over: object) -> bytes:
+    """A well-formed file record (open of /etc/x) built the way the kernel lays it out;
+    `strings` follow the fixed part (the slots given in `over` point into them)."""
+    name = strings
     v = dict(kind=records.KIND_FILE, version=1, size=records.FILE.size + len(name), flags=0,
              ts=1, pid=10, tid=11, uid=0, gid=0, ret=3, oflags=1, ino=5, dev=0, ppid=1,
              sysc=3, op=1, fflags=records.FF_WRITE, fd=-100, comm=b"sh",
@@ -59,3 +60,23 @@ def test_pipeline_counts_bad_records_and_goes_on() -> None:
     out = pipe.feed([file_record(kind=99), b"", file_record(version=7), file_record()])
     assert [e.resolved_path for e in out] == ["/etc/x"]
     assert pipe.decode_errors == {"unknown_kind": 1, "short_record": 1, "bad_version": 1}
+
+
+def test_resolved_rename_target_is_the_kernels_path_and_the_name_stays_raw() -> None:
+    # resolve.bpf.c's case: the target walked into `path`, the name as passed in `name2`
+    real, src, given = b"/etc/cron.d/job", b"/var/tmp/staged", b"/tmp/x/job"
+    base = records.FILE.size
+    raw = file_record(
+        real + src + given, sysc=records.SYSCALLS.index("renameat2"), op=3, ret=0, fflags=0,
+        path=(base, len(real)), name=(base + len(real), len(src)),
+        name2=(base + len(real) + len(src), len(given)))
+    pipe = Pipeline(FileFilter(["/etc/cron.d"], [], [], []), ProcessTable(64), "h")
+    (ev,) = pipe.feed([raw])
+    assert ev.event_type == "file_rename" and ev.syscall == "renameat2"
+    assert ev.resolved_path == "/etc/cron.d/job" and ev.filename == "/tmp/x/job"
+    assert ev.old_path == "/var/tmp/staged" and ev.path_truncated is False
+    # the same rename joined as given (no resolver) is not under the watched directory
+    lexical = file_record(
+        src + given, sysc=records.SYSCALLS.index("renameat2"), op=3, ret=0, fflags=0,
+        name=(base, len(src)), name2=(base + len(src), len(given)))
+    assert pipe.feed([lexical]) == [] and pipe.filtered == 1
