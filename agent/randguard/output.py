@@ -55,6 +55,10 @@ class Output:
     def has_room(self) -> bool:
         return self.queued < self.max_queued
 
+    def room(self) -> int:
+        """Lines that can still be queued before the queue is full."""
+        return max(0, self.max_queued - self.queued)
+
     def submit(self, events: list[Event]) -> None:
         """Number and queue a batch in order (alerts right after their source)."""
         if not events:

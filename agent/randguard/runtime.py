@@ -111,17 +111,23 @@ class Agent:
                  self.pipeline.records, sum(self.output.written.values()))
         return code
 
-    def _drain(self, sink: Callable[[list[Event]], None], max_batches: int = 64) -> None:
+    def _drain(self, sink: Callable[[list[Event]], None], max_batches: int = 64,
+               room: Callable[[], int] | None = None) -> None:
         """Up to `max_batches` batches from the ring through the pipeline, each handed to
-        `sink` as it is done: a backlog is never held as event objects all at once."""
+        `sink` as it is done: a backlog is never held as event objects all at once. With
+        `room`, take no more records than it says the output can still queue (the rest
+        waits in the ring)."""
         for _ in range(max_batches):
-            raws = self.ring.drain(BATCH)
+            n = BATCH if room is None else min(BATCH, room())
+            if n <= 0:
+                break
+            raws = self.ring.drain(n)
             if not raws:
                 break
             if self.record is not None:
                 self.record.write(raws)
             sink(self.pipeline.feed(raws))
-            if len(raws) < BATCH:
+            if len(raws) < n:
                 break
 
     def _families(self) -> list[str]:
@@ -203,7 +209,8 @@ class Agent:
                 self._reload()
             if perf.drop_when_full or out.has_room():
                 self.ring.wait(POLL_MS)
-                self._drain(out.submit)
+                # not dropping: what does not fit stays in the ring (the kernel counts its drops)
+                self._drain(out.submit, room=None if perf.drop_when_full else out.room)
             else:
                 time.sleep(POLL_MS / 1000)  # let the ring fill: the kernel counts what it drops
             now = time.monotonic_ns()

@@ -133,6 +133,42 @@ def test_stalled_reader_loses_nothing_uncounted(base: Path, tmp_path: Path) -> N
     assert h["output_dropped"].get("process", 0) == 0
 
 
+def test_stalled_reader_without_dropping_gets_everything_once_it_reads(
+    base: Path, tmp_path: Path,
+) -> None:
+    """`drop_when_full = false`: while the queue is full the agent leaves records in the ring
+    instead of dropping them; a reader that comes back gets every event."""
+    cfg = write_config(tmp_path / "c.toml", watch=[str(base / "a")], builtin=False,
+                       extra="[performance]\noutput_queue_events = 1024\n"
+                             "drop_when_full = false\nmax_events_per_second = 0\n")
+    r, w = os.pipe()
+    a = AgentProc(cfg, stdout=w)
+    os.close(w)
+    n = 6000  # more than the pipe (64 KiB) and the queue hold, less than the ring (8 MiB)
+    chunks = []
+    try:
+        for i in range(n):
+            os.close(os.open(base / "a" / f"f{i}", os.O_WRONLY | os.O_CREAT, 0o644))
+        time.sleep(1)  # the reader stalls: the queue fills, the rest waits in the ring
+        deadline = time.monotonic() + 30
+        seen = 0
+        while seen < n and time.monotonic() < deadline:  # the reader comes back
+            chunk = os.read(r, 1 << 16)
+            chunks.append(chunk)
+            seen += chunk.count(b'"event_type":"file_open"')
+    finally:
+        a.proc.send_signal(signal.SIGINT)
+        while chunk := os.read(r, 1 << 16):
+            chunks.append(chunk)
+        os.close(r)
+        assert a.proc.wait(10) == 0
+    events = [json.loads(line) for line in b"".join(chunks).splitlines()]
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    h = final_health(events)
+    assert sum(1 for e in events if e["event_type"] == "file_open") == n, h
+    assert h["output_dropped"] == {} and h["kernel_ring_drops"]["file"] == 0
+
+
 def test_sighup_reload_applies_a_valid_config_and_rejects_a_bad_one(base: Path,
                                                                     tmp_path: Path) -> None:
     cfg = write_config(tmp_path / "c.toml", watch=[str(base / "a"), str(base / "markers")])
