@@ -44,6 +44,19 @@ def final_health(events: list[dict]) -> dict:
     return h
 
 
+def stop_and_read(a: AgentProc, r: int, chunks: list[bytes]) -> list[dict]:
+    """SIGINT the agent, read its stdout pipe to the end, and return the stream's events
+    (checked gap-free by seq)."""
+    a.proc.send_signal(signal.SIGINT)
+    while chunk := os.read(r, 1 << 16):
+        chunks.append(chunk)
+    os.close(r)
+    assert a.proc.wait(10) == 0
+    events = [json.loads(line) for line in b"".join(chunks).splitlines()]
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    return events
+
+
 def test_burst_every_event_is_written_or_counted(base: Path, tmp_path: Path) -> None:
     """Four processes open a watched file far faster than the agent can keep up, through a
     small ring, a rate limit and a small output queue: what was written plus what each loss
@@ -112,19 +125,13 @@ def test_stalled_reader_loses_nothing_uncounted(base: Path, tmp_path: Path) -> N
     a = AgentProc(cfg, stdout=w)
     os.close(w)
     n = 6000
+    chunks: list[bytes] = []
     try:
         for i in range(n):  # far more than the pipe (64 KiB) and the queue hold
             os.close(os.open(base / "a" / f"f{i}", os.O_WRONLY | os.O_CREAT, 0o644))
         time.sleep(1)
     finally:
-        a.proc.send_signal(signal.SIGINT)
-        chunks = []
-        while chunk := os.read(r, 1 << 16):
-            chunks.append(chunk)
-        os.close(r)
-        assert a.proc.wait(10) == 0
-    events = [json.loads(line) for line in b"".join(chunks).splitlines()]
-    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+        events = stop_and_read(a, r, chunks)
     h = final_health(events)
     got = sum(1 for e in events if e["event_type"] == "file_open")
     assert h["output_dropped"].get("file", 0) > 0
@@ -157,13 +164,7 @@ def test_stalled_reader_without_dropping_gets_everything_once_it_reads(
             chunks.append(chunk)
             seen += chunk.count(b'"event_type":"file_open"')
     finally:
-        a.proc.send_signal(signal.SIGINT)
-        while chunk := os.read(r, 1 << 16):
-            chunks.append(chunk)
-        os.close(r)
-        assert a.proc.wait(10) == 0
-    events = [json.loads(line) for line in b"".join(chunks).splitlines()]
-    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+        events = stop_and_read(a, r, chunks)
     h = final_health(events)
     assert sum(1 for e in events if e["event_type"] == "file_open") == n, h
     assert h["output_dropped"] == {} and h["kernel_ring_drops"]["file"] == 0
