@@ -144,3 +144,10 @@ def trim(tree: Path, paths: list[str]) -> None:
         if p.is_dir() and not p.is_symlink():
             shutil.rmtree(p)
             p.mkdir()
+
+
+def keep_only(current: Path) -> None:
+    """Remove the other versions cached beside `current` (a newer package supersedes them)."""
+    for old in current.parent.iterdir():
+        if old != current:
+            shutil.rmtree(old, ignore_errors=True)

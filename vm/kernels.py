@@ -40,7 +40,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from debian_archive import MIRROR, SECURITY, Apt, debootstrap, decompress, extract_vmlinux, trim
+from debian_archive import (
+    MIRROR,
+    SECURITY,
+    Apt,
+    debootstrap,
+    decompress,
+    extract_vmlinux,
+    keep_only,
+    trim,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get("RANDGUARD_KERNEL_CACHE", ROOT / ".cache" / "kernels"))
@@ -277,10 +286,7 @@ def fetch_kernel(apt: Apt, pkg: KernelPkg) -> Kernel:
                 f"{', '.join(sorted(mods)) or 'none'}")
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        # older versions of the series are superseded
-        for old in d.parent.iterdir():
-            if old != d:
-                shutil.rmtree(old, ignore_errors=True)
+        keep_only(d)  # older versions of the series are superseded
     return Kernel.from_meta(meta)
 
 

@@ -52,9 +52,6 @@ class Output:
                                         daemon=True)
         self._thread.start()
 
-    def has_room(self) -> bool:
-        return self.queued < self.max_queued
-
     def room(self) -> int:
         """Lines that can still be queued before the queue is full."""
         return max(0, self.max_queued - self.queued)

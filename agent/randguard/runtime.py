@@ -207,7 +207,7 @@ class Agent:
             if self.reload_requested:
                 self.reload_requested = False
                 self._reload()
-            if perf.drop_when_full or out.has_room():
+            if perf.drop_when_full or out.room():
                 self.ring.wait(POLL_MS)
                 # not dropping: what does not fit stays in the ring (the kernel counts its drops)
                 self._drain(out.submit, room=None if perf.drop_when_full else out.room)

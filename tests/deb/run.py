@@ -43,6 +43,7 @@ from debian_archive import (  # noqa: E402 (vm/ is not a package)
     Apt,
     debootstrap,
     extract_vmlinux,
+    keep_only,
     trim,
 )
 
@@ -143,9 +144,7 @@ def kernel(apt: Apt) -> tuple[Path, str, Path]:
                 f"{'vmlinux' if elf else 'vmlinuz'} extracted in {time.monotonic() - t0:.0f}s")
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        for old in d.parent.iterdir():
-            if old != d:
-                shutil.rmtree(old, ignore_errors=True)
+        keep_only(d)
     img = d / "vmlinux" if (d / "vmlinux").exists() else d / "vmlinuz"
     return img, f"{pkg} {ver} ({done.read_text()})", d / "modules"
 
