@@ -317,8 +317,9 @@ def boot(vmlinux: Path, initrd: Path, outdir: Path, timeout: int, echo: bool) ->
     append = ("console=ttyS0 panic=-1 rdinit=/lib/systemd/systemd quiet loglevel=3 "
               "mitigations=off random.trust_cpu=on tsc=reliable no_timer_check "
               "systemd.show_status=auto systemd.log_level=warning")
+    # thread=single: see qemu_cmd in vm/kernels.py (stale live-patched text under multi)
     cmd = ["timeout", "--kill-after=10", str(timeout), "qemu-system-x86_64",
-           "-accel", "tcg,thread=multi", "-cpu", "max", "-m", "2G", "-smp", "2",
+           "-accel", "tcg,thread=single", "-cpu", "max", "-m", "2G", "-smp", "2",
            "-nographic", "-no-reboot", "-nodefaults", "-monitor", "none",
            "-serial", f"file:{console}", "-serial", f"file:{results}",
            "-kernel", str(vmlinux), "-initrd", str(initrd), "-append", append]

@@ -76,3 +76,29 @@ def test_junit_failure_in_teardown_wins_over_the_pass() -> None:
            '<testcase classname="tests.kernel.test_x" name="t"><error message="e"/></testcase>'
            '</testsuite></testsuites>')
     assert kernels.parse_junit(xml) == {"test_x::t": "error"}
+
+
+INT3_OOPS = (STARTED + "tests/kernel/test_file_events.py ....   [ 61%]\n"
+             "tests/kernel/test_detections.py ......[  167.259613] Oops: int3: 0000 [#1] "
+             "SMP NOPTI\n"
+             "[  167.260433] CPU: 1 UID: 0 PID: 917 Comm: python3 Not tainted 7.2.13 #1\n"
+             "[  167.260823] RIP: 0010:trace_syscall_enter+0xd/0xb0\n"
+             "[  167.263512] RIP: 0033:0x7f7be479b5f1\n"
+             "[  167.265657] Kernel panic - not syncing: Fatal exception in interrupt\n"
+             "[  167.266981] Kernel Offset: disabled\n")
+
+
+def test_a_dead_guest_is_summed_up_in_one_line() -> None:
+    assert kernels.how_it_died(INT3_OOPS) == (
+        "Oops: int3: 0000 [#1] SMP NOPTI at trace_syscall_enter+0xd/0xb0 "
+        "(panic: Fatal exception in interrupt) in tests/kernel/test_detections.py")
+    assert kernels.how_it_died(LOCKUP) == (
+        "watchdog: BUG: soft lockup - CPU#0 stuck for 67s! [python3:498] "
+        "(panic: softlockup: hung tasks) in tests/kernel/test_network_events.py")
+    assert kernels.how_it_died("Booting from ROM..\n") == ""
+
+
+def test_int3_oops_from_stale_patched_text_is_booted_again(tmp_path: Path) -> None:
+    assert kernels.emulation_trouble(result(tmp_path, INT3_OOPS)) == (
+        "int3 oops at trace_syscall_enter+0xd/0xb0 (stale code after live patching) in "
+        "tests/kernel/test_detections.py")
