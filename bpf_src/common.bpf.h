@@ -38,7 +38,7 @@ struct {
 	__uint(max_entries, 8 << 20); /* resized from [ebpf] buffer_size */
 } rg_events SEC(".maps");
 
-/* Events the kernel could not deliver, per family: the ring was full, or an in-flight table. */
+/* Records the kernel could not put into the full ring, per family. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, RG_FAM_MAX);
@@ -53,6 +53,17 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } rg_filtered SEC(".maps");
+
+/*
+ * Syscalls not followed from sys_enter to sys_exit because the family's in-flight table was
+ * full ([performance] max_syscalls_in_flight threads inside hooked syscalls): no event.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, RG_FAM_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} rg_table_full SEC(".maps");
 
 /*
  * Records are assembled here, then copied into the ring with their real size. Offsets into rec
@@ -92,10 +103,6 @@ static __always_inline void rg_count(void *map, __u32 family)
 		*n += 1; /* per-CPU slot: no atomic needed */
 }
 
-static __always_inline void rg_count_drop(__u32 family)
-{
-	rg_count(&rg_drops, family);
-}
 
 /* Fill the common header for the current task. */
 static __always_inline void rg_fill_header(struct rg_header *h, __u16 kind)
@@ -129,7 +136,7 @@ static __always_inline void rg_submit(void *rec, __u32 size, __u32 family)
 	if (avail < rg_wakeup_bytes && avail + size >= rg_wakeup_bytes)
 		flags = BPF_RB_FORCE_WAKEUP;
 	if (bpf_ringbuf_output(&rg_events, rec, size, flags))
-		rg_count_drop(family);
+		rg_count(&rg_drops, family);
 }
 
 static __always_inline int rg_is_self(void)

@@ -289,9 +289,9 @@ static __always_inline int stash(struct rg_inflight *in)
 
 	if (rg_is_self())
 		return 0;
-	/* a full in-flight table loses the event: counted with the ring's losses */
+	/* a full in-flight table loses the event: counted */
 	if (bpf_map_update_elem(&rg_inflight_map, &tid, in, BPF_ANY))
-		rg_count_drop(RG_FAM_FILE);
+		rg_count(&rg_table_full, RG_FAM_FILE);
 	return 0;
 }
 

@@ -28,7 +28,7 @@ struct rg_inflight {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
+	__uint(max_entries, 16384); /* [performance] max_syscalls_in_flight */
 	__type(key, __u32); /* tid */
 	__type(value, struct rg_inflight);
 } rg_inflight_map SEC(".maps");

@@ -49,7 +49,7 @@ struct rg_net_inflight {
 /* A plain hash, not an LRU: when it is full, a new call is counted as lost, not an old one. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
+	__uint(max_entries, 16384); /* [performance] max_syscalls_in_flight */
 	__type(key, __u32); /* tid */
 	__type(value, struct rg_net_inflight);
 } rg_net_inflight SEC(".maps");
@@ -107,9 +107,9 @@ static __always_inline int net_enter(int fd, __u64 addr, __u32 addrlen, __u32 ar
 		.addr = addr, .fd = fd, .addrlen = addrlen, .arg = arg, .family = family,
 		.syscall = sys, .op = op,
 	};
-	/* a full in-flight table loses the event: counted with the ring's losses */
+	/* a full in-flight table loses the event: counted */
 	if (bpf_map_update_elem(&rg_net_inflight, &tid, &in, BPF_ANY))
-		rg_count_drop(RG_FAM_NETWORK);
+		rg_count(&rg_table_full, RG_FAM_NETWORK);
 	return 0;
 }
 

@@ -168,6 +168,7 @@ class PerformanceConfig(Section):
 
     max_process_cache_entries: int = 32768
     max_pending_exec_sources: int = 4096  # execs in flight joined to their syscall, in kernel
+    max_syscalls_in_flight: int = 16384  # threads inside hooked file (network) syscalls at once
     max_events_per_second: int = 20000  # per family, for events matching no detection/rule; 0: off
     drop_when_full: bool = True  # output queue full: drop by policy (else stop reading the ring)
     output_queue_events: int = 65536  # lines waiting for a slow stdout reader
@@ -456,9 +457,9 @@ def _validate(cfg: Config, path: str) -> None:
         fail("performance.max_events_per_second", "must be between 0 (no limit) and 10000000")
     if not 1024 <= cfg.performance.output_queue_events <= 4_194_304:
         fail("performance.output_queue_events", "must be between 1024 and 4194304")
-    n = cfg.performance.max_pending_exec_sources
-    if not 64 <= n <= 1048576:
-        fail("performance.max_pending_exec_sources", "must be between 64 and 1048576")
+    for key in ("max_pending_exec_sources", "max_syscalls_in_flight"):
+        if not 64 <= getattr(cfg.performance, key) <= 1048576:
+            fail(f"performance.{key}", "must be between 64 and 1048576")
 
     n = cfg.performance.max_process_cache_entries
     if not CACHE_ENTRIES_MIN <= n <= CACHE_ENTRIES_MAX:

@@ -29,7 +29,7 @@ from .libbpf import (
 log = logging.getLogger("randguard.loader")
 
 # Maps every object shares: created by the first object loaded, reused by the others.
-SHARED_MAPS = ("rg_events", "rg_drops", "rg_filtered", "rg_scratch_map")
+SHARED_MAPS = ("rg_events", "rg_drops", "rg_filtered", "rg_table_full", "rg_scratch_map")
 
 CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 21, 38, 39
 
@@ -87,6 +87,10 @@ class KernelSide(Handle):
     def filtered_counts(self) -> dict[str, int]:
         """Events the kernel filter dropped by config, per event family."""
         return self._per_family("rg_filtered")
+
+    def table_full_counts(self) -> dict[str, int]:
+        """Syscalls the kernel could not follow to their exit (in-flight table full): lost."""
+        return self._per_family("rg_table_full")
 
     def close(self) -> None:
         for obj in reversed(self.objects):
@@ -297,13 +301,15 @@ def load(cfg: Config, file_filter: matcher.FileFilter) -> KernelSide:
             kf = matcher.compile_kernel_filter(file_filter)
             fobj = add("file", {}, set(cfg.file.hooks),
                        # room for the filter, and for a reload that adds to it
-                       {"rg_filter_trie": max(4096, 2 * len(kf.trie))})
+                       {"rg_filter_trie": max(4096, 2 * len(kf.trie)),
+                        "rg_inflight_map": cfg.performance.max_syscalls_in_flight})
             _fill_filter(fobj, kf)
         if cfg.events.network and cfg.network.enabled:
             hooks = set(cfg.network.hooks)
             if "accept" in hooks:
                 hooks.add("accept4")
-            add("network", {"rg_net_all_families": int(cfg.network.all_families)}, hooks)
+            add("network", {"rg_net_all_families": int(cfg.network.all_families)}, hooks,
+                {"rg_net_inflight": cfg.performance.max_syscalls_in_flight})
 
         # Attach last: the filter is in place before the first event can fire.
         _attach_all(ks, syscalls)

@@ -240,6 +240,7 @@ class Agent:
         p, out = self.pipeline, self.output
         return {
             "kernel_ring_full": dict(self.ks.drop_counts()),
+            "kernel_table_full": dict(self.ks.table_full_counts()),
             "decode_error": {None: sum(p.decode_errors.values())},
             "rate_limited": dict(p.rate_limited),
             "output_queue_full": dict(out.dropped),
@@ -254,6 +255,7 @@ class Agent:
                 records_read=p.records, events_written=dict(out.written),
                 kernel_ring_drops=self.ks.drop_counts(),
                 kernel_filtered=self.ks.filtered_counts(),
+                kernel_table_full=self.ks.table_full_counts(),
                 decode_errors=dict(p.decode_errors), userspace_filtered=p.filtered,
                 rate_limited=dict(p.rate_limited), output_dropped=dict(out.dropped),
                 output_write_failures=out.write_failures, output_queued=out.queued,
@@ -291,7 +293,7 @@ _FIXED_SECTIONS = ("ebpf", "events", "process", "network")
 _FIXED_KEYS = {
     "file": ("enabled", "hooks"),
     "performance": ("max_process_cache_entries", "max_pending_exec_sources",
-                    "output_queue_events"),
+                    "max_syscalls_in_flight", "output_queue_events"),
 }
 
 

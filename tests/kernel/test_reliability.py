@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
@@ -10,6 +11,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -98,6 +100,64 @@ def test_burst_every_event_is_written_or_counted(base: Path, tmp_path: Path) -> 
                         ("rate_limited", h["rate_limited"]["file"])):
         mine = [e for e in losses if e["kind"] == kind]
         assert sum(e["count"] for e in mine) == total and mine[-1]["total"] == total
+
+
+def _blocked_in_openat(tids: list[int]) -> int:
+    """How many of these threads are inside openat (blocked on a FIFO) right now."""
+    n = 0
+    for tid in tids:
+        with contextlib.suppress(OSError, IndexError):
+            n += Path(f"/proc/self/task/{tid}/syscall").read_text().split()[0] == "257"
+    return n
+
+
+def test_full_in_flight_table_is_counted(base: Path, tmp_path: Path) -> None:
+    """More threads inside hooked file syscalls at once than `max_syscalls_in_flight`: the
+    kernel cannot follow the rest to their exit, and says how many it could not."""
+    n, room = 100, 64
+    cfg = write_config(tmp_path / "c.toml", watch=[str(base / "a")], builtin=False,
+                       extra=f"[performance]\nmax_syscalls_in_flight = {room}\n"
+                             "max_events_per_second = 0\n")
+    fifos = [base / "a" / f"fifo{i}" for i in range(n)]
+    for f in fifos:
+        os.mkfifo(f)
+    tids: list[int] = []
+
+    def writer(path: Path) -> None:
+        tids.append(threading.get_native_id())
+        os.close(os.open(path, os.O_WRONLY))  # blocks in openat until a reader comes
+
+    out = tmp_path / "out.ndjson"
+    with open(out, "wb") as f:
+        a = AgentProc(cfg, stdout=f.fileno())
+        try:
+            threads = [threading.Thread(target=writer, args=(p,)) for p in fifos]
+            for t in threads:
+                t.start()
+            deadline = time.monotonic() + 20
+            while _blocked_in_openat(tids) < n:
+                assert time.monotonic() < deadline, "the writers never all blocked"
+                time.sleep(0.05)
+            readers = [os.open(p, os.O_RDONLY | os.O_NONBLOCK) for p in fifos]  # releases them
+            for t in threads:
+                t.join(10)
+            for fd in readers:
+                os.close(fd)
+            time.sleep(1.5)  # a loss record goes out at most once a second
+        finally:
+            assert a.stop() == 0
+    events = read_lines(out)
+    h = final_health(events)
+    mine = {str(p) for p in fifos}
+    seen = sum(1 for e in events if e["event_type"] == "file_open"
+               and e["resolved_path"] in mine and e["access"] == "write")
+    # at most `room` writers held an entry; every other one is counted (with any other
+    # process's file syscalls that came while the table was full)
+    assert seen <= room
+    assert h["kernel_table_full"]["file"] >= n - seen > 0, h
+    losses = [e for e in events if e["event_type"] == "loss" and e["kind"] == "kernel_table_full"
+              and e["family"] == "file"]
+    assert losses and losses[-1]["total"] == h["kernel_table_full"]["file"]
 
 
 def test_head_n_5_exits_0_promptly(base: Path, tmp_path: Path) -> None:

@@ -211,6 +211,14 @@ POSITIVE = "must be a finite number > 0"
             "[performance]\nmax_process_cache_entries = 10\n",
             "cfg.toml: performance.max_process_cache_entries: must be between 64 and 4194304",
         ),
+        (
+            "[performance]\nmax_syscalls_in_flight = 63\n",
+            "cfg.toml: performance.max_syscalls_in_flight: must be between 64 and 1048576",
+        ),
+        (
+            "[performance]\nmax_pending_exec_sources = 1048577\n",
+            "cfg.toml: performance.max_pending_exec_sources: must be between 64 and 1048576",
+        ),
     ],
 )
 def test_error_messages(text: str, message: str) -> None:
