@@ -283,6 +283,17 @@ static __always_inline int put_name(struct rg_scratch *s, struct rg_keybuf *k,
 	return key_passes(k, need);
 }
 
+/* Walk a path into s->path and make it the filter's candidate key; returns the walk's offset. */
+static __always_inline __u32 walk_to_key(struct rg_scratch *s, struct rg_keybuf *k,
+					 const struct path *p, int *trunc)
+{
+	__u32 off = rg_walk_path(s, p, trunc);
+
+	key_reset(k);
+	key_append(k, &s->path[off & PATH_MASK], (RG_PATH_MAX - off) & PATH_MASK);
+	return off;
+}
+
 static __always_inline int stash(struct rg_inflight *in)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
@@ -352,9 +363,7 @@ static __always_inline int open_exit(long ret)
 		struct file *f = rg_fd_file(task, ret);
 		if (!f)
 			return 0;
-		__u32 off = rg_walk_path(s, &f->f_path, &trunc);
-		key_reset(k);
-		key_append(k, &s->path[off & PATH_MASK], (RG_PATH_MAX - off) & PATH_MASK);
+		__u32 off = walk_to_key(s, k, &f->f_path, &trunc);
 		/* a path cut at RG_PATH_MAX has lost its prefix: userspace reports it, marked */
 		if (!trunc && !key_passes(k, need)) {
 			rg_count(&rg_filtered, RG_FAM_FILE);
@@ -529,10 +538,8 @@ static __always_inline int put_target(struct rg_scratch *s, struct rg_keybuf *k,
 		.dentry = (struct dentry *)in->target_dentry,
 	};
 	int trunc = 0;
-	__u32 off = rg_walk_path(s, &target, &trunc);
+	__u32 off = walk_to_key(s, k, &target, &trunc);
 
-	key_reset(k);
-	key_append(k, &s->path[off & PATH_MASK], (RG_PATH_MAX - off) & PATH_MASK);
 	rg_put_walked(s, off, &s->pos, &e->path);
 	if (rg_put_user_str(s, (const char *)in->name2, &s->pos, &e->name2))
 		e->hdr.flags |= RG_HF_TRUNC_S4;
