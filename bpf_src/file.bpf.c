@@ -526,11 +526,12 @@ int BPF_PROG(rg_file_fork, struct task_struct *parent, struct task_struct *child
 /* ---- rename, unlink and link families: one or two names, judged on either ------------- */
 
 /*
- * The target of a rename, link or symlink that resolve.bpf.c noted: walked into the `path`
- * slot (as an open's file is), the name as passed into `name2`. Returns 1 when it passes.
+ * The dentry resolve.bpf.c noted (the target of a rename, link or symlink, the victim of an
+ * unlink or rmdir): walked into the `path` slot (as an open's file is), the name as passed into
+ * `name2` (or, for an unlink, into `name`). Returns 1 when it passes.
  */
 static __always_inline int put_target(struct rg_scratch *s, struct rg_keybuf *k,
-				      const struct rg_inflight *in)
+				      const struct rg_inflight *in, int unlink)
 {
 	struct rg_file_event *e = (void *)s->rec;
 	struct path target = {
@@ -541,8 +542,9 @@ static __always_inline int put_target(struct rg_scratch *s, struct rg_keybuf *k,
 	__u32 off = walk_to_key(s, k, &target, &trunc);
 
 	rg_put_walked(s, off, &s->pos, &e->path);
-	if (rg_put_user_str(s, (const char *)in->name2, &s->pos, &e->name2))
-		e->hdr.flags |= RG_HF_TRUNC_S4;
+	if (rg_put_user_str(s, (const char *)(unlink ? in->name : in->name2), &s->pos,
+			    unlink ? &e->name : &e->name2))
+		e->hdr.flags |= unlink ? RG_HF_TRUNC_S2 : RG_HF_TRUNC_S4;
 	if (trunc) {
 		e->hdr.flags |= RG_HF_TRUNC_S0;
 		return 1; /* no prefix to judge: userspace reports it, marked */
@@ -565,19 +567,24 @@ static __always_inline int names_exit(long ret)
 		return 0;
 
 	struct rg_file_event *e = event_init(s, &in_copy, ret, 0);
+	int unlink = in_copy.op == RG_OP_UNLINK;
+	/*
+	 * resolve.bpf.c saw the dentry: its real path, whatever symlinks the name took. A rename
+	 * moves the dentry it noted only when it succeeds; an unlink's victim is the one either way.
+	 */
+	int resolved = in_copy.target_dentry && (ret == 0 || unlink);
 
 	s->pass = 0;
 	if (in_copy.syscall == RG_SYS_SYMLINK || in_copy.syscall == RG_SYS_SYMLINKAT) {
 		/* the target is link content, not a name to resolve: carried raw */
 		if (rg_put_user_str(s, (const char *)in_copy.name, &s->pos, &e->name))
 			e->hdr.flags |= RG_HF_TRUNC_S2;
-	} else {
+	} else if (!(resolved && unlink)) {
 		s->pass = put_name(s, k, task, in_copy.dfd, (const char *)in_copy.name, &e->dir,
 				   &e->name, RG_HF_TRUNC_S1, RG_HF_TRUNC_S2, RG_V_WATCH);
 	}
-	if (ret == 0 && in_copy.target_dentry) {
-		/* resolve.bpf.c saw the target: its real path, whatever symlinks the name took */
-		if (put_target(s, k, &in_copy))
+	if (resolved) {
+		if (put_target(s, k, &in_copy, unlink))
 			s->pass = 1;
 	} else if (in_copy.name2 && put_name(s, k, task, in_copy.dfd2,
 					     (const char *)in_copy.name2, &e->dir2, &e->name2,

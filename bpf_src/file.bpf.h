@@ -13,9 +13,9 @@ struct rg_inflight {
 	__u64 file; /* write: the struct file being written */
 	/*
 	 * rename, link, symlink: the new name's dentry as the kernel resolved it (the moved
-	 * dentry for rename, the new one for link and symlink) and the mount it is on, set by
-	 * resolve.bpf.c when it is attached (fentry on security_path_*); 0 otherwise. Walked at
-	 * sys_exit, after a success, for the target's real path.
+	 * dentry for rename, the new one for link and symlink); unlink, rmdir: the removed one;
+	 * and the mount it is on, set by resolve.bpf.c when it is attached (fentry on
+	 * security_path_*); 0 otherwise. Walked at sys_exit for the real path.
 	 */
 	__u64 target_dentry;
 	__u64 target_mnt;

@@ -1,13 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * Optional: the real target of rename, link and symlink.
+ * Optional: the real target of rename, link and symlink, and the real victim of unlink and
+ * rmdir.
  *
  * file.bpf.c sees these calls at their syscall tracepoints, where only the name as passed is
  * known: a name through a symlinked directory (`mv job /tmp/x/job`, /tmp/x -> /etc/cron.d)
  * would be joined lexically to the wrong path. The kernel's own path hooks
- * (security_path_rename/link/symlink, called once the names are resolved) hand over the
- * target's dentry and mount; these fentry programs note them in the thread's in-flight entry,
- * and file.bpf.c walks them at sys_exit after a success. fentry needs BTF and ftrace: where it
+ * (security_path_rename/link/symlink/unlink/rmdir, called once the names are resolved) hand
+ * over the dentry and its mount; these fentry programs note them in the thread's in-flight
+ * entry, and file.bpf.c walks them at sys_exit. fentry needs BTF and ftrace: where it
  * cannot load or attach, the agent goes on without this object (names are joined lexically).
  */
 #include "common.bpf.h"
@@ -42,6 +43,19 @@ int BPF_PROG(rg_resolve_link, struct dentry *old_dentry, const struct path *new_
 
 SEC("fentry/security_path_symlink")
 int BPF_PROG(rg_resolve_symlink, const struct path *dir, struct dentry *dentry)
+{
+	return note_target(dentry, dir);
+}
+
+/* the removed dentry keeps its name and parent (a negative or unhashed dentry) */
+SEC("fentry/security_path_unlink")
+int BPF_PROG(rg_resolve_unlink, const struct path *dir, struct dentry *dentry)
+{
+	return note_target(dentry, dir);
+}
+
+SEC("fentry/security_path_rmdir")
+int BPF_PROG(rg_resolve_rmdir, const struct path *dir, struct dentry *dentry)
 {
 	return note_target(dentry, dir);
 }

@@ -208,14 +208,17 @@ RESOLVER_HOOKS = {
     "security_path_rename": ("rename", "renameat", "renameat2"),
     "security_path_link": ("link", "linkat"),
     "security_path_symlink": ("symlink", "symlinkat"),
+    "security_path_unlink": ("unlink", "unlinkat"),
+    "security_path_rmdir": ("rmdir", "unlinkat"),
 }
 
 
 def _add_resolver(ks: KernelSide, fobj: BpfObject, rodata: dict[str, int],
                   file_hooks: set[str]) -> None:
     """resolve.bpf.o where this kernel can load and attach it (fentry needs BTF and ftrace):
-    the real targets of rename, link and symlink. Without it their names are joined lexically,
-    so a symlinked directory in a name is not followed: a warning, never a failed start."""
+    the real targets of rename, link and symlink, and what unlink and rmdir remove. Without it
+    those names are joined lexically, so a symlinked directory in a name is not followed: a
+    warning, never a failed start."""
     wanted = {h for h, calls in RESOLVER_HOOKS.items() if file_hooks & set(calls)}
     if not wanted:
         return
@@ -235,7 +238,7 @@ def _add_resolver(ks: KernelSide, fobj: BpfObject, rodata: dict[str, int],
             obj.attach(progs[hook])
     except LibbpfError as e:
         obj.close()
-        log.warning("rename/link targets: cannot hook %s here (%s); names are joined as "
+        log.warning("rename, link and unlink paths: cannot hook %s here (%s); names are joined as "
                     "given, a symlinked directory in them is not followed",
                     ", ".join(sorted(wanted)), e)
         ks.missing_hooks += sorted(wanted)

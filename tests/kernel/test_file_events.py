@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from agent_proc import AgentProc, write_config
 
+from randguard import loader
 from randguard.paths import decode_path
 
 pytestmark = pytest.mark.kernel
@@ -204,12 +205,13 @@ def test_symlink_and_hard_link_into_watched_dir(agent: AgentProc, base: Path) ->
     assert h["syscall"] in ("link", "linkat") and h["old_path"] == str(target) and h["ret"] == 0
 
 
-def test_rename_and_links_through_a_symlinked_directory(agent: AgentProc, base: Path) -> None:
+def test_rename_links_and_unlinks_through_a_symlinked_directory(agent: AgentProc,
+                                                                base: Path) -> None:
     """A name through a symlink to a watched directory (any user can make one): with the
     resolver (fentry on security_path_*) the kernel's real target is reported; without it
     the agent said at start that it cannot follow such names, and it does not guess."""
     start = agent.wait_for(lambda e: e["event_type"] == "agent_start")
-    resolver = {"security_path_rename", "security_path_link", "security_path_symlink"}
+    resolver = set(loader.RESOLVER_HOOKS)
     via = base / "unwatched" / "to-watched"
     via.symlink_to(base / "watched")
     staged = base / "unwatched" / "staged"
@@ -219,8 +221,14 @@ def test_rename_and_links_through_a_symlinked_directory(agent: AgentProc, base: 
     subprocess.run(["mv", str(staged), f"{via}/moved"], check=True)
     os.link(src, f"{via}/hard")
     os.symlink("/bin/true", f"{via}/soft")
+    (base / "watched" / "gone").mkdir()
+    (base / "watched" / "gone-too").mkdir()
+    os.unlink(f"{via}/hard")
+    os.rmdir(f"{via}/gone")
+    with pytest.raises(IsADirectoryError):  # a failed unlink names its real victim too
+        os.unlink(f"{via}/gone-too")
     agent.sync()
-    real = {n: str(base / "watched" / n) for n in ("moved", "hard", "soft")}
+    real = {n: str(base / "watched" / n) for n in ("moved", "hard", "soft", "gone", "gone-too")}
     if resolver <= set(start["hooks_attached"]):
         mv = agent.wait_for(lambda e: e["event_type"] == "file_rename"
                             and e["resolved_path"] == real["moved"])
@@ -232,6 +240,12 @@ def test_rename_and_links_through_a_symlinked_directory(agent: AgentProc, base: 
         soft = agent.wait_for(lambda e: e["event_type"] == "file_link"
                               and e["resolved_path"] == real["soft"])
         assert soft["syscall"] in ("symlink", "symlinkat") and soft["old_path"] == "/bin/true"
+        for name, syscall, ret in (("hard", "unlink", 0), ("gone", "rmdir", 0),
+                                   ("gone-too", "unlink", -errno.EISDIR)):
+            rm = agent.wait_for(lambda e, n=name: e["event_type"] == "file_unlink"
+                                and e["resolved_path"] == real[n])
+            assert rm["syscall"] in (syscall, "unlinkat") and rm["ret"] == ret
+            assert rm["filename"] == f"{via}/{name}" and rm["path_truncated"] is False
     else:
         assert resolver <= set(start["hooks_missing"])
         # joined as given: an unwatched path, filtered (the documented limit), never a guess
