@@ -20,8 +20,12 @@ struct rg_exec_pending {
 	__u32 _pad;
 };
 
+/*
+ * A plain hash, not an LRU: every entry is taken out at sys_exit or at sched_process_exec, and
+ * when it is full a new exec is counted (rg_table_full) instead of an older one evicted unseen.
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 4096); /* [performance] max_pending_exec_sources */
 	__type(key, __u32);
 	__type(value, struct rg_exec_pending);
@@ -136,7 +140,9 @@ static __always_inline int exec_enter(const char *filename, __u32 source)
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	struct rg_exec_pending p = {.filename = (__u64)filename, .source = source};
 
-	bpf_map_update_elem(&rg_exec_pending_map, &tid, &p, BPF_ANY);
+	/* full: this exec's process_start has no source, and its failure is not reported */
+	if (bpf_map_update_elem(&rg_exec_pending_map, &tid, &p, BPF_ANY))
+		rg_count(&rg_table_full, RG_FAM_PROCESS);
 	return 0;
 }
 

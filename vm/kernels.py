@@ -85,9 +85,10 @@ DEFAULT_TESTS = [
     "tests/kernel/test_file_events.py",
     "tests/kernel/test_network_events.py",
     "tests/kernel/test_detections.py",
-    # the in-flight tables' losses are counted on every kernel (one test: the rest of that
+    # the in-flight tables' losses are counted on every kernel (two tests: the rest of that
     # file stresses the ring and the output, which do not vary by kernel)
     "tests/kernel/test_reliability.py::test_full_in_flight_table_is_counted",
+    "tests/kernel/test_reliability.py::test_full_exec_table_is_counted",
 ]
 
 # The guest userspace: Debian 12 minbase plus what the agent and the tests call. The Python

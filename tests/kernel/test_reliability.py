@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
+import mmap
 import multiprocessing
 import os
 import shutil
@@ -102,13 +104,19 @@ def test_burst_every_event_is_written_or_counted(base: Path, tmp_path: Path) -> 
         assert sum(e["count"] for e in mine) == total and mine[-1]["total"] == total
 
 
-def _blocked_in_openat(tids: list[int]) -> int:
-    """How many of these threads are inside openat (blocked on a FIFO) right now."""
-    n = 0
-    for tid in tids:
-        with contextlib.suppress(OSError, IndexError):
-            n += Path(f"/proc/self/task/{tid}/syscall").read_text().split()[0] == "257"
-    return n
+def _wait_blocked(tids: list[int], n: int, syscall_nr: int) -> None:
+    """Until `n` of these threads are blocked inside that syscall."""
+    deadline = time.monotonic() + 20
+    while True:
+        inside = 0
+        for tid in tids:
+            with contextlib.suppress(OSError, IndexError):
+                inside += Path(f"/proc/self/task/{tid}/syscall").read_text().split()[0] == str(
+                    syscall_nr)
+        if inside >= n:
+            return
+        assert time.monotonic() < deadline, f"{inside} of {n} threads blocked"
+        time.sleep(0.05)
 
 
 def test_full_in_flight_table_is_counted(base: Path, tmp_path: Path) -> None:
@@ -134,10 +142,7 @@ def test_full_in_flight_table_is_counted(base: Path, tmp_path: Path) -> None:
             threads = [threading.Thread(target=writer, args=(p,)) for p in fifos]
             for t in threads:
                 t.start()
-            deadline = time.monotonic() + 20
-            while _blocked_in_openat(tids) < n:
-                assert time.monotonic() < deadline, "the writers never all blocked"
-                time.sleep(0.05)
+            _wait_blocked(tids, n, 257)  # openat
             readers = [os.open(p, os.O_RDONLY | os.O_NONBLOCK) for p in fifos]  # releases them
             for t in threads:
                 t.join(10)
@@ -158,6 +163,73 @@ def test_full_in_flight_table_is_counted(base: Path, tmp_path: Path) -> None:
     losses = [e for e in events if e["event_type"] == "loss" and e["kind"] == "kernel_table_full"
               and e["family"] == "file"]
     assert losses and losses[-1]["total"] == h["kernel_table_full"]["file"]
+
+
+class _Userfault:
+    """A page of this process that is not there until `fill()`: a syscall that reads it from
+    the kernel (execve copying its file name) blocks on it, after its sys_enter tracepoint."""
+
+    def __init__(self) -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.mmap.restype = ctypes.c_void_p
+        libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                              ctypes.c_int, ctypes.c_long]
+        self.libc, self.page = libc, mmap.PAGESIZE
+        self.fd = libc.syscall(323, os.O_CLOEXEC)  # userfaultfd
+        assert self.fd >= 0, os.strerror(ctypes.get_errno())
+        api = (ctypes.c_uint64 * 3)(0xAA, 0, 0)
+        assert libc.ioctl(self.fd, 0xC018AA3F, api) == 0  # UFFDIO_API
+        self.addr = libc.mmap(None, self.page, mmap.PROT_READ | mmap.PROT_WRITE,
+                              mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
+        reg = (ctypes.c_uint64 * 4)(self.addr, self.page, 1, 0)  # range, MODE_MISSING
+        assert libc.ioctl(self.fd, 0xC020AA00, reg) == 0, os.strerror(ctypes.get_errno())
+
+    def fill(self, data: bytes) -> None:
+        src = ctypes.create_string_buffer(data.ljust(self.page, b"\0"), self.page)
+        copy = (ctypes.c_uint64 * 5)(self.addr, ctypes.addressof(src), self.page, 0, 0)
+        assert self.libc.ioctl(self.fd, 0xC028AA03, copy) == 0  # UFFDIO_COPY, wakes them
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def test_full_exec_table_is_counted(tmp_path: Path) -> None:
+    """More threads inside execve at once than `max_pending_exec_sources`: the execs past it
+    cannot be joined to their syscall (no source, a failure unreported), and are counted."""
+    n, room = 100, 64
+    cfg = write_config(tmp_path / "c.toml", watch=[str(tmp_path)], builtin=False,
+                       extra=f"[performance]\nmax_pending_exec_sources = {room}\n")
+    uf = _Userfault()
+    tids: list[int] = []
+    results: list[int] = []
+
+    def execer() -> None:
+        tids.append(threading.get_native_id())
+        # blocks copying the name (after sys_enter_execve), then fails: ENOENT
+        results.append(uf.libc.execve(ctypes.c_void_p(uf.addr), None, None))
+
+    out = tmp_path / "out.ndjson"
+    with open(out, "wb") as f:
+        a = AgentProc(cfg, stdout=f.fileno())
+        try:
+            threads = [threading.Thread(target=execer) for _ in range(n)]
+            for t in threads:
+                t.start()
+            _wait_blocked(tids, n, 59)  # execve
+            uf.fill(f"{tmp_path}/no-such-program".encode())
+            for t in threads:
+                t.join(10)
+            time.sleep(1.5)  # a loss record goes out at most once a second
+        finally:
+            uf.close()
+            assert a.stop() == 0
+    assert results == [-1] * n
+    events = read_lines(out)
+    h = final_health(events)
+    assert h["kernel_table_full"]["process"] >= n - room, h
+    losses = [e for e in events if e["event_type"] == "loss" and e["kind"] == "kernel_table_full"
+              and e["family"] == "process"]
+    assert losses and losses[-1]["total"] == h["kernel_table_full"]["process"]
 
 
 def test_head_n_5_exits_0_promptly(base: Path, tmp_path: Path) -> None:
