@@ -38,9 +38,13 @@ struct {
 	__type(value, struct rg_watched);
 } rg_watched_files SEC(".maps");
 
-/* Processes that hold such files: lets every other write return after one lookup. */
+/*
+ * Processes that hold such files: lets every other write return after one lookup. A plain
+ * hash, not an LRU: a process leaves it when it exits (rg_file_proc_gone), and when it is full
+ * a process that cannot be noted is counted (rg_table_full) instead of another evicted unseen.
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
 	__type(key, __u32); /* tgid */
 	__type(value, __u32);
@@ -335,9 +339,10 @@ static __always_inline void watch_file(struct file *f)
 	__u64 key = (__u64)f;
 
 	bpf_map_update_elem(&rg_watched_files, &key, &w, BPF_ANY);
-	/* usually there already: a lookup (which also marks it used) is cheaper than an update */
-	if (!bpf_map_lookup_elem(&rg_watched_procs, &tgid))
-		bpf_map_update_elem(&rg_watched_procs, &tgid, &one, BPF_ANY);
+	/* usually there already: a lookup is cheaper than an update */
+	if (!bpf_map_lookup_elem(&rg_watched_procs, &tgid) &&
+	    bpf_map_update_elem(&rg_watched_procs, &tgid, &one, BPF_ANY))
+		rg_count(&rg_table_full, RG_FAM_FILE); /* full: its writes will not be seen */
 }
 
 static __always_inline int open_exit(long ret)
@@ -519,7 +524,20 @@ int BPF_PROG(rg_file_fork, struct task_struct *parent, struct task_struct *child
 
 	if (ctgid != child->pid || !bpf_map_lookup_elem(&rg_watched_procs, &ptgid))
 		return 0;
-	bpf_map_update_elem(&rg_watched_procs, &ctgid, &one, BPF_ANY);
+	if (bpf_map_update_elem(&rg_watched_procs, &ctgid, &one, BPF_ANY))
+		rg_count(&rg_table_full, RG_FAM_FILE);
+	return 0;
+}
+
+/* A process gone (its last thread): nothing of it is left to write. */
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(rg_file_proc_gone, struct task_struct *task)
+{
+	__u32 tgid = task->tgid;
+
+	/* do_exit() decrements signal->live before this tracepoint: 0 means the group is gone */
+	if (BPF_CORE_READ(task, signal, live.counter) == 0)
+		bpf_map_delete_elem(&rg_watched_procs, &tgid);
 	return 0;
 }
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -75,3 +78,26 @@ def test_file_events_off_loads_no_file_object() -> None:
         assert len(ks.objects) == 1
         assert not [p for p in ks.attached if p.startswith("rg_enter_")]
         assert set(ks.attached) == {"rg_proc_fork", "rg_proc_exec", "rg_proc_exit"}
+
+
+def test_write_tracking_forgets_a_process_when_its_last_thread_exits(tmp_path: Path) -> None:
+    """`rg_watched_procs` holds live processes only (a full one is counted, not evicted): a
+    process that opened a watched file for writing is in it until its last thread is gone."""
+    cfg = parse_config(f'[file]\nwatch_paths = ["{tmp_path}"]\nexclude_paths = []\n')
+    child = (f"import os, sys, threading\n"
+             f"fd = os.open('{tmp_path}/f', os.O_WRONLY | os.O_CREAT)\n"
+             "t = threading.Thread(target=lambda: None); t.start(); t.join()\n"
+             "print('ready', flush=True); sys.stdin.readline()\n")
+    with loader.load(cfg, FileFilter.from_config(cfg.file)) as ks:
+        procs = ks.objects[1].map("rg_watched_procs")
+        p = subprocess.Popen([sys.executable, "-c", child], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+        key = struct.pack("<I", p.pid)
+        try:
+            assert p.stdout.readline() == "ready\n"
+            assert procs.lookup(key) is not None  # tracked; a thread's exit left it there
+        finally:
+            p.communicate("\n", timeout=10)
+        assert procs.lookup(key) is None
+        assert ks.table_full_counts()["file"] == 0
+    assert wait_no_orphans() == set()
