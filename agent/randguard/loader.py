@@ -89,7 +89,8 @@ class KernelSide(Handle):
         return self._per_family("rg_filtered")
 
     def table_full_counts(self) -> dict[str, int]:
-        """Syscalls the kernel could not follow to their exit (in-flight table full): lost."""
+        """What the kernel could not keep track of because its table was full (a syscall in
+        flight, an exec, a process holding a tracked file): events lost, per family."""
         return self._per_family("rg_table_full")
 
     def close(self) -> None:
