@@ -551,8 +551,9 @@ def qemu_cmd(k: Kernel, initrd: Path, console: Path, results: Path, opts: argpar
              ) -> list[str]:
     # thread=single: one host thread runs the vCPUs in turn. With one thread per vCPU
     # (thread=multi) a vCPU could run a stale translation of kernel text another vCPU had
-    # just live-patched as a program attached, and oops on the int3 (sid, 6.12: once in a few
-    # runs). Two guests at once keep both host cores busy as before, in the same time.
+    # just live-patched as a program attached, and oops on the int3 (sid here; most likely the
+    # 6.12 guest that died in CI). Two guests at once keep both host cores busy as before, in
+    # the same time.
     return ["qemu-system-x86_64", "-accel", "tcg,thread=single", "-cpu", opts.cpu,
             "-m", opts.mem, "-smp", str(opts.smp), "-nographic", "-no-reboot", "-nodefaults",
             "-monitor", "none", "-serial", f"file:{console}", "-serial", f"file:{results}",
