@@ -103,6 +103,14 @@ static __always_inline void rg_count(void *map, __u32 family)
 		*n += 1; /* per-CPU slot: no atomic needed */
 }
 
+/*
+ * At sched_process_exit: is this the group's last thread? do_exit() decrements signal->live
+ * before the tracepoint, so 0 means the process is gone.
+ */
+static __always_inline int rg_group_dead(struct task_struct *task)
+{
+	return BPF_CORE_READ(task, signal, live.counter) == 0;
+}
 
 /* Fill the common header for the current task. */
 static __always_inline void rg_fill_header(struct rg_header *h, __u16 kind)

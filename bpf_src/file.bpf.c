@@ -535,8 +535,7 @@ int BPF_PROG(rg_file_proc_gone, struct task_struct *task)
 {
 	__u32 tgid = task->tgid;
 
-	/* do_exit() decrements signal->live before this tracepoint: 0 means the group is gone */
-	if (BPF_CORE_READ(task, signal, live.counter) == 0)
+	if (rg_group_dead(task))
 		bpf_map_delete_elem(&rg_watched_procs, &tgid);
 	return 0;
 }

@@ -204,8 +204,7 @@ int BPF_PROG(rg_proc_exit, struct task_struct *task)
 {
 	struct rg_scratch *s = rg_scratch();
 	struct rg_proc_exit *e;
-	/* do_exit() decrements signal->live before this tracepoint: 0 means the group is gone */
-	__u8 group_dead = BPF_CORE_READ(task, signal, live.counter) == 0;
+	__u8 group_dead = rg_group_dead(task);
 
 	if (!s || (!rg_report_threads && !group_dead))
 		return 0;

@@ -636,16 +636,24 @@ def running_test(console: str) -> str:
     return files[-1] if files else ""
 
 
+def first_fault(console: str) -> tuple[str, str]:
+    """The console's first oops or BUG line and the kernel function it was in ('' if none)."""
+    fault = re.search(r"\] ((?:Oops|BUG|watchdog: BUG|kernel BUG)\b.*?)\s*$", console, re.M)
+    if not fault:
+        return "", ""
+    rip = re.compile(r"RIP: 0010:(\S+)").search(console, fault.end())
+    return fault.group(1), rip.group(1) if rip else ""
+
+
 def how_it_died(console: str) -> str:
     """One line from a dead guest's console: its first oops or BUG, the kernel function it
     was in, the panic, and the test file that was running (a CI log shows only its tail)."""
     parts = []
-    fault = re.search(r"\] ((?:Oops|BUG|watchdog: BUG|kernel BUG)\b.*?)\s*$", console, re.M)
+    fault, where = first_fault(console)
     if fault:
-        parts.append(fault.group(1))
-        rip = re.compile(r"RIP: 0010:(\S+)").search(console, fault.end())
-        if rip:
-            parts.append(f"at {rip.group(1)}")
+        parts.append(fault)
+        if where:
+            parts.append(f"at {where}")
     panic = re.search(r"Kernel panic - not syncing: (.*?)\s*$", console, re.M)
     if panic:
         parts.append(f"(panic: {panic.group(1)})")
@@ -673,9 +681,9 @@ def emulation_trouble(r: Result) -> str:
     # (the int3 of a static key or call: tracepoints flip them as programs attach) oopses on
     # an int3 that is no longer there. Seen with multi-threaded TCG (now single, see
     # qemu_cmd); never on real hardware.
-    m = re.search(r"\] Oops: int3\b.*\n(?:.*\n)*?.*RIP: 0010:(\S+)", text)
-    if not why and r.rc is None and m:
-        why = f"int3 oops at {m.group(1)} (stale code after live patching){where}"
+    fault, at = first_fault(text)
+    if not why and r.rc is None and fault.startswith("Oops: int3"):
+        why = f"int3 oops at {at} (stale code after live patching){where}"
     return why
 
 
