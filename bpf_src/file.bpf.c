@@ -2,14 +2,17 @@
 /*
  * File telemetry: open, write, rename, unlink and link families.
  *
- * Each syscall is seen twice: sys_enter stashes the arguments per thread, sys_exit builds the
- * event with the result. Paths are resolved in the kernel: a successful open walks the opened
+ * The dispatcher (dispatch.bpf.h) tail-calls these programs for the syscalls the config hooks,
+ * native and i386 alike. The open family is seen once, at sys_exit, which reads the arguments
+ * from the saved registers; the others twice: sys_enter stashes the arguments per thread,
+ * sys_exit builds the event with the result. Paths are resolved in the kernel: a successful open walks the opened
  * file's dentries; other calls carry the directory their name is relative to (cwd or dirfd),
  * walked the same way, and the raw name. The path filter (an LPM trie of directory prefixes,
  * basename suffixes) runs before anything reaches the ring. Writes are reported once per open
  * file: only files that passed the filter when opened for writing are tracked.
  */
 #include "common.bpf.h"
+#include "dispatch.bpf.h"
 #include "file.bpf.h"
 
 #define O_ACCMODE 00000003
@@ -226,6 +229,7 @@ static __always_inline struct rg_file_event *event_init(struct rg_scratch *s,
 	e->op = in->op;
 	e->fd = in->dfd;
 	e->fflags = fflags;
+	e->abi = in->abi;
 	e->ppid = rg_current_ppid();
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	return e;
@@ -345,15 +349,61 @@ static __always_inline void watch_file(struct file *f)
 		rg_count(&rg_table_full, RG_FAM_FILE); /* full: its writes will not be seen */
 }
 
-static __always_inline int open_exit(long ret)
+static __always_inline __u64 open_how_flags(const struct open_how *how)
+{
+	__u64 flags = 0;
+
+	if (how)
+		bpf_probe_read_user(&flags, sizeof(flags), &how->flags);
+	return flags;
+}
+
+/* An open's arguments, read at sys_exit from the registers the kernel took them from. */
+static __always_inline int open_args(const struct pt_regs *regs, struct rg_inflight *in)
+{
+	struct rg_sysinfo *si = rg_sys_lookup(regs->orig_ax);
+
+	if (!si || rg_is_self())
+		return 0;
+	__u8 abi = si->abi;
+
+	in->syscall = si->id;
+	in->abi = abi;
+	in->op = RG_OP_OPEN;
+	switch (si->id) {
+	case RG_SYS_OPEN:
+		in->dfd = AT_FDCWD;
+		in->name = rg_arg(regs, 0, abi);
+		in->flags = (__u32)rg_arg(regs, 1, abi);
+		break;
+	case RG_SYS_CREAT:
+		in->dfd = AT_FDCWD;
+		in->name = rg_arg(regs, 0, abi);
+		in->flags = O_CREAT | O_TRUNC | 1;
+		break;
+	case RG_SYS_OPENAT:
+		in->dfd = (int)rg_arg(regs, 0, abi);
+		in->name = rg_arg(regs, 1, abi);
+		in->flags = (__u32)rg_arg(regs, 2, abi);
+		break;
+	default: /* openat2 */
+		in->dfd = (int)rg_arg(regs, 0, abi);
+		in->name = rg_arg(regs, 1, abi);
+		in->flags = open_how_flags((void *)rg_arg(regs, 2, abi));
+	}
+	return 1;
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(rg_file_exit_open, struct pt_regs *regs, long ret)
 {
 	struct task_struct *task = (void *)bpf_get_current_task();
-	struct rg_inflight in_copy;
+	struct rg_inflight in_copy = {};
 	struct rg_scratch *s;
 	struct rg_keybuf *k;
 	int trunc = 0;
 
-	if (!unstash(&in_copy))
+	if (!open_args(regs, &in_copy))
 		return 0;
 	s = rg_scratch();
 	k = rg_keybuf();
@@ -398,53 +448,24 @@ static __always_inline int open_exit(long ret)
 	return 0;
 }
 
-#define ARG(n) (ctx->args[n])
-
-/*
- * One enter program per syscall (each reads its own arguments); one exit program per family,
- * attached by the loader to every sys_exit tracepoint of the family: the heavy part is
- * verified once, not once per syscall.
- */
-#define OPEN_ENTER(sys, SYS, DFD, NAME, FLAGS)                                                  \
-	SEC("tracepoint/syscalls/sys_enter_" #sys)                                              \
-	int rg_enter_##sys(struct trace_event_raw_sys_enter *ctx)                               \
-	{                                                                                       \
-		struct rg_inflight in = {                                                       \
-			.syscall = SYS, .op = RG_OP_OPEN, .dfd = DFD, .name = NAME, .flags = FLAGS, \
-		};                                                                              \
-		return stash(&in);                                                              \
-	}
-
-SEC("tracepoint")
-int rg_file_exit_open(struct trace_event_raw_sys_exit *ctx)
-{
-	return open_exit(ctx->ret);
-}
-
-OPEN_ENTER(open, RG_SYS_OPEN, AT_FDCWD, ARG(0), ARG(1))
-OPEN_ENTER(creat, RG_SYS_CREAT, AT_FDCWD, ARG(0), O_CREAT | O_TRUNC | 1)
-OPEN_ENTER(openat, RG_SYS_OPENAT, (int)ARG(0), ARG(1), ARG(2))
-
-static __always_inline __u64 open_how_flags(const struct open_how *how)
-{
-	__u64 flags = 0;
-
-	if (how)
-		bpf_probe_read_user(&flags, sizeof(flags), &how->flags);
-	return flags;
-}
-
-OPEN_ENTER(openat2, RG_SYS_OPENAT2, (int)ARG(0), ARG(1), open_how_flags((void *)ARG(2)))
-
 /* ---- write family ----------------------------------------------------------------------- */
 
-static __always_inline int write_enter(struct trace_event_raw_sys_enter *ctx, __u16 sys, int fd)
+SEC("tp_btf/sys_enter")
+int BPF_PROG(rg_file_enter_write, struct pt_regs *regs, long nr)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 
 	if (!bpf_map_lookup_elem(&rg_watched_procs, &tgid) || rg_is_self())
 		return 0;
 
+	struct rg_sysinfo *si = rg_sys_lookup(nr);
+	if (!si)
+		return 0;
+	/* the fd written to: copy_file_range and splice write to their second fd */
+	__u16 sys = si->id;
+	__u8 abi = si->abi;
+	int fd = (int)rg_arg(regs, (sys == RG_SYS_COPY_FILE_RANGE || sys == RG_SYS_SPLICE) ? 2 : 0,
+			     abi);
 	struct task_struct *task = (void *)bpf_get_current_task();
 	struct file *f = rg_fd_file(task, fd);
 	__u64 key = (__u64)f;
@@ -453,12 +474,14 @@ static __always_inline int write_enter(struct trace_event_raw_sys_enter *ctx, __
 	if (!w || w->dentry != (__u64)BPF_CORE_READ(f, f_path.dentry))
 		return 0;
 	struct rg_inflight in = {
-		.syscall = sys, .op = RG_OP_WRITE, .dfd = fd, .file = key,
+		.syscall = sys, .op = RG_OP_WRITE, .abi = abi, .dfd = fd, .file = key,
 	};
 	return stash(&in);
 }
 
-static __always_inline int write_exit(long ret)
+SEC("tp_btf/sys_exit")
+int BPF_PROG(rg_file_exit_write, struct pt_regs *regs, long ret)
+
 {
 	struct rg_inflight in_copy;
 	struct rg_scratch *s;
@@ -491,30 +514,6 @@ static __always_inline int write_exit(long ret)
 	event_submit(s);
 	return 0;
 }
-
-/* `fdarg`: the argument holding the fd written to */
-#define WRITE_HOOK(sys, SYS, fdarg)                                                             \
-	SEC("tracepoint/syscalls/sys_enter_" #sys)                                              \
-	int rg_enter_##sys(struct trace_event_raw_sys_enter *ctx)                               \
-	{                                                                                       \
-		return write_enter(ctx, SYS, (int)ARG(fdarg));                                  \
-	}
-
-SEC("tracepoint")
-int rg_file_exit_write(struct trace_event_raw_sys_exit *ctx)
-{
-	return write_exit(ctx->ret);
-}
-
-WRITE_HOOK(write, RG_SYS_WRITE, 0)
-WRITE_HOOK(writev, RG_SYS_WRITEV, 0)
-WRITE_HOOK(pwrite64, RG_SYS_PWRITE64, 0)
-WRITE_HOOK(pwritev, RG_SYS_PWRITEV, 0)
-WRITE_HOOK(pwritev2, RG_SYS_PWRITEV2, 0)
-/* data moved between files without write(2): cp uses copy_file_range */
-WRITE_HOOK(copy_file_range, RG_SYS_COPY_FILE_RANGE, 2)
-WRITE_HOOK(sendfile64, RG_SYS_SENDFILE, 0) /* the hook is called `sendfile` in the config */
-WRITE_HOOK(splice, RG_SYS_SPLICE, 2)
 
 /* A child inherits its parent's open files, so it inherits the write tracking too. */
 SEC("tp_btf/sched_process_fork")
@@ -569,7 +568,8 @@ static __always_inline int put_target(struct rg_scratch *s, struct rg_keybuf *k,
 	return key_passes(k, RG_V_WATCH);
 }
 
-static __always_inline int names_exit(long ret)
+SEC("tp_btf/sys_exit")
+int BPF_PROG(rg_file_exit_names, struct pt_regs *regs, long ret)
 {
 	struct task_struct *task = (void *)bpf_get_current_task();
 	struct rg_inflight in_copy;
@@ -616,32 +616,60 @@ static __always_inline int names_exit(long ret)
 	return 0;
 }
 
-#define NAMES_HOOK(sys, SYS, OP, DFD, NAME, DFD2, NAME2, FLAGS)                                 \
-	SEC("tracepoint/syscalls/sys_enter_" #sys)                                              \
-	int rg_enter_##sys(struct trace_event_raw_sys_enter *ctx)                               \
-	{                                                                                       \
-		struct rg_inflight in = {                                                       \
-			.syscall = SYS, .op = OP, .dfd = DFD, .name = NAME, .dfd2 = DFD2,       \
-			.name2 = NAME2, .flags = FLAGS,                                         \
-		};                                                                              \
-		return stash(&in);                                                              \
-	}
-
-SEC("tracepoint")
-int rg_file_exit_names(struct trace_event_raw_sys_exit *ctx)
-{
-	return names_exit(ctx->ret);
-}
-
 /* source as name, target as name2: the event's path is the target */
-NAMES_HOOK(rename, RG_SYS_RENAME, RG_OP_RENAME, AT_FDCWD, ARG(0), AT_FDCWD, ARG(1), 0)
-NAMES_HOOK(renameat, RG_SYS_RENAMEAT, RG_OP_RENAME, (int)ARG(0), ARG(1), (int)ARG(2), ARG(3), 0)
-NAMES_HOOK(renameat2, RG_SYS_RENAMEAT2, RG_OP_RENAME, (int)ARG(0), ARG(1), (int)ARG(2), ARG(3),
-	   ARG(4))
-NAMES_HOOK(unlink, RG_SYS_UNLINK, RG_OP_UNLINK, AT_FDCWD, ARG(0), 0, 0, 0)
-NAMES_HOOK(unlinkat, RG_SYS_UNLINKAT, RG_OP_UNLINK, (int)ARG(0), ARG(1), 0, 0, ARG(2))
-NAMES_HOOK(rmdir, RG_SYS_RMDIR, RG_OP_UNLINK, AT_FDCWD, ARG(0), 0, 0, 0)
-NAMES_HOOK(link, RG_SYS_LINK, RG_OP_LINK, AT_FDCWD, ARG(0), AT_FDCWD, ARG(1), 0)
-NAMES_HOOK(linkat, RG_SYS_LINKAT, RG_OP_LINK, (int)ARG(0), ARG(1), (int)ARG(2), ARG(3), ARG(4))
-NAMES_HOOK(symlink, RG_SYS_SYMLINK, RG_OP_LINK, AT_FDCWD, ARG(0), AT_FDCWD, ARG(1), 0)
-NAMES_HOOK(symlinkat, RG_SYS_SYMLINKAT, RG_OP_LINK, AT_FDCWD, ARG(0), (int)ARG(1), ARG(2), 0)
+SEC("tp_btf/sys_enter")
+int BPF_PROG(rg_file_enter_names, struct pt_regs *regs, long nr)
+{
+	struct rg_sysinfo *si = rg_sys_lookup(nr);
+
+	if (!si)
+		return 0;
+	__u8 abi = si->abi;
+	__u64 a0 = rg_arg(regs, 0, abi), a1 = rg_arg(regs, 1, abi), a2 = rg_arg(regs, 2, abi);
+	struct rg_inflight in = {
+		.syscall = si->id, .abi = abi, .dfd = AT_FDCWD, .dfd2 = AT_FDCWD, .name = a0,
+	};
+
+	switch (si->id) {
+	case RG_SYS_RENAME:
+	case RG_SYS_LINK:
+	case RG_SYS_SYMLINK:
+		in.name2 = a1;
+		break;
+	case RG_SYS_RENAMEAT:
+	case RG_SYS_RENAMEAT2:
+	case RG_SYS_LINKAT:
+		in.dfd = (int)a0;
+		in.name = a1;
+		in.dfd2 = (int)a2;
+		in.name2 = rg_arg(regs, 3, abi);
+		if (si->id != RG_SYS_RENAMEAT)
+			in.flags = (__u32)rg_arg(regs, 4, abi);
+		break;
+	case RG_SYS_UNLINKAT:
+		in.dfd = (int)a0;
+		in.name = a1;
+		in.flags = (__u32)a2;
+		break;
+	case RG_SYS_SYMLINKAT:
+		in.dfd2 = (int)a1;
+		in.name2 = a2;
+		break;
+	}
+	switch (si->id) {
+	case RG_SYS_RENAME:
+	case RG_SYS_RENAMEAT:
+	case RG_SYS_RENAMEAT2:
+		in.op = RG_OP_RENAME;
+		break;
+	case RG_SYS_UNLINK:
+	case RG_SYS_UNLINKAT:
+	case RG_SYS_RMDIR:
+		in.op = RG_OP_UNLINK;
+		in.dfd2 = 0;
+		break;
+	default:
+		in.op = RG_OP_LINK;
+	}
+	return stash(&in);
+}

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * What file.bpf.c and the optional resolve.bpf.c share: a file syscall's arguments, stashed per
- * thread from sys_enter to sys_exit, and what the resolver adds in between.
+ * thread from sys_enter to sys_exit (the open family needs no stash: its exit reads them from
+ * the saved registers), and what the resolver adds in between.
  */
 #ifndef RG_FILE_BPF_H
 #define RG_FILE_BPF_H
@@ -23,7 +24,8 @@ struct rg_inflight {
 	__s32 dfd2;
 	__u16 syscall;
 	__u8 op;
-	__u8 _pad[5];
+	__u8 abi;
+	__u8 _pad[4];
 };
 
 struct {

@@ -2,7 +2,9 @@
 /*
  * Network telemetry: connect, bind, listen, accept and accept4.
  *
- * Each syscall is seen twice: sys_enter checks that the fd is a socket of a reported family and
+ * The dispatcher (dispatch.bpf.h) tail-calls these programs for the hooked syscalls, native
+ * and i386 (the direct calls, and socketcall(2), which names the call and points at its
+ * arguments). Each syscall is seen twice: sys_enter checks that the fd is a socket of a reported family and
  * stashes the arguments per thread; sys_exit builds one rg_net_event with the result. Addresses
  * come from two places: the user's sockaddr (connect: where to; bind: what was asked for; read
  * at exit, after the kernel has copied it, so its page is resident) and the socket itself (the
@@ -11,6 +13,7 @@
  * every field are in randguard.h (struct rg_net_event).
  */
 #include "common.bpf.h"
+#include "dispatch.bpf.h"
 #include <bpf/bpf_endian.h>
 
 #define AF_UNSPEC 0
@@ -44,6 +47,8 @@ struct rg_net_inflight {
 	__u16 family;  /* the socket's family at enter (0: the fd was no socket) */
 	__u8 syscall;  /* enum rg_net_syscall */
 	__u8 op;       /* enum rg_net_op */
+	__u8 abi;      /* enum rg_abi */
+	__u8 _pad[7];
 };
 
 /* A plain hash, not an LRU: when it is full, a new call is counted as lost, not an old one. */
@@ -87,7 +92,7 @@ static __always_inline int family_wanted(__u16 family)
 }
 
 static __always_inline int net_enter(int fd, __u64 addr, __u32 addrlen, __u32 arg, __u8 sys,
-				     __u8 op)
+				     __u8 op, __u8 abi)
 {
 	struct task_struct *task = (void *)bpf_get_current_task();
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
@@ -105,7 +110,7 @@ static __always_inline int net_enter(int fd, __u64 addr, __u32 addrlen, __u32 ar
 
 	struct rg_net_inflight in = {
 		.addr = addr, .fd = fd, .addrlen = addrlen, .arg = arg, .family = family,
-		.syscall = sys, .op = op,
+		.syscall = sys, .op = op, .abi = abi,
 	};
 	/* a full in-flight table loses the event: counted */
 	if (bpf_map_update_elem(&rg_net_inflight, &tid, &in, BPF_ANY))
@@ -284,7 +289,8 @@ static __always_inline __u16 put_user_sockaddr(struct rg_scratch *s, __u64 uaddr
 	return sa_family;
 }
 
-static __always_inline int net_exit(long ret)
+SEC("tp_btf/sys_exit")
+int BPF_PROG(rg_net_exit, struct pt_regs *regs, long ret)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	struct rg_net_inflight *inp, in;
@@ -317,6 +323,7 @@ static __always_inline int net_exit(long ret)
 	e->arg = in.arg;
 	e->op = in.op;
 	e->syscall = in.syscall;
+	e->abi = in.abi;
 	e->family = in.family;
 	e->ppid = rg_current_ppid();
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
@@ -373,22 +380,58 @@ static __always_inline int net_exit(long ret)
 	return 0;
 }
 
-#define ARG(n) (ctx->args[n])
-
-#define NET_HOOK(sys, SYS, OP, ADDR, ADDRLEN, XARG)                                             \
-	SEC("tracepoint/syscalls/sys_enter_" #sys)                                              \
-	int rg_enter_##sys(struct trace_event_raw_sys_enter *ctx)                               \
-	{                                                                                       \
-		return net_enter((int)ARG(0), ADDR, ADDRLEN, XARG, SYS, OP);                    \
-	}                                                                                       \
-	SEC("tracepoint/syscalls/sys_exit_" #sys)                                               \
-	int rg_exit_##sys(struct trace_event_raw_sys_exit *ctx)                                 \
-	{                                                                                       \
-		return net_exit(ctx->ret);                                                      \
+static __always_inline __u8 op_of(__u16 sys)
+{
+	switch (sys) {
+	case RG_NSYS_CONNECT: return RG_NET_CONNECT;
+	case RG_NSYS_BIND: return RG_NET_BIND;
+	case RG_NSYS_LISTEN: return RG_NET_LISTEN;
+	default: return RG_NET_ACCEPT;
 	}
+}
 
-NET_HOOK(connect, RG_NSYS_CONNECT, RG_NET_CONNECT, ARG(1), (__u32)ARG(2), 0)
-NET_HOOK(bind, RG_NSYS_BIND, RG_NET_BIND, ARG(1), (__u32)ARG(2), 0)
-NET_HOOK(listen, RG_NSYS_LISTEN, RG_NET_LISTEN, 0, 0, (__u32)ARG(1))
-NET_HOOK(accept, RG_NSYS_ACCEPT, RG_NET_ACCEPT, 0, 0, 0)
-NET_HOOK(accept4, RG_NSYS_ACCEPT4, RG_NET_ACCEPT, 0, 0, (__u32)ARG(3))
+SEC("tp_btf/sys_enter")
+int BPF_PROG(rg_net_enter, struct pt_regs *regs, long nr)
+{
+	struct rg_sysinfo *si = rg_sys_lookup(nr);
+	__u64 a[4];
+
+	if (!si)
+		return 0;
+	__u8 abi = si->abi;
+	__u16 sys = si->id;
+
+	if (sys == RG_NSYS_SOCKETCALL) {
+		/* socketcall(call, args): the call's arguments are 32-bit words in user memory;
+		 * the loader noted the calls it hooks from RG_SOCKETCALL_BASE */
+		__u32 call = rg_arg(regs, 0, abi), w[4] = {};
+		const void *args = (const void *)rg_arg(regs, 1, abi);
+
+		if (call >= RG_SYS_INFO_SLOTS - RG_SOCKETCALL_BASE)
+			return 0;
+		call += RG_SOCKETCALL_BASE;
+		si = bpf_map_lookup_elem(&rg_sys_info, &call);
+		if (!si || !si->id)
+			return 0;
+		sys = si->id;
+		/* listen has two words, connect, bind and accept three: near a page end, read less */
+		if (bpf_probe_read_user(w, 16, args) && bpf_probe_read_user(w, 12, args))
+			bpf_probe_read_user(w, 8, args);
+		for (int i = 0; i < 4; i++)
+			a[i] = w[i];
+	} else {
+		for (int i = 0; i < 4; i++)
+			a[i] = rg_arg(regs, i, abi);
+	}
+	switch (sys) {
+	case RG_NSYS_CONNECT:
+	case RG_NSYS_BIND:
+		return net_enter((int)a[0], a[1], (__u32)a[2], 0, sys, op_of(sys), abi);
+	case RG_NSYS_LISTEN:
+		return net_enter((int)a[0], 0, 0, (__u32)a[1], sys, op_of(sys), abi);
+	case RG_NSYS_ACCEPT4:
+		return net_enter((int)a[0], 0, 0, (__u32)a[3], sys, op_of(sys), abi);
+	default:
+		return net_enter((int)a[0], 0, 0, 0, sys, op_of(sys), abi);
+	}
+}

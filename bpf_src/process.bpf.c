@@ -5,6 +5,7 @@
  * These records keep the agent's process table current and become process_* events.
  */
 #include "common.bpf.h"
+#include "dispatch.bpf.h"
 
 #define SIGNAL_GROUP_EXIT 0x00000004
 
@@ -17,7 +18,8 @@ const volatile __u8 rg_collect_cwd = 0;
 struct rg_exec_pending {
 	__u64 filename; /* user pointer */
 	__u32 source;
-	__u32 _pad;
+	__u8 abi;
+	__u8 _pad[3];
 };
 
 /*
@@ -99,6 +101,7 @@ int BPF_PROG(rg_proc_exec, struct task_struct *task, pid_t old_pid, struct linux
 	struct rg_exec_pending *pending = bpf_map_lookup_elem(&rg_exec_pending_map, &old_tid);
 	if (pending) {
 		e->source = pending->source;
+		e->abi = pending->abi;
 		bpf_map_delete_elem(&rg_exec_pending_map, &old_tid);
 	}
 
@@ -135,11 +138,21 @@ int BPF_PROG(rg_proc_exec, struct task_struct *task, pid_t old_pid, struct linux
 	return 0;
 }
 
-static __always_inline int exec_enter(const char *filename, __u32 source)
+/* Note which syscall an exec is, by thread, for sched_process_exec or the failure at exit. */
+SEC("tp_btf/sys_enter")
+int BPF_PROG(rg_proc_enter_exec, struct pt_regs *regs, long nr)
 {
+	struct rg_sysinfo *si = rg_sys_lookup(nr);
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	struct rg_exec_pending p = {.filename = (__u64)filename, .source = source};
 
+	if (!si)
+		return 0;
+	struct rg_exec_pending p = {
+		/* execveat(dirfd, name, ...) */
+		.filename = rg_arg(regs, si->id == RG_SRC_EXECVEAT, si->abi),
+		.source = si->id,
+		.abi = si->abi,
+	};
 	/* full: this exec's process_start has no source, and its failure is not reported */
 	if (bpf_map_update_elem(&rg_exec_pending_map, &tid, &p, BPF_ANY))
 		rg_count(&rg_table_full, RG_FAM_PROCESS);
@@ -147,7 +160,8 @@ static __always_inline int exec_enter(const char *filename, __u32 source)
 }
 
 /* After a successful exec the pending entry is gone already; after a failed one, report it. */
-static __always_inline int exec_exit(long ret)
+SEC("tp_btf/sys_exit")
+int BPF_PROG(rg_proc_exit_exec, struct pt_regs *regs, long ret)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	struct rg_exec_pending *p = bpf_map_lookup_elem(&rg_exec_pending_map, &tid);
@@ -167,36 +181,13 @@ static __always_inline int exec_exit(long ret)
 	e->ret = ret;
 	e->ppid = rg_current_ppid();
 	e->source = pending.source;
+	e->abi = pending.abi;
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	if (rg_put_user_str(s, (const char *)pending.filename, &s->pos, &e->filename))
 		e->hdr.flags |= RG_HF_TRUNC_S0;
 	e->hdr.size = s->pos;
 	rg_submit(s->rec, s->pos, RG_FAM_PROCESS);
 	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_enter_execve")
-int rg_enter_execve(struct trace_event_raw_sys_enter *ctx)
-{
-	return exec_enter((const char *)ctx->args[0], RG_SRC_EXECVE);
-}
-
-SEC("tracepoint/syscalls/sys_exit_execve")
-int rg_exit_execve(struct trace_event_raw_sys_exit *ctx)
-{
-	return exec_exit(ctx->ret);
-}
-
-SEC("tracepoint/syscalls/sys_enter_execveat")
-int rg_enter_execveat(struct trace_event_raw_sys_enter *ctx)
-{
-	return exec_enter((const char *)ctx->args[1], RG_SRC_EXECVEAT);
-}
-
-SEC("tracepoint/syscalls/sys_exit_execveat")
-int rg_exit_execveat(struct trace_event_raw_sys_exit *ctx)
-{
-	return exec_exit(ctx->ret);
 }
 
 SEC("tp_btf/sched_process_exit")

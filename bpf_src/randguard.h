@@ -96,6 +96,12 @@ enum rg_syscall {
 	RG_SYS_MAX = 23,
 };
 
+/* The ABI a syscall was made through (every record a syscall made has an `abi` field). */
+enum rg_abi {
+	RG_ABI_X86_64 = 0,
+	RG_ABI_I386 = 1, /* int $0x80 or sysenter: a 32-bit process, or a 64-bit one asking for it */
+};
+
 /* rg_file_event.fflags */
 enum rg_file_flag {
 	RG_FF_CREATED = 1 << 0, /* open: this call created the file (FMODE_CREATED) */
@@ -129,7 +135,8 @@ struct rg_file_event {
 	struct rg_str name;
 	struct rg_str dir2;
 	struct rg_str name2;
-	__u32 _pad;
+	__u8 abi; /* enum rg_abi */
+	__u8 _pad[3];
 };
 
 /* A new process or thread (sched_process_fork); the header is the parent's. */
@@ -158,7 +165,8 @@ struct rg_proc_exec {
 	__u32 egid;
 	__u64 cgroup_id;
 	__u32 source; /* enum rg_exec_source */
-	__u32 _pad;
+	__u8 abi;     /* enum rg_abi of the exec syscall (RG_SRC_UNKNOWN: 0) */
+	__u8 _pad[3];
 	char comm[RG_COMM_LEN];
 	char parent_comm[RG_COMM_LEN];
 	struct rg_str exe;      /* s0: absolute path of the new image, resolved by the kernel */
@@ -175,7 +183,8 @@ struct rg_proc_exec_failed {
 	__u32 source; /* enum rg_exec_source */
 	char comm[RG_COMM_LEN];
 	struct rg_str filename; /* s0: as passed */
-	__u32 _pad;
+	__u8 abi;               /* enum rg_abi */
+	__u8 _pad[3];
 };
 
 /* A process (or, with rg_report_threads, a thread) that ended (sched_process_exit). */
@@ -241,6 +250,7 @@ enum rg_net_syscall {
 	RG_NSYS_LISTEN = 3,
 	RG_NSYS_ACCEPT = 4,
 	RG_NSYS_ACCEPT4 = 5,
+	RG_NSYS_SOCKETCALL = 6, /* i386 socketcall(2): dispatch only; its events name the call made */
 };
 
 /* Address families and protocols as the kernel numbers them (other values are passed raw). */
@@ -322,7 +332,8 @@ struct rg_net_event {
 	__u8 raddr[16];
 	char comm[RG_COMM_LEN];
 	struct rg_str unix_path; /* s0 */
-	__u32 _pad;
+	__u8 abi;                /* enum rg_abi */
+	__u8 _pad[3];
 };
 
 #endif /* RANDGUARD_H */

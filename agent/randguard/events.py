@@ -26,6 +26,7 @@ class FileEvent(Record, kw_only=True):
     """file_open, file_write, file_rename, file_unlink, file_link."""
 
     syscall: str
+    abi: str
     pid: int
     tid: int
     ppid: int | None
@@ -54,6 +55,7 @@ class NetworkEvent(Record, kw_only=True):
     """network_connect, network_bind, network_listen, network_accept."""
 
     syscall: str | None
+    abi: str | None
     pid: int | None
     tid: int | None
     ppid: int | None
@@ -96,6 +98,7 @@ class ProcessStart(Record, kw_only=True):
     filename: str | None
     filename_truncated: bool
     source: str | None
+    abi: str | None
     argv: list[str] | None
     argv_truncated: bool | None
     cwd: str | None
@@ -116,6 +119,7 @@ class ProcessExecFailed(Record, kw_only=True):
     exe_path: str | None
     filename: str | None
     source: str | None
+    abi: str
     ret: int
     error: str
 

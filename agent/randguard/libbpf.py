@@ -80,6 +80,7 @@ struct bpf_program *bpf_object__find_program_by_name(const struct bpf_object *ob
 
 const char *bpf_program__name(const struct bpf_program *prog);
 const char *bpf_program__section_name(const struct bpf_program *prog);
+int bpf_program__fd(const struct bpf_program *prog);
 int bpf_program__set_autoload(struct bpf_program *prog, bool autoload);
 struct bpf_link *bpf_program__attach(const struct bpf_program *prog);
 struct bpf_link *bpf_program__attach_tracepoint(const struct bpf_program *prog,
@@ -664,6 +665,13 @@ class BpfObject(Handle):
     def program_section(self, name: str) -> str:
         """ELF section of a program, e.g. "tracepoint/syscalls/sys_enter_openat"."""
         return _cstr(_lib.bpf_program__section_name(self._prog_ptr(name)))
+
+    def program_fd(self, name: str) -> int:
+        """The loaded program's fd (to put it into a program array)."""
+        fd = _lib.bpf_program__fd(self._prog_ptr(name))
+        if fd < 0:
+            raise LibbpfError(-fd, "get fd of program", name)
+        return fd
 
     def set_autoload(self, prog: str, on: bool) -> None:
         """Choose before load whether ``prog`` is loaded (skip probes the kernel lacks)."""

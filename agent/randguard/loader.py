@@ -14,22 +14,21 @@ import os
 import struct
 from pathlib import Path
 
-from . import matcher, records
+from . import matcher, records, syscalls
 from .config import Config
 from .handle import Handle
 from .libbpf import (
     BpfObject,
     LibbpfError,
     Map,
-    ensure_tracefs,
     possible_cpus,
-    tracepoint_exists,
 )
 
 log = logging.getLogger("randguard.loader")
 
 # Maps every object shares: created by the first object loaded, reused by the others.
-SHARED_MAPS = ("rg_events", "rg_drops", "rg_filtered", "rg_table_full", "rg_scratch_map")
+SHARED_MAPS = ("rg_events", "rg_drops", "rg_filtered", "rg_table_full", "rg_scratch_map",
+               "rg_sys_info")
 
 CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 21, 38, 39
 
@@ -107,6 +106,14 @@ def _open(name: str) -> BpfObject:
     return BpfObject(path)
 
 
+def _share(obj: BpfObject, owner: BpfObject, rodata: dict[str, int]) -> None:
+    """Before load: the settings `obj` has, and the shared maps it uses, taken from `owner`."""
+    obj.set_rodata({k: v for k, v in rodata.items() if k in obj.rodata_vars()})
+    for name in SHARED_MAPS:
+        if name in obj.maps():
+            obj.reuse_map(name, owner.map(name).fd)
+
+
 def _fill_filter(obj: BpfObject, kf: matcher.KernelFilter) -> None:
     trie = obj.map("rg_filter_trie")
     if len(kf.trie) > trie.max_entries:
@@ -135,73 +142,55 @@ def fill_filter(ks: KernelSide, file_filter: matcher.FileFilter) -> None:
             _fill_filter(obj, matcher.compile_kernel_filter(file_filter))
 
 
-# hooks whose tracepoint has another name than the hook
-TRACEPOINTS = {"sendfile": "sendfile64"}
-HOOK_NAMES = {tp: hook for hook, tp in TRACEPOINTS.items()}
-
-# file syscalls whose sys_exit is served by one program per family (see file.bpf.c)
-FAMILY_EXITS = {
-    "rg_file_exit_open": ("open", "creat", "openat", "openat2"),
-    "rg_file_exit_write": ("write", "writev", "pwrite64", "pwritev", "pwritev2", "copy_file_range",
-                      "sendfile", "splice"),
-    "rg_file_exit_names": ("rename", "renameat", "renameat2", "unlink", "unlinkat", "rmdir", "link",
-                      "linkat", "symlink", "symlinkat"),
-}
-EXIT_OF = {hook: prog for prog, hooks in FAMILY_EXITS.items() for hook in hooks}
-
-
-def _syscall_hooks(obj: BpfObject) -> dict[str, str]:
-    """hook name -> tracepoint name, for each syscall the object has an enter program for."""
-    out = {}
-    for prog in obj.programs():
-        if prog.startswith("rg_enter_"):
-            tp = prog.removeprefix("rg_enter_")
-            out[HOOK_NAMES.get(tp, tp)] = tp
-    return out
+def _fill_dispatch(dispatch: BpfObject, objs: dict[str, BpfObject],
+                   hooks: dict[str, set[str]]) -> bool:
+    """Put each hooked syscall's family programs into the dispatcher's slots, both ABIs.
+    Returns whether any syscall needs the sys_enter dispatcher."""
+    info, enter, exit_ = (dispatch.map(m) for m in ("rg_sys_info", "rg_enter_progs",
+                                                     "rg_exit_progs"))
+    any_enter = False
+    for name, wanted in hooks.items():
+        obj = objs[name]
+        for slot in syscalls.slots(wanted):
+            key = struct.pack("<I", slot.index)
+            info.update(key, struct.pack("<HBx", slot.id, slot.abi))
+            if slot.index >= exit_.max_entries:
+                continue  # a socketcall call: described, served by socketcall's own slot
+            exit_.update(key, struct.pack("<I", obj.program_fd(slot.handler.exit)))
+            if slot.handler.enter:
+                enter.update(key, struct.pack("<I", obj.program_fd(slot.handler.enter)))
+                any_enter = True
+    return any_enter
 
 
-def _select_syscalls(obj: BpfObject, family: str, wanted: set[str], ks: KernelSide,
-                     consequence: str) -> set[str]:
-    """Autoload the programs of each wanted syscall that this kernel has; a missing
-    tracepoint is a warning for that hook, never a failed start. Returns what will attach."""
-    progs = set(obj.programs())
-    ok = set()
-    for hook, tp in _syscall_hooks(obj).items():
-        on = hook in wanted
-        if on and not tracepoint_exists("syscalls", f"sys_enter_{tp}"):
-            log.warning("%s hook %s: no tracepoint syscalls/sys_enter_%s on this kernel; %s",
-                        family, hook, tp, consequence)
-            ks.missing_hooks.append(hook)
-            on = False
-        obj.set_autoload(f"rg_enter_{tp}", on)
-        if f"rg_exit_{tp}" in progs:
-            obj.set_autoload(f"rg_exit_{tp}", on)
-        if on:
-            ok.add(hook)
-    return ok
+def attach_syscalls(ks: KernelSide, owner: BpfObject, objs: dict[str, BpfObject],
+                    hooks: dict[str, set[str]], rodata: dict[str, int]) -> None:
+    """Load the dispatcher (sharing `owner`'s maps), give it the family programs of `objs`
+    for the syscalls in `hooks` (object name -> hook names), and attach it: from then on
+    those syscalls are traced, native and i386. No hooks: no dispatcher at all."""
+    if not any(hooks.values()):
+        return
+    dispatch = _open("dispatch")
+    ks.objects.append(dispatch)
+    _share(dispatch, owner, rodata)
+    dispatch.load()
+    any_enter = _fill_dispatch(dispatch, objs, hooks)
+    for prog in ("rg_sys_enter", "rg_sys_exit") if any_enter else ("rg_sys_exit",):
+        dispatch.attach(prog)
+        ks.attached.append(prog)
+    for wanted in hooks.values():
+        ks.hooks |= wanted
 
 
-def _attach_all(ks: KernelSide, syscalls: dict[str, set[str]]) -> None:
-    """Each enabled syscall's enter and exit programs, then the scheduler hooks."""
+def _attach_sched(ks: KernelSide) -> None:
+    """The scheduler hooks of every object (the syscall programs are only ever tail-called)."""
     for obj in ks.objects:
-        name = Path(obj.path).name.removesuffix(".bpf.o")
-        progs = set(obj.programs())
-        for hook, tp in _syscall_hooks(obj).items():
-            if hook not in syscalls[name]:
-                continue
-            obj.attach(f"rg_enter_{tp}")
-            if f"rg_exit_{tp}" in progs:
-                obj.attach(f"rg_exit_{tp}")
-                ks.attached += [f"rg_enter_{tp}", f"rg_exit_{tp}"]
-            else:
-                obj.attach(EXIT_OF[hook], ("syscalls", f"sys_exit_{tp}"))
-                ks.attached += [f"rg_enter_{tp}", EXIT_OF[hook]]
-            ks.hooks.add(hook)
-        for prog in sorted(progs - FAMILY_EXITS.keys()):
-            if not prog.startswith(("rg_enter_", "rg_exit_")):
+        for prog in obj.programs():
+            section = obj.program_section(prog)
+            if section.startswith("tp_btf/sched_"):
                 obj.attach(prog)
                 ks.attached.append(prog)
-                ks.hooks.add(obj.program_section(prog).rsplit("/", 1)[-1])
+                ks.hooks.add(section.removeprefix("tp_btf/"))
 
 
 # resolve.bpf.c: fentry programs on the kernel's path hooks, for the syscalls they serve
@@ -228,9 +217,8 @@ def _add_resolver(ks: KernelSide, fobj: BpfObject, rodata: dict[str, int],
     level = libbpf_log.level
     libbpf_log.setLevel(logging.ERROR)  # its failure is expected on some kernels: said once below
     try:
-        obj.set_rodata({k: v for k, v in rodata.items() if k in obj.rodata_vars()})
-        for shared in (*SHARED_MAPS, "rg_inflight_map"):
-            obj.reuse_map(shared, fobj.map(shared).fd)
+        _share(obj, fobj, rodata)
+        obj.reuse_map("rg_inflight_map", fobj.map("rg_inflight_map").fd)
         progs = {obj.program_section(p).split("/", 1)[1]: p for p in obj.programs()}
         for hook, prog in progs.items():
             obj.set_autoload(prog, hook in wanted)
@@ -259,11 +247,11 @@ def load(cfg: Config, file_filter: matcher.FileFilter) -> KernelSide:
     missing = missing_capabilities()
     if missing:
         raise LoadError(f"missing capabilities: {', '.join(missing)} (run as root)")
-    ensure_tracefs()
     ring_bytes = cfg.ebpf.buffer_size * 1024
     rodata = {"rg_self_tgid": os.getpid(), "rg_wakeup_bytes": ring_bytes // 4}
     ks = KernelSide()
-    syscalls: dict[str, set[str]] = {}  # object name -> syscalls whose hooks attach
+    objs: dict[str, BpfObject] = {}
+    hooks: dict[str, set[str]] = {}  # object name -> the syscalls it serves
     try:
         proc = _open("process")
         ks.objects.append(proc)
@@ -281,44 +269,41 @@ def load(cfg: Config, file_filter: matcher.FileFilter) -> KernelSide:
         # indexed by CPU id: every possible CPU needs its slot
         proc.set_max_entries("rg_scratch_map", possible_cpus())
         proc.set_max_entries("rg_exec_pending_map", cfg.performance.max_pending_exec_sources)
-        proc_on = cfg.events.process and pc.enabled
-        syscalls["process"] = _select_syscalls(
-            proc, "process", set(pc.hooks) if proc_on else set(), ks,
-            "exec source and failed execs not reported")
         proc.load()
+        objs["process"] = proc
+        if cfg.events.process and pc.enabled:
+            hooks["process"] = set(pc.hooks) & syscalls.HANDLERS.keys()
 
-        def add(name: str, extra_rodata: dict[str, int], wanted: set[str],
+        def add(name: str, extra_rodata: dict[str, int],
                 sizes: dict[str, int] | None = None) -> BpfObject:
             obj = _open(name)
             ks.objects.append(obj)
-            obj.set_rodata(rodata | extra_rodata)
-            for shared in SHARED_MAPS:
-                obj.reuse_map(shared, proc.map(shared).fd)
+            _share(obj, proc, rodata | extra_rodata)
             for map_name, n in (sizes or {}).items():
                 obj.set_max_entries(map_name, n)
-            syscalls[name] = _select_syscalls(obj, name, wanted, ks, "hook disabled")
             obj.load()
+            objs[name] = obj
             return obj
 
         fobj = None
         if cfg.events.file and cfg.file.enabled:
             kf = matcher.compile_kernel_filter(file_filter)
-            fobj = add("file", {}, set(cfg.file.hooks),
+            fobj = add("file", {},
                        # room for the filter, and for a reload that adds to it
                        {"rg_filter_trie": max(4096, 2 * len(kf.trie)),
                         "rg_inflight_map": cfg.performance.max_syscalls_in_flight})
             _fill_filter(fobj, kf)
+            hooks["file"] = set(cfg.file.hooks)
         if cfg.events.network and cfg.network.enabled:
-            hooks = set(cfg.network.hooks)
-            if "accept" in hooks:
-                hooks.add("accept4")
-            add("network", {"rg_net_all_families": int(cfg.network.all_families)}, hooks,
+            add("network", {"rg_net_all_families": int(cfg.network.all_families)},
                 {"rg_net_inflight": cfg.performance.max_syscalls_in_flight})
-
+            net = set(cfg.network.hooks)
+            hooks["network"] = net | ({"accept4"} if "accept" in net else set())
         # Attach last: the filter is in place before the first event can fire.
-        _attach_all(ks, syscalls)
+        _attach_sched(ks)
+        attach_syscalls(ks, proc, objs, hooks, rodata)
         if fobj is not None:
-            _add_resolver(ks, fobj, rodata, syscalls["file"])
+            _add_resolver(ks, fobj, rodata, hooks["file"])
     except BaseException:
         ks.close()
         raise

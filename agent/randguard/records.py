@@ -26,6 +26,7 @@ KIND_PROC_EXEC_FAILED: Final = 5
 KIND_NET: Final = 6
 
 EXEC_SOURCES: Final = (None, "execve", "execveat")
+ABIS: Final = ("x86_64", "i386")  # enum rg_abi
 
 # rg_header.flags: string slot n was cut
 HF_TRUNC_S0: Final = 1 << 0
@@ -43,7 +44,7 @@ FAMILIES: Final = ("file", "process", "network")
 # rg_net_event.op, .syscall, .nflags; address families and protocols (randguard.h)
 NET_OPS: Final = {1: "network_connect", 2: "network_bind", 3: "network_listen",
                   4: "network_accept"}
-NET_SYSCALLS: Final = (None, "connect", "bind", "listen", "accept", "accept4")
+NET_SYSCALLS: Final = (None, "connect", "bind", "listen", "accept", "accept4", "socketcall")
 NF_LOCAL: Final = 1 << 0
 NF_REMOTE: Final = 1 << 1
 NF_SOCK: Final = 1 << 2
@@ -81,7 +82,7 @@ FILE_FIELDS: Final = (
     ("ret", "q"), ("flags", "Q"), ("ino", "Q"), ("dev", "I"), ("ppid", "I"), ("syscall", "H"),
     ("op", "B"), ("fflags", "B"), ("fd", "i"), ("comm", "16s"), ("path", STR_FIELD),
     ("dir", STR_FIELD), ("name", STR_FIELD), ("dir2", STR_FIELD), ("name2", STR_FIELD),
-    ("_pad", "4x"),
+    ("abi", "B"), ("_pad", "3x"),
 )
 FORK_FIELDS: Final = (
     ("parent_tgid", "I"), ("child_tgid", "I"), ("child_tid", "I"), ("_pad", "4x"),
@@ -89,12 +90,12 @@ FORK_FIELDS: Final = (
 )
 EXEC_FIELDS: Final = (
     ("ppid", "I"), ("old_tid", "I"), ("euid", "I"), ("egid", "I"), ("cgroup_id", "Q"),
-    ("source", "I"), ("_pad", "4x"), ("comm", "16s"), ("parent_comm", "16s"),
+    ("source", "I"), ("abi", "B"), ("_pad", "3x"), ("comm", "16s"), ("parent_comm", "16s"),
     ("exe", STR_FIELD), ("filename", STR_FIELD), ("args", STR_FIELD), ("cwd", STR_FIELD),
 )
 EXEC_FAILED_FIELDS: Final = (
     ("ret", "q"), ("ppid", "I"), ("source", "I"), ("comm", "16s"), ("filename", STR_FIELD),
-    ("_pad", "4x"),
+    ("abi", "B"), ("_pad", "3x"),
 )
 EXIT_FIELDS: Final = (
     ("exit_code", "i"), ("group_dead", "B"), ("_pad", "3x"), ("lifetime_ns", "Q"),
@@ -105,7 +106,7 @@ NET_FIELDS: Final = (
     ("arg", "I"), ("family", "H"), ("sa_family", "H"), ("sock_type", "H"), ("protocol", "H"),
     ("lport", "H"), ("rport", "H"), ("op", "B"), ("syscall", "B"), ("nflags", "H"),
     ("laddr", "16s"), ("raddr", "16s"), ("comm", "16s"), ("unix_path", STR_FIELD),
-    ("_pad", "4x"),
+    ("abi", "B"), ("_pad", "3x"),
 )
 
 # C struct name -> fields after the header (None: the header itself)
@@ -199,6 +200,7 @@ class FileRecord(msgspec.Struct, frozen=True):
     name: bytes | None
     dir2: bytes | None
     name2: bytes | None
+    abi: int = 0
 
 
 class ForkRecord(msgspec.Struct, frozen=True):
@@ -236,6 +238,7 @@ class ExecRecord(msgspec.Struct, frozen=True):
     filename: bytes | None
     args: bytes | None = None
     cwd: bytes | None = None
+    abi: int = 0
 
 
 class ExecFailedRecord(msgspec.Struct, frozen=True):
@@ -252,6 +255,7 @@ class ExecFailedRecord(msgspec.Struct, frozen=True):
     source: int
     comm: bytes
     filename: bytes | None
+    abi: int = 0
 
 
 class ExitRecord(msgspec.Struct, frozen=True):
@@ -301,6 +305,7 @@ class NetRecord(msgspec.Struct, frozen=True):
     comm: bytes
     unix_path: bytes | None
     unix_abstract: bool
+    abi: int = 0
 
 
 Record = FileRecord | ForkRecord | ExecRecord | ExecFailedRecord | ExitRecord | NetRecord
@@ -334,22 +339,23 @@ def decode(rec: bytes) -> Record:
             raise DecodeError("short_record", f"file record of {size} bytes")
         (_, _, _, hflags, ts, pid, tid, uid, gid, ret, oflags, ino, dev, ppid, sysc, op, fflags,
          fd, comm, p_off, p_len, d_off, d_len, n_off, n_len, d2_off, d2_len, n2_off,
-         n2_len) = FILE.unpack_from(rec)
+         n2_len, abi) = FILE.unpack_from(rec)
         return FileRecord(
             kind, hflags, ts, pid, tid, uid, gid, ret, oflags, ino, dev, ppid, sysc, op, fflags,
             fd, _cstr(comm), _slot(rec, p_off, p_len, size), _slot(rec, d_off, d_len, size),
             _slot(rec, n_off, n_len, size), _slot(rec, d2_off, d2_len, size),
-            _slot(rec, n2_off, n2_len, size),
+            _slot(rec, n2_off, n2_len, size), abi,
         )
     if kind == KIND_PROC_EXEC:
         if size < EXEC.size:
             raise DecodeError("short_record", f"exec record of {size} bytes")
-        (_, _, _, hflags, ts, pid, tid, uid, gid, ppid, old_tid, euid, egid, cgid, src, comm,
-         pcomm, e_off, e_len, f_off, f_len, a_off, a_len, c_off, c_len) = EXEC.unpack_from(rec)
+        (_, _, _, hflags, ts, pid, tid, uid, gid, ppid, old_tid, euid, egid, cgid, src, abi,
+         comm, pcomm, e_off, e_len, f_off, f_len, a_off, a_len, c_off,
+         c_len) = EXEC.unpack_from(rec)
         return ExecRecord(
             hflags, ts, pid, tid, uid, gid, ppid, old_tid, euid, egid, cgid, src, _cstr(comm),
             _cstr(pcomm), _slot(rec, e_off, e_len, size), _slot(rec, f_off, f_len, size),
-            _slot(rec, a_off, a_len, size), _slot(rec, c_off, c_len, size),
+            _slot(rec, a_off, a_len, size), _slot(rec, c_off, c_len, size), abi,
         )
     if kind == KIND_PROC_FORK:
         if size < FORK.size:
@@ -365,15 +371,15 @@ def decode(rec: bytes) -> Record:
         if size < EXEC_FAILED.size:
             raise DecodeError("short_record", f"exec-failed record of {size} bytes")
         (_, _, _, hflags, ts, pid, tid, uid, gid, ret, ppid, src, comm, f_off,
-         f_len) = EXEC_FAILED.unpack_from(rec)
+         f_len, abi) = EXEC_FAILED.unpack_from(rec)
         return ExecFailedRecord(hflags, ts, pid, tid, uid, gid, ret, ppid, src, _cstr(comm),
-                                _slot(rec, f_off, f_len, size))
+                                _slot(rec, f_off, f_len, size), abi)
     if kind == KIND_NET:
         if size < NET.size:
             raise DecodeError("short_record", f"network record of {size} bytes")
         (_, _, _, hflags, ts, pid, tid, uid, gid, ret, ino, ppid, fd, scope, arg, fam, sa_fam,
          stype, proto, lport, rport, op, sysc, nflags, laddr, raddr, comm, u_off,
-         u_len) = NET.unpack_from(rec)
+         u_len, abi) = NET.unpack_from(rec)
         local = remote = None
         if nflags & NF_LOCAL:
             local = _net_addr(fam, laddr)
@@ -383,9 +389,14 @@ def decode(rec: bytes) -> Record:
             hflags, ts, pid, tid, uid, gid, ret, ino, ppid, fd, scope, arg, fam, sa_fam, stype,
             proto, op, sysc, nflags, local, lport if local is not None else None, remote,
             rport if remote is not None else None, _cstr(comm), _slot(rec, u_off, u_len, size),
-            bool(nflags & NF_UNIX_ABSTRACT),
+            bool(nflags & NF_UNIX_ABSTRACT), abi,
         )
     raise DecodeError("unknown_kind", f"record kind {kind}")
+
+
+def abi_name(abi: int) -> str:
+    """The `abi` output value of a record's enum rg_abi."""
+    return ABIS[abi] if abi < len(ABIS) else "unknown"
 
 
 def _net_addr(family: int, raw: bytes) -> str | None:

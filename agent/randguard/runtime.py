@@ -188,7 +188,8 @@ class Agent:
             info = self.pipeline.procs.get(s.pid) if s.pid is not None else None
             out.append(NetworkEvent(
                 event_type="network_listen", timestamp=stamp, timestamp_ns=now, host=host,
-                syscall=None, pid=s.pid, tid=None, ppid=info.ppid if info else None, uid=s.uid,
+                syscall=None, abi=None, pid=s.pid, tid=None,
+                ppid=info.ppid if info else None, uid=s.uid,
                 gid=None, comm=s.comm, exe_path=info.exe_path if info else None,
                 family=s.family, protocol=s.protocol, sock_type=s.sock_type, socket_fd=None,
                 direction="inbound", local_addr=s.local_addr, local_port=s.local_port,

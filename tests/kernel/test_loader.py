@@ -1,4 +1,4 @@
-"""The loader on the real kernel: hook selection, missing tracepoints, shared maps."""
+"""The loader on the real kernel: hook selection, the dispatcher's slots, shared maps."""
 
 from __future__ import annotations
 
@@ -11,27 +11,46 @@ from pathlib import Path
 import pytest
 from agent_proc import fd_map_id, wait_no_orphans
 
-from randguard import loader
+from randguard import loader, records, syscalls
 from randguard.config import parse_config
 from randguard.matcher import FileFilter
 
 pytestmark = pytest.mark.kernel
 
 
-def test_missing_tracepoint_warns_and_disables_only_that_hook(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    real = loader.tracepoint_exists
-    monkeypatch.setattr(loader, "tracepoint_exists",
-                        lambda cat, name: name != "sys_enter_rename" and real(cat, name))
-    cfg = parse_config("")
-    with caplog.at_level(logging.WARNING), loader.load(cfg, FileFilter.from_config(cfg.file)) as ks:
-        # (the resolver's fentry hooks are missing too on kernels without fentry: not this test's)
-        assert [h for h in ks.missing_hooks if h not in loader.RESOLVER_HOOKS] == ["rename"]
-        assert "rename" not in ks.hooks and "rg_enter_rename" not in ks.attached
-        assert {"renameat", "renameat2", "sched_process_exec"} <= ks.hooks
-        assert {"rg_enter_renameat2", "rg_file_exit_names", "rg_proc_exec"} <= set(ks.attached)
-    assert "file hook rename" in caplog.text and "hook disabled" in caplog.text
+def _filled_slots(ks: loader.KernelSide) -> dict[int, tuple[int, int]]:
+    """The dispatcher's described slots: index -> (syscall id, abi)."""
+    dispatch = next(o for o in ks.objects if o.path.endswith("dispatch.bpf.o"))
+    info = dispatch.map("rg_sys_info")
+    out = {}
+    for i in range(info.max_entries):
+        sid, abi = struct.unpack("<HB", info.lookup(struct.pack("<I", i))[:3])
+        if sid:
+            out[i] = (sid, abi)
+    return out
+
+
+def test_each_hook_gets_its_native_and_i386_slots_and_nothing_else() -> None:
+    cfg = parse_config('[file]\nhooks = ["openat", "write", "sendfile"]\n'
+                       '[process]\nhooks = ["execve", "fork", "exit"]\n'
+                       '[events]\nnetwork = true\n[network]\nenabled = true\n'
+                       'hooks = ["connect"]\n')
+    with loader.load(cfg, FileFilter.from_config(cfg.file)) as ks:
+        sys_ids = records.SYSCALLS.index
+        i386 = syscalls.IA32_BASE
+        connect = records.NET_SYSCALLS.index("connect")
+        assert _filled_slots(ks) == {
+            257: (sys_ids("openat"), 0), i386 + 295: (sys_ids("openat"), 1),
+            1: (sys_ids("write"), 0), i386 + 4: (sys_ids("write"), 1),
+            40: (sys_ids("sendfile"), 0), i386 + 187: (sys_ids("sendfile"), 1),
+            i386 + 239: (sys_ids("sendfile"), 1),
+            59: (records.EXEC_SOURCES.index("execve"), 0), i386 + 11: (1, 1),
+            42: (connect, 0), i386 + 362: (connect, 1),
+            # i386 socketcall(SYS_CONNECT)
+            i386 + 102: (records.NET_SYSCALLS.index("socketcall"), 1),
+            syscalls.SOCKETCALL_BASE + 3: (connect, 1),
+        }
+        assert {"rg_sys_enter", "rg_sys_exit"} <= set(ks.attached)
     assert wait_no_orphans() == set()
 
 
@@ -43,14 +62,14 @@ def test_resolver_attaches_where_fentry_works_else_only_warns(
         resolver = set(loader.RESOLVER_HOOKS)
         names = [Path(o.path).name for o in ks.objects]
         if resolver <= ks.hooks:  # fentry works (the qemu guests' Debian kernels)
-            assert names == ["process.bpf.o", "file.bpf.o", "resolve.bpf.o"]
-            fobj, robj = ks.objects[1:]
+            assert names == ["process.bpf.o", "file.bpf.o", "dispatch.bpf.o", "resolve.bpf.o"]
+            fobj, _, robj = ks.objects[1:]
             assert fd_map_id(fobj.map("rg_inflight_map").fd) == fd_map_id(
                 robj.map("rg_inflight_map").fd)
             assert {f"rg_resolve_{h.rsplit('_', 1)[1]}" for h in resolver} <= set(ks.attached)
             assert "rename, link and unlink paths" not in caplog.text
         else:  # no fentry (this development machine): one warning, the rest unchanged
-            assert names == ["process.bpf.o", "file.bpf.o"]
+            assert names == ["process.bpf.o", "file.bpf.o", "dispatch.bpf.o"]
             assert sorted(resolver) == ks.missing_hooks
             assert caplog.text.count("rename, link and unlink paths: cannot hook") == 1
             assert "libbpf:" not in caplog.text  # libbpf's own lines about it are not shown
@@ -63,11 +82,15 @@ def test_only_configured_hooks_are_attached_and_maps_are_shared() -> None:
     with loader.load(cfg, FileFilter.from_config(cfg.file)) as ks:
         assert ks.hooks == {"openat", "write", "execve", "execveat", "sched_process_fork",
                             "sched_process_exec", "sched_process_exit"}
-        # one exit program per file family serves each of its syscalls
-        assert {"rg_file_exit_open", "rg_file_exit_write", "rg_exit_execve"} <= set(ks.attached)
-        proc, fobj = ks.objects
+        # two dispatchers for every syscall, the family programs only tail-called
+        assert set(ks.attached) == {"rg_sys_enter", "rg_sys_exit", "rg_proc_fork",
+                                    "rg_proc_exec", "rg_proc_exit", "rg_file_fork",
+                                    "rg_file_proc_gone"}
+        proc, fobj, dispatch = ks.objects
         for name in loader.SHARED_MAPS:
-            assert fd_map_id(proc.map(name).fd) == fd_map_id(fobj.map(name).fd)
+            for obj in (fobj, dispatch):
+                if name in obj.maps():
+                    assert fd_map_id(proc.map(name).fd) == fd_map_id(obj.map(name).fd)
         assert ks.events.max_entries == 256 * 1024
         assert ks.drop_counts() == {"file": 0, "process": 0, "network": 0}
 
@@ -75,8 +98,7 @@ def test_only_configured_hooks_are_attached_and_maps_are_shared() -> None:
 def test_file_events_off_loads_no_file_object() -> None:
     cfg = parse_config('[events]\nfile = false\n[process]\nhooks = ["fork", "exit"]\n')
     with loader.load(cfg, FileFilter.from_config(cfg.file)) as ks:
-        assert len(ks.objects) == 1
-        assert not [p for p in ks.attached if p.startswith("rg_enter_")]
+        assert len(ks.objects) == 1  # no syscall hooked: no dispatcher either
         assert set(ks.attached) == {"rg_proc_fork", "rg_proc_exec", "rg_proc_exit"}
 
 

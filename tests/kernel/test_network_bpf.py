@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from randguard import records
+from randguard import loader, records
 from randguard.libbpf import BpfObject
 from randguard.ringbuf import RingBuffer
 
@@ -52,15 +52,19 @@ class Net:
         self.obj.set_max_entries("rg_scratch_map", os.cpu_count() or 1)
         self.obj.set_max_entries("rg_events", 1 << 22)
         self.obj.load()
-        for prog in self.obj.programs():
-            self.obj.attach(prog)
+        # the syscall dispatcher, sharing this object's maps, tail-calls its programs
+        self.ks = loader.KernelSide()
+        self.ks.objects.append(self.obj)
+        loader.attach_syscalls(self.ks, self.obj, {"network": self.obj},
+                               {"network": {"connect", "bind", "listen", "accept", "accept4"}},
+                               {})
         ev = self.obj.map("rg_events")
         self.ring = RingBuffer(ev.fd, ev.max_entries)
         self.seen: list[records.NetRecord] = []
 
     def close(self) -> None:
         self.ring.close()
-        self.obj.close()
+        self.ks.close()
 
     def _drain(self) -> None:
         tid = threading.get_native_id()

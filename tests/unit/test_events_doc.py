@@ -160,7 +160,7 @@ _PROC = dict(pid=30779, tid=30779, ppid=27916, uid=0, gid=0, comm="sh", exe_path
 def samples() -> dict[str, events.Record]:
     return {
         "FileEvent": events.FileEvent(
-            seq=2621, event_type="file_open", **_COMMON, syscall="openat", **_PROC,
+            seq=2621, event_type="file_open", **_COMMON, syscall="openat", abi="x86_64", **_PROC,
             resolved_path="/etc/systemd/system/rand-guard-demo.service",
             filename="/etc/systemd/system/rand-guard-demo.service", old_path=None,
             old_filename=None, ret=3, error=None, flags=577, access="write", created=True, fd=3,
@@ -168,7 +168,7 @@ def samples() -> dict[str, events.Record]:
             detection_type="systemd_service_modified", mitre=["T1543.002"],
         ),
         "NetworkEvent": events.NetworkEvent(
-            seq=15, event_type="network_connect", **_COMMON, syscall="connect",
+            seq=15, event_type="network_connect", **_COMMON, syscall="connect", abi="x86_64",
             **(_PROC | {"comm": "python", "exe_path": "/usr/bin/python3.11"}), family="ipv4",
             protocol="tcp", sock_type="stream", socket_fd=7, direction="outbound",
             local_addr="127.0.0.1", local_port=50786, remote_addr="127.0.0.1", remote_port=4444,
@@ -179,12 +179,12 @@ def samples() -> dict[str, events.Record]:
             seq=3, event_type="process_start", **_COMMON,
             **(_PROC | {"comm": "rm", "exe_path": "/usr/bin/rm"}), euid=0, egid=0,
             filename="/usr/bin/rm", filename_truncated=False,
-            source="execve", argv=["rm", "-f", "x"], argv_truncated=False, cwd="/root",
+            source="execve", abi="x86_64", argv=["rm", "-f", "x"], argv_truncated=False, cwd="/root",
             parent_comm="bash", parent_exe_path="/usr/bin/bash", cgroup_id=1,
         ),
         "ProcessExecFailed": events.ProcessExecFailed(
             seq=4, event_type="process_exec_failed", **_COMMON, **_PROC,
-            filename="/usr/local/bin/rm", source="execve", ret=-2, error="ENOENT",
+            filename="/usr/local/bin/rm", source="execve", abi="i386", ret=-2, error="ENOENT",
         ),
         "ProcessFork": events.ProcessFork(
             seq=5, event_type="process_fork", **_COMMON, parent_pid=27916, child_pid=30779,

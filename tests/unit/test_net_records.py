@@ -17,13 +17,13 @@ def net_record(path: bytes = b"", **over: object) -> bytes:
              rport=80, op=1, sysc=1,
              nflags=records.NF_LOCAL | records.NF_REMOTE | records.NF_SOCK,
              laddr=socket.inet_aton("10.0.0.1"), raddr=socket.inet_aton("10.0.0.2"),
-             comm=b"curl", upath=(records.NET.size if path else 0, len(path)))
+             comm=b"curl", upath=(records.NET.size if path else 0, len(path)), abi=0)
     v.update(over)
     fixed = records.NET.pack(
         v["kind"], v["version"], v["size"], v["flags"], v["ts"], v["pid"], v["tid"], v["uid"],
         v["gid"], v["ret"], v["ino"], v["ppid"], v["fd"], v["scope"], v["arg"], v["fam"],
         v["sa_fam"], v["stype"], v["proto"], v["lport"], v["rport"], v["op"], v["sysc"],
-        v["nflags"], v["laddr"], v["raddr"], v["comm"], *v["upath"],
+        v["nflags"], v["laddr"], v["raddr"], v["comm"], *v["upath"], v["abi"],
     )
     return fixed + path
 

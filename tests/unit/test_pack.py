@@ -428,7 +428,7 @@ def file_rec(op: str, *, path: bytes | None = None, name: bytes | None = None,
     fixed = records.FILE.pack(
         records.KIND_FILE, records.SCHEMA_VERSION, records.FILE.size + len(blob), 0, ts, pid,
         pid, uid, uid, ret, oflags, 7, 0, 1, records.SYSCALLS.index(syscall), OP[op], fflags,
-        3 if op == "file_write" else -100, comm, *slots,
+        3 if op == "file_write" else -100, comm, *slots, 0,
     )
     return fixed + blob
 

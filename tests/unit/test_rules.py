@@ -413,7 +413,7 @@ def file_rec(op: str, *, path: bytes | None = None, name: bytes | None = None,
     return records.FILE.pack(
         records.KIND_FILE, records.SCHEMA_VERSION, records.FILE.size + len(blob), 0, ts, pid,
         pid, 0, 0, ret, oflags, 7, 0, 1, records.SYSCALLS.index(syscall), OP[op], fflags,
-        3 if op == "file_write" else -100, comm, *slots,
+        3 if op == "file_write" else -100, comm, *slots, 0,
     ) + blob
 
 
@@ -422,7 +422,7 @@ def exec_rec(pid: int, ppid: int, comm: bytes, exe: bytes, parent_comm: bytes,
     slots, blob = _slots([exe, exe, None, None], records.EXEC.size)
     return records.EXEC.pack(
         records.KIND_PROC_EXEC, records.SCHEMA_VERSION, records.EXEC.size + len(blob), 0, ts,
-        pid, pid, 0, 0, ppid, pid, 0, 0, 1, 1, comm, parent_comm, *slots,
+        pid, pid, 0, 0, ppid, pid, 0, 0, 1, 1, 0, comm, parent_comm, *slots,
     ) + blob
 
 

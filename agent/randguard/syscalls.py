@@ -1,0 +1,96 @@
+"""Which syscall numbers the kernel dispatcher serves, and with which family program.
+
+The dispatcher (bpf_src/dispatch.bpf.h) runs for every syscall and tail-calls the program in the
+syscall's slot of a program array: native x86-64 numbers from slot 0, i386 numbers (int $0x80, or
+a 32-bit process) from IA32_BASE. This module is where those numbers live (from the kernel's
+arch/x86/entry/syscalls/syscall_64.tbl and syscall_32.tbl); the loader fills the slots from it.
+"""
+
+from __future__ import annotations
+
+from typing import Final, NamedTuple
+
+from .records import ABIS, EXEC_SOURCES, NET_SYSCALLS, SYSCALLS
+
+IA32_BASE: Final = 1024  # dispatch.bpf.h RG_IA32_BASE
+SOCKETCALL_BASE: Final = 2048  # dispatch.bpf.h RG_SOCKETCALL_BASE
+ABI_X86_64: Final = ABIS.index("x86_64")
+ABI_I386: Final = ABIS.index("i386")
+
+# hook -> (x86-64 number, i386 numbers); i386 has two sendfiles (32- and 64-bit offsets)
+NUMBERS: Final[dict[str, tuple[int, tuple[int, ...]]]] = {
+    "open": (2, (5,)), "creat": (85, (8,)), "openat": (257, (295,)), "openat2": (437, (437,)),
+    "write": (1, (4,)), "writev": (20, (146,)), "pwrite64": (18, (181,)),
+    "pwritev": (296, (334,)), "pwritev2": (328, (379,)), "copy_file_range": (326, (377,)),
+    "sendfile": (40, (187, 239)), "splice": (275, (313,)),
+    "rename": (82, (38,)), "renameat": (264, (302,)), "renameat2": (316, (353,)),
+    "unlink": (87, (10,)), "unlinkat": (263, (301,)), "rmdir": (84, (40,)),
+    "link": (86, (9,)), "linkat": (265, (303,)), "symlink": (88, (83,)),
+    "symlinkat": (266, (304,)),
+    "execve": (59, (11,)), "execveat": (322, (358,)),
+    # i386 has no accept(2) of its own: only through socketcall
+    "connect": (42, (362,)), "bind": (49, (361,)), "listen": (50, (363,)), "accept": (43, ()),
+    "accept4": (288, (364,)),
+}
+SOCKETCALL_I386: Final = 102
+# socketcall(2)'s call numbers (linux/net.h SYS_*) for the network hooks
+SOCKETCALL_CALLS: Final = {"bind": 2, "connect": 3, "listen": 4, "accept": 5, "accept4": 18}
+
+
+class Handler(NamedTuple):
+    """The family programs a syscall's slots hold, and the syscall's id in its records."""
+
+    obj: str  # object name: file, process, network
+    enter: str | None  # None: the exit program reads the arguments from the saved registers
+    exit: str
+    id: int
+
+
+def _family(obj: str, enter: str | None, exit: str, names: tuple[str | None, ...],
+            hooks: tuple[str, ...]) -> dict[str, Handler]:
+    return {h: Handler(obj, enter, exit, names.index(h)) for h in hooks}
+
+
+HANDLERS: Final[dict[str, Handler]] = {
+    **_family("file", None, "rg_file_exit_open", SYSCALLS,
+              ("open", "creat", "openat", "openat2")),
+    **_family("file", "rg_file_enter_write", "rg_file_exit_write", SYSCALLS,
+              ("write", "writev", "pwrite64", "pwritev", "pwritev2", "copy_file_range",
+               "sendfile", "splice")),
+    **_family("file", "rg_file_enter_names", "rg_file_exit_names", SYSCALLS,
+              ("rename", "renameat", "renameat2", "unlink", "unlinkat", "rmdir", "link",
+               "linkat", "symlink", "symlinkat")),
+    **_family("process", "rg_proc_enter_exec", "rg_proc_exit_exec", EXEC_SOURCES,
+              ("execve", "execveat")),
+    **_family("network", "rg_net_enter", "rg_net_exit", NET_SYSCALLS,
+              ("connect", "bind", "listen", "accept", "accept4")),
+}
+SOCKETCALL_ID: Final = NET_SYSCALLS.index("socketcall")
+
+
+class Slot(NamedTuple):
+    """One program-array slot to fill: its index, what it is, and the programs for it."""
+
+    index: int
+    id: int
+    abi: int
+    handler: Handler
+
+
+def slots(hooks: set[str]) -> list[Slot]:
+    """The dispatcher's slots for these hooks, both ABIs (i386 network calls also through
+    socketcall, whose calls are described from SOCKETCALL_BASE and need no program of their
+    own)."""
+    out = []
+    for hook in sorted(hooks):
+        h = HANDLERS[hook]
+        native, ia32 = NUMBERS[hook]
+        out.append(Slot(native, h.id, ABI_X86_64, h))
+        out += [Slot(IA32_BASE + n, h.id, ABI_I386, h) for n in ia32]
+    net = sorted(hooks & SOCKETCALL_CALLS.keys())
+    if net:
+        h = HANDLERS[net[0]]
+        out.append(Slot(IA32_BASE + SOCKETCALL_I386, SOCKETCALL_ID, ABI_I386, h))
+        out += [Slot(SOCKETCALL_BASE + SOCKETCALL_CALLS[n], HANDLERS[n].id, ABI_I386, h)
+                for n in net]
+    return out
