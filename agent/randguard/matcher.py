@@ -16,15 +16,17 @@ Semantics of `PathMatcher`:
   that ``*``, ``?`` and ``[...]`` never match ``/``.
 
 `compile_kernel_filter` turns a `FileFilter` into the tables of the BPF filter (an LPM trie, a few
-basename suffixes and `pass_all` bits). The kernel filter is a superset of the userspace one: it
+path suffixes and `pass_all` bits). The kernel filter is a superset of the userspace one: it
 may pass events userspace drops, never the other way round.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import struct
 from collections.abc import Callable, Iterable, Sequence
+from itertools import pairwise
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = [
     "KERNEL_FILTER_MAX_SUFFIXES",
     "KERNEL_SUFFIX_LEN",
+    "KERNEL_SUFFIX_SIZE",
     "KERNEL_TRIE_KEY_LEN",
     "KERNEL_TRIE_MAX_PREFIX",
     "VERDICT_EXCLUDE",
@@ -51,6 +54,7 @@ __all__ = [
     "compile_kernel_filter",
     "glob_to_regex",
     "has_glob",
+    "kernel_form",
     "pack_suffix",
     "pack_trie_key",
     "pack_trie_value",
@@ -64,6 +68,9 @@ VERDICT_FORCE = 8  # with WATCH/READ on a suffix or pass_all: passes even exclud
 KERNEL_TRIE_KEY_LEN = 256
 KERNEL_FILTER_MAX_SUFFIXES = 16
 KERNEL_SUFFIX_LEN = 30
+# sizeof(struct rg_suffix): len, verdict, then s[RG_SUFFIX_LEN + 2] (two bytes of slack that keep
+# the kernel's masked indexes in bounds). The suffixes of rg_filter_conf are this far apart.
+KERNEL_SUFFIX_SIZE = 2 + KERNEL_SUFFIX_LEN + 2
 # The value's `exact` byte holds the prefix length, so an exact entry is at most 255 bytes; longer
 # prefixes are cut to this many bytes (a shorter prefix passes more: still a superset).
 KERNEL_TRIE_MAX_PREFIX = 255
@@ -73,6 +80,8 @@ _MAX_CUTS = 6  # beyond this many distinct prefix lengths per top, walking ances
 
 _FullMatch = Callable[[str], "re.Match[str] | None"]
 _GLOB_RE = re.compile(r"[*?\[]")
+
+log = logging.getLogger("randguard.matcher")
 
 
 class Memo(dict):
@@ -360,11 +369,16 @@ class TrieEntry(msgspec.Struct, frozen=True):
 
 
 class KernelFilter(msgspec.Struct, frozen=True):
-    """The kernel filter tables; `passes` is the reference of the BPF lookup (key_passes())."""
+    """The kernel filter tables; `passes` is the reference of the BPF lookup (key_passes()).
+
+    `widened`: the patterns the tables could only express coarsely, each with the suffix the
+    kernel matches it by (a shorter one shared with other patterns, when there were more
+    suffixes than slots) or ``b""`` for `pass_all`; logged at compile time."""
 
     trie: list[TrieEntry]
     suffixes: list[tuple[bytes, int]]
     pass_all: int
+    widened: tuple[tuple[str, bytes], ...] = ()
 
     def passes(self, path: bytes, write: bool) -> bool:
         """Emulate the kernel's decision for a raw absolute path (slow; for tests and docs).
@@ -412,10 +426,12 @@ def pack_trie_value(e: TrieEntry) -> bytes:
 
 
 def pack_suffix(s: bytes, verdict: int) -> bytes:
-    """`struct rg_suffix`: length, verdict, then the suffix left-aligned and zero padded."""
+    """`struct rg_suffix`: length, verdict, then the suffix left-aligned and zero padded to the
+    whole `s[RG_SUFFIX_LEN + 2]` array, so that suffixes packed one after another sit where
+    the kernel reads `conf->suffixes[i]` (KERNEL_SUFFIX_SIZE bytes apart)."""
     if len(s) > KERNEL_SUFFIX_LEN:
         raise ValueError(f"suffix longer than {KERNEL_SUFFIX_LEN} bytes: {s!r}")
-    return struct.pack(f"=BB{KERNEL_SUFFIX_LEN}s", len(s), verdict, s)
+    return struct.pack(f"=BB{KERNEL_SUFFIX_SIZE - 2}s", len(s), verdict, s)
 
 
 def _norm_pattern(pat: str) -> str:
@@ -448,15 +464,163 @@ def _unanchored_suffix(lit: str) -> bytes:
     return tail.encode("utf-8")[-KERNEL_SUFFIX_LEN:]
 
 
+def _literal_tail(pat: str) -> str | None:
+    """The text after the last wildcard of a glob (``*``, ``?`` or a closed ``[...]``, parsed as
+    `glob_to_regex` does: an unclosed ``[`` is literal), or None when there is no wildcard."""
+    end = None
+    i, n = 0, len(pat)
+    while i < n:
+        c = pat[i]
+        i += 1
+        if c in "*?":
+            end = i
+        elif c == "[":
+            j = i
+            if j < n and pat[j] == "!":
+                j += 1
+            if j < n and pat[j] == "]":
+                j += 1
+            while j < n and pat[j] != "]":
+                j += 1
+            if j < n:  # closed: a wildcard; unclosed: a literal "[", go on after it
+                i = end = j + 1
+    return None if end is None else pat[end:]
+
+
+def kernel_form(pat: str) -> tuple[str, bytes]:
+    """How the kernel filter expresses a pattern (config text, as in `PathMatcher`): one of
+
+    * ``("prefix", P)``: an absolute full-path pattern with a literal beginning longer than
+      ``/``: a raw trie prefix (``/etc/cron.*/*`` -> ``/etc/cron.``);
+    * ``("suffix", S)``: raw bytes every matching path ends with: ``/NAME`` for a literal file
+      name (the whole last component), else the literal text after the last wildcard
+      (``*.service`` -> ``.service``, ``[ab]*.conf`` -> ``.conf``, ``/*/x.py`` -> ``/x.py``), cut
+      to its last KERNEL_SUFFIX_LEN bytes and to what cannot lie inside an escape;
+    * ``("all", b"")``: nothing usable (``cron*``, ``*``): `pass_all` for its verdict bits.
+
+    Every form passes a superset of the paths the pattern matches; userspace decides.
+    """
+    pat = _norm_pattern(pat)
+    tail = _literal_tail(pat)
+    if "/" in pat:
+        prefix = _literal_prefix(pat)
+        if pat.startswith("/") and len(prefix) > 1:
+            return "prefix", prefix.encode("utf-8")
+    elif tail is None:
+        # a file name: the whole last component (a name longer than the slot is cut: it still
+        # ends every path that has the name)
+        return "suffix", (b"/" + pat.encode("utf-8"))[-KERNEL_SUFFIX_LEN:]
+    if tail is None:
+        # a literal relative path: a path matches it only if it is that text, so it ends so
+        tail = pat
+    sfx = _unanchored_suffix(_esc(tail)) if tail else b""
+    return ("suffix", sfx) if sfx else ("all", b"")
+
+
+def _common_ending(a: bytes, b: bytes) -> bytes:
+    n = 0
+    for x, y in zip(reversed(a), reversed(b), strict=False):
+        if x != y:
+            break
+        n += 1
+    return a[len(a) - n :]
+
+
+def _fit_suffixes(
+    suffixes: dict[bytes, int], origins: dict[bytes, set[str]], pass_all: int,
+) -> tuple[dict[bytes, int], int, dict[str, bytes], int]:
+    """Fit the suffixes into KERNEL_FILTER_MAX_SUFFIXES slots, passing a superset.
+
+    A suffix that ends with another one whose bits cover its own is dropped (exact: every path
+    it passes, the other passes), as is one whose bits `pass_all` has. While there are too
+    many, the two with the longest common ending (same bits preferred) are replaced by that
+    ending with both bits, which passes everything either did; no common ending means
+    `pass_all` for both bits. Returns (suffixes, pass_all, widened, needed): widened maps each
+    pattern whose suffix was replaced to the suffix it now passes by, or b"" for `pass_all`;
+    needed is how many slots the suffixes would take without that."""
+    cur = dict(suffixes)
+    members = {s: {s} for s in cur}  # suffix in the table -> original suffixes it stands for
+    merged_into: dict[bytes, bytes] = {}  # original suffix -> what replaced it by merging
+
+    def prune(overflow: bool) -> None:
+        for s in sorted(cur, key=len, reverse=True):
+            v = cur[s]
+            if v & ~pass_all == 0:
+                del cur[s]
+                for o in members.pop(s):
+                    if overflow:  # pass_all has these bits because the slots ran out
+                        merged_into[o] = b""
+                continue
+            t = next((t for t in cur if t != s and s.endswith(t) and v & ~cur[t] == 0), None)
+            if t is not None:
+                del cur[s]
+                members[t] |= members.pop(s)
+
+    prune(False)
+    needed = len(cur)
+    while len(cur) > KERNEL_FILTER_MAX_SUFFIXES:
+        # the longest common ending of any two is that of two neighbours in reversed order
+        order = sorted(cur, key=lambda s: s[::-1])
+        best = max(
+            pairwise(order),
+            key=lambda ab: (len(_common_ending(*ab)), cur[ab[0]] == cur[ab[1]]),
+        )
+        a, b = best
+        c = _common_ending(a, b)
+        bits = cur.pop(a) | cur.pop(b)
+        group = members.pop(a) | members.pop(b)
+        for s in group:
+            merged_into[s] = c
+        if c:
+            cur[c] = cur.get(c, 0) | bits
+            members[c] = members.get(c, set()) | group
+        else:
+            pass_all |= bits
+        prune(True)
+    # where each merged original went in the end (a later merge or pass_all may have taken it)
+    final = {o: s for s, group in members.items() for o in group}
+    widened: dict[str, bytes] = {}
+    for o in merged_into:
+        for pat in origins.get(o, ()):
+            widened[pat] = final.get(o, b"")
+    return cur, pass_all, widened, needed
+
+
+def _bits_text(bits: int) -> str:
+    what = [w for b, w in ((VERDICT_WATCH, "writes"), (VERDICT_READ, "reads")) if bits & b]
+    return " and ".join(what) + (", also under exclude_paths" if bits & VERDICT_FORCE else "")
+
+
+def _log_widened(widened: dict[str, tuple[bytes, int]], n_suffixes: int) -> None:
+    """One warning: which patterns the kernel cannot express and what it passes instead."""
+    by_form: dict[tuple[bytes, int], list[str]] = {}
+    for pat, form in widened.items():
+        by_form.setdefault(form, []).append(pat)
+    parts = []
+    for (sfx, bits), pats in sorted(by_form.items()):
+        how = f"paths ending in {sfx.decode('utf-8', 'backslashreplace')!r}" if sfx else (
+            "every path (pass_all)")
+        parts.append(f"{', '.join(map(repr, sorted(pats)))} as {how} ({_bits_text(bits)})")
+    slots = (f"{n_suffixes} suffixes for {KERNEL_FILTER_MAX_SUFFIXES} slots; "
+             if n_suffixes > KERNEL_FILTER_MAX_SUFFIXES else "")
+    log.warning("kernel filter: %scannot express %d pattern(s) exactly, so it passes more and "
+                "userspace matches them exactly: %s", slots, len(widened), "; ".join(parts))
+
+
 def compile_kernel_filter(f: FileFilter) -> KernelFilter:
     """Compile the userspace filter into kernel tables that pass a superset of its events.
 
     * Each literal directory path P (watch, read or exclude) gives a trie entry ``P/`` and an
       exact entry ``P``; ``/`` gives a single entry ``/``.
-    * A glob path or full-path pattern gives its literal prefix (up to the first glob char) as a
-      raw entry; an empty or ``/`` literal prefix sets `pass_all` instead.
-    * Basename patterns ``*LIT`` give the suffix LIT, a literal basename B gives ``/B``; anything
-      else (and suffixes beyond the 16 slots) sets `pass_all`.
+    * A glob path gives its literal prefix (up to the first glob char) as a raw entry; an empty
+      or ``/`` literal prefix sets `pass_all` instead.
+    * Each pattern, of any shape, becomes what `kernel_form` says: a raw trie prefix, a suffix
+      (``/B`` for a literal file name B, else the literal tail after the last wildcard), or
+      `pass_all` when nothing usable is left.
+    * More suffixes than the KERNEL_FILTER_MAX_SUFFIXES slots are never dropped: `_fit_suffixes`
+      replaces some by shorter common endings (or `pass_all`), which pass a superset. What could
+      not be expressed (beyond a prefix or its own suffix) is in `widened` and logged as one
+      warning.
     * Every entry's verdict is computed from all sources, so the longest-prefix lookup is right
       for any nesting: EXCLUDE alone if an exclude path covers all paths reaching the entry
       (exclude wins), else the OR of WATCH and READ of the sources covering it. An exact entry's
@@ -484,11 +648,20 @@ def compile_kernel_filter(f: FileFilter) -> KernelFilter:
         (f.watch_paths, VERDICT_WATCH), (f.read_paths, VERDICT_READ),
         (f.force[0], force_w), (f.force_read[0], force_r),
     )
+    widened: dict[str, tuple[bytes, int]] = {}  # pattern or path -> (suffix or b"", bits)
+
+    def widen(what: str, sfx: bytes, bits: int) -> None:
+        old = widened.get(what, (sfx, 0))
+        widened[what] = (sfx if sfx == old[0] else b"", old[1] | bits)
+
     for paths, bits in sources:
         for p in paths:
             n = normalize(p)
             if has_glob(n):
-                add_raw(_literal_prefix(n).encode("utf-8"), bits)
+                lit = _literal_prefix(n).encode("utf-8")
+                add_raw(lit, bits)
+                if lit in (b"", b"/"):
+                    widen(p, b"", bits)
             else:
                 b = n.encode("utf-8")
                 dirs[b] = dirs.get(b, 0) | bits
@@ -498,25 +671,26 @@ def compile_kernel_filter(f: FileFilter) -> KernelFilter:
             excl_dirs.add(n.encode("utf-8"))
 
     suffixes: dict[bytes, int] = {}
+    origins: dict[bytes, set[str]] = {}  # suffix -> the patterns it stands for
+    pat_bits: dict[str, int] = {}
     patterns = (
         (f.watch_patterns, VERDICT_WATCH), (f.force[1], force_w), (f.force_read[1], force_r),
     )
     for pats, bits in patterns:
-        for pat in map(_norm_pattern, pats):
-            if "/" in pat:
-                add_raw(_literal_prefix(pat).encode("utf-8"), bits)
-                continue
-            rest = pat.lstrip("*")
-            if not has_glob(pat):
-                sfx = (b"/" + pat.encode("utf-8"))[-KERNEL_SUFFIX_LEN:]
-            elif pat.startswith("*") and not has_glob(rest):
-                sfx = _unanchored_suffix(_esc(rest))
-            else:
-                sfx = b""
-            if sfx:
-                suffixes[sfx] = suffixes.get(sfx, 0) | bits
+        for pat in pats:
+            kind, lit = kernel_form(pat)
+            pat_bits[pat] = pat_bits.get(pat, 0) | bits
+            if kind == "prefix":
+                add_raw(lit, bits)
+            elif kind == "suffix":
+                suffixes[lit] = suffixes.get(lit, 0) | bits
+                origins.setdefault(lit, set()).add(pat)
             else:
                 pass_all |= bits
+                widen(pat, b"", bits)
+    suffixes, pass_all, merged, n_suffixes = _fit_suffixes(suffixes, origins, pass_all)
+    for pat, sfx in merged.items():
+        widen(pat, sfx, pat_bits[pat])
 
     # Candidate keys: prefix -> exact?
     keys: dict[bytes, bool] = {}
@@ -574,7 +748,9 @@ def compile_kernel_filter(f: FileFilter) -> KernelFilter:
         else:
             trie.append(TrieEntry(key, False, generic, 0))
 
-    sfx_items = sorted(suffixes.items())
-    for _, v in sfx_items[KERNEL_FILTER_MAX_SUFFIXES:]:
-        pass_all |= v
-    return KernelFilter(trie, sfx_items[:KERNEL_FILTER_MAX_SUFFIXES], pass_all)
+    if widened:
+        _log_widened(widened, n_suffixes)
+    return KernelFilter(
+        trie, sorted(suffixes.items()), pass_all,
+        tuple(sorted((w, sfx) for w, (sfx, _) in widened.items())),
+    )

@@ -179,7 +179,8 @@ def samples() -> dict[str, events.Record]:
             seq=3, event_type="process_start", **_COMMON,
             **(_PROC | {"comm": "rm", "exe_path": "/usr/bin/rm"}), euid=0, egid=0,
             filename="/usr/bin/rm", filename_truncated=False,
-            source="execve", abi="x86_64", argv=["rm", "-f", "x"], argv_truncated=False, cwd="/root",
+            source="execve", abi="x86_64", argv=["rm", "-f", "x"], argv_truncated=False,
+            cwd="/root",
             parent_comm="bash", parent_exe_path="/usr/bin/bash", cgroup_id=1,
         ),
         "ProcessExecFailed": events.ProcessExecFailed(

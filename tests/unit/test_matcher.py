@@ -1,16 +1,22 @@
 """PathMatcher semantics, FileFilter decisions and the kernel filter's superset property."""
 
 import fnmatch
+import logging
+import os
 import random
 import struct
+from pathlib import Path
 
 import pytest
 
 from randguard.config import Config
 from randguard.matcher import (
     KERNEL_FILTER_MAX_SUFFIXES,
+    KERNEL_SUFFIX_LEN,
+    KERNEL_SUFFIX_SIZE,
     KERNEL_TRIE_KEY_LEN,
     VERDICT_EXCLUDE,
+    VERDICT_FORCE,
     VERDICT_READ,
     VERDICT_WATCH,
     FileFilter,
@@ -20,6 +26,7 @@ from randguard.matcher import (
     TrieEntry,
     compile_kernel_filter,
     glob_to_regex,
+    kernel_form,
     pack_suffix,
     pack_trie_key,
     pack_trie_value,
@@ -312,19 +319,32 @@ def test_kernel_patterns() -> None:
     assert any(e.prefix == b"/etc/cron." and not e.exact for e in k.trie)
     assert k.passes(b"/tmp2/authorized_keys", write=True)
     assert not k.passes(b"/tmp/authorized_keys", write=True)  # trie exclude beats a suffix
-    for pat in ["cron*", "*.d/*x", "/*/x", "*", "[ab].conf"]:
-        assert compile_kernel_filter(FileFilter([], [pat], [], [])).pass_all == VERDICT_WATCH, pat
+    # nothing literal after the last wildcard, or no literal at all: pass_all
+    for pat in ["cron*", "*", "/*", "x[ab]", "/*/x*"]:
+        k = compile_kernel_filter(FileFilter([], [pat], [], []))
+        assert (k.pass_all, k.suffixes, k.widened) == (VERDICT_WATCH, [], ((pat, b""),)), pat
+    # a literal tail after the last wildcard: a suffix, userspace decides the rest
+    for pat, sfx in [("*.d/*x", b"x"), ("/*/x", b"/x"), ("[ab].conf", b".conf")]:
+        k = compile_kernel_filter(FileFilter([], [pat], [], []))
+        assert (k.pass_all, k.suffixes, k.widened) == (0, [(sfx, VERDICT_WATCH)], ()), pat
     k = compile_kernel_filter(FileFilter([], [], [], ["/*/.ssh"]))
     assert k.pass_all == VERDICT_READ
 
 
-def test_kernel_too_many_suffixes_fall_back_to_pass_all() -> None:
+def test_kernel_too_many_suffixes_share_shorter_ones() -> None:
     pats = [f"*.ext{i}" for i in range(KERNEL_FILTER_MAX_SUFFIXES + 1)]
     k = compile_kernel_filter(FileFilter(["/etc"], pats, [], []))
     assert len(k.suffixes) == KERNEL_FILTER_MAX_SUFFIXES
-    assert k.pass_all == VERDICT_WATCH
+    assert k.pass_all == 0  # two of them share an ending, e.g. ".ext0" and ".ext10": "0"
+    widened = dict(k.widened)
+    (ending,) = set(widened.values())
+    assert len(widened) == 2 and len(ending) == 1 and all(p.endswith(ending.decode())
+                                                          for p in widened)
+    for i in range(KERNEL_FILTER_MAX_SUFFIXES + 1):
+        assert k.passes(f"/srv/a.ext{i}".encode(), write=True), i
+    assert not k.passes(b"/srv/a.ext", write=True)
     k = compile_kernel_filter(FileFilter(["/etc"], pats[:-1], [], []))
-    assert k.pass_all == 0
+    assert (k.pass_all, len(k.suffixes), k.widened) == (0, KERNEL_FILTER_MAX_SUFFIXES, ())
 
 
 def test_kernel_64_prefixes_stay_on() -> None:
@@ -360,9 +380,208 @@ def test_pack_layouts() -> None:
     assert pack_trie_value(TrieEntry(b"/etc", True, 3, 1)) == bytes([3, 4, 1, 0])
     assert pack_trie_value(TrieEntry(b"/etc/", False, 1, 0)) == bytes([1, 0, 0, 0])
     s = pack_suffix(b".service", 1)
-    assert len(s) == 32 and s[:2] == bytes([8, 1]) and s[2:10] == b".service"
+    # sizeof(struct rg_suffix) = 2 + RG_SUFFIX_LEN + 2: the kernel reads suffix i at 8 + 34 * i
+    assert len(s) == KERNEL_SUFFIX_SIZE == 34
+    assert s[:2] == bytes([8, 1]) and s[2:10] == b".service" and s[10:] == bytes(24)
+    assert len(pack_suffix(b"x" * KERNEL_SUFFIX_LEN, 1)) == KERNEL_SUFFIX_SIZE
     with pytest.raises(ValueError):
         pack_suffix(b"x" * 31, 1)
+
+
+def _compiled_file_object() -> Path:
+    env = os.environ.get("RANDGUARD_BPF_DIR")
+    bpf_dir = Path(env) if env else Path(__file__).resolve().parents[2] / "agent/randguard/bpf"
+    path = bpf_dir / "file.bpf.o"
+    if not path.exists():
+        if os.environ.get("RANDGUARD_REQUIRE_KERNEL_TESTS") == "1":
+            pytest.fail(f"{path} missing: the filter layout must be checked on CI")
+        pytest.skip(f"{path} not built (run make)")
+    return path
+
+
+def test_filter_layouts_match_the_compiled_object() -> None:
+    """What is packed here is what file.bpf.o reads (its BTF). Suffixes packed 32 bytes apart
+    where the kernel has 34-byte `struct rg_suffix`es made it read every suffix but the first
+    at the wrong offset: a pattern whose suffix sorted after `.service` never passed."""
+    from randguard.libbpf import BpfObject
+
+    with BpfObject(_compiled_file_object()) as obj:
+        sfx = obj.struct_layout("rg_suffix")
+        conf = obj.struct_layout("rg_filter_conf")
+        key = obj.struct_layout("rg_filter_key")
+        val = obj.struct_layout("rg_filter_val")
+    assert sfx == (len(pack_suffix(b"", 0)), {
+        "len": (0, 1), "verdict": (1, 1), "s": (2, KERNEL_SUFFIX_SIZE - 2)})
+    assert conf == (8 + KERNEL_FILTER_MAX_SUFFIXES * KERNEL_SUFFIX_SIZE, {
+        "nr_suffixes": (0, 4), "pass_all": (4, 4),
+        "suffixes": (8, KERNEL_FILTER_MAX_SUFFIXES * KERNEL_SUFFIX_SIZE)})
+    assert key == (len(pack_trie_key(b"/")), {"prefixlen": (0, 4),
+                                               "data": (4, KERNEL_TRIE_KEY_LEN)})
+    assert val == (len(pack_trie_value(TrieEntry(b"/", False, 1, 0))), {
+        "verdict": (0, 1), "exact": (1, 1), "fallback": (2, 1), "_pad": (3, 1)})
+
+
+# --- patterns of every shape ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("pat", "form"), [
+    # a file name without a wildcard: the whole last component
+    ("sitecustomize.py", ("suffix", b"/sitecustomize.py")),
+    ("authorized_keys", ("suffix", b"/authorized_keys")),
+    ("a[b", ("suffix", b"/a[b")),  # an unclosed "[" is literal
+    ("caf\u00e9.py", ("suffix", "/caf\u00e9.py".encode())),
+    ("x" * 40, ("suffix", b"x" * KERNEL_SUFFIX_LEN)),  # cut to the slot: still a superset
+    # the literal tail after the last wildcard
+    ("*.service", ("suffix", b".service")),
+    ("?itecustomize.py", ("suffix", b"itecustomize.py")),
+    ("[su]*customize.py", ("suffix", b"ustomize.py")),  # "c" may end a \xNc escape
+    ("[!x]rc", ("suffix", b"rc")),
+    ("rc.*.d?x", ("suffix", b"x")),
+    ("*abc", ("suffix", b"c")),
+    ("dir/*/x.py", ("suffix", b"/x.py")),
+    ("*/site-packages/sitecustomize.py", ("suffix", b"site-packages/sitecustomize.py")),
+    ("/*/.config/*/autostart/*.desktop", ("suffix", b".desktop")),
+    # an absolute full-path pattern with a literal beginning: a trie prefix
+    ("/usr/lib/python3*/*-packages/*.pth", ("prefix", b"/usr/lib/python3")),
+    ("/etc/cron.*/*", ("prefix", b"/etc/cron.")),
+    # nothing literal to hold on to: pass_all
+    ("cron*", ("all", b"")),
+    ("*.[ch]", ("all", b"")),
+    ("*", ("all", b"")),
+    ("/*", ("all", b"")),
+    ("*\\x41", ("all", b"")),  # the tail may lie inside an escape
+])
+def test_kernel_form_of_each_pattern_shape(pat: str, form: tuple[str, bytes]) -> None:
+    assert kernel_form(pat) == form
+
+
+# pattern -> (raw paths it matches, raw near misses); the kernel must pass the first and, unless
+# the pattern leaves it nothing to match (pass_all), drop the second
+_SHAPES: dict[str, tuple[list[bytes], list[bytes]]] = {
+    "sitecustomize.py": (
+        [b"/var/tmp/x/site-packages/sitecustomize.py", b"/sitecustomize.py",
+         b"/root/.local/lib/python3.11/site-packages/sitecustomize.py"],
+        [b"/var/tmp/x/xsitecustomize.py", b"/var/tmp/sitecustomize.py.bak",
+         b"/var/tmp/sitecustomize.py/x", b"/var/tmp/x/usercustomize.py"],
+    ),
+    "usercustomize.py": (
+        [b"/opt/venv/lib/python3.12/site-packages/usercustomize.py"],
+        [b"/opt/venv/lib/python3.12/site-packages/_usercustomize.py"],
+    ),
+    "*.pth": (
+        [b"/opt/venv/lib/python3.11/site-packages/a.pth", b"/.pth", b"/x/\xff.pth"],
+        [b"/opt/a.pthx", b"/opt/a.pt", b"/opt/a.pth/x"],
+    ),
+    "[su]*customize.py": (
+        [b"/x/usercustomize.py", b"/x/sitecustomize.py", b"/x/s\xffcustomize.py"],
+        [b"/x/customize.py.bak", b"/x/notes"],
+    ),
+    "?itecustomize.py": (
+        [b"/x/sitecustomize.py", "/x/\u00e9itecustomize.py".encode()],
+        [b"/x/site.py", b"/x/tecustomize.py"],
+    ),
+    "rc.*.d?x": ([b"/etc/rc.local.dbx"], [b"/etc/rc.local.dby"]),
+    "*abc": ([b"/x/abc", b"/x/\xabc", b"/x/zabc"], [b"/x/abd"]),
+    "/*/site-packages/*customize.py": (
+        [b"/venv/site-packages/sitecustomize.py", b"/\xff/site-packages/customize.py"],
+        [b"/venv/site-packages/x.py", b"/a/b/notes"],
+    ),
+    "/usr/lib/python3*/*-packages/*.pth": (
+        [b"/usr/lib/python3.11/site-packages/a.pth", b"/usr/lib/python3/dist-packages/a.pth"],
+        [b"/usr/lib/python2/site-packages/a.pth", b"/usr/local/lib/a.pth"],
+    ),
+    "/etc/cron.*/*": ([b"/etc/cron.d/job", b"/etc/cron.daily/x"], [b"/etc/crontab"]),
+    # relative with "/": matches no absolute path, "/dir/a/x.py" passes the kernel by "/x.py"
+    "dir/*/x.py": ([], [b"/dir/a/x.pyc", b"/dir/a/y.py"]),
+    "cron*": ([b"/etc/crontab", b"/var/spool/cron.allow"], [b"/var/spool/at.allow"]),
+    "*": ([b"/a", b"/a/b"], []),
+}
+
+
+@pytest.mark.parametrize("pat", sorted(_SHAPES))
+@pytest.mark.parametrize("forced", [False, True], ids=["watch_pattern", "detection"])
+def test_every_pattern_shape_reaches_userspace(pat: str, forced: bool) -> None:
+    """Each shape alone: every path it matches passes the kernel, also where the rest of the
+    config would not (an unwatched or, for a detection, an excluded directory)."""
+    matching, near = _SHAPES[pat]
+    if forced:
+        f = FileFilter(["/etc/ssh"], [], ["/tmp", "/var/tmp"], [], force=((), [pat]))
+        # a name pattern matches in an excluded directory too
+        examples = matching + ([b"/tmp" + p for p in matching] if "/" not in pat else [])
+    else:
+        f = FileFilter(["/etc/ssh"], [pat], ["/srv"], [])
+        examples = matching
+    k = compile_kernel_filter(f)
+    for raw in examples:
+        assert f.wants(decode_path(raw), True), raw  # the example is right
+        assert k.passes(raw, write=True), (raw, k)
+        assert not k.passes(raw, write=False)  # reads are not watched
+    for raw in near:
+        assert not f.wants(decode_path(raw), True), raw
+        if kernel_form(pat)[0] != "all":
+            assert not k.passes(raw, write=True), (raw, k)  # the kernel form stays narrow
+    assert k.widened == (((pat, b""),) if kernel_form(pat)[0] == "all" else ())
+
+
+def test_more_suffixes_than_slots_share_endings_and_say_so(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    names = [f"rg-hook-{i}.py" for i in range(20)]
+    f = FileFilter(["/etc"], ["*.service"], ["/tmp"], [], force=((), names))
+    with caplog.at_level(logging.WARNING, logger="randguard.matcher"):
+        k = compile_kernel_filter(f)
+    assert len(k.suffixes) == KERNEL_FILTER_MAX_SUFFIXES and k.pass_all == 0
+    for name in names:  # none is dropped, not even under an exclude
+        for d in ("/var/tmp/", "/tmp/", "/"):
+            assert k.passes(f"{d}{name}".encode(), write=True), (d, name)
+    assert k.passes(b"/srv/a.service", write=True)
+    assert not k.passes(b"/tmp/a.service", write=True)  # not forced: the exclude holds
+    assert not k.passes(b"/var/tmp/notes.txt", write=True)  # still a filter
+    widened = dict(k.widened)
+    assert len(widened) >= 2 * 5 and set(widened) <= set(names)  # 21 -> 16: five merges
+    for pat, sfx in widened.items():
+        assert sfx and (b"/" + pat.encode()).endswith(sfx) and len(sfx) < len(pat) + 1
+    (rec,) = [r for r in caplog.records if r.name == "randguard.matcher"]
+    msg = rec.getMessage()
+    assert rec.levelno == logging.WARNING
+    assert f"21 suffixes for {KERNEL_FILTER_MAX_SUFFIXES} slots" in msg
+    assert all(repr(pat) in msg for pat in widened)
+    assert "'*.service'" not in msg and "writes, also under exclude_paths" in msg
+
+
+def test_suffixes_without_common_endings_fall_back_to_pass_all(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    pats = [f"*.{c}" for c in "abcdefghijklmnopq"]  # 17 suffixes, 17 different last bytes
+    with caplog.at_level(logging.WARNING, logger="randguard.matcher"):
+        k = compile_kernel_filter(FileFilter(["/etc"], pats, [], []))
+    assert (k.suffixes, k.pass_all) == ([], VERDICT_WATCH)
+    assert dict(k.widened) == {p: b"" for p in pats}
+    assert k.passes(b"/srv/x.a", write=True) and k.passes(b"/srv/x", write=True)
+    assert not k.passes(b"/srv/x.a", write=False)  # only the bits the patterns need
+    (rec,) = caplog.records
+    assert "every path (pass_all) (writes)" in rec.getMessage()
+
+
+def test_nothing_is_logged_when_every_pattern_fits(caplog: pytest.LogCaptureFixture) -> None:
+    pats = [f"*.ext{i}" for i in range(KERNEL_FILTER_MAX_SUFFIXES)] + ["x.ext1", "/etc/cron.*/*"]
+    with caplog.at_level(logging.DEBUG, logger="randguard.matcher"):
+        k = compile_kernel_filter(FileFilter([], pats, [], []))
+    # "/x.ext1" ends with ".ext1", which passes everything it does: no slot needed, no loss
+    assert len(k.suffixes) == KERNEL_FILTER_MAX_SUFFIXES and (b"/x.ext1", 1) not in k.suffixes
+    assert (k.pass_all, k.widened, caplog.records) == (0, (), [])
+    assert k.passes(b"/srv/x.ext1", write=True)
+
+
+def test_merged_suffixes_keep_force_and_read_bits() -> None:
+    many = [f"rg{i}.conf" for i in range(KERNEL_FILTER_MAX_SUFFIXES + 4)]
+    f = FileFilter([], [], ["/tmp"], [], force=((), many[:10]), force_read=((), many[10:]))
+    k = compile_kernel_filter(f)
+    assert len(k.suffixes) <= KERNEL_FILTER_MAX_SUFFIXES
+    for i, name in enumerate(many):
+        write = i < 10
+        assert k.passes(f"/tmp/x/{name}".encode(), write=write), name
+    assert all(v & VERDICT_FORCE for _, v in k.suffixes)
 
 
 # --- superset property ---------------------------------------------------------------------
@@ -381,6 +600,10 @@ _RAW_COMPS = [c.encode() for c in _CFG_COMPS] + [
     b"authorized_keys",
     b"a.service",
     b"d" * 254,
+    b"sitecustomize.py",
+    b"xsitecustomize.py",
+    b"site-packages",
+    b"a.pth",
 ]
 _PATTERNS = [
     "*.service",
@@ -409,6 +632,15 @@ _PATTERNS = [
     "?tc",
     "*" + "y" * 40,
     "z" * 40,
+    "sitecustomize.py",
+    "[su]*customize.py",
+    "?itecustomize.py",
+    "*/site-packages/sitecustomize.py",
+    "/*/site-packages/*.pth",
+    "/e*/cron.d/*.service",
+    "site-packages/*.py",
+    "[!x]*.conf",
+    "rc.*.d?x",
 ]
 
 
@@ -472,6 +704,37 @@ def test_kernel_filter_is_superset_of_userspace() -> None:
                 dropped += not passes
     # the property is not met trivially
     assert checked > 1000 and dropped > 1000
+
+
+def test_kernel_filter_is_superset_with_more_suffixes_than_slots() -> None:
+    """Many patterns of every shape: merged suffixes and pass_all still pass everything."""
+    rng = random.Random(20250618)
+    pool = [p for i in range(12) for p in (
+        f"rg{i}.conf", f"*.e{i}", f"[ab]*x{i}", f"/*/d{i}/*.py", f"?{i}z", f"/srv/c{i}*/*")]
+    comps = [c for i in range(12) for c in (
+        f"rg{i}.conf", f"xrg{i}.conf", f"a.e{i}", f"bx{i}", f"cx{i}", f"d{i}", "k.py", f"q{i}z",
+        f"c{i}", f"c{i}x")] + ["srv", "tmp", "etc"]
+    # and names that decode to escapes: "\\xab" (a raw 0xab), "\\\\xab" (a backslash)
+    raw_comps = [c.encode() for c in comps] + [b"\xab", b"\\xab", b"\xffx1", b"e\xab"]
+    checked = dropped = merged = 0
+    for _ in range(150):
+        pats = rng.sample(pool, rng.randrange(14, 40))
+        a, b = sorted(rng.sample(range(len(pats)), 2))
+        f = FileFilter(["/etc"], pats[:a], ["/tmp"], ["/etc/shadow"],
+                       force=(["/srv/x"], pats[a:b]), force_read=((), pats[b:]))
+        k = compile_kernel_filter(f)
+        assert len(k.suffixes) <= KERNEL_FILTER_MAX_SUFFIXES
+        merged += bool(k.widened)
+        for _ in range(120):
+            raw = b"/" + b"/".join(rng.choice(raw_comps) for _ in range(rng.randrange(1, 5)))
+            path = decode_path(raw)
+            for write in (True, False):
+                want = f.wants(path, write)
+                passes = k.passes(raw, write)
+                assert passes or not want, (pats, a, b, raw, write, k)
+                checked += want
+                dropped += not passes
+    assert checked > 1000 and dropped > 1000 and merged > 50
 
 
 def test_kernel_passes_emulation_matches_kernel_rules() -> None:

@@ -177,6 +177,10 @@ TRIGGERS: dict[str, list[str]] = {
         "/usr/local/lib/python3.11/dist-packages/rg.pth",
         "/etc/python3.11/sitecustomize.py",
         "/usr/lib/python3.11/usercustomize.py",
+        # a file name anywhere, outside watched paths and under excluded ones too
+        "/var/tmp/x/site-packages/sitecustomize.py",
+        "/root/.local/lib/python3.11/site-packages/usercustomize.py",
+        "/tmp/venv/lib/python3.11/site-packages/sitecustomize.py",
     ],
 }
 
@@ -254,6 +258,8 @@ NEAR_MISSES: dict[str, list[str]] = {
         "/usr/lib/python3/dist-packages/rg.pth.bak",
         "/usr/lib/python3/dist-packages/rg/nested.pth",
         "/usr/lib/python3/dist-packages/sitecustomize.py.bak",
+        "/var/tmp/x/site-packages/xsitecustomize.py",
+        "/var/tmp/x/site-packages/sitecustomize.pyc",
     ],
 }
 
@@ -639,3 +645,25 @@ def test_pack_paths_pass_the_kernel_filter() -> None:
     kf = compile_kernel_filter(FileFilter.from_config(FileConfig(), force=(paths, patterns)))
     assert not kf.passes(b"/etc/systemd/system/rg.service", False)
     assert kf.passes(b"/etc/systemd/system/rg.service", True)
+
+
+def test_shipped_pack_and_rules_fit_the_kernel_filter_exactly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The default config with the shipped pack and rules needs no coarser kernel form: every
+    name pattern has its own suffix slot (the file names `/sitecustomize.py` and
+    `/usercustomize.py` among them), nothing sets pass_all, nothing is logged."""
+    rs = load_ruleset(parse_config(""), NO_CONFIG)
+    det = PersistenceDetections(rs.persistence, HOMES)
+    rule_w, rule_r = RuleEngine(rs.rules, HOMES).watched()
+    paths, patterns = det.watched()
+    ff = FileFilter.from_config(FileConfig(), force=(paths + rule_w[0], patterns + rule_w[1]),
+                                force_read=rule_r)
+    with caplog.at_level("WARNING", logger="randguard.matcher"):
+        kf = compile_kernel_filter(ff)
+    assert (kf.pass_all, kf.widened, caplog.records) == (0, (), [])
+    sfx = dict(kf.suffixes)
+    assert sfx[b"/sitecustomize.py"] & 1 and sfx[b"/usercustomize.py"] & 1
+    for p in ("/var/tmp/x/site-packages/sitecustomize.py", "/tmp/u/usercustomize.py"):
+        assert kf.passes(p.encode(), True) and det.match("file_open", p, True, True), p
+    assert not kf.passes(b"/var/tmp/x/site-packages/xsitecustomize.py", True)
