@@ -2,6 +2,7 @@
 # `sudo make run` and `sudo make test` do all set-up on a fresh Debian 12 machine.
 
 CLANG      ?= clang
+GCC        ?= gcc
 PYTHON     ?= /usr/bin/python3
 VENV       := .venv
 VPY        := $(VENV)/bin/python
@@ -10,7 +11,7 @@ BPF_SRC    := $(wildcard bpf_src/*.bpf.c)
 BPF_OUT    := agent/randguard/bpf
 BPF_OBJS   := $(patsubst bpf_src/%.bpf.c,$(BPF_OUT)/%.bpf.o,$(BPF_SRC))
 BPF_HDRS   := $(wildcard bpf_src/*.h)
-APT_BUILD  := clang libbpf-dev make bpftool
+APT_BUILD  := clang libbpf-dev make bpftool gcc libc6-dev
 APT_RUN    := libbpf1 python3 python3-venv
 CONFIG     ?= config/randguard.toml
 PYTEST_ARGS ?=
@@ -19,6 +20,8 @@ PYTEST_ARGS ?=
 
 TEST_BPF_SRC  := $(wildcard tests/bpf/*.bpf.c)
 TEST_BPF_OBJS := $(patsubst tests/bpf/%.bpf.c,build/tests/%.bpf.o,$(TEST_BPF_SRC))
+TEST_BIN_SRC  := $(wildcard tests/bin/*.c)
+TEST_BINS     := $(patsubst tests/bin/%.c,build/tests/%,$(TEST_BIN_SRC))
 
 # apt-get install whichever of the packages $(1) is missing ($(2): more apt-get options);
 # progress on stderr, so that `make run`'s stdout stays the event stream.
@@ -55,6 +58,12 @@ build/tests/%.bpf.o: tests/bpf/%.bpf.c | .deps-stamp
 	$(CLANG) -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror \
 	  -Ivmlinux -Ibpf_src -I/usr/include -c $< -o $@
 
+# Helper programs of the kernel tests (i386ops: syscalls through int $0x80). Static, so that
+# the qemu guests of test-kernels run them without a matching libc.
+build/tests/%: tests/bin/%.c | .deps-stamp
+	@mkdir -p build/tests
+	$(GCC) -O2 -static -no-pie -Wall -Werror $< -o $@
+
 venv: $(VENV)/.stamp
 $(VENV)/.stamp: pyproject.toml | .deps-stamp
 	$(PYTHON) -m venv $(VENV)
@@ -76,7 +85,7 @@ lint: venv
 # The whole suite: unit tests of the pure core and kernel tests that load the real objects,
 # then the kernel tests again on other kernels under qemu (test-kernels, docs/kernels.md), then
 # the .deb on a booted Debian 12 (test-deb, docs/packaging.md).
-test: all $(TEST_BPF_OBJS) venv
+test: all $(TEST_BPF_OBJS) $(TEST_BINS) venv
 	$(VENV)/bin/ruff check .
 	$(VPY) -m pytest -ra $(PYTEST_ARGS)
 	@$(MAKE) --no-print-directory test-kernels
@@ -85,7 +94,7 @@ test: all $(TEST_BPF_OBJS) venv
 test-unit: venv
 	$(VPY) -m pytest -ra -m "not kernel" $(PYTEST_ARGS)
 
-test-kernel: all $(TEST_BPF_OBJS) venv
+test-kernel: all $(TEST_BPF_OBJS) $(TEST_BINS) venv
 	$(VPY) -m pytest -ra -m kernel $(PYTEST_ARGS)
 
 # The kernel tests on Debian's 5.10, 6.1, 6.12 and newest (sid) kernels, each booted under qemu
@@ -98,7 +107,7 @@ APT_VM       := qemu-system-x86 debootstrap
 KERNELS      ?=
 KERNEL_TESTS ?=
 KERNELS_ARGS ?=
-test-kernels: all $(TEST_BPF_OBJS) venv .vm-deps-stamp
+test-kernels: all $(TEST_BPF_OBJS) $(TEST_BINS) venv .vm-deps-stamp
 	$(PYTHON) vm/kernels.py $(if $(KERNELS),--kernels $(KERNELS)) \
 	  $(if $(KERNEL_TESTS),--tests $(KERNEL_TESTS)) $(KERNELS_ARGS)
 

@@ -102,3 +102,35 @@ def test_int3_oops_from_stale_patched_text_is_booted_again(tmp_path: Path) -> No
     assert kernels.emulation_trouble(result(tmp_path, INT3_OOPS)) == (
         "int3 oops at trace_syscall_enter+0xd/0xb0 (stale code after live patching) in "
         "tests/kernel/test_detections.py")
+
+
+def cpio_modes(data: bytes) -> dict[str, int]:
+    """Name -> mode of each entry of a newc archive."""
+    out, pos = {}, 0
+    while True:
+        hdr = data[pos:pos + 110]
+        mode, size, namesize = (int(hdr[6 + 8 * i:14 + 8 * i], 16) for i in (1, 6, 11))
+        name = data[pos + 110:pos + 110 + namesize - 1].decode()
+        if name == "TRAILER!!!":
+            return out
+        out[name] = mode
+        pos += 110 + namesize
+        pos += -pos % 4 + size
+        pos += -pos % 4
+
+
+def test_run_cpio_keeps_the_test_programs_executable(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """build/tests/ holds static programs next to the objects (i386ops): the guest runs them."""
+    root = tmp_path / "root"
+    for name, mode in (("agent/randguard/bpf/file.bpf.o", 0o644), ("pyproject.toml", 0o644),
+                       ("build/tests/ringtest.bpf.o", 0o644), ("build/tests/i386ops", 0o755)):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"x")
+        (root / name).chmod(mode)
+    monkeypatch.setattr(kernels, "ROOT", root)
+    kernels.build_run_cpio(tmp_path / "run.cpio", ["tests/kernel/test_i386.py"], [])
+    modes = cpio_modes((tmp_path / "run.cpio").read_bytes())
+    assert modes["repo/build/tests/i386ops"] == 0o100755
+    assert modes["repo/build/tests/ringtest.bpf.o"] == 0o100644
+    assert "tests/kernel/test_i386.py" in kernels.DEFAULT_TESTS

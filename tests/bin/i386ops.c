@@ -1,0 +1,214 @@
+/*
+ * i386ops: file operations and execve made through the i386 syscall entry (int $0x80) by a
+ * 64-bit process, or natively, so that a kernel test can compare what randguard reports for
+ * the two. The native ABI calls the same syscalls by number (libc's open() would be openat).
+ *
+ *   i386ops ABI OP ARGS...    ABI: i386 or x86_64
+ *   i386ops probe             exit 0 when int $0x80 works here, 2 when the kernel lacks it
+ *
+ * OPs: open PATH FLAGS, openat PATH FLAGS, creat PATH, write PATH TEXT (open O_WRONLY|
+ * O_APPEND|O_CREAT, write, close), rename OLD NEW, renameat OLD NEW, unlink PATH,
+ * unlinkat PATH FLAGS, rmdir PATH, link OLD NEW, linkat OLD NEW FLAGS, symlink TARGET LINK,
+ * symlinkat TARGET LINK, execve PATH [ARGS...] (argv is PATH ARGS..., the environment empty).
+ * The result goes to stderr; a failed call exits 1.
+ *
+ * int $0x80 takes 32-bit registers, so every pointer passed (strings, argv) is copied below
+ * 4 GiB first (MAP_32BIT); an i386 argv is an array of 32-bit pointers.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/*
+ * Per argument: s = the next command-line argument as a string, n = the next one as a number,
+ * c = AT_FDCWD, m = mode 0644.
+ */
+static const struct op {
+	const char *name;
+	long nr64, nr32;
+	const char *args;
+} ops[] = {
+	{ "open", SYS_open, 5, "snm" },
+	{ "openat", SYS_openat, 295, "csnm" },
+	{ "creat", SYS_creat, 8, "sm" },
+	{ "rename", SYS_rename, 38, "ss" },
+	{ "renameat", SYS_renameat, 302, "cscs" },
+	{ "unlink", SYS_unlink, 10, "s" },
+	{ "unlinkat", SYS_unlinkat, 301, "csn" },
+	{ "rmdir", SYS_rmdir, 40, "s" },
+	{ "link", SYS_link, 9, "ss" },
+	{ "linkat", SYS_linkat, 303, "cscsn" },
+	{ "symlink", SYS_symlink, 83, "ss" },
+	{ "symlinkat", SYS_symlinkat, 304, "scs" },
+};
+
+enum { I386_WRITE = 4, I386_CLOSE = 6, I386_EXECVE = 11, I386_GETPID = 20 };
+
+static int i386;
+static char *low, *low_end;
+
+static __attribute__((noreturn)) void die(const char *msg)
+{
+	fprintf(stderr, "i386ops: %s\n", msg);
+	exit(2);
+}
+
+/* Zeroed memory below 4 GiB, where int $0x80's 32-bit pointers reach. */
+static void *low_alloc(size_t n)
+{
+	void *p = low;
+
+	n = (n + 7) & ~(size_t)7;
+	if (n > (size_t)(low_end - low))
+		die("arguments too long");
+	low += n;
+	return p;
+}
+
+static char *low_str(const char *s)
+{
+	return strcpy(low_alloc(strlen(s) + 1), s);
+}
+
+static long sys32(long nr, long a, long b, long c, long d, long e)
+{
+	long ret;
+
+	/* r8-r11 are clobbered by int $0x80 on older kernels */
+	__asm__ volatile("int $0x80"
+			 : "=a"(ret)
+			 : "a"(nr), "b"(a), "c"(b), "d"(c), "S"(d), "D"(e)
+			 : "memory", "cc", "r8", "r9", "r10", "r11");
+	return (int)ret;	/* the i386 ABI returns eax */
+}
+
+/* One syscall through the chosen ABI; -errno on failure either way. */
+static long call(long nr64, long nr32, long a, long b, long c, long d, long e)
+{
+	long ret;
+
+	if (i386)
+		return sys32(nr32, a, b, c, d, e);
+	ret = syscall(nr64, a, b, c, d, e);
+	return ret < 0 ? -errno : ret;
+}
+
+static int report(const char *what, long ret)
+{
+	fprintf(stderr, "%s %s = %ld%s%s\n", i386 ? "i386" : "x86_64", what, ret,
+		ret < 0 ? " " : "", ret < 0 ? strerror(-ret) : "");
+	return ret < 0;
+}
+
+static void segv(int sig)
+{
+	(void)sig;
+	static const char msg[] = "i386ops: int $0x80 faulted: no ia32 emulation\n";
+	if (write(2, msg, sizeof(msg) - 1) < 0)
+		_exit(3);
+	_exit(2);
+}
+
+/* Without ia32 emulation int $0x80 faults (no gate) or returns -ENOSYS. */
+static int probe(void)
+{
+	long pid;
+
+	signal(SIGSEGV, segv);
+	i386 = 1;
+	pid = sys32(I386_GETPID, 0, 0, 0, 0, 0);
+	if (pid == getpid()) {
+		fprintf(stderr, "i386ops: ia32 emulation works\n");
+		return 0;
+	}
+	fprintf(stderr, "i386ops: int $0x80 getpid = %ld: no ia32 emulation\n", pid);
+	return 2;
+}
+
+static int run_op(const struct op *op, char **argv, int argc)
+{
+	long a[5] = { 0 };
+	int n = 0;
+
+	for (const char *k = op->args; *k; k++) {
+		if ((*k == 's' || *k == 'n') && n >= argc)
+			die("too few arguments");
+		switch (*k) {
+		case 's': a[k - op->args] = (long)low_str(argv[n++]); break;
+		case 'n': a[k - op->args] = strtol(argv[n++], NULL, 0); break;
+		case 'c': a[k - op->args] = AT_FDCWD; break;
+		case 'm': a[k - op->args] = 0644; break;
+		}
+	}
+	if (n != argc)
+		die("too many arguments");
+	return report(op->name, call(op->nr64, op->nr32, a[0], a[1], a[2], a[3], a[4]));
+}
+
+static int do_write(char **argv, int argc)
+{
+	long fd, ret;
+	char *text;
+
+	if (argc != 2)
+		die("usage: write PATH TEXT");
+	fd = call(SYS_open, 5, (long)low_str(argv[0]), O_WRONLY | O_APPEND | O_CREAT, 0644, 0, 0);
+	if (report("open", fd))
+		return 1;
+	text = low_str(argv[1]);
+	ret = call(SYS_write, I386_WRITE, fd, (long)text, strlen(text), 0, 0);
+	report("write", ret);
+	report("close", call(SYS_close, I386_CLOSE, fd, 0, 0, 0, 0));
+	return ret < 0;
+}
+
+static int do_execve(char **argv, int argc)
+{
+	void **v64;
+	uint32_t *v32;
+	void *env = low_alloc(8);	/* NULL: an empty environment for both ABIs */
+
+	if (argc < 1)
+		die("usage: execve PATH [ARGS...]");
+	v64 = low_alloc((argc + 1) * sizeof(*v64));
+	v32 = low_alloc((argc + 1) * sizeof(*v32));
+	for (int i = 0; i < argc; i++) {
+		v64[i] = low_str(argv[i]);
+		v32[i] = (uint32_t)(uintptr_t)v64[i];
+	}
+	return report("execve", call(SYS_execve, I386_EXECVE, (long)v64[0],
+				     i386 ? (long)v32 : (long)v64, (long)env, 0, 0));
+}
+
+int main(int argc, char **argv)
+{
+	size_t size = 1 << 20;
+
+	if (argc == 2 && !strcmp(argv[1], "probe"))
+		return probe();
+	if (argc < 3 || (strcmp(argv[1], "i386") && strcmp(argv[1], "x86_64")))
+		die("usage: i386ops i386|x86_64 OP ARGS... | i386ops probe");
+	i386 = !strcmp(argv[1], "i386");
+	low = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT,
+		   -1, 0);
+	if (low == MAP_FAILED)
+		die("mmap MAP_32BIT failed");
+	low_end = low + size;
+
+	if (!strcmp(argv[2], "write"))
+		return do_write(argv + 3, argc - 3);
+	if (!strcmp(argv[2], "execve"))
+		return do_execve(argv + 3, argc - 3);
+	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
+		if (!strcmp(argv[2], ops[i].name))
+			return run_op(&ops[i], argv + 3, argc - 3);
+	die("unknown operation");
+}
