@@ -79,7 +79,9 @@ struct rg_scratch {
 	__u8 path[2 * RG_PATH_MAX]; /* the path walk writes leaf-to-root, ending at RG_PATH_MAX */
 	__u8 slack[RG_PATH_MAX];
 	__u32 walk_used; /* rg_walk_path's progress */
+	__u32 walk_root; /* it ended at the root of the mount namespace (not cut, not detached) */
 	__u32 pass;      /* the filter's verdict so far */
+	__u32 _pad;
 	__u64 pos;       /* end of the record being assembled */
 };
 
@@ -156,6 +158,29 @@ static __always_inline int rg_is_self(void)
 #define PATH_MASK_C (RG_PATH_MAX - 1)
 
 /*
+ * A dentry's parent and name. They sit side by side in struct dentry on every kernel so far,
+ * and one read of all three costs what one read of each would (a probe read is the unit of
+ * cost on the hot paths); CO-RE tells the layout, and a kernel that moves them gets three reads.
+ */
+struct rg_dentry_up {
+	struct dentry *parent;
+	__u64 hash_len; /* d_name: hash in the low half, length in the high */
+	const unsigned char *name;
+};
+
+static __always_inline void rg_dentry_up(struct dentry *d, struct rg_dentry_up *up)
+{
+	if (bpf_core_field_offset(struct dentry, d_name) ==
+	    bpf_core_field_offset(struct dentry, d_parent) + 8) {
+		bpf_probe_read_kernel(up, sizeof(*up), &d->d_parent);
+	} else {
+		up->parent = BPF_CORE_READ(d, d_parent);
+		up->hash_len = BPF_CORE_READ(d, d_name.hash_len);
+		up->name = BPF_CORE_READ(d, d_name.name);
+	}
+}
+
+/*
  * Walk a struct path up to the root of its mount namespace, crossing mount points, writing the
  * components right to left into s->path so that the result is contiguous. Returns the offset of
  * the first byte in s->path (the result ends at RG_PATH_MAX) and sets *trunc when the path was cut.
@@ -176,13 +201,20 @@ static __always_inline __u32 rg_walk_path(struct rg_scratch *s, const struct pat
 	 * every iteration in the same state and prunes, instead of tracking one range per step.
 	 */
 	s->walk_used = 0;
+	s->walk_root = 0;
 	*trunc = 0;
 	for (i = 0; i < RG_PATH_DEPTH; i++) {
-		struct dentry *parent = BPF_CORE_READ(dentry, d_parent);
+		struct rg_dentry_up up;
+
+		rg_dentry_up(dentry, &up);
+		struct dentry *parent = up.parent;
 
 		if (dentry == mnt_root || dentry == parent) {
-			if (dentry != mnt_root || mnt == mnt_parent)
-				break; /* the namespace root, or a disconnected dentry */
+			if (dentry != mnt_root || mnt == mnt_parent) {
+				/* the namespace root, or a disconnected dentry */
+				s->walk_root = dentry == mnt_root;
+				break;
+			}
 			dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
 			mnt = mnt_parent;
 			mnt_parent = BPF_CORE_READ(mnt, mnt_parent);
@@ -190,8 +222,8 @@ static __always_inline __u32 rg_walk_path(struct rg_scratch *s, const struct pat
 			mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
 			continue;
 		}
-		__u32 len = BPF_CORE_READ(dentry, d_name.len) & PATH_MASK_C;
-		const unsigned char *name = BPF_CORE_READ(dentry, d_name.name);
+		__u32 len = (up.hash_len >> 32) & PATH_MASK_C;
+		const unsigned char *name = up.name;
 
 		used = s->walk_used & PATH_MASK_C;
 		if (used + len + 1 >= RG_PATH_MAX) {
@@ -256,12 +288,23 @@ static __always_inline struct file *rg_fd_file(struct task_struct *task, int fd)
 {
 	struct files_struct *files = BPF_CORE_READ(task, files);
 	struct fdtable *fdt = BPF_CORE_READ(files, fdt);
-	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct {
+		__u64 max_fds; /* unsigned int, then padding */
+		struct file **fd;
+	} t = {};
 	struct file *f = NULL;
 
-	if (fd < 0 || (unsigned int)fd >= BPF_CORE_READ(fdt, max_fds))
+	/* max_fds and fd side by side (every kernel so far): one read */
+	if (bpf_core_field_offset(struct fdtable, max_fds) == 0 &&
+	    bpf_core_field_offset(struct fdtable, fd) == 8) {
+		bpf_probe_read_kernel(&t, sizeof(t), fdt);
+	} else {
+		t.max_fds = BPF_CORE_READ(fdt, max_fds);
+		t.fd = BPF_CORE_READ(fdt, fd);
+	}
+	if (fd < 0 || (unsigned int)fd >= (unsigned int)t.max_fds)
 		return NULL;
-	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]);
+	bpf_probe_read_kernel(&f, sizeof(f), &t.fd[fd]);
 	return f;
 }
 

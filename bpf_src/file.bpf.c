@@ -111,50 +111,323 @@ static __always_inline void key_reset(struct rg_keybuf *k)
 	k->len = 0;
 }
 
-/* Does the assembled path pass for an operation that needs `need` (RG_V_WATCH or RG_V_READ)? */
-static __always_inline int key_passes(struct rg_keybuf *k, __u8 need)
+/* The trie's verdict bits for the key's first `plen` bytes, for a path `len` bytes long. */
+static __always_inline __u8 trie_bits(struct rg_keybuf *k, __u32 plen, __u32 len)
 {
-	__u32 zero = 0;
-	struct rg_filter_conf *conf = bpf_map_lookup_elem(&rg_filter_conf_map, &zero);
 	struct rg_filter_val *v;
-	__u32 len = k->len;
-	__u8 bits = 0;
 
-	if (!conf)
-		return 1;
-	k->prefixlen = (len < RG_FILTER_KEY_LEN ? len : RG_FILTER_KEY_LEN) * 8;
+	k->prefixlen = (plen < RG_FILTER_KEY_LEN ? plen : RG_FILTER_KEY_LEN) * 8;
 	v = bpf_map_lookup_elem(&rg_filter_trie, k);
-	if (v) {
-		bits = (v->exact && v->exact != len) ? v->fallback : v->verdict;
-		if (bits & need)
-			return 1; /* never together with RG_V_EXCLUDE */
-	}
-	/*
-	 * An excluded path passes only what detections and rules look at (RG_V_FORCE). The bits a
-	 * suffix needs go through memory so that the verifier sees one state, not one per value.
-	 */
-	k->want = (bits & RG_V_EXCLUDE) ? need | RG_V_FORCE : need;
+	if (!v)
+		return 0;
+	return (v->exact && v->exact != len) ? v->fallback : v->verdict;
+}
+
+/*
+ * Does a suffix with the bits in k->want match the end of the key? 1: yes, 0: no. With
+ * `partial` the key is only the path's end ("/" and the file name): 2 when a suffix reaches
+ * past it and matched as far as it goes (the whole path would decide).
+ */
+static __always_inline int suffix_match(struct rg_keybuf *k, struct rg_filter_conf *conf,
+					int partial)
+{
+	__u32 len = k->len;
+
 	for (__u32 i = 0; i < RG_FILTER_MAX_SUFFIXES; i++) {
 		if (i >= conf->nr_suffixes)
 			break;
 		struct rg_suffix *sfx = &conf->suffixes[i & (RG_FILTER_MAX_SUFFIXES - 1)];
 		__u8 want = k->want;
-		if ((sfx->verdict & want) != want || sfx->len > RG_SUFFIX_LEN || sfx->len > len)
+		if ((sfx->verdict & want) != want || sfx->len > RG_SUFFIX_LEN ||
+		    (sfx->len > len && !partial))
 			continue;
 		int hit = 1;
 		/* compare from the end: mismatches show up at once */
 		for (__u32 j = 0; j < RG_SUFFIX_LEN; j++) {
 			if (j >= sfx->len)
 				break;
+			if (j >= len) {
+				hit = 2; /* the suffix goes on where the key ends */
+				break;
+			}
 			if (k->data[(len - 1 - j) & KEY_MASK] != sfx->s[(sfx->len - 1 - j) & 31]) {
 				hit = 0;
 				break;
 			}
 		}
 		if (hit)
-			return 1;
+			return hit;
 	}
+	return 0;
+}
+
+/* What passes once the trie said `bits`: a suffix or pass_all with the bits still wanted. */
+static __always_inline int rest_passes(struct rg_keybuf *k, struct rg_filter_conf *conf,
+				       __u8 bits, __u8 need, int partial)
+{
+	/*
+	 * An excluded path passes only what detections and rules look at (RG_V_FORCE). The bits a
+	 * suffix needs go through memory so that the verifier sees one state, not one per value.
+	 */
+	k->want = (bits & RG_V_EXCLUDE) ? need | RG_V_FORCE : need;
+	int m = suffix_match(k, conf, partial);
+	if (m)
+		return m;
 	return (conf->pass_all & k->want) == k->want;
+}
+
+static __always_inline struct rg_filter_conf *filter_conf(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&rg_filter_conf_map, &zero);
+}
+
+/* Does the assembled path pass for an operation that needs `need` (RG_V_WATCH or RG_V_READ)? */
+static __always_inline int key_passes(struct rg_keybuf *k, __u8 need)
+{
+	struct rg_filter_conf *conf = filter_conf();
+	__u8 bits;
+
+	if (!conf)
+		return 1;
+	bits = trie_bits(k, k->len, k->len);
+	if (bits & need)
+		return 1; /* never together with RG_V_EXCLUDE */
+	return rest_passes(k, conf, bits, need, 0);
+}
+
+/* ---- directory verdict cache ------------------------------------------------------------ */
+
+/*
+ * Most opens are of files in directories where nothing is watched. The cache remembers, per
+ * directory (dentry and mount), the trie's verdict for any file directly in it, so that such an
+ * open is judged by its name alone (the suffixes), without walking and building its path.
+ *
+ * A verdict is cached only when it cannot depend on the name (no trie entry lies below the
+ * directory: rg_dir_below, filled by the loader), the walk reached the namespace root, the file
+ * system cannot rename behind our back (local ones only), and nothing that changes what paths
+ * directories have ran meanwhile. Those syscalls (rename, rmdir, mount, umount, move_mount,
+ * pivot_root; native and i386) hold `busy` while they run, which turns the cache off, and bump
+ * `gen`, which makes every entry stale. io_uring can rename without a syscall: once a ring is set
+ * up (or was before the agent started) the cache is off for good. A reload bumps the epoch.
+ */
+const volatile __u8 rg_dcache_on = 0; /* [performance] directory_cache */
+
+struct rg_dcache_key {
+	__u64 dir; /* struct dentry * */
+	__u64 mnt; /* struct vfsmount * */
+};
+
+struct rg_dcache_val {
+	__u64 gen;
+	__u64 epoch;
+	__u64 parent;   /* the directory's d_parent and d_name.hash_len when cached: a dentry */
+	__u64 hash_len; /* freed and reused for another directory does not match */
+	__u8 bits;      /* trie verdict for any file directly in the directory */
+	__u8 _pad[7];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct rg_dcache_key);
+	__type(value, struct rg_dcache_val);
+} rg_dcache SEC(".maps");
+
+struct rg_dcache_state {
+	__u64 gen;  /* bumped at the start and the end of each path-changing syscall */
+	__u64 busy; /* path-changing syscalls running */
+	__u64 off;  /* io_uring is in use, or a path-changing syscall could not be followed */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct rg_dcache_state);
+} rg_dcache_state_map SEC(".maps");
+
+/* Written by the loader only (start, reload): the filter the cached verdicts come from. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} rg_dcache_epoch SEC(".maps");
+
+/* FNV-1a hashes of directory prefixes ("/etc/") that have trie entries below them. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u64);
+	__type(value, __u8);
+} rg_dir_below SEC(".maps");
+
+/* magic numbers of the file systems whose directories only move by syscalls seen here */
+#define EXT4_SUPER_MAGIC 0xEF53
+#define XFS_SUPER_MAGIC 0x58465342
+#define BTRFS_SUPER_MAGIC 0x9123683E
+#define TMPFS_MAGIC 0x01021994
+#define RAMFS_MAGIC 0x858458f6
+
+static __always_inline struct rg_dcache_state *dcache_state(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&rg_dcache_state_map, &zero);
+}
+
+static __always_inline __u64 dcache_epoch(void)
+{
+	__u32 zero = 0;
+	__u64 *e = bpf_map_lookup_elem(&rg_dcache_epoch, &zero);
+	return e ? *e : 0;
+}
+
+/* A path-changing syscall starts (1) or ends (-1). */
+static __always_inline void dcache_busy(__s64 delta)
+{
+	struct rg_dcache_state *st = dcache_state();
+
+	if (!st)
+		return;
+	__sync_fetch_and_add(&st->gen, 1);
+	__sync_fetch_and_add(&st->busy, delta);
+}
+
+static __always_inline void dcache_off(void)
+{
+	struct rg_dcache_state *st = dcache_state();
+
+	if (st)
+		st->off = 1;
+}
+
+/* The cached verdict bits for files directly in `dir` on `mnt`, or -1. */
+static __always_inline int dcache_get(struct dentry *dir, struct vfsmount *mnt)
+{
+	struct rg_dcache_state *st = dcache_state();
+	struct rg_dcache_key key = {.dir = (__u64)dir, .mnt = (__u64)mnt};
+	struct rg_dcache_val *v;
+	struct rg_dentry_up up;
+
+	if (!st || st->busy || st->off)
+		return -1;
+	v = bpf_map_lookup_elem(&rg_dcache, &key);
+	if (!v || v->gen != st->gen || v->epoch != dcache_epoch())
+		return -1;
+	rg_dentry_up(dir, &up);
+	if (v->parent != (__u64)up.parent || v->hash_len != up.hash_len)
+		return -1;
+	return v->bits;
+}
+
+/*
+ * 0 when the cache decides that the opened file `f` cannot pass for `need`: it is filtered
+ * without its path being built. 1 otherwise (it passes, or the cache cannot tell).
+ */
+static __always_inline int dcache_may_pass(struct rg_keybuf *k, struct file *f, __u8 need)
+{
+	struct rg_filter_conf *conf = filter_conf();
+	struct rg_dentry_up up;
+	struct path p;
+
+	if (!rg_dcache_on || !conf)
+		return 1;
+	bpf_probe_read_kernel(&p, sizeof(p), &f->f_path);
+	if (p.dentry == BPF_CORE_READ(p.mnt, mnt_root))
+		return 1; /* a mount root's path is its mountpoint's, not its parent's */
+	rg_dentry_up(p.dentry, &up);
+	int bits = dcache_get(up.parent, p.mnt);
+	if (bits < 0 || (bits & need))
+		return 1;
+	/* the suffixes see "/" and the name */
+	__u32 len = up.hash_len >> 32;
+	if (len > RG_FILTER_KEY_LEN - 2)
+		return 1;
+	k->data[0] = '/';
+	bpf_probe_read_kernel(&k->data[1], len & (RG_FILTER_KEY_LEN - 1), up.name);
+	k->len = len + 1;
+	return rest_passes(k, conf, bits, need, 1) != 0;
+}
+
+/* What the cache must know when a walk starts, to tell whether anything moved meanwhile. */
+struct rg_dcache_snap {
+	__u64 gen;
+	__u64 epoch;
+	int ok;
+};
+
+static __always_inline void dcache_snap(struct rg_dcache_snap *snap)
+{
+	struct rg_dcache_state *st = dcache_state();
+
+	snap->ok = rg_dcache_on && st && !st->busy && !st->off;
+	snap->gen = st ? st->gen : 0;
+	snap->epoch = dcache_epoch();
+}
+
+static __always_inline __u64 dir_hash(struct rg_keybuf *k, __u32 dlen)
+{
+	__u64 h = 0xcbf29ce484222325ULL;
+
+	for (__u32 i = 0; i < RG_FILTER_KEY_LEN; i++) {
+		if (i >= dlen)
+			break;
+		h ^= k->data[i & KEY_MASK];
+		h *= 0x100000001b3ULL;
+	}
+	return h;
+}
+
+static __always_inline int local_fs(struct dentry *d)
+{
+	unsigned long magic = BPF_CORE_READ(d, d_sb, s_magic);
+
+	return magic == EXT4_SUPER_MAGIC || magic == XFS_SUPER_MAGIC ||
+	       magic == BTRFS_SUPER_MAGIC || magic == TMPFS_MAGIC || magic == RAMFS_MAGIC;
+}
+
+/*
+ * After a walk of `f`'s path into the key (whole, to the namespace root): remember the verdict
+ * of its directory when it cannot depend on the name and nothing moved since `snap`.
+ */
+static __always_inline void dcache_learn(struct rg_scratch *s, struct rg_keybuf *k,
+					 struct file *f, const struct rg_dcache_snap *snap)
+{
+	struct rg_dcache_state *st = dcache_state();
+	struct rg_dentry_up up, dir_up;
+	struct path p;
+
+	if (!snap->ok || !s->walk_root || !st)
+		return;
+	bpf_probe_read_kernel(&p, sizeof(p), &f->f_path);
+	struct dentry *d = p.dentry;
+	struct vfsmount *mnt = p.mnt;
+	if (d == BPF_CORE_READ(mnt, mnt_root) || !local_fs(d))
+		return;
+	rg_dentry_up(d, &up);
+	__u32 len = k->len, namelen = up.hash_len >> 32;
+	__u32 dlen = len - namelen;
+	if (!namelen || namelen >= len || dlen >= RG_FILTER_KEY_LEN ||
+	    k->data[(dlen - 1) & KEY_MASK] != '/')
+		return;
+	__u64 h = dir_hash(k, dlen);
+	if (bpf_map_lookup_elem(&rg_dir_below, &h))
+		return; /* the name decides */
+	struct dentry *dir = up.parent;
+	struct rg_dcache_key key = {.dir = (__u64)dir, .mnt = (__u64)mnt};
+
+	rg_dentry_up(dir, &dir_up);
+	struct rg_dcache_val v = {
+		.gen = snap->gen,
+		.epoch = snap->epoch,
+		.parent = (__u64)dir_up.parent,
+		.hash_len = dir_up.hash_len,
+		.bits = trie_bits(k, dlen, len), /* any longer path: as long as this one */
+	};
+	if (st->busy || st->off || st->gen != snap->gen || dcache_epoch() != snap->epoch)
+		return;
+	bpf_map_update_elem(&rg_dcache, &key, &v, BPF_ANY);
 }
 
 /* 0x80 in each byte of x that equals the byte repeated in pat, 0 elsewhere (exact). */
@@ -302,6 +575,7 @@ static __always_inline __u32 walk_to_key(struct rg_scratch *s, struct rg_keybuf 
 	return off;
 }
 
+/* 1: stashed; 0: the agent's own call, not followed; -1: the table was full (counted). */
 static __always_inline int stash(struct rg_inflight *in)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
@@ -309,9 +583,48 @@ static __always_inline int stash(struct rg_inflight *in)
 	if (rg_is_self())
 		return 0;
 	/* a full in-flight table loses the event: counted */
-	if (bpf_map_update_elem(&rg_inflight_map, &tid, in, BPF_ANY))
+	if (bpf_map_update_elem(&rg_inflight_map, &tid, in, BPF_ANY)) {
 		rg_count(&rg_table_full, RG_FAM_FILE);
+		return -1;
+	}
+	return 1;
+}
+
+#define AT_REMOVEDIR 0x200
+
+/* Can this call change what path a directory has? (The agent's own calls cannot: it makes
+ * none that move a directory.) */
+static __always_inline int moves_dirs(__u16 sys, __u64 flags)
+{
+	switch (sys) {
+	case RG_SYS_RENAME:
+	case RG_SYS_RENAMEAT:
+	case RG_SYS_RENAMEAT2:
+	case RG_SYS_RMDIR:
+	case RG_SYS_MOUNT:
+	case RG_SYS_UMOUNT:
+	case RG_SYS_UMOUNT2:
+	case RG_SYS_MOVE_MOUNT:
+	case RG_SYS_PIVOT_ROOT:
+		return 1;
+	case RG_SYS_UNLINKAT:
+		return (flags & AT_REMOVEDIR) != 0;
+	}
 	return 0;
+}
+
+/* Stash, and for a path-changing call hold the directory cache off until its exit. */
+static __always_inline void stash_noting_moves(struct rg_inflight *in)
+{
+	in->dcache = moves_dirs(in->syscall, in->flags);
+	int r = stash(in);
+
+	if (!in->dcache)
+		return;
+	if (r > 0)
+		dcache_busy(1);
+	else if (r < 0)
+		dcache_off(); /* its exit cannot be matched: no more caching this run */
 }
 
 /* The arguments this thread stashed at sys_enter, taken out of the map. */
@@ -416,9 +729,18 @@ int BPF_PROG(rg_file_exit_open, struct pt_regs *regs, long ret)
 
 	if (ret >= 0) {
 		struct file *f = rg_fd_file(task, ret);
+		struct rg_dcache_snap snap;
+
 		if (!f)
 			return 0;
+		if (!dcache_may_pass(k, f, need)) {
+			rg_count(&rg_filtered, RG_FAM_FILE);
+			return 0;
+		}
+		dcache_snap(&snap);
 		__u32 off = walk_to_key(s, k, &f->f_path, &trunc);
+		if (!trunc)
+			dcache_learn(s, k, f, &snap);
 		/* a path cut at RG_PATH_MAX has lost its prefix: userspace reports it, marked */
 		if (!trunc && !key_passes(k, need)) {
 			rg_count(&rg_filtered, RG_FAM_FILE);
@@ -476,7 +798,8 @@ int BPF_PROG(rg_file_enter_write, struct pt_regs *regs, long nr)
 	struct rg_inflight in = {
 		.syscall = sys, .op = RG_OP_WRITE, .abi = abi, .dfd = fd, .file = key,
 	};
-	return stash(&in);
+	stash(&in);
+	return 0;
 }
 
 SEC("tp_btf/sys_exit")
@@ -578,6 +901,8 @@ int BPF_PROG(rg_file_exit_names, struct pt_regs *regs, long ret)
 
 	if (!unstash(&in_copy))
 		return 0;
+	if (in_copy.dcache)
+		dcache_busy(-1);
 	s = rg_scratch();
 	k = rg_keybuf();
 	if (!s || !k)
@@ -671,5 +996,40 @@ int BPF_PROG(rg_file_enter_names, struct pt_regs *regs, long nr)
 	default:
 		in.op = RG_OP_LINK;
 	}
-	return stash(&in);
+	stash_noting_moves(&in);
+	return 0;
+}
+
+/*
+ * Path-changing calls that no event hook takes (mounts; renames and rmdir when their hooks are
+ * off), followed for the directory cache only. A process that sets up an io_uring turns the
+ * cache off: io_uring renames run without a syscall.
+ */
+SEC("tp_btf/sys_enter")
+int BPF_PROG(rg_file_enter_moves, struct pt_regs *regs, long nr)
+{
+	struct rg_sysinfo *si = rg_sys_lookup(nr);
+
+	if (!si)
+		return 0;
+	if (si->id == RG_SYS_IO_URING_SETUP) {
+		dcache_off();
+		return 0;
+	}
+	struct rg_inflight in = {.syscall = si->id};
+	if (si->id == RG_SYS_UNLINKAT)
+		in.flags = (__u32)rg_arg(regs, 2, si->abi);
+	if (moves_dirs(in.syscall, in.flags))
+		stash_noting_moves(&in);
+	return 0;
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(rg_file_exit_moves, struct pt_regs *regs, long ret)
+{
+	struct rg_inflight in;
+
+	if (unstash(&in) && in.dcache)
+		dcache_busy(-1);
+	return 0;
 }

@@ -25,7 +25,8 @@ struct rg_inflight {
 	__u16 syscall;
 	__u8 op;
 	__u8 abi;
-	__u8 _pad[4];
+	__u8 dcache; /* a path-changing syscall: file.bpf.c's directory cache is off until exit */
+	__u8 _pad[3];
 };
 
 struct {

@@ -93,7 +93,14 @@ enum rg_syscall {
 	RG_SYS_COPY_FILE_RANGE = 20,
 	RG_SYS_SENDFILE = 21,
 	RG_SYS_SPLICE = 22,
-	RG_SYS_MAX = 23,
+	/* hooked for the directory cache (file.bpf.c): they change what paths directories have */
+	RG_SYS_MOUNT = 23,
+	RG_SYS_UMOUNT = 24, /* i386 only */
+	RG_SYS_UMOUNT2 = 25,
+	RG_SYS_MOVE_MOUNT = 26,
+	RG_SYS_PIVOT_ROOT = 27,
+	RG_SYS_IO_URING_SETUP = 28, /* io_uring renames are not seen: the cache goes off */
+	RG_SYS_MAX = 29,
 };
 
 /* The ABI a syscall was made through (every record a syscall made has an `abi` field). */

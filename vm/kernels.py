@@ -85,6 +85,9 @@ DEFAULT_TESTS = [
     "tests/kernel/test_file_events.py",
     "tests/kernel/test_network_events.py",
     "tests/kernel/test_detections.py",
+    "tests/kernel/test_i386.py",
+    "tests/kernel/test_dcache.py",
+    "tests/kernel/test_patterns.py",
     # the in-flight tables' losses are counted on every kernel (two tests: the rest of that
     # file stresses the ring and the output, which do not vary by kernel)
     "tests/kernel/test_reliability.py::test_full_in_flight_table_is_counted",
@@ -455,7 +458,8 @@ def build_run_cpio(dest: Path, tests: list[str], pytest_args: list[str], guest_c
                    probe: bool = True) -> None:
     """This checkout's agent, config, tests and objects, the guest's /init and its job."""
     objs = sorted((ROOT / "agent/randguard/bpf").glob("*.bpf.o"))
-    test_objs = sorted((ROOT / "build/tests").glob("*.bpf.o"))
+    # the tests' objects and static programs (build/tests/i386ops), modes kept
+    test_builds = sorted(p for p in (ROOT / "build/tests").glob("*") if p.is_file())
     if not objs:
         raise SystemExit("no agent/randguard/bpf/*.bpf.o: run `make all` first")
     skip = lambda p: p.name in ("__pycache__", ".pytest_cache") or p.suffix == ".pyc"  # noqa: E731
@@ -467,8 +471,8 @@ def build_run_cpio(dest: Path, tests: list[str], pytest_args: list[str], guest_c
             c.add_tree(ROOT / t, f"repo/{t}", skip)
         for t in RUN_FILES:
             c.file(f"repo/{t}", (ROOT / t).read_bytes())
-        for o in test_objs:
-            c.file(f"repo/build/tests/{o.name}", o.read_bytes())
+        for o in test_builds:
+            c.file(f"repo/build/tests/{o.name}", o.read_bytes(), stat.S_IMODE(o.stat().st_mode))
         job = {"tests": tests, "pytest_args": pytest_args}
         c.file("rg/job.json", json.dumps(job).encode())
         c.file("rg/tests", (" ".join(tests) + "\n").encode())

@@ -172,6 +172,7 @@ class PerformanceConfig(Section):
     max_events_per_second: int = 20000  # per family, for events matching no detection/rule; 0: off
     drop_when_full: bool = True  # output queue full: drop by policy (else stop reading the ring)
     output_queue_events: int = 65536  # lines waiting for a slow stdout reader
+    directory_cache: bool = True  # the kernel judges most unwatched opens by directory
 
 
 FILE_OPERATIONS = ("file_open", "file_write", "file_rename", "file_unlink", "file_link")

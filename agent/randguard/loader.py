@@ -133,6 +133,75 @@ def _fill_filter(obj: BpfObject, kf: matcher.KernelFilter) -> None:
     conf_map = obj.map("rg_filter_conf_map")
     conf = conf.ljust(conf_map.value_size, b"\0")
     conf_map.update(struct.pack("<I", 0), conf)
+    _fill_dir_below(obj, kf)
+
+
+def dir_hash(prefix: bytes) -> int:
+    """FNV-1a, as file.bpf.c's dir_hash() computes it over a directory prefix ("/etc/")."""
+    h = 0xCBF29CE484222325
+    for c in prefix:
+        h = ((h ^ c) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def _fill_dir_below(obj: BpfObject, kf: matcher.KernelFilter) -> None:
+    """The directory cache's list of directories with trie entries below them (their files
+    are judged by name: never cached), then a new epoch: verdicts cached under the previous
+    filter are stale."""
+    below = obj.map("rg_dir_below")
+    new = {struct.pack("<Q", dir_hash(e.prefix[: i + 1]))
+           for e in kf.trie for i, c in enumerate(e.prefix[:-1]) if c == ord("/")}
+    if len(new) > below.max_entries:
+        log.warning("kernel filter: %d directories above watched paths do not fit the %d-entry "
+                    "map; the directory cache is off", len(new), below.max_entries)
+        _dcache_off(obj)
+        new = set()
+    for key in list(below.keys()):
+        if key not in new:
+            below.delete(key)
+    for key in new:
+        below.update(key, b"\1")
+    epoch = obj.map("rg_dcache_epoch")
+    zero = struct.pack("<I", 0)
+    epoch.update(zero, struct.pack("<Q", struct.unpack("<Q", epoch.lookup(zero))[0] + 1))
+
+
+def _dcache_off(obj: BpfObject) -> None:
+    state = obj.map("rg_dcache_state_map")
+    zero = struct.pack("<I", 0)
+    gen, busy, _ = struct.unpack("<QQQ", state.lookup(zero))
+    state.update(zero, struct.pack("<QQQ", gen + 1, busy, 1))
+
+
+def _check_io_uring(fobj: BpfObject) -> None:
+    """An io_uring set up before the agent started: the directory cache goes off (the hook on
+    io_uring_setup, attached before this look, turns it off for any set up later)."""
+    users = io_uring_users()
+    if users:
+        _dcache_off(fobj)
+        log.info("directory cache off: io_uring in use (pid %s)", ", ".join(map(str, users[:5])))
+    else:
+        log.info("directory cache on")
+
+
+def io_uring_users(proc: str = "/proc") -> list[int]:
+    """PIDs holding an io_uring instance (its renames would not be seen by the directory
+    cache's invalidation)."""
+    def link(path: str) -> str:
+        try:
+            return os.readlink(path)
+        except OSError:  # closed meanwhile
+            return ""
+
+    out = []
+    for pid in filter(str.isdigit, os.listdir(proc)):
+        try:
+            fds = os.listdir(f"{proc}/{pid}/fd")
+        except OSError:
+            continue  # gone, or a kernel thread
+        if any(link(f"{proc}/{pid}/fd/{fd}") == "anon_inode:[io_uring]" for fd in fds):
+            out.append(int(pid))
+    return out
 
 
 def fill_filter(ks: KernelSide, file_filter: matcher.FileFilter) -> None:
@@ -143,7 +212,7 @@ def fill_filter(ks: KernelSide, file_filter: matcher.FileFilter) -> None:
 
 
 def _fill_dispatch(dispatch: BpfObject, objs: dict[str, BpfObject],
-                   hooks: dict[str, set[str]]) -> bool:
+                   hooks: dict[str, set[str]], moves: bool) -> bool:
     """Put each hooked syscall's family programs into the dispatcher's slots, both ABIs.
     Returns whether any syscall needs the sys_enter dispatcher."""
     info, enter, exit_ = (dispatch.map(m) for m in ("rg_sys_info", "rg_enter_progs",
@@ -151,7 +220,7 @@ def _fill_dispatch(dispatch: BpfObject, objs: dict[str, BpfObject],
     any_enter = False
     for name, wanted in hooks.items():
         obj = objs[name]
-        for slot in syscalls.slots(wanted):
+        for slot in syscalls.slots(wanted, moves and name == "file"):
             key = struct.pack("<I", slot.index)
             info.update(key, struct.pack("<HBx", slot.id, slot.abi))
             if slot.index >= exit_.max_entries:
@@ -164,18 +233,21 @@ def _fill_dispatch(dispatch: BpfObject, objs: dict[str, BpfObject],
 
 
 def attach_syscalls(ks: KernelSide, owner: BpfObject, objs: dict[str, BpfObject],
-                    hooks: dict[str, set[str]], rodata: dict[str, int]) -> None:
+                    hooks: dict[str, set[str]], rodata: dict[str, int],
+                    moves: bool = False) -> None:
     """Load the dispatcher (sharing `owner`'s maps), give it the family programs of `objs`
     for the syscalls in `hooks` (object name -> hook names), and attach it: from then on
-    those syscalls are traced, native and i386. No hooks: no dispatcher at all."""
-    if not any(hooks.values()):
+    those syscalls are traced, native and i386. `moves`: the file object also follows what
+    changes directory paths, for its directory cache. No hooks: no dispatcher at all."""
+    if not any(hooks.values()) and not moves:
         return
     dispatch = _open("dispatch")
     ks.objects.append(dispatch)
     _share(dispatch, owner, rodata)
     dispatch.load()
-    any_enter = _fill_dispatch(dispatch, objs, hooks)
-    for prog in ("rg_sys_enter", "rg_sys_exit") if any_enter else ("rg_sys_exit",):
+    any_enter = _fill_dispatch(dispatch, objs, hooks, moves)
+    # exit first: a syscall then never reaches an exit program without its enter program
+    for prog in ("rg_sys_exit", "rg_sys_enter") if any_enter else ("rg_sys_exit",):
         dispatch.attach(prog)
         ks.attached.append(prog)
     for wanted in hooks.values():
@@ -288,7 +360,7 @@ def load(cfg: Config, file_filter: matcher.FileFilter) -> KernelSide:
         fobj = None
         if cfg.events.file and cfg.file.enabled:
             kf = matcher.compile_kernel_filter(file_filter)
-            fobj = add("file", {},
+            fobj = add("file", {"rg_dcache_on": int(cfg.performance.directory_cache)},
                        # room for the filter, and for a reload that adds to it
                        {"rg_filter_trie": max(4096, 2 * len(kf.trie)),
                         "rg_inflight_map": cfg.performance.max_syscalls_in_flight})
@@ -301,9 +373,12 @@ def load(cfg: Config, file_filter: matcher.FileFilter) -> KernelSide:
             hooks["network"] = net | ({"accept4"} if "accept" in net else set())
         # Attach last: the filter is in place before the first event can fire.
         _attach_sched(ks)
-        attach_syscalls(ks, proc, objs, hooks, rodata)
+        attach_syscalls(ks, proc, objs, hooks, rodata,
+                        moves=fobj is not None and cfg.performance.directory_cache)
         if fobj is not None:
             _add_resolver(ks, fobj, rodata, hooks["file"])
+            if cfg.performance.directory_cache:
+                _check_io_uring(fobj)
     except BaseException:
         ks.close()
         raise

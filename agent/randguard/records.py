@@ -69,6 +69,8 @@ SYSCALLS: Final = (
     None, "open", "creat", "openat", "openat2", "write", "writev", "pwrite64", "pwritev",
     "pwritev2", "rename", "renameat", "renameat2", "unlink", "unlinkat", "rmdir", "link",
     "linkat", "symlink", "symlinkat", "copy_file_range", "sendfile", "splice",
+    # hooked for the kernel's directory cache only, never in an event
+    "mount", "umount", "umount2", "move_mount", "pivot_root", "io_uring_setup",
 )
 
 # (C field name, struct format char(s)) in declaration order; "x" entries are padding.

@@ -294,7 +294,7 @@ _FIXED_SECTIONS = ("ebpf", "events", "process", "network")
 _FIXED_KEYS = {
     "file": ("enabled", "hooks"),
     "performance": ("max_process_cache_entries", "max_pending_exec_sources",
-                    "max_syscalls_in_flight", "output_queue_events"),
+                    "max_syscalls_in_flight", "output_queue_events", "directory_cache"),
 }
 
 

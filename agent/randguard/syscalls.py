@@ -18,7 +18,7 @@ ABI_X86_64: Final = ABIS.index("x86_64")
 ABI_I386: Final = ABIS.index("i386")
 
 # hook -> (x86-64 number, i386 numbers); i386 has two sendfiles (32- and 64-bit offsets)
-NUMBERS: Final[dict[str, tuple[int, tuple[int, ...]]]] = {
+NUMBERS: Final[dict[str, tuple[int | None, tuple[int, ...]]]] = {
     "open": (2, (5,)), "creat": (85, (8,)), "openat": (257, (295,)), "openat2": (437, (437,)),
     "write": (1, (4,)), "writev": (20, (146,)), "pwrite64": (18, (181,)),
     "pwritev": (296, (334,)), "pwritev2": (328, (379,)), "copy_file_range": (326, (377,)),
@@ -31,6 +31,9 @@ NUMBERS: Final[dict[str, tuple[int, tuple[int, ...]]]] = {
     # i386 has no accept(2) of its own: only through socketcall
     "connect": (42, (362,)), "bind": (49, (361,)), "listen": (50, (363,)), "accept": (43, ()),
     "accept4": (288, (364,)),
+    # the directory cache's (file.bpf.c): what changes the paths directories have
+    "mount": (165, (21,)), "umount": (None, (22,)), "umount2": (166, (52,)),
+    "move_mount": (429, (429,)), "pivot_root": (155, (217,)), "io_uring_setup": (425, (425,)),
 }
 SOCKETCALL_I386: Final = 102
 # socketcall(2)'s call numbers (linux/net.h SYS_*) for the network hooks
@@ -67,6 +70,13 @@ HANDLERS: Final[dict[str, Handler]] = {
 }
 SOCKETCALL_ID: Final = NET_SYSCALLS.index("socketcall")
 
+# Followed for the kernel's directory cache whatever the hooks: calls that change what path a
+# directory has (their own event programs do it too when they are hooked), and io_uring_setup.
+MOVES: Final = ("rename", "renameat", "renameat2", "rmdir", "unlinkat", "mount", "umount",
+                "umount2", "move_mount", "pivot_root", "io_uring_setup")
+MOVES_HANDLERS: Final[dict[str, Handler]] = _family(
+    "file", "rg_file_enter_moves", "rg_file_exit_moves", SYSCALLS, MOVES)
+
 
 class Slot(NamedTuple):
     """One program-array slot to fill: its index, what it is, and the programs for it."""
@@ -77,15 +87,18 @@ class Slot(NamedTuple):
     handler: Handler
 
 
-def slots(hooks: set[str]) -> list[Slot]:
+def slots(hooks: set[str], moves: bool = False) -> list[Slot]:
     """The dispatcher's slots for these hooks, both ABIs (i386 network calls also through
     socketcall, whose calls are described from SOCKETCALL_BASE and need no program of their
-    own)."""
+    own); with `moves`, also those of the MOVES calls that are not hooked."""
+    handlers = {h: HANDLERS[h] for h in hooks}
+    if moves:
+        handlers = {**{h: MOVES_HANDLERS[h] for h in MOVES}, **handlers}
     out = []
-    for hook in sorted(hooks):
-        h = HANDLERS[hook]
+    for hook, h in sorted(handlers.items()):
         native, ia32 = NUMBERS[hook]
-        out.append(Slot(native, h.id, ABI_X86_64, h))
+        if native is not None:
+            out.append(Slot(native, h.id, ABI_X86_64, h))
         out += [Slot(IA32_BASE + n, h.id, ABI_I386, h) for n in ia32]
     net = sorted(hooks & SOCKETCALL_CALLS.keys())
     if net:

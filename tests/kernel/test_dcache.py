@@ -1,0 +1,146 @@
+"""The kernel's directory verdict cache never changes what is reported.
+
+Two agents run side by side, one with `[performance] directory_cache` on and one with it off,
+while the test makes a seeded random mix of opens (read, write, create; watched, read-only,
+excluded, unwatched, pattern-named files), directory renames, mkdir and rmdir, bind mounts and
+unmounts. Both see the same syscalls, so their file events must be the same, in the same
+order; the cache must also have been used (it holds verdicts at the end), or the test proves
+nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from agent_proc import AgentProc, write_config
+
+pytestmark = pytest.mark.kernel
+
+OPS = 700
+
+
+@pytest.fixture
+def tree() -> Iterator[Path]:
+    d = Path(tempfile.mkdtemp(prefix="rg-dcache-", dir="/var/tmp"))
+    for sub in ("w", "w/ex", "r", "u", "u/a", "u/b", "markers"):
+        (d / sub).mkdir()
+    yield d
+    for line in reversed(Path("/proc/self/mounts").read_text().splitlines()):
+        target = line.split()[1]
+        if target.startswith(str(d)):
+            subprocess.run(["umount", "-l", target], capture_output=True)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def agent(tree: Path, cfg_dir: Path, cache: bool) -> AgentProc:
+    cfg = write_config(
+        cfg_dir / f"cache-{cache}.toml",
+        # u/f: a watched file in an unwatched directory, whose verdict the name decides
+        watch=[str(tree / "w"), str(tree / "markers"), str(tree / "u" / "f")],
+        exclude=[str(tree / "w" / "ex")],
+        read=[str(tree / "r")], patterns=["*.conf", "job"], builtin=False,
+        extra=f"[performance]\ndirectory_cache = {str(cache).lower()}\n"
+              "max_events_per_second = 0\n",
+    )
+    return AgentProc(cfg, marker_dir=tree / "markers")
+
+
+class Workload:
+    """A seeded mix of file operations under `root`; every failure is part of the mix."""
+
+    def __init__(self, root: Path, seed: int) -> None:
+        self.root, self.rng = root, random.Random(seed)
+        self.mounts: list[Path] = []
+        self.names = 0
+
+    def dirs(self) -> list[Path]:
+        out = [Path(p) for p, _, _ in os.walk(self.root) if "markers" not in p]
+        return sorted(out)
+
+    def new_name(self) -> str:
+        self.names += 1
+        return self.rng.choice(["d", "x", "job", "cron.d", "a.conf", "site"]) + str(self.names)
+
+    def open_one(self) -> None:
+        d = self.rng.choice(self.dirs())
+        name = self.rng.choice(["f", "job", "x.conf", "data", "y.conf.bak"])
+        mode = self.rng.choice(["r", "r", "r", "a", "w"])
+        with contextlib.suppress(OSError), open(d / name, mode) as f:
+            if mode != "r":
+                f.write("x\n")
+
+    def step(self) -> None:
+        op = self.rng.choices(["open", "rename", "mkdir", "rmdir", "mount", "umount"],
+                              [70, 10, 8, 4, 4, 4])[0]
+        dirs = [d for d in self.dirs() if d != self.root]
+        if op == "open" or not dirs:
+            self.open_one()
+        elif op == "rename":
+            src, dst = self.rng.choice(dirs), self.rng.choice(self.dirs())
+            with contextlib.suppress(OSError):
+                os.rename(src, dst / self.new_name())
+        elif op == "mkdir":
+            with contextlib.suppress(OSError):
+                (self.rng.choice(self.dirs()) / self.new_name()).mkdir()
+        elif op == "rmdir":
+            with contextlib.suppress(OSError):
+                self.rng.choice(dirs).rmdir()
+        elif op == "mount" and len(self.mounts) < 4:
+            src, dst = self.rng.choice(dirs), self.rng.choice(dirs)
+            if subprocess.run(["mount", "--bind", str(src), str(dst)],
+                              capture_output=True).returncode == 0:
+                self.mounts.append(dst)
+        elif op == "umount" and self.mounts:
+            subprocess.run(["umount", str(self.mounts.pop())], capture_output=True)
+
+
+def file_events(a: AgentProc, root: Path) -> list[tuple]:
+    keep = ("event_type", "syscall", "resolved_path", "filename", "old_path", "ret", "access",
+            "created", "flags")
+    return [tuple(e.get(k) for k in keep) for e in a.events
+            if e["event_type"].startswith("file_") and "/markers/" not in (e["resolved_path"] or "")
+            and str(root) in json.dumps(e)]
+
+
+def cached_verdicts(a: AgentProc) -> int:
+    """Entries in the agent's rg_dcache map (bpftool reads it by the id the agent holds)."""
+    out = subprocess.run(["bpftool", "-j", "map", "show"], capture_output=True, text=True,
+                         check=True).stdout
+    ids = {m["id"] for m in json.loads(out) if m.get("name") == "rg_dcache"}
+    held = set()
+    for fd in os.listdir(f"/proc/{a.proc.pid}/fdinfo"):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{a.proc.pid}/fdinfo/{fd}").read_text().splitlines():
+                if line.startswith("map_id:") and int(line.split()[1]) in ids:
+                    held.add(int(line.split()[1]))
+    assert len(held) == 1, held
+    dump = subprocess.run(["bpftool", "-j", "map", "dump", "id", str(held.pop())],
+                          capture_output=True, text=True, check=True).stdout
+    return len(json.loads(dump))
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_cache_on_and_off_report_the_same(tree: Path, tmp_path: Path, seed: int) -> None:
+    on, off = agent(tree, tmp_path, True), agent(tree, tmp_path, False)
+    try:
+        work = Workload(tree, seed)
+        for _ in range(OPS):
+            work.step()
+        on.sync()
+        off.sync()
+        assert cached_verdicts(on) > 0, "the cache was never used: the test proves nothing"
+        assert cached_verdicts(off) == 0
+    finally:
+        assert on.stop() == 0 and off.stop() == 0
+    a, b = file_events(on, tree), file_events(off, tree)
+    assert len(b) > 100, f"too few events to compare: {len(b)}"
+    assert a == b
