@@ -113,6 +113,19 @@ def _esc(s: str) -> str:
     return s.replace("\\", "\\\\") if "\\" in s else s
 
 
+def _bracket_end(pat: str, i: int) -> int | None:
+    """Where the bracket expression opened just before `i` closes (fnmatch's rules: a leading
+    ``!`` negates, a ``]`` right after the opening is a member), or None when it never does."""
+    n = len(pat)
+    if i < n and pat[i] == "!":
+        i += 1
+    if i < n and pat[i] == "]":
+        i += 1
+    while i < n and pat[i] != "]":
+        i += 1
+    return i if i < n else None
+
+
 def glob_to_regex(pat: str) -> str:
     """Translate a shell glob to a regex body (no anchors) where nothing matches ``/`` implicitly.
 
@@ -130,14 +143,8 @@ def glob_to_regex(pat: str) -> str:
         elif c == "?":
             out.append("[^/]")
         elif c == "[":
-            j = i
-            if j < n and pat[j] == "!":
-                j += 1
-            if j < n and pat[j] == "]":
-                j += 1
-            while j < n and pat[j] != "]":
-                j += 1
-            if j >= n:  # unclosed: a literal "["
+            j = _bracket_end(pat, i)
+            if j is None:  # unclosed: a literal "["
                 out.append(re.escape(c))
                 continue
             stuff = pat[i:j]
@@ -475,14 +482,8 @@ def _literal_tail(pat: str) -> str | None:
         if c in "*?":
             end = i
         elif c == "[":
-            j = i
-            if j < n and pat[j] == "!":
-                j += 1
-            if j < n and pat[j] == "]":
-                j += 1
-            while j < n and pat[j] != "]":
-                j += 1
-            if j < n:  # closed: a wildcard; unclosed: a literal "[", go on after it
+            j = _bracket_end(pat, i)
+            if j is not None:  # closed: a wildcard; unclosed: a literal "[", go on after it
                 i = end = j + 1
     return None if end is None else pat[end:]
 

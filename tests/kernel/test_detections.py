@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from agent_proc import AgentProc, write_config
+from agent_proc import AgentProc, write_default_config
 
 from randguard.config import Config
 from randguard.ruleset import load_ruleset
@@ -166,12 +166,7 @@ def test_user() -> Iterator[pwd.struct_passwd]:
 @pytest.fixture(scope="module")
 def agent(base: Path, test_user: pwd.struct_passwd,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProc]:
-    d = Config().file  # the default lists; the pack and the built-in rules come by default
-    cfg = write_config(
-        tmp_path_factory.mktemp("cfg") / "config.toml",
-        watch=[*d.watch_paths, str(base / "markers")], exclude=d.exclude_paths,
-        read=d.read_paths, patterns=d.watch_patterns,
-    )
+    cfg = write_default_config(tmp_path_factory.mktemp("cfg") / "config.toml", base / "markers")
     a = AgentProc(cfg, marker_dir=base / "markers")
     try:
         yield a

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from agent_proc import AgentProc, write_config
+from agent_proc import AgentProc, write_config, write_default_config
 
 from randguard.config import Config
 from randguard.matcher import (
@@ -47,12 +47,7 @@ def base() -> Iterator[Path]:
 
 @pytest.fixture(scope="module")
 def agent(base: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProc]:
-    """The default [file] lists, the shipped pack and rules (plus a markers directory)."""
-    cfg = write_config(
-        tmp_path_factory.mktemp("cfg") / "config.toml",
-        watch=[*DEFAULTS.watch_paths, str(base / "markers")], exclude=DEFAULTS.exclude_paths,
-        read=DEFAULTS.read_paths, patterns=DEFAULTS.watch_patterns,
-    )
+    cfg = write_default_config(tmp_path_factory.mktemp("cfg") / "config.toml", base / "markers")
     a = AgentProc(cfg, marker_dir=base / "markers")
     try:
         yield a
