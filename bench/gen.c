@@ -5,6 +5,9 @@
  * operation. Built by bench.py with: gcc -O2 -o gen gen.c
  *
  *   gen open   PATH FLAGS SECONDS      openat(PATH, FLAGS) + close in a tight loop
+ *   gen open_i386 PATH FLAGS SECONDS   the same with i386 open + close through int $0x80 (the
+ *                                      compat entry; the path is copied below 2 GiB)
+ *   gen getppid SECONDS                getppid in a tight loop (a syscall nobody traces)
  *   gen write  PATH SECONDS            one open (O_WRONLY), then write(fd, 1 byte) in a loop
  *   gen openrate PATH RATE SECONDS     openat(PATH, O_WRONLY) + close at RATE/s (0: flat out)
  *   gen exec   RATE SECONDS            posix_spawn /bin/true at RATE/s, reaped asynchronously
@@ -24,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -61,25 +65,29 @@ static void die(const char *what)
 	exit(1);
 }
 
-static int mode_open(const char *path, int flags, double secs)
+/*
+ * The timed loop of the syscall-cost modes (open, open_i386, getppid, write): op(arg) once
+ * untimed (it must not fail: a bad path, or no i386 entry), then in batches of 256 until SECS
+ * have passed, with batch_end(arg), if any, after each batch. Prints the iterations, wall ns
+ * and CPU ns of the timed part. Always inlined, so that each mode's op is a direct (inlined)
+ * call, as in a loop written out by hand.
+ */
+static inline __attribute__((always_inline)) int
+timed_loop(const char *what, long (*op)(void *), void (*batch_end)(void *), void *arg, double secs)
 {
 	uint64_t start, end, t, c0, ops = 0;
-	int fd;
 
-	fd = openat(AT_FDCWD, path, flags, 0644);
-	if (fd < 0)
-		die(path);
-	close(fd);
+	if (op(arg) < 0)
+		die(what);
 	c0 = cpu_ns();
 	start = now_ns();
 	end = start + (uint64_t)(secs * 1e9);
 	for (;;) {
-		for (int i = 0; i < 256; i++) {
-			fd = openat(AT_FDCWD, path, flags, 0644);
-			if (fd >= 0)
-				close(fd);
-		}
+		for (int i = 0; i < 256; i++)
+			op(arg);
 		ops += 256;
+		if (batch_end)
+			batch_end(arg);
 		if ((t = now_ns()) >= end)
 			break;
 	}
@@ -88,33 +96,114 @@ static int mode_open(const char *path, int flags, double secs)
 	return 0;
 }
 
+struct open_arg {
+	const char *path;
+	int flags;
+};
+
+/* openat + close; returns the fd (closed) or -1 with errno set. */
+static long op_openat(void *arg)
+{
+	const struct open_arg *a = arg;
+	int fd = openat(AT_FDCWD, a->path, a->flags, 0644);
+
+	if (fd >= 0)
+		close(fd);
+	return fd;
+}
+
+/*
+ * An i386 syscall from this 64-bit process: int $0x80 takes the i386 numbers and arguments in
+ * ebx, ecx, edx (pointers truncated to 32 bits). Older kernels clobber r8-r11 on this entry.
+ */
+static inline long i386_syscall3(long nr, long a, long b, long c)
+{
+	long ret;
+
+	__asm__ volatile("int $0x80"
+			 : "=a"(ret)
+			 : "0"(nr), "b"(a), "c"(b), "d"(c)
+			 : "r8", "r9", "r10", "r11", "memory", "cc");
+	return ret;
+}
+
+#define I386_NR_OPEN 5
+#define I386_NR_CLOSE 6
+
+/* i386 open + close; returns the fd (closed) or -1 with errno set. */
+static long op_open_i386(void *arg)
+{
+	const struct open_arg *a = arg;
+	long fd = i386_syscall3(I386_NR_OPEN, (long)(uintptr_t)a->path, a->flags, 0644);
+
+	if (fd < 0) {
+		errno = (int)-fd;
+		return -1;
+	}
+	i386_syscall3(I386_NR_CLOSE, fd, 0, 0);
+	return fd;
+}
+
+static int mode_open(const char *path, int flags, double secs)
+{
+	struct open_arg a = {path, flags};
+
+	return timed_loop(path, op_openat, NULL, &a, secs);
+}
+
+/* A copy of s in memory below 2 GiB (MAP_32BIT), which int $0x80 can address. */
+static char *low_copy(const char *s)
+{
+	size_t n = strlen(s) + 1;
+	char *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT,
+		       -1, 0);
+
+	if (p == MAP_FAILED)
+		die("mmap(MAP_32BIT)");
+	return memcpy(p, s, n);
+}
+
+static int mode_open_i386(const char *path, int flags, double secs)
+{
+	struct open_arg a = {low_copy(path), flags};
+
+	return timed_loop(path, op_open_i386, NULL, &a, secs);
+}
+
+static long op_getppid(void *arg)
+{
+	(void)arg;
+	return getppid();
+}
+
+static int mode_getppid(double secs)
+{
+	return timed_loop("getppid", op_getppid, NULL, NULL, secs);
+}
+
+/* write 1 byte; a failure ends the run. */
+static long op_write(void *arg)
+{
+	if (write(*(int *)arg, "x", 1) != 1)
+		die("write");
+	return 0;
+}
+
+static void rewind_fd(void *arg) /* keep the file small; lseek is not traced */
+{
+	if (lseek(*(int *)arg, 0, SEEK_SET) < 0)
+		die("lseek");
+}
+
+/* The untimed first write is the one a watched file reports; the timed ones come after it. */
 static int mode_write(const char *path, double secs)
 {
-	uint64_t start, end, t, c0, ops = 0;
-	char b = 'x';
 	int fd = openat(AT_FDCWD, path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 
 	if (fd < 0)
 		die(path);
-	if (write(fd, &b, 1) != 1) /* the first write (the one a watched file reports) */
-		die("write");
-	c0 = cpu_ns();
-	start = now_ns();
-	end = start + (uint64_t)(secs * 1e9);
-	for (;;) {
-		for (int i = 0; i < 256; i++)
-			if (write(fd, &b, 1) != 1)
-				die("write");
-		ops += 256;
-		if (lseek(fd, 0, SEEK_SET) < 0) /* keep the file small; lseek is not traced */
-			die("lseek");
-		if ((t = now_ns()) >= end)
-			break;
-	}
-	c0 = cpu_ns() - c0;
+	timed_loop("write", op_write, rewind_fd, &fd, secs);
 	close(fd);
-	printf("{\"ops\": %llu, \"ns\": %llu, \"cpu_ns\": %llu}\n", (unsigned long long)ops,
-	       (unsigned long long)(t - start), (unsigned long long)c0);
 	return 0;
 }
 
@@ -283,6 +372,10 @@ int main(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (argc >= 5 && !strcmp(argv[1], "open"))
 		return mode_open(argv[2], (int)strtol(argv[3], NULL, 0), atof(argv[4]));
+	if (argc >= 5 && !strcmp(argv[1], "open_i386"))
+		return mode_open_i386(argv[2], (int)strtol(argv[3], NULL, 0), atof(argv[4]));
+	if (argc >= 3 && !strcmp(argv[1], "getppid"))
+		return mode_getppid(atof(argv[2]));
 	if (argc >= 4 && !strcmp(argv[1], "write"))
 		return mode_write(argv[2], atof(argv[3]));
 	if (argc >= 5 && !strcmp(argv[1], "openrate"))
