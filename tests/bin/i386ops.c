@@ -9,7 +9,9 @@
  * OPs: open PATH FLAGS, openat PATH FLAGS, creat PATH, write PATH TEXT (open O_WRONLY|
  * O_APPEND|O_CREAT, write, close), rename OLD NEW, renameat OLD NEW, unlink PATH,
  * unlinkat PATH FLAGS, rmdir PATH, link OLD NEW, linkat OLD NEW FLAGS, symlink TARGET LINK,
- * symlinkat TARGET LINK, execve PATH [ARGS...] (argv is PATH ARGS..., the environment empty).
+ * symlinkat TARGET LINK, execve PATH [ARGS...] (argv is PATH ARGS..., the environment empty),
+ * connect PORT (a TCP socket, then connect to 127.0.0.1:PORT; i386 by the direct socket
+ * syscalls), socketcall-connect PORT (i386 only: the same through socketcall(2)).
  * The result goes to stderr; a failed call exits 1.
  *
  * int $0x80 takes 32-bit registers, so every pointer passed (strings, argv) is copied below
@@ -23,7 +25,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -50,7 +55,11 @@ static const struct op {
 	{ "symlinkat", SYS_symlinkat, 304, "scs" },
 };
 
-enum { I386_WRITE = 4, I386_CLOSE = 6, I386_EXECVE = 11, I386_GETPID = 20 };
+enum {
+	I386_WRITE = 4, I386_CLOSE = 6, I386_EXECVE = 11, I386_GETPID = 20, I386_SOCKETCALL = 102,
+	I386_SOCKET = 359, I386_CONNECT = 362,
+};
+enum { SC_SOCKET = 1, SC_CONNECT = 3 }; /* socketcall(2)'s call numbers (linux/net.h) */
 
 static int i386;
 static char *low, *low_end;
@@ -188,6 +197,38 @@ static int do_execve(char **argv, int argc)
 				     i386 ? (long)v32 : (long)v64, (long)env, 0, 0));
 }
 
+/* A TCP socket connected to 127.0.0.1:PORT, by the direct syscalls or (i386) socketcall. */
+static int do_connect(char **argv, int argc, int socketcall)
+{
+	struct sockaddr_in *sa = low_alloc(sizeof(*sa));
+	uint32_t *args = low_alloc(4 * sizeof(*args));
+	long fd, ret;
+
+	if (argc != 1)
+		die("usage: connect PORT");
+	if (socketcall && !i386)
+		die("socketcall is i386 only");
+	sa->sin_family = AF_INET;
+	sa->sin_port = htons(atoi(argv[0]));
+	sa->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (socketcall) {
+		args[0] = AF_INET, args[1] = SOCK_STREAM, args[2] = 0;
+		fd = sys32(I386_SOCKETCALL, SC_SOCKET, (long)args, 0, 0, 0);
+	} else {
+		fd = call(SYS_socket, I386_SOCKET, AF_INET, SOCK_STREAM, 0, 0, 0);
+	}
+	if (report("socket", fd))
+		return 1;
+	if (socketcall) {
+		args[0] = fd, args[1] = (uint32_t)(uintptr_t)sa, args[2] = sizeof(*sa);
+		ret = sys32(I386_SOCKETCALL, SC_CONNECT, (long)args, 0, 0, 0);
+	} else {
+		ret = call(SYS_connect, I386_CONNECT, fd, (long)sa, sizeof(*sa), 0, 0);
+	}
+	report("connect", ret);
+	return ret < 0;
+}
+
 int main(int argc, char **argv)
 {
 	size_t size = 1 << 20;
@@ -207,6 +248,8 @@ int main(int argc, char **argv)
 		return do_write(argv + 3, argc - 3);
 	if (!strcmp(argv[2], "execve"))
 		return do_execve(argv + 3, argc - 3);
+	if (!strcmp(argv[2], "connect") || !strcmp(argv[2], "socketcall-connect"))
+		return do_connect(argv + 3, argc - 3, argv[2][0] == 's');
 	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
 		if (!strcmp(argv[2], ops[i].name))
 			return run_op(&ops[i], argv + 3, argc - 3);

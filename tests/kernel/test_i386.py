@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 from functools import cache
@@ -38,6 +39,9 @@ START_FIELDS = ("source", "filename", "filename_truncated", "exe_path", "comm", 
                 "argv_truncated", "cwd", "uid", "euid", "ppid", "parent_comm",
                 "parent_exe_path")
 FAILED_FIELDS = ("source", "filename", "ret", "error", "comm", "exe_path", "uid", "ppid")
+NET_FIELDS = ("syscall", "family", "protocol", "sock_type", "socket_fd", "direction",
+              "local_addr", "remote_addr", "remote_port", "ret", "error", "result", "comm",
+              "exe_path", "uid", "ppid")
 
 
 @cache
@@ -74,7 +78,8 @@ def agent(base: Path, tmp_path_factory: pytest.TempPathFactory) -> AgentProc:
     cfg = write_config(
         tmp_path_factory.mktemp("cfg") / "config.toml",
         watch=[str(base / "watched"), str(base / "markers")],
-        extra="[process]\ncollect_args = true\ncollect_cwd = true\nreport_exec_enoent = true\n",
+        extra="[process]\ncollect_args = true\ncollect_cwd = true\nreport_exec_enoent = true\n"
+              "[events]\nnetwork = true\n[network]\nenabled = true\n",
     )
     a = AgentProc(cfg, marker_dir=base / "markers")
     yield a
@@ -225,3 +230,24 @@ def test_cron_job_written_through_int80_is_detected_like_a_shells(agent: AgentPr
     assert [seen(e) for e in got["i386"]] == [seen(e) for e in got["x86_64"]]
     assert [e["abi"] for e in got["i386"]] == ["i386", "i386"]
     assert [e["abi"] for e in got["x86_64"]] == ["x86_64", "x86_64"]
+
+
+def test_connect_through_int80_and_socketcall_is_reported_like_the_native_one(
+        agent: AgentProc, base: Path) -> None:
+    """i386 programs reach the network either by the direct socket syscalls or through
+    socketcall(2), which names the call and points at its arguments: both are a connect."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        runs = {(abi, how): i386ops(abi, [how, port], base) for abi, how in (
+            ("x86_64", "connect"), ("i386", "connect"), ("i386", "socketcall-connect"))}
+        agent.sync()
+    assert [r.rc for r in runs.values()] == [0, 0, 0], runs
+    native, direct, via_socketcall = (
+        agent.matching(lambda e, r=r: e["event_type"] == "network_connect"
+                       and e["pid"] == r.pid) for r in runs.values())
+    assert [(e["remote_port"], e["syscall"], e["result"]) for e in native] == [
+        (port, "connect", "success")], native
+    same_but_abi(native, direct, NET_FIELDS)
+    same_but_abi(native, via_socketcall, NET_FIELDS)
