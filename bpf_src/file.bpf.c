@@ -345,6 +345,7 @@ static __always_inline int dcache_may_pass(struct rg_keybuf *k, struct file *f, 
 	if (len > RG_FILTER_KEY_LEN - 2)
 		return 1;
 	k->data[0] = '/';
+	barrier_var(len); /* keep the mask: older verifiers lose the range above through a spill */
 	bpf_probe_read_kernel(&k->data[1], len & (RG_FILTER_KEY_LEN - 1), up.name);
 	k->len = len + 1;
 	return rest_passes(k, conf, bits, need, 1) != 0;
