@@ -587,8 +587,10 @@ class BpfObject(Handle):
         """``(size, {member: (byte offset, size)})`` of a struct in the object's BTF: what the
         compiler really laid out, for checking a userspace mirror against it."""
         btf = _lib.bpf_object__btf(self._obj())
+        if btf == ffi.NULL:  # an object built without -g: no BTF to ask
+            raise KeyError(f"no struct {name} in the BTF of {self.path}: it has no BTF")
         type_id = _lib.btf__find_by_name_kind(btf, name.encode(), _BTF_KIND_STRUCT)
-        if btf == ffi.NULL or type_id < 0:
+        if type_id < 0:
             raise KeyError(f"no struct {name} in the BTF of {self.path}")
         t = _lib.btf__type_by_id(btf, type_id)
         kflag = t.info >> 31

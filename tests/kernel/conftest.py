@@ -67,6 +67,7 @@ def _kernel_problem() -> str | None:
     except (ImportError, OSError) as e:
         return f"libbpf binding unavailable: {e}"
     try:
+        libbpf.ensure_tracefs()  # the binding's own tests attach syscalls/ tracepoints by name
         if not libbpf.tracepoint_exists("syscalls", "sys_enter_getppid"):
             return "kernel has no syscalls/sys_enter_getppid tracepoint"
     except OSError as e:
