@@ -367,15 +367,23 @@ static __always_inline void dcache_snap(struct rg_dcache_snap *snap)
 	snap->epoch = dcache_epoch();
 }
 
+/*
+ * FNV-1a over the first `dlen` bytes of the key, a little-endian 64-bit word at a time (the
+ * last one zero-padded): loader.dir_hash() computes the same for the prefixes it lists.
+ */
 static __always_inline __u64 dir_hash(struct rg_keybuf *k, __u32 dlen)
 {
 	__u64 h = 0xcbf29ce484222325ULL;
 
-	for (__u32 i = 0; i < RG_FILTER_KEY_LEN; i++) {
-		if (i >= dlen)
+	for (__u32 i = 0; i < RG_FILTER_KEY_LEN / 8; i++) {
+		__u32 at = i * 8;
+		if (at >= dlen)
 			break;
-		h ^= k->data[i & KEY_MASK];
-		h *= 0x100000001b3ULL;
+		__u64 w = *(const __u64 *)&k->data[at & KEY_MASK];
+		__u32 rem = dlen - at;
+		if (rem < 8)
+			w &= (1ULL << (rem * 8)) - 1;
+		h = (h ^ w) * 0x100000001b3ULL;
 	}
 	return h;
 }

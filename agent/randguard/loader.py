@@ -137,10 +137,12 @@ def _fill_filter(obj: BpfObject, kf: matcher.KernelFilter) -> None:
 
 
 def dir_hash(prefix: bytes) -> int:
-    """FNV-1a, as file.bpf.c's dir_hash() computes it over a directory prefix ("/etc/")."""
+    """FNV-1a over little-endian 64-bit words (the last zero-padded), as file.bpf.c's
+    dir_hash() computes it over a directory prefix ("/etc/")."""
     h = 0xCBF29CE484222325
-    for c in prefix:
-        h = ((h ^ c) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    for i in range(0, len(prefix), 8):
+        w = int.from_bytes(prefix[i : i + 8].ljust(8, b"\0"), "little")
+        h = ((h ^ w) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
     return h
 
 
