@@ -321,10 +321,13 @@ static __always_inline int dcache_get(struct dentry *dir, struct vfsmount *mnt)
 	return v->bits;
 }
 
-/*
- * 0 when the cache decides that the opened file `f` cannot pass for `need`: it is filtered
- * without its path being built. 1 otherwise (it passes, or the cache cannot tell).
- */
+/* What the cache says of an opened file. */
+enum rg_dcache_says {
+	RG_DC_FILTERED = 0, /* it cannot pass: filtered without its path being built */
+	RG_DC_UNKNOWN = 1,  /* no verdict for its directory: walk, and learn one */
+	RG_DC_KNOWN = 2,    /* its directory's verdict is cached; the walk decides the rest */
+};
+
 static __always_inline int dcache_may_pass(struct rg_keybuf *k, struct file *f, __u8 need)
 {
 	struct rg_filter_conf *conf = filter_conf();
@@ -332,23 +335,32 @@ static __always_inline int dcache_may_pass(struct rg_keybuf *k, struct file *f, 
 	struct path p;
 
 	if (!rg_dcache_on || !conf)
-		return 1;
+		return RG_DC_KNOWN; /* nothing to learn */
 	bpf_probe_read_kernel(&p, sizeof(p), &f->f_path);
-	if (p.dentry == BPF_CORE_READ(p.mnt, mnt_root))
-		return 1; /* a mount root's path is its mountpoint's, not its parent's */
 	rg_dentry_up(p.dentry, &up);
+	/*
+	 * A mount root's path is its mountpoint's, not its parent's. A file system's root is its
+	 * own parent: never judged by the cache. Another mount root (a bind mount of a directory
+	 * or a file) has a parent outside its mount, so no (parent, mount) entry is ever learned
+	 * for it (dcache_learn() skips mount roots, and no other file of that mount has that
+	 * parent): its lookup misses without reading the mount.
+	 */
+	if (up.parent == p.dentry)
+		return RG_DC_UNKNOWN;
 	int bits = dcache_get(up.parent, p.mnt);
-	if (bits < 0 || (bits & need))
-		return 1;
+	if (bits < 0)
+		return RG_DC_UNKNOWN;
+	if (bits & need)
+		return RG_DC_KNOWN;
 	/* the suffixes see "/" and the name */
 	__u32 len = up.hash_len >> 32;
 	if (len > RG_FILTER_KEY_LEN - 2)
-		return 1;
+		return RG_DC_KNOWN;
 	k->data[0] = '/';
 	barrier_var(len); /* keep the mask: older verifiers lose the range above through a spill */
 	bpf_probe_read_kernel(&k->data[1], len & (RG_FILTER_KEY_LEN - 1), up.name);
 	k->len = len + 1;
-	return rest_passes(k, conf, bits, need, 1) != 0;
+	return rest_passes(k, conf, bits, need, 1) ? RG_DC_KNOWN : RG_DC_FILTERED;
 }
 
 /* What the cache must know when a walk starts, to tell whether anything moved meanwhile. */
@@ -742,13 +754,15 @@ int BPF_PROG(rg_file_exit_open, struct pt_regs *regs, long ret)
 
 		if (!f)
 			return 0;
-		if (!dcache_may_pass(k, f, need)) {
+		int says = dcache_may_pass(k, f, need);
+		if (says == RG_DC_FILTERED) {
 			rg_count(&rg_filtered, RG_FAM_FILE);
 			return 0;
 		}
-		dcache_snap(&snap);
+		if (says == RG_DC_UNKNOWN)
+			dcache_snap(&snap);
 		__u32 off = walk_to_key(s, k, &f->f_path, &trunc);
-		if (!trunc)
+		if (!trunc && says == RG_DC_UNKNOWN)
 			dcache_learn(s, k, f, &snap);
 		/* a path cut at RG_PATH_MAX has lost its prefix: userspace reports it, marked */
 		if (!trunc && !key_passes(k, need)) {

@@ -68,6 +68,9 @@ class Workload:
 
     def new_name(self) -> str:
         self.names += 1
+        # now and then a name a pattern matches whole: a directory that passes by its own name
+        if self.rng.random() < 0.2:
+            return self.rng.choice(["job", "b.conf"])
         return self.rng.choice(["d", "x", "job", "cron.d", "a.conf", "site"]) + str(self.names)
 
     def open_one(self) -> None:
@@ -78,12 +81,19 @@ class Workload:
             if mode != "r":
                 f.write("x\n")
 
+    def open_dir(self) -> None:
+        """A directory itself, mount points too (a mount root is judged by its own path)."""
+        with contextlib.suppress(OSError):
+            os.close(os.open(self.rng.choice(self.dirs()), os.O_RDONLY | os.O_DIRECTORY))
+
     def step(self) -> None:
-        op = self.rng.choices(["open", "rename", "mkdir", "rmdir", "mount", "umount"],
-                              [70, 10, 8, 4, 4, 4])[0]
+        op = self.rng.choices(["open", "opendir", "rename", "mkdir", "rmdir", "mount", "umount"],
+                              [62, 8, 10, 8, 4, 4, 4])[0]
         dirs = [d for d in self.dirs() if d != self.root]
         if op == "open" or not dirs:
             self.open_one()
+        elif op == "opendir":
+            self.open_dir()
         elif op == "rename":
             src, dst = self.rng.choice(dirs), self.rng.choice(self.dirs())
             with contextlib.suppress(OSError):
@@ -96,8 +106,10 @@ class Workload:
                 self.rng.choice(dirs).rmdir()
         elif op == "mount" and len(self.mounts) < 4:
             src, dst = self.rng.choice(dirs), self.rng.choice(dirs)
-            if subprocess.run(["mount", "--bind", str(src), str(dst)],
-                              capture_output=True).returncode == 0:
+            # a bind mount, or a file system of its own (its root is its own parent)
+            how = (["--bind", str(src)] if self.rng.random() < 0.7
+                   else ["-t", "tmpfs", "rg-dcache"])
+            if subprocess.run(["mount", *how, str(dst)], capture_output=True).returncode == 0:
                 self.mounts.append(dst)
         elif op == "umount" and self.mounts:
             subprocess.run(["umount", str(self.mounts.pop())], capture_output=True)
