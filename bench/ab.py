@@ -7,6 +7,7 @@ generator's workloads with no agent, then with that side's agent on its own defa
 plus a watched directory, then with no agent again; a side's added cost in a round is its run
 minus the mean of the two baselines around it (the VMs' speed drifts within minutes), and the
 report gives the median over rounds. Agents on core 0, the generator (bench/gen.c) on core 1.
+Run it with the project's venv, as root: `sudo .venv/bin/python bench/ab.py REV`.
 """
 
 from __future__ import annotations
