@@ -218,14 +218,34 @@ struct rg_dcache_key {
 	__u64 mnt; /* struct vfsmount * */
 };
 
+/*
+ * An LRU map recycles an element as soon as it is replaced, so a reader on another CPU can read
+ * one that is being rewritten for another directory: the value repeats its key and carries a
+ * checksum of all of it, and a read that does not add up is a miss.
+ */
 struct rg_dcache_val {
 	__u64 gen;
 	__u64 epoch;
 	__u64 parent;   /* the directory's d_parent and d_name.hash_len when cached: a dentry */
 	__u64 hash_len; /* freed and reused for another directory does not match */
-	__u8 bits;      /* trie verdict for any file directly in the directory */
-	__u8 _pad[7];
+	__u64 dir;      /* the key, again */
+	__u64 mnt;
+	__u64 bits;     /* trie verdict for any file directly in the directory */
+	__u64 sum;      /* dcache_sum() of the above */
 };
+
+static __always_inline __u64 dcache_sum(const struct rg_dcache_val *v)
+{
+	__u64 h = 0x9e3779b97f4a7c15ULL;
+
+	h = (h ^ v->gen) * 0x100000001b3ULL;
+	h = (h ^ v->epoch) * 0x100000001b3ULL;
+	h = (h ^ v->parent) * 0x100000001b3ULL;
+	h = (h ^ v->hash_len) * 0x100000001b3ULL;
+	h = (h ^ v->dir) * 0x100000001b3ULL;
+	h = (h ^ v->mnt) * 0x100000001b3ULL;
+	return (h ^ v->bits) * 0x100000001b3ULL;
+}
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -307,18 +327,22 @@ static __always_inline int dcache_get(struct dentry *dir, struct vfsmount *mnt)
 {
 	struct rg_dcache_state *st = dcache_state();
 	struct rg_dcache_key key = {.dir = (__u64)dir, .mnt = (__u64)mnt};
-	struct rg_dcache_val *v;
+	struct rg_dcache_val *vp, v;
 	struct rg_dentry_up up;
 
 	if (!st || st->busy || st->off)
 		return -1;
-	v = bpf_map_lookup_elem(&rg_dcache, &key);
-	if (!v || v->gen != st->gen || v->epoch != dcache_epoch())
+	vp = bpf_map_lookup_elem(&rg_dcache, &key);
+	if (!vp)
+		return -1;
+	__builtin_memcpy(&v, vp, sizeof(v));
+	if (v.sum != dcache_sum(&v) || v.dir != key.dir || v.mnt != key.mnt ||
+	    v.gen != st->gen || v.epoch != dcache_epoch())
 		return -1;
 	rg_dentry_up(dir, &up);
-	if (v->parent != (__u64)up.parent || v->hash_len != up.hash_len)
+	if (v.parent != (__u64)up.parent || v.hash_len != up.hash_len)
 		return -1;
-	return v->bits;
+	return v.bits & 0xff;
 }
 
 /* What the cache says of an opened file. */
@@ -444,8 +468,11 @@ static __always_inline void dcache_learn(struct rg_scratch *s, struct rg_keybuf 
 		.epoch = snap->epoch,
 		.parent = (__u64)dir_up.parent,
 		.hash_len = dir_up.hash_len,
+		.dir = key.dir,
+		.mnt = key.mnt,
 		.bits = trie_bits(k, dlen, len), /* any longer path: as long as this one */
 	};
+	v.sum = dcache_sum(&v);
 	if (st->busy || st->off || st->gen != snap->gen || dcache_epoch() != snap->epoch)
 		return;
 	bpf_map_update_elem(&rg_dcache, &key, &v, BPF_ANY);

@@ -17,6 +17,7 @@ import errno as _errno
 import logging
 import os
 import platform
+import struct
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -106,6 +107,8 @@ int bpf_map_update_elem(int fd, const void *key, const void *value, uint64_t fla
 int bpf_map_lookup_elem(int fd, const void *key, void *value);
 int bpf_map_delete_elem(int fd, const void *key);
 int bpf_map_get_next_key(int fd, const void *key, void *next_key);
+int bpf_prog_get_fd_by_id(uint32_t id);
+int bpf_obj_get_info_by_fd(int bpf_fd, void *info, uint32_t *info_len);
 """
 
 _LIBC_CDEF = """
@@ -428,6 +431,36 @@ class Map:
 
     def __repr__(self) -> str:
         return f"<Map {self.name}>"
+
+
+# struct bpf_prog_info (uapi linux/bpf.h, 5.12+): where recursion_misses is, and its size
+_PROG_INFO_SIZE, _RECURSION_MISSES_OFF = 232, 208
+
+
+def recursion_misses(prog_fd: int) -> int:
+    """Runs of a program the kernel skipped because it was already running on that CPU: on
+    kernels whose syscall tracepoints run their programs preemptibly (7.2), another task's
+    syscall on the CPU of a preempted program is not seen at all. 0 where the kernel does
+    not count them (before 5.12)."""
+    buf = ffi.new("char[]", _PROG_INFO_SIZE)
+    n = ffi.new("uint32_t *", _PROG_INFO_SIZE)
+    rc = _lib.bpf_obj_get_info_by_fd(prog_fd, buf, n)
+    if rc < 0:
+        raise LibbpfError(-rc, "get info of program fd", str(prog_fd))
+    if n[0] < _RECURSION_MISSES_OFF + 8:
+        return 0
+    return struct.unpack_from("<Q", ffi.buffer(buf, _PROG_INFO_SIZE), _RECURSION_MISSES_OFF)[0]
+
+
+def prog_recursion_misses(prog_id: int) -> int:
+    """recursion_misses() of a loaded program by its id (another process's, for tests)."""
+    fd = _lib.bpf_prog_get_fd_by_id(prog_id)
+    if fd < 0:
+        raise LibbpfError(-fd, "get fd of program id", str(prog_id))
+    try:
+        return recursion_misses(fd)
+    finally:
+        os.close(fd)
 
 
 _ncpus: int | None = None

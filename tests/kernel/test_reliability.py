@@ -18,7 +18,9 @@ import time
 from pathlib import Path
 
 import pytest
-from agent_proc import ROOT, AgentProc, write_config
+from agent_proc import ROOT, AgentProc, held_program_ids, write_config
+
+from randguard import libbpf
 
 pytestmark = pytest.mark.kernel
 
@@ -150,20 +152,28 @@ def test_full_in_flight_table_is_counted(base: Path, tmp_path: Path) -> None:
             _wait_blocked(tids, n, 1)  # write
             for fd in readers:  # releases them
                 os.close(fd)
-            for t in threads:
-                t.join(10)
+            for t in threads:  # every write returned (100 wake-ups take a while under TCG)
+                t.join(120)
+            assert not [t for t in threads if t.is_alive()], "writers still inside write"
+            # runs of the agent's programs the kernel skipped: where syscall tracepoints run
+            # their programs preemptibly (7.2), a program preempted on a CPU makes the kernel
+            # skip it for every other syscall on that CPU meanwhile (not yet in health)
+            skipped = sum(libbpf.prog_recursion_misses(i) for i in held_program_ids(a.proc.pid))
         finally:
             assert a.stop() == 0
     events = read_lines(out)
     h = final_health(events)
     mine = {str(p) for p in fifos}
-    assert sum(1 for e in events if e["event_type"] == "file_open"
-               and e["resolved_path"] in mine and e["access"] == "write") == n
+    opened = {e["resolved_path"] for e in events if e["event_type"] == "file_open"
+              and e["resolved_path"] in mine and e["access"] == "write"}
+    # each skipped run can hide one open (and then that file's write is not tracked either)
+    assert len(mine - opened) <= skipped, (
+        f"write-opens not reported: {sorted(mine - opened)}; skipped runs {skipped}; health {h}")
     seen = sum(1 for e in events if e["event_type"] == "file_write" and e["resolved_path"] in mine)
     # at most `room` writers held an entry; every other one is counted (with any other
-    # process's file syscalls that came while the table was full)
+    # process's file syscalls that came while the table was full), or was skipped
     assert seen <= room
-    assert h["kernel_table_full"]["file"] >= n - seen > 0, h
+    assert h["kernel_table_full"]["file"] + skipped >= n - seen > 0, (h, skipped)
     # at the latest, the stop's last round of loss records says it
     losses = [e for e in events if e["event_type"] == "loss" and e["kind"] == "kernel_table_full"
               and e["family"] == "file"]
