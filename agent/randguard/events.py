@@ -194,6 +194,7 @@ class Health(Record, kw_only=True):
     kernel_ring_drops: dict[str, int]
     kernel_filtered: dict[str, int]
     kernel_table_full: dict[str, int]
+    kernel_skipped_runs: dict[str, int]
     decode_errors: dict[str, int]
     userspace_filtered: int
     rate_limited: dict[str, int]

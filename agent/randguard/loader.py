@@ -22,6 +22,7 @@ from .libbpf import (
     LibbpfError,
     Map,
     possible_cpus,
+    recursion_misses,
 )
 
 log = logging.getLogger("randguard.loader")
@@ -91,6 +92,20 @@ class KernelSide(Handle):
         """What the kernel could not keep track of because its table was full (a syscall in
         flight, an exec, a process holding a tracked file): events lost, per family."""
         return self._per_family("rg_table_full")
+
+    def skipped_runs(self) -> dict[str, int]:
+        """Runs of each attached program the kernel skipped (its `recursion_misses`), by what
+        it hooks. Where the kernel runs tracepoint programs preemptibly (7.2), a program
+        preempted on a CPU is skipped for every other task that hits its hook there until it
+        resumes: each skipped run of `sys_exit` is a syscall not followed to its end (an
+        upper bound of events lost: most syscalls are not traced at all)."""
+        out: dict[str, int] = {}
+        for obj in self.objects:
+            for prog in obj.programs():
+                if prog in self.attached:
+                    hook = obj.program_section(prog).split("/", 1)[-1]
+                    out[hook] = out.get(hook, 0) + recursion_misses(obj.program_fd(prog))
+        return out
 
     def close(self) -> None:
         for obj in reversed(self.objects):

@@ -242,6 +242,7 @@ class Agent:
         return {
             "kernel_ring_full": dict(self.ks.drop_counts()),
             "kernel_table_full": dict(self.ks.table_full_counts()),
+            "kernel_skipped": {None: sum(self.ks.skipped_runs().values())},
             "decode_error": {None: sum(p.decode_errors.values())},
             "rate_limited": dict(p.rate_limited),
             "output_queue_full": dict(out.dropped),
@@ -257,6 +258,7 @@ class Agent:
                 kernel_ring_drops=self.ks.drop_counts(),
                 kernel_filtered=self.ks.filtered_counts(),
                 kernel_table_full=self.ks.table_full_counts(),
+                kernel_skipped_runs=self.ks.skipped_runs(),
                 decode_errors=dict(p.decode_errors), userspace_filtered=p.filtered,
                 rate_limited=dict(p.rate_limited), output_dropped=dict(out.dropped),
                 output_write_failures=out.write_failures, output_queued=out.queued,

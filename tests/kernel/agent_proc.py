@@ -158,6 +158,12 @@ class AgentProc:
             t.join(5)
         return rc
 
+    def skipped_runs(self) -> int:
+        """After `stop()`: runs of the agent's programs the kernel skipped, from its final
+        health record (7.2 skips a program preempted on a CPU for the other tasks there)."""
+        (h,) = self.matching(lambda e: e["event_type"] == "health" and e["final"])
+        return sum(h["kernel_skipped_runs"].values())
+
     def __enter__(self) -> AgentProc:
         return self
 

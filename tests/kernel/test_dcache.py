@@ -17,6 +17,7 @@ import random
 import shutil
 import subprocess
 import tempfile
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,17 +29,19 @@ pytestmark = pytest.mark.kernel
 OPS = 700
 
 
-@pytest.fixture
-def tree() -> Iterator[Path]:
+@contextlib.contextmanager
+def fresh_tree() -> Iterator[Path]:
     d = Path(tempfile.mkdtemp(prefix="rg-dcache-", dir="/var/tmp"))
     for sub in ("w", "w/ex", "r", "u", "u/a", "u/b", "markers"):
         (d / sub).mkdir()
-    yield d
-    for line in reversed(Path("/proc/self/mounts").read_text().splitlines()):
-        target = line.split()[1]
-        if target.startswith(str(d)):
-            subprocess.run(["umount", "-l", target], capture_output=True)
-    shutil.rmtree(d, ignore_errors=True)
+    try:
+        yield d
+    finally:
+        for line in reversed(Path("/proc/self/mounts").read_text().splitlines()):
+            target = line.split()[1]
+            if target.startswith(str(d)):
+                subprocess.run(["umount", "-l", target], capture_output=True)
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def agent(tree: Path, cfg_dir: Path, cache: bool) -> AgentProc:
@@ -140,9 +143,9 @@ def cached_verdicts(a: AgentProc) -> int:
     return len(json.loads(dump))
 
 
-@pytest.mark.parametrize("seed", [1, 2])
-def test_cache_on_and_off_report_the_same(tree: Path, tmp_path: Path, seed: int) -> None:
-    on, off = agent(tree, tmp_path, True), agent(tree, tmp_path, False)
+def run_pair(tree: Path, cfg_dir: Path, seed: int) -> list[tuple[list[tuple], int]]:
+    """The workload under both agents: each one's file events and the runs the kernel skipped."""
+    on, off = agent(tree, cfg_dir, True), agent(tree, cfg_dir, False)
     try:
         work = Workload(tree, seed)
         for _ in range(OPS):
@@ -153,6 +156,32 @@ def test_cache_on_and_off_report_the_same(tree: Path, tmp_path: Path, seed: int)
         assert cached_verdicts(off) == 0
     finally:
         assert on.stop() == 0 and off.stop() == 0
-    a, b = file_events(on, tree), file_events(off, tree)
+    return [(file_events(a, tree), a.skipped_runs()) for a in (on, off)]
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_cache_on_and_off_report_the_same(tmp_path: Path, seed: int) -> None:
+    with fresh_tree() as tree:
+        (a, skipped_a), (b, skipped_b) = run_pair(tree, tmp_path, seed)
     assert len(b) > 100, f"too few events to compare: {len(b)}"
-    assert a == b
+    if not skipped_a and not skipped_b:
+        assert a == b
+        return
+    # 7.2 runs syscall tracepoint programs preemptibly and skips a program preempted on a CPU
+    # for the other tasks there (each agent counts its own skipped runs): what one agent missed
+    # of what the other saw is bounded by its count, and the order of the rest is the same
+    only_b, only_a = Counter(b) - Counter(a), Counter(a) - Counter(b)
+    assert only_b.total() <= skipped_a and only_a.total() <= skipped_b, (
+        f"cache on missed {sorted(only_b)} (skipped {skipped_a}); "
+        f"cache off missed {sorted(only_a)} (skipped {skipped_b})")
+    assert common_subsequence(a, b) == len(a) - only_a.total()
+
+
+def common_subsequence(a: list, b: list) -> int:
+    """Length of the longest common subsequence: the events both saw, in the same order."""
+    row = [0] * (len(b) + 1)
+    for x in a:
+        diag = 0
+        for j, y in enumerate(b, 1):
+            diag, row[j] = row[j], diag + 1 if x == y else max(row[j], row[j - 1])
+    return row[-1]

@@ -155,14 +155,23 @@ def test_full_in_flight_table_is_counted(base: Path, tmp_path: Path) -> None:
             for t in threads:  # every write returned (100 wake-ups take a while under TCG)
                 t.join(120)
             assert not [t for t in threads if t.is_alive()], "writers still inside write"
-            # runs of the agent's programs the kernel skipped: where syscall tracepoints run
-            # their programs preemptibly (7.2), a program preempted on a CPU makes the kernel
-            # skip it for every other syscall on that CPU meanwhile (not yet in health)
-            skipped = sum(libbpf.prog_recursion_misses(i) for i in held_program_ids(a.proc.pid))
+            # runs of the agent's programs the kernel skipped, by the kernel's own count: where
+            # syscall tracepoints run their programs preemptibly (7.2), a program preempted on
+            # a CPU makes the kernel skip it for every other syscall on that CPU meanwhile
+            kernel_count = sum(libbpf.prog_recursion_misses(i)
+                               for i in held_program_ids(a.proc.pid))
         finally:
             assert a.stop() == 0
     events = read_lines(out)
     h = final_health(events)
+    # the agent reports the kernel's count (it can only have grown since it was read here)
+    skipped = sum(h["kernel_skipped_runs"].values())
+    assert skipped >= kernel_count, (h, kernel_count)
+    assert set(h["kernel_skipped_runs"]) >= {"sys_enter", "sys_exit"}
+    if skipped:
+        (last,) = [e for e in events if e["event_type"] == "loss"
+                   and e["kind"] == "kernel_skipped"][-1:]
+        assert last["total"] == skipped and last["family"] is None
     mine = {str(p) for p in fifos}
     opened = {e["resolved_path"] for e in events if e["event_type"] == "file_open"
               and e["resolved_path"] in mine and e["access"] == "write"}
