@@ -4,8 +4,9 @@ Two agents run side by side, one with `[performance] directory_cache` on and one
 while the test makes a seeded random mix of opens (read, write, create; watched, read-only,
 excluded, unwatched, pattern-named files), directory renames, mkdir and rmdir, bind mounts and
 unmounts. Both see the same syscalls, so their file events must be the same, in the same
-order; the cache must also have been used (it holds verdicts at the end), or the test proves
-nothing.
+order (where the kernel skipped program runs, 7.2, each agent may miss up to as many as it
+counted); the cache must also have been used (it holds verdicts at the end), or the test
+proves nothing.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import subprocess
 import tempfile
 from collections import Counter
 from collections.abc import Iterator
+from difflib import SequenceMatcher
 from pathlib import Path
 
 import pytest
@@ -174,14 +176,5 @@ def test_cache_on_and_off_report_the_same(tmp_path: Path, seed: int) -> None:
     assert only_b.total() <= skipped_a and only_a.total() <= skipped_b, (
         f"cache on missed {sorted(only_b)} (skipped {skipped_a}); "
         f"cache off missed {sorted(only_a)} (skipped {skipped_b})")
-    assert common_subsequence(a, b) == len(a) - only_a.total()
-
-
-def common_subsequence(a: list, b: list) -> int:
-    """Length of the longest common subsequence: the events both saw, in the same order."""
-    row = [0] * (len(b) + 1)
-    for x in a:
-        diag = 0
-        for j, y in enumerate(b, 1):
-            diag, row[j] = row[j], diag + 1 if x == y else max(row[j], row[j - 1])
-    return row[-1]
+    both = SequenceMatcher(None, a, b, autojunk=False).get_matching_blocks()
+    assert sum(m.size for m in both) == len(a) - only_a.total()
