@@ -6,15 +6,17 @@ the marker's event: the ring buffer is ordered, so by then every earlier event h
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -170,6 +172,49 @@ class AgentProc:
     def __exit__(self, *exc: object) -> None:
         if self.proc.poll() is None:
             self.stop()
+
+
+def find(agent: AgentProc, **match: object) -> list[dict]:
+    """The events whose fields have these values."""
+    return agent.matching(lambda e: all(e.get(k) == v for k, v in match.items()))
+
+
+def the(agent: AgentProc, **match: object) -> dict:
+    """The one event whose fields have these values."""
+    evs = find(agent, **match)
+    assert len(evs) == 1, (match, evs)
+    return evs[0]
+
+
+@contextlib.contextmanager
+def running(config: Path, marker_dir: Path) -> Iterator[AgentProc]:
+    """An agent for a module's tests: it must stop cleanly and have written NDJSON only."""
+    a = AgentProc(config, marker_dir=marker_dir)
+    try:
+        yield a
+    finally:
+        assert a.stop() == 0
+    assert not a.bad_lines, "stdout must be pure NDJSON"
+
+
+@contextlib.contextmanager
+def in_cron_d(suffix: str = "") -> Iterator[str]:
+    """A new name in /etc/cron.d (made if missing): whatever is made there is removed at the
+    end, and so is the directory if it was made here."""
+    made_dir = not os.path.isdir("/etc/cron.d")
+    os.makedirs("/etc/cron.d", exist_ok=True)
+    path = f"/etc/cron.d/rg-test-{uuid.uuid4().hex}{suffix}"
+    try:
+        yield path
+    finally:
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        if made_dir:
+            with contextlib.suppress(OSError):
+                os.rmdir("/etc/cron.d")
 
 
 def rg_program_ids() -> set[int]:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from agent_proc import AgentProc, write_default_config
+from agent_proc import AgentProc, find, running, the, write_default_config
 
 from randguard.config import Config
 from randguard.ruleset import load_ruleset
@@ -167,12 +167,8 @@ def test_user() -> Iterator[pwd.struct_passwd]:
 def agent(base: Path, test_user: pwd.struct_passwd,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProc]:
     cfg = write_default_config(tmp_path_factory.mktemp("cfg") / "config.toml", base / "markers")
-    a = AgentProc(cfg, marker_dir=base / "markers")
-    try:
+    with running(cfg, base / "markers") as a:
         yield a
-    finally:
-        assert a.stop() == 0
-    assert not a.bad_lines, "stdout must be pure NDJSON"
     seqs = [e["seq"] for e in a.events]
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "seq must be gap-free"
 
@@ -193,14 +189,6 @@ def sh(script: str, **kw: object) -> subprocess.Popen:
     return run(["sh", "-c", script], **kw)
 
 
-def find(agent: AgentProc, **match: object) -> list[dict]:
-    return agent.matching(lambda e: all(e.get(k) == v for k, v in match.items()))
-
-
-def the(agent: AgentProc, **match: object) -> dict:
-    evs = find(agent, **match)
-    assert len(evs) == 1, (match, evs)
-    return evs[0]
 
 
 def alerts_after(agent: AgentProc, ev: dict) -> list[dict]:
