@@ -747,6 +747,10 @@ static __always_inline int open_args(const struct pt_regs *regs, struct rg_infli
 		in->name = rg_arg(regs, 1, abi);
 		in->flags = (__u32)rg_arg(regs, 2, abi);
 		break;
+	case RG_SYS_OPEN_BY_HANDLE_AT: /* (mount_fd, handle, flags): no name at all */
+		in->dfd = (int)rg_arg(regs, 0, abi);
+		in->flags = (__u32)rg_arg(regs, 2, abi);
+		break;
 	default: /* openat2 */
 		in->dfd = (int)rg_arg(regs, 0, abi);
 		in->name = rg_arg(regs, 1, abi);
@@ -1047,6 +1051,310 @@ int BPF_PROG(rg_file_enter_names, struct pt_regs *regs, long nr)
 		in.op = RG_OP_LINK;
 	}
 	stash_noting_moves(&in);
+	return 0;
+}
+
+/* ---- attribute family: chmod, chown, truncate ------------------------------------------- */
+
+#define AT_EMPTY_PATH 0x1000
+#define S_ISUID 04000
+#define S_ISGID 02000
+
+/* Is this user string "security.capability", the xattr that holds a file's capabilities?
+ * (Compared as words: a byte loop leaves the verifier one state per combination of bytes.) */
+static __always_inline int is_file_caps(__u64 uname)
+{
+	__u64 w[3] = {};
+
+	if (bpf_probe_read_user_str(w, sizeof(w), (const void *)uname) != 20)
+		return 0;
+	/* "security", ".capabil", "ity\0", little-endian */
+	return w[0] == 0x7974697275636573ULL && w[1] == 0x6c6962617061632eULL &&
+	       w[2] == 0x797469;
+}
+
+/* A 16-bit id of the old i386 chown calls, as the kernel widens it (0xffff: unchanged). */
+static __always_inline __u32 id16(__u64 v)
+{
+	__u16 id = v;
+	return id == 0xffff ? 0xffffffff : id;
+}
+
+/* "" as a user string: a call on the dirfd itself under AT_EMPTY_PATH */
+static __always_inline int empty_name(__u64 flags, __u64 uname)
+{
+	char first = 1;
+
+	return (flags & AT_EMPTY_PATH) && !bpf_probe_read_user(&first, 1, (const void *)uname) &&
+	       !first;
+}
+
+/*
+ * An attribute call's arguments, from the saved registers: in->flags gets what it sets (the
+ * mode; uid << 32 | gid; the length; dev << 32 | mode; an attribute's size), in->name2 an
+ * attribute's name, in->dfd and in->name the name it acts on. Returns 1 when it acts on the
+ * open file in->dfd instead: an f* call, or "" with AT_EMPTY_PATH (then the dirfd itself,
+ * AT_FDCWD included).
+ */
+static __always_inline int attr_args(const struct pt_regs *regs, const struct rg_sysinfo *si,
+				     struct rg_inflight *in)
+{
+	__u8 abi = si->abi;
+	__u64 a0 = rg_arg(regs, 0, abi), a1 = rg_arg(regs, 1, abi), a2 = rg_arg(regs, 2, abi);
+	__u64 a3 = rg_arg(regs, 3, abi);
+	__u16 sys = si->id;
+	int on_fd = 0;
+
+	in->syscall = sys;
+	in->abi = abi;
+	in->dfd = AT_FDCWD;
+	in->name = a0;
+	/* the *at calls: (dirfd, name, the rest), the rest moved down to where the others have it */
+	switch (sys) {
+	case RG_SYS_FCHMOD:
+	case RG_SYS_FCHOWN:
+	case RG_SYS_FCHOWN16:
+	case RG_SYS_FTRUNCATE:
+	case RG_SYS_FTRUNCATE64:
+	case RG_SYS_FSETXATTR:
+		in->dfd = (int)a0;
+		in->name = 0;
+		on_fd = 1;
+		break;
+	case RG_SYS_FCHMODAT:
+	case RG_SYS_FCHMODAT2:
+	case RG_SYS_FCHOWNAT:
+	case RG_SYS_MKDIRAT:
+	case RG_SYS_MKNODAT:
+		in->dfd = (int)a0;
+		in->name = a1;
+		if (sys == RG_SYS_FCHMODAT2 || sys == RG_SYS_FCHOWNAT)
+			on_fd = empty_name(rg_arg(regs, sys == RG_SYS_FCHOWNAT ? 4 : 3, abi), a1);
+		a1 = a2;
+		a2 = a3;
+		break;
+	case RG_SYS_SETXATTRAT: /* (dirfd, name, at_flags, attribute name, args, size) */
+		in->dfd = (int)a0;
+		in->name = a1;
+		on_fd = empty_name(a2, a1);
+		a1 = a3;
+		a3 = 0; /* the size is in the args struct: not read */
+		break;
+	}
+	switch (sys) {
+	case RG_SYS_CHMOD:
+	case RG_SYS_FCHMOD:
+	case RG_SYS_FCHMODAT:
+	case RG_SYS_FCHMODAT2:
+		in->op = RG_OP_CHMOD;
+		in->flags = a1 & 07777;
+		break;
+	case RG_SYS_CHOWN16:
+	case RG_SYS_FCHOWN16:
+	case RG_SYS_LCHOWN16:
+		in->op = RG_OP_CHOWN;
+		in->flags = (__u64)id16(a1) << 32 | id16(a2);
+		break;
+	case RG_SYS_TRUNCATE:
+	case RG_SYS_FTRUNCATE:
+		in->op = RG_OP_TRUNCATE;
+		/* i386: a signed 32-bit length */
+		in->flags = abi == RG_ABI_I386 ? (__u64)(__s64)(__s32)a1 : a1;
+		break;
+	case RG_SYS_TRUNCATE64:
+	case RG_SYS_FTRUNCATE64:
+		in->op = RG_OP_TRUNCATE;
+		in->flags = a2 << 32 | (__u32)a1;
+		break;
+	case RG_SYS_MKDIR:
+	case RG_SYS_MKDIRAT:
+		in->op = RG_OP_MKDIR;
+		in->flags = a1 & 07777;
+		break;
+	case RG_SYS_MKNOD:
+	case RG_SYS_MKNODAT:
+		in->op = RG_OP_MKNOD;
+		in->flags = (__u64)(__u32)a2 << 32 | (__u32)a1;
+		break;
+	case RG_SYS_SETXATTR:
+	case RG_SYS_LSETXATTR:
+	case RG_SYS_FSETXATTR:
+	case RG_SYS_SETXATTRAT:
+		in->op = RG_OP_SETXATTR;
+		in->name2 = a1;
+		in->flags = a3;
+		break;
+	default: /* chown, fchown, lchown, fchownat */
+		in->op = RG_OP_CHOWN;
+		in->flags = (__u64)(__u32)a1 << 32 | (__u32)a2;
+	}
+	return on_fd;
+}
+
+/*
+ * An attribute call as the exit programs use it: kept in a map, not on the stack, so that the
+ * verifier sees unknown values there, not the constants of the syscall they came from (one
+ * set per syscall, each of which it would otherwise walk the path with).
+ */
+struct rg_attr_call {
+	struct rg_inflight in;
+	__u32 on_fd;
+	__u32 force;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct rg_attr_call);
+} rg_attr_call_map SEC(".maps");
+
+static __always_inline int attr_forced(const struct rg_inflight *in);
+
+/* The current attribute call's arguments, in the CPU's slot of rg_attr_call_map. */
+static __always_inline struct rg_attr_call *attr_call(const struct pt_regs *regs)
+{
+	struct rg_sysinfo *si = rg_sys_lookup(regs->orig_ax);
+	struct rg_attr_call call = {}, *c;
+	__u32 zero = 0;
+
+	if (!si || rg_is_self())
+		return NULL;
+	call.on_fd = attr_args(regs, si, &call.in);
+	call.force = attr_forced(&call.in);
+	if (bpf_map_update_elem(&rg_attr_call_map, &zero, &call, BPF_ANY))
+		return NULL;
+	c = bpf_map_lookup_elem(&rg_attr_call_map, &zero);
+	return c;
+}
+
+/* What resolve.bpf.c noted for this very syscall (security_path_chmod, _mkdir, ...), taken out
+ * of the map whatever it is; 1 when it names this call's file. */
+static __always_inline int take_noted(struct rg_inflight *noted, const struct pt_regs *regs)
+{
+	if (!unstash(noted))
+		return 0;
+	if (noted->dcache)
+		dcache_busy(-1); /* left by a names call whose exit was skipped */
+	return noted->target_dentry && noted->flags == regs->orig_ax;
+}
+
+/* A setuid or setgid bit, or file capabilities: reported wherever the file is. */
+static __always_inline int attr_forced(const struct rg_inflight *in)
+{
+	return (in->op == RG_OP_CHMOD && (in->flags & (S_ISUID | S_ISGID))) ||
+	       (in->op == RG_OP_SETXATTR && is_file_caps(in->name2));
+}
+
+/* The attribute's name (setxattr), then out. */
+static __always_inline void attr_submit(struct rg_scratch *s, const struct rg_inflight *in)
+{
+	struct rg_file_event *e = (void *)s->rec;
+
+	if (in->name2 && rg_put_user_str(s, (const char *)in->name2, &s->pos, &e->name2))
+		e->hdr.flags |= RG_HF_TRUNC_S4;
+	event_submit(s);
+}
+
+/*
+ * The attribute calls on an open file (fchmod, fchown, ftruncate, fsetxattr, and the *at calls
+ * with AT_EMPTY_PATH and "", handed over by rg_file_exit_attr): judged by its real path.
+ */
+SEC("tp_btf/sys_exit")
+int BPF_PROG(rg_file_exit_attr_fd, struct pt_regs *regs, long ret)
+{
+	struct task_struct *task = (void *)bpf_get_current_task();
+	struct rg_attr_call *c = attr_call(regs);
+	struct rg_inflight noted = {};
+	struct rg_scratch *s;
+	struct rg_keybuf *k;
+	int trunc = 0;
+
+	if (!c || !c->on_fd)
+		return 0;
+	take_noted(&noted, regs); /* fchmod and fchown pass the path hooks too */
+	s = rg_scratch();
+	k = rg_keybuf();
+	if (!s || !k)
+		return 0;
+
+	/* the open file, or the cwd ("" with AT_FDCWD); its inode read now, not held over the walk */
+	const struct path *p = dir_of(task, c->in.dfd);
+	__u64 ino = 0;
+	__u32 dev = 0;
+
+	if (!p)
+		return 0; /* not an open fd: nothing to name (the call failed with EBADF) */
+	if (c->in.dfd != AT_FDCWD) {
+		struct inode *inode = BPF_CORE_READ(container_of(p, struct file, f_path), f_inode);
+
+		ino = BPF_CORE_READ(inode, i_ino);
+		dev = BPF_CORE_READ(inode, i_sb, s_dev);
+	}
+	__u32 off = walk_to_key(s, k, p, &trunc);
+	if (!trunc && !c->force && !key_passes(k, RG_V_WATCH)) {
+		rg_count(&rg_filtered, RG_FAM_FILE);
+		return 0;
+	}
+	struct rg_file_event *e = event_init(s, &c->in, ret, 0);
+	if (trunc)
+		e->hdr.flags |= RG_HF_TRUNC_S0;
+	rg_put_walked(s, off, &s->pos, &e->path);
+	e->ino = ino;
+	e->dev = dev;
+	attr_submit(s, &c->in);
+	return 0;
+}
+
+/* rg_file_exit_attr's way to rg_file_exit_attr_fd (filled by the loader) */
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} rg_attr_fd_prog SEC(".maps");
+
+/*
+ * The attribute calls on a name, exit-only like the opens: judged by the file the name led to
+ * where resolve.bpf.c noted it, else by the name joined to its directory (as for unlink).
+ */
+SEC("tp_btf/sys_exit")
+int BPF_PROG(rg_file_exit_attr, struct pt_regs *regs, long ret)
+{
+	struct task_struct *task = (void *)bpf_get_current_task();
+	struct rg_attr_call *c = attr_call(regs);
+	struct rg_inflight noted = {};
+	struct rg_file_event *e;
+	struct rg_scratch *s;
+	struct rg_keybuf *k;
+	int pass;
+
+	if (!c)
+		return 0;
+	if (c->on_fd) {
+		bpf_tail_call(ctx, &rg_attr_fd_prog, 0);
+		return 0;
+	}
+	int resolved = take_noted(&noted, regs);
+
+	s = rg_scratch();
+	k = rg_keybuf();
+	if (!s || !k)
+		return 0;
+	e = event_init(s, &c->in, ret, 0);
+	if (resolved) {
+		/* the file the name led to, through any symlink; the name as passed too */
+		noted.name = c->in.name;
+		pass = put_target(s, k, &noted, 1);
+	} else {
+		pass = put_name(s, k, task, c->in.dfd, (const char *)c->in.name, &e->dir, &e->name,
+				RG_HF_TRUNC_S1, RG_HF_TRUNC_S2, RG_V_WATCH);
+	}
+	if (!pass && !c->force) {
+		rg_count(&rg_filtered, RG_FAM_FILE);
+		return 0;
+	}
+	attr_submit(s, &c->in);
 	return 0;
 }
 

@@ -67,6 +67,12 @@ enum rg_file_op {
 	RG_OP_RENAME = 3, /* file_rename */
 	RG_OP_UNLINK = 4, /* file_unlink */
 	RG_OP_LINK = 5,   /* file_link */
+	RG_OP_CHMOD = 6,    /* file_chmod: flags is the mode asked for */
+	RG_OP_CHOWN = 7,    /* file_chown: flags is uid << 32 | gid (0xffffffff: unchanged) */
+	RG_OP_TRUNCATE = 8, /* file_truncate: flags is the length */
+	RG_OP_MKDIR = 9,    /* file_mkdir: flags is the mode */
+	RG_OP_MKNOD = 10,   /* file_mknod: flags is dev << 32 | mode */
+	RG_OP_SETXATTR = 11, /* file_setxattr: name2 is the attribute's name, flags its size */
 };
 
 /* rg_file_event.syscall: which syscall produced the event. */
@@ -100,7 +106,33 @@ enum rg_syscall {
 	RG_SYS_MOVE_MOUNT = 26,
 	RG_SYS_PIVOT_ROOT = 27,
 	RG_SYS_IO_URING_SETUP = 28, /* io_uring renames are not seen: the cache goes off */
-	RG_SYS_MAX = 29,
+	/* attribute changes */
+	RG_SYS_CHMOD = 29,
+	RG_SYS_FCHMOD = 30,
+	RG_SYS_FCHMODAT = 31,
+	RG_SYS_FCHMODAT2 = 32,
+	RG_SYS_CHOWN = 33,
+	RG_SYS_FCHOWN = 34,
+	RG_SYS_LCHOWN = 35,
+	RG_SYS_FCHOWNAT = 36,
+	RG_SYS_TRUNCATE = 37,
+	RG_SYS_FTRUNCATE = 38,
+	RG_SYS_CHOWN16 = 39, /* i386 only: 16-bit ids */
+	RG_SYS_FCHOWN16 = 40,
+	RG_SYS_LCHOWN16 = 41,
+	RG_SYS_TRUNCATE64 = 42, /* i386 only: the length in two registers */
+	RG_SYS_FTRUNCATE64 = 43,
+	RG_SYS_MKDIR = 44,
+	RG_SYS_MKDIRAT = 45,
+	RG_SYS_MKNOD = 46,
+	RG_SYS_MKNODAT = 47,
+	RG_SYS_SETXATTR = 48,
+	RG_SYS_LSETXATTR = 49,
+	RG_SYS_FSETXATTR = 50,
+	RG_SYS_SETXATTRAT = 51,
+	RG_SYS_FALLOCATE = 52,         /* a write family call: content changed without write() */
+	RG_SYS_OPEN_BY_HANDLE_AT = 53, /* an open family call: a file opened without a path */
+	RG_SYS_MAX = 54,
 };
 
 /* The ABI a syscall was made through (every record a syscall made has an `abi` field). */

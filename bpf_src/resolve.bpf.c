@@ -1,15 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * Optional: the real target of rename, link and symlink, and the real victim of unlink and
- * rmdir.
+ * Optional: the real target of rename, link and symlink, the real victim of unlink and rmdir,
+ * the real file of chmod, chown and truncate by name, and the real new name of mkdir and mknod.
  *
  * file.bpf.c sees these calls at their syscall tracepoints, where only the name as passed is
  * known: a name through a symlinked directory (`mv job /tmp/x/job`, /tmp/x -> /etc/cron.d)
  * would be joined lexically to the wrong path. The kernel's own path hooks
- * (security_path_rename/link/symlink/unlink/rmdir, called once the names are resolved) hand
- * over the dentry and its mount; these fentry programs note them in the thread's in-flight
- * entry, and file.bpf.c walks them at sys_exit. fentry needs BTF and ftrace: where it
- * cannot load or attach, the agent goes on without this object (names are joined lexically).
+ * (security_path_rename/link/symlink/unlink/rmdir/chmod/chown/truncate/mkdir/mknod, called
+ * once the names are resolved) hand over the dentry and its mount; these fentry programs note
+ * them in the thread's in-flight entry, and file.bpf.c walks them at sys_exit. fentry needs BTF
+ * and ftrace: where a program cannot load or attach, the agent goes on without it (those names
+ * are joined lexically).
  */
 #include "common.bpf.h"
 #include "file.bpf.h"
@@ -58,4 +59,66 @@ SEC("fentry/security_path_rmdir")
 int BPF_PROG(rg_resolve_rmdir, const struct path *dir, struct dentry *dentry)
 {
 	return note_target(dentry, dir);
+}
+
+/* The number of the syscall the current thread is in, from its saved user registers. */
+static __always_inline __u64 current_nr(void)
+{
+	struct pt_regs *regs;
+
+	if (bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_task_pt_regs)) {
+		regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	} else { /* 5.10: task_pt_regs() by hand, at the top of the 16 KiB kernel stack */
+		struct task_struct *task = (void *)bpf_get_current_task();
+		regs = (struct pt_regs *)(BPF_CORE_READ(task, stack) + 16384) - 1;
+	}
+	return BPF_CORE_READ(regs, orig_ax);
+}
+
+/*
+ * chmod, chown, truncate, mkdir, mknod: file.bpf.c follows them at sys_exit only, so the entry
+ * is made here, with the syscall's number: these hooks also run inside other syscalls (a unix
+ * socket's bind creates its file through security_path_mknod), whose entries the exit ignores.
+ * A full table: joined lexically.
+ */
+static __always_inline int note_own(struct dentry *dentry, struct vfsmount *mnt)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct rg_inflight in = {
+		.target_dentry = (__u64)dentry, .target_mnt = (__u64)mnt, .flags = current_nr(),
+	};
+
+	bpf_map_update_elem(&rg_inflight_map, &tid, &in, BPF_ANY);
+	return 0;
+}
+
+SEC("fentry/security_path_chmod")
+int BPF_PROG(rg_resolve_chmod, const struct path *path)
+{
+	return note_own(BPF_CORE_READ(path, dentry), BPF_CORE_READ(path, mnt));
+}
+
+SEC("fentry/security_path_chown")
+int BPF_PROG(rg_resolve_chown, const struct path *path)
+{
+	return note_own(BPF_CORE_READ(path, dentry), BPF_CORE_READ(path, mnt));
+}
+
+SEC("fentry/security_path_truncate")
+int BPF_PROG(rg_resolve_truncate, const struct path *path)
+{
+	return note_own(BPF_CORE_READ(path, dentry), BPF_CORE_READ(path, mnt));
+}
+
+/* the new dentry (negative until the call succeeds) has its name and parent already */
+SEC("fentry/security_path_mkdir")
+int BPF_PROG(rg_resolve_mkdir, const struct path *dir, struct dentry *dentry)
+{
+	return note_own(dentry, BPF_CORE_READ(dir, mnt));
+}
+
+SEC("fentry/security_path_mknod")
+int BPF_PROG(rg_resolve_mknod, const struct path *dir, struct dentry *dentry)
+{
+	return note_own(dentry, BPF_CORE_READ(dir, mnt));
 }

@@ -86,6 +86,7 @@ DEFAULT_TESTS = [
     "tests/kernel/test_network_events.py",
     "tests/kernel/test_detections.py",
     "tests/kernel/test_i386.py",
+    "tests/kernel/test_attr_events.py",
     "tests/kernel/test_dcache.py",
     "tests/kernel/test_patterns.py",
     # the in-flight tables' losses are counted on every kernel (two tests: the rest of that

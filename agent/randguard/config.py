@@ -18,6 +18,9 @@ from typing import NoReturn, TypeVar
 
 import msgspec
 
+from .records import OPS
+from .syscalls import HANDLERS
+
 try:
     import tomllib
 except ModuleNotFoundError:  # Python < 3.11
@@ -43,30 +46,8 @@ __all__ = [
 ]
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
-FILE_HOOKS = (
-    "open",
-    "creat",
-    "openat",
-    "openat2",
-    "write",
-    "writev",
-    "pwrite64",
-    "pwritev",
-    "pwritev2",
-    "rename",
-    "renameat",
-    "renameat2",
-    "unlink",
-    "unlinkat",
-    "rmdir",
-    "link",
-    "linkat",
-    "symlink",
-    "symlinkat",
-    "copy_file_range",
-    "sendfile",
-    "splice",
-)
+# the file family's hooks, as the dispatcher serves them (syscalls.HANDLERS)
+FILE_HOOKS = tuple(h for h, handler in HANDLERS.items() if handler.obj == "file")
 PROCESS_HOOKS = ("execve", "execveat", "fork", "exit")
 NETWORK_HOOKS = ("connect", "bind", "listen", "accept")
 
@@ -175,11 +156,12 @@ class PerformanceConfig(Section):
     directory_cache: bool = True  # the kernel judges most unwatched opens by directory
 
 
-FILE_OPERATIONS = ("file_open", "file_write", "file_rename", "file_unlink", "file_link")
+FILE_OPERATIONS = tuple(OPS.values())  # the file event types (records.OPS)
 # rules can also ask for opens that write or create only (a unit copied into place by cp is an
 # open and a copy_file_range, and a rule on file_open would also fire on every read)
 RULE_OPERATIONS = ("*", *FILE_OPERATIONS, "file_open_write")
 RULE_TYPES = ("process", "file", "network")
+MODE_BITS = {"setuid": 0o4000, "setgid": 0o2000}
 SEVERITIES = ("low", "medium", "high", "critical")
 DIRECTIONS = ("outbound", "inbound", "local")
 _MITRE_RE = re.compile(r"^T\d{4}(\.\d{3})?$")
@@ -194,6 +176,10 @@ class PersistenceDetection(Section):
     paths: list[str] = msgspec.field(default_factory=list)
     patterns: list[str] = msgspec.field(default_factory=list)
     operations: list[str] = msgspec.field(default_factory=lambda: ["*"])
+    # what the call sets: chmods that set one of these mode bits (MODE_BITS), setxattrs of one
+    # of these attributes; then paths and patterns, if given, narrow where (else: anywhere)
+    modes: list[str] = msgspec.field(default_factory=list)
+    xattrs: list[str] = msgspec.field(default_factory=list)
     mitre: list[str] = msgspec.field(default_factory=list)
     enabled: bool = True
     description: str | None = None
@@ -530,8 +516,17 @@ def validate_persistence(d: PersistenceDetection, key: str, fail: _Fail) -> None
     """A persistence detection: a name, something to match, known operations."""
     if not d.name.strip():
         fail(f"{key}.name", "must not be empty")
-    if d.enabled and not (d.paths or d.patterns):
-        fail(key, "needs paths or patterns")
+    if d.enabled and not (d.paths or d.patterns or d.modes or d.xattrs):
+        fail(key, "needs paths, patterns, modes or xattrs")
+    _check_list(d.modes, tuple(MODE_BITS), f"{key}.modes", "mode bit", fail)
+    for j, name in enumerate(d.xattrs):
+        if "." not in name.strip("."):
+            fail(f"{key}.xattrs[{j}]", f"not an attribute name {name!r} (namespace.name)")
+    for field, op in (("modes", "file_chmod"), ("xattrs", "file_setxattr")):
+        if getattr(d, field) and d.operations not in (["*"], [op]):
+            fail(f"{key}.operations", f"an entry with {field} matches {op} only")
+    if d.modes and d.xattrs:
+        fail(key, "modes and xattrs: one or the other")
     _check_paths(d.paths, f"{key}.paths", fail)
     for j, pat in enumerate(d.patterns):
         if not pat:

@@ -6,7 +6,9 @@ NetworkDetections).
 Persistence detections look at successful file operations on persistence locations; an open
 counts only when it writes or creates (reading a unit file is not persistence). A rename or link
 is judged on its target, which is where something new appears (a temp file renamed over a unit,
-as editors, sed -i, install and dpkg do). The first matching detection wins. Pure: home
+as editors, sed -i, install and dpkg do). Entries with `modes` judge chmods by the mode bits
+set (a setuid bit appearing), entries with `xattrs` setxattrs by the attribute (file
+capabilities), and they come first. The first matching detection wins. Pure: home
 directories for `~/` paths are given, not looked up.
 """
 
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from .config import NetworkDetection, PersistenceDetection
+from .config import MODE_BITS, NetworkDetection, PersistenceDetection
 from .matcher import Memo, PathMatcher
 
 
@@ -55,7 +57,19 @@ class PersistenceDetections:
 
     def __init__(self, detections: Sequence[PersistenceDetection], homes: Sequence[str]):
         self.entries = [(d, PathRule(d.paths, d.patterns, homes), frozenset(d.operations))
-                        for d in detections]
+                        for d in detections if not d.modes and not d.xattrs]
+        # entries on what a call sets (mode bits, attributes) judge by it too (not memoized by
+        # path); they come first, being the more specific
+        self.by_value = [
+            (d, PathRule(d.paths, d.patterns, homes) if d.paths or d.patterns else None,
+             sum(MODE_BITS[m] for m in d.modes), frozenset(d.xattrs))
+            for d in detections if d.modes or d.xattrs
+        ]
+        self.mode_mask = 0
+        self.xattrs: frozenset[str] = frozenset()
+        for _, _, mask, names in self.by_value:
+            self.mode_mask |= mask
+            self.xattrs |= names
         # one matcher over all of them: most events match none, and this says so at once (an
         # entry with paths and patterns needs its pattern, so the pattern stands for it)
         self._any = PathMatcher(
@@ -71,10 +85,19 @@ class PersistenceDetections:
         return paths, patterns
 
     def match(
-        self, op: str, path: str | None, ok: bool, write: bool
+        self, op: str, path: str | None, ok: bool, write: bool, mode: int | None = None,
+        xattr: str | None = None,
     ) -> PersistenceDetection | None:
-        """The detection for a file event (`write`: the open wrote or created), or None."""
-        if not ok or path is None or not write or not self.entries:
+        """The detection for a file event (`write`: the open wrote or created; `mode`: what a
+        chmod set; `xattr`: the attribute a setxattr set), or None."""
+        if not ok or path is None or not write:
+            return None
+        if (mode is not None and mode & self.mode_mask) or xattr in self.xattrs:
+            for d, rule, mask, names in self.by_value:
+                hit = (mode is not None and mode & mask) or xattr in names
+                if hit and (rule is None or rule.matches(path)):
+                    return d
+        if not self.entries:
             return None
         memo = self._by_op.get(op)
         if memo is None:

@@ -51,6 +51,18 @@ class FileEvent(Record, kw_only=True):
     mitre: list[str] | None = None
 
 
+class FileAttrEvent(FileEvent, kw_only=True):
+    """file_chmod, file_chown, file_truncate, file_mkdir, file_mknod, file_setxattr: a file
+    event, and what the call sets."""
+
+    mode: int | None
+    owner_uid: int | None
+    owner_gid: int | None
+    length: int | None
+    device: str | None
+    xattr_name: str | None
+
+
 class NetworkEvent(Record, kw_only=True):
     """network_connect, network_bind, network_listen, network_accept."""
 
@@ -224,8 +236,8 @@ class AgentStart(Record, kw_only=True):
 
 
 Event = (
-    FileEvent | NetworkEvent | ProcessStart | ProcessExecFailed | ProcessFork | ProcessExit
-    | Alert | Loss | Health | AgentStart
+    FileEvent | FileAttrEvent | NetworkEvent | ProcessStart | ProcessExecFailed | ProcessFork
+    | ProcessExit | Alert | Loss | Health | AgentStart
 )
 
 _encoder = msgspec.json.Encoder()

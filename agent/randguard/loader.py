@@ -8,6 +8,7 @@ attached.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
@@ -289,46 +290,70 @@ RESOLVER_HOOKS = {
     "security_path_symlink": ("symlink", "symlinkat"),
     "security_path_unlink": ("unlink", "unlinkat"),
     "security_path_rmdir": ("rmdir", "unlinkat"),
+    "security_path_chmod": ("chmod", "fchmodat", "fchmodat2"),
+    "security_path_chown": ("chown", "lchown", "fchownat"),
+    "security_path_truncate": ("truncate",),
+    "security_path_mkdir": ("mkdir", "mkdirat"),
+    "security_path_mknod": ("mknod", "mknodat"),
 }
 
 
-def _add_resolver(ks: KernelSide, fobj: BpfObject, rodata: dict[str, int],
-                  file_hooks: set[str]) -> None:
-    """resolve.bpf.o where this kernel can load and attach it (fentry needs BTF and ftrace):
-    the real targets of rename, link and symlink, and what unlink and rmdir remove. Without it
-    those names are joined lexically, so a symlinked directory in a name is not followed: a
-    warning, never a failed start."""
-    wanted = {h for h, calls in RESOLVER_HOOKS.items() if file_hooks & set(calls)}
-    if not wanted:
-        return
+def _load_resolver(fobj: BpfObject, rodata: dict[str, int],
+                   hooks: set[str]) -> tuple[BpfObject, dict[str, str]]:
+    """resolve.bpf.o with the programs of `hooks` loaded and attached, and hook -> program name
+    (raises LibbpfError, with nothing left open)."""
     obj = _open("resolve")
-    libbpf_log = logging.getLogger("randguard.libbpf")
-    level = libbpf_log.level
-    libbpf_log.setLevel(logging.ERROR)  # its failure is expected on some kernels: said once below
     try:
         _share(obj, fobj, rodata)
         obj.reuse_map("rg_inflight_map", fobj.map("rg_inflight_map").fd)
         progs = {obj.program_section(p).split("/", 1)[1]: p for p in obj.programs()}
         for hook, prog in progs.items():
-            obj.set_autoload(prog, hook in wanted)
+            obj.set_autoload(prog, hook in hooks)
         obj.load()
-        for hook in sorted(wanted):
+        for hook in sorted(hooks):
             obj.attach(progs[hook])
-    except LibbpfError as e:
-        obj.close()
-        log.warning("rename, link and unlink paths: cannot hook %s here (%s); names are joined as "
-                    "given, a symlinked directory in them is not followed",
-                    ", ".join(sorted(wanted)), e)
-        ks.missing_hooks += sorted(wanted)
-        return
     except BaseException:
         obj.close()
         raise
+    return obj, progs
+
+
+def _add_resolver(ks: KernelSide, fobj: BpfObject, rodata: dict[str, int],
+                  file_hooks: set[str]) -> None:
+    """resolve.bpf.o where this kernel can load and attach it (fentry needs BTF and ftrace):
+    the real targets of rename, link and symlink, what unlink and rmdir remove, and the files
+    chmod, chown, truncate, mkdir and mknod change or make by name. A hook the kernel cannot
+    trace (5.10 cannot fentry a function taking a struct, as security_path_chown takes ids)
+    leaves the others; without them names are joined lexically, so a symlink in a name is not
+    followed: a warning, never a failed start."""
+    wanted = {h for h, calls in RESOLVER_HOOKS.items() if file_hooks & set(calls)}
+    if not wanted:
+        return
+    libbpf_log = logging.getLogger("randguard.libbpf")
+    level = libbpf_log.level
+    libbpf_log.setLevel(logging.CRITICAL)  # failures are expected on some kernels: said below
+    usable, error = wanted, None
+    try:
+        try:
+            obj, progs = _load_resolver(fobj, rodata, wanted)
+        except LibbpfError as e:  # which ones? each alone (a few small loads, at start only)
+            usable, error = set(), e
+            for hook in sorted(wanted):
+                with contextlib.suppress(LibbpfError):
+                    _load_resolver(fobj, rodata, {hook})[0].close()
+                    usable.add(hook)
+            obj, progs = _load_resolver(fobj, rodata, usable) if usable else (None, {})
     finally:
         libbpf_log.setLevel(level)
-    ks.objects.append(obj)
-    ks.attached += [progs[h] for h in sorted(wanted)]
-    ks.hooks |= wanted
+    if error is not None:
+        log.warning("paths by name (rename, link, unlink, chmod, chown, truncate, mkdir, mknod): "
+                    "cannot hook %s here (%s); names are joined as given, a symlink in them is "
+                    "not followed", ", ".join(sorted(wanted - usable)), error)
+        ks.missing_hooks += sorted(wanted - usable)
+    if obj is not None:
+        ks.objects.append(obj)
+        ks.attached += [progs[h] for h in sorted(usable)]
+        ks.hooks |= usable
 
 
 def load(cfg: Config, file_filter: matcher.FileFilter) -> KernelSide:
@@ -382,6 +407,9 @@ def load(cfg: Config, file_filter: matcher.FileFilter) -> KernelSide:
                        {"rg_filter_trie": max(4096, 2 * len(kf.trie)),
                         "rg_inflight_map": cfg.performance.max_syscalls_in_flight})
             _fill_filter(fobj, kf)
+            # the attribute calls on a name hand "" with AT_EMPTY_PATH to the fd program
+            fobj.map("rg_attr_fd_prog").update(
+                struct.pack("<I", 0), struct.pack("<I", fobj.program_fd("rg_file_exit_attr_fd")))
             hooks["file"] = set(cfg.file.hooks)
         if cfg.events.network and cfg.network.enabled:
             add("network", {"rg_net_all_families": int(cfg.network.all_families)},

@@ -7,15 +7,17 @@ it batches from the ring buffer and writes what comes back; tests feed it record
 from __future__ import annotations
 
 import errno
+import os
 from collections import Counter
 
 import msgspec
 
-from .config import Config, Rule
+from .config import MODE_BITS, Config, Rule
 from .detections import NetworkDetections, PersistenceDetections
 from .events import (
     Alert,
     Event,
+    FileAttrEvent,
     FileEvent,
     NetworkEvent,
     ProcessExecFailed,
@@ -63,7 +65,17 @@ _ACCESS = ("read", "write", "read_write", None)
 _ERRNO = errno.errorcode
 _NEW_SIDE = HF_TRUNC_S0 | HF_TRUNC_S1 | HF_TRUNC_S2
 _OLD_SIDE = HF_TRUNC_S3 | HF_TRUNC_S4
-_WRITE, _RENAME, _LINK, _OPEN = 2, 3, 5, 1
+_OP_ID = {name: op for op, name in OPS.items()}
+_OPEN, _WRITE, _RENAME, _LINK = (_OP_ID[n] for n in ("file_open", "file_write", "file_rename",
+                                                     "file_link"))
+_CHMOD, _CHOWN, _TRUNCATE, _MKDIR, _MKNOD, _SETXATTR = (
+    _OP_ID[n] for n in ("file_chmod", "file_chown", "file_truncate", "file_mkdir", "file_mknod",
+                        "file_setxattr"))
+_S_IFMT, _S_IFCHR, _S_IFBLK = 0o170000, 0o020000, 0o060000
+_SETID = MODE_BITS["setuid"] | MODE_BITS["setgid"]
+_UNCHANGED_ID = 0xFFFFFFFF  # chown's -1
+_FILE_CAPS = b"security.capability"
+_FLAGS_OPS = (_OPEN, _RENAME, _OP_ID["file_unlink"], _LINK)  # open, rename, unlink/link flags
 _SYMLINKS = (SYSCALLS.index("symlink"), SYSCALLS.index("symlinkat"))
 _NET_DIRECTIONS = {1: "outbound", 2: "local", 3: "inbound", 4: "inbound"}
 _OTHER_FAMILIES = {16: "netlink", 17: "packet", 40: "vsock", 44: "xdp"}
@@ -106,6 +118,26 @@ def _path(dir_: bytes | None, name: bytes | None, dir_cut: bool) -> tuple[str | 
         return None, raw
     joined = join(decode_path(dir_), raw)
     return (CUT + joined if dir_cut else joined), raw
+
+
+def attr_event(ev: FileEvent, r: FileRecord) -> FileAttrEvent:
+    """What a chmod, chown, truncate, mkdir, mknod or setxattr set, from the record: its flags
+    (the mode; uid << 32 | gid, each 0xffffffff when left unchanged; the length; dev << 32 |
+    mode) and, for setxattr, the attribute's name."""
+    op, value = r.op, r.open_flags
+    hi, lo = value >> 32, value & 0xFFFFFFFF
+    device = None
+    if op == _MKNOD and lo & _S_IFMT in (_S_IFCHR, _S_IFBLK):
+        device = f"{os.major(hi)}:{os.minor(hi)}"
+    return FileAttrEvent(
+        **msgspec.structs.asdict(ev),
+        mode=value if op in (_CHMOD, _MKDIR) else lo & 0o177777 if op == _MKNOD else None,
+        owner_uid=hi if op == _CHOWN and hi != _UNCHANGED_ID else None,
+        owner_gid=lo if op == _CHOWN and lo != _UNCHANGED_ID else None,
+        length=value if op == _TRUNCATE else None,
+        device=device,
+        xattr_name=decode_path(r.name2) if op == _SETXATTR and r.name2 is not None else None,
+    )
 
 
 class ProcessOutput(msgspec.Struct, frozen=True):
@@ -434,7 +466,11 @@ class Pipeline:
             else:
                 path, name = _path(r.dir, r.name, bool(hflags & HF_TRUNC_S1))
             write = op != _OPEN or bool(r.fflags & FF_WRITE)
-            wanted = cut or (path is not None and self.file_filter.wants(path, write))
+            # a setuid or setgid bit or file capabilities appearing are reported wherever they
+            # are (the kernel passes them)
+            wanted = (cut or (op == _CHMOD and r.open_flags & _SETID)
+                      or (op == _SETXATTR and r.name2 == _FILE_CAPS)
+                      or (path is not None and self.file_filter.wants(path, write)))
             truncated = bool(hflags & _NEW_SIDE)
         if not wanted:
             self.filtered += 1
@@ -451,7 +487,9 @@ class Pipeline:
         if ret >= 0:
             write = op != _OPEN or bool(r.fflags & (FF_WRITE | FF_CREATED))
             if self.detections is not None:
-                det = self.detections.match(event_type, path, True, write)
+                det = self.detections.match(
+                    event_type, path, True, write, r.open_flags if op == _CHMOD else None,
+                    decode_path(r.name2) if op == _SETXATTR and r.name2 is not None else None)
             if self.rules is not None:
                 paths = (path, old_path) if op == _RENAME else (path,)
                 for c in self.rules.file_rules:
@@ -483,16 +521,19 @@ class Pipeline:
             old_filename=old_name,
             ret=ret,
             error=errno_name(ret),
-            flags=r.open_flags if op != _WRITE else None,
+            flags=r.open_flags if op in _FLAGS_OPS else None,
             access=_ACCESS[r.open_flags & 3] if is_open else None,
             created=bool(r.fflags & FF_CREATED) if is_open else None,
-            fd=r.fd if op == _WRITE else (ret if is_open and ret >= 0 else None),
+            fd=(r.fd if op == _WRITE or (op >= _CHMOD and r.name is None)
+                else ret if is_open and ret >= 0 else None),
             inode=r.ino or None,
             path_truncated=truncated,
             alert=det is not None,
             detection_type=det.name if det is not None else None,
             mitre=det.mitre if det is not None else None,
         )
+        if op >= _CHMOD:
+            ev = attr_event(ev, r)
         out.append(ev)
         for rule, p in hits:
             out.append(self._alert(

@@ -63,7 +63,9 @@ SOCK_TYPE_NAMES: Final = {1: "stream", 2: "dgram", 3: "raw", 4: "rdm", 5: "seqpa
 KERNEL_ERRNO_NAMES: Final = {512: "ERESTARTSYS", 513: "ERESTARTNOINTR", 514: "ERESTARTNOHAND",
                              516: "ERESTART_RESTARTBLOCK"}
 
-OPS: Final = {1: "file_open", 2: "file_write", 3: "file_rename", 4: "file_unlink", 5: "file_link"}
+OPS: Final = {1: "file_open", 2: "file_write", 3: "file_rename", 4: "file_unlink", 5: "file_link",
+               6: "file_chmod", 7: "file_chown", 8: "file_truncate", 9: "file_mkdir",
+               10: "file_mknod", 11: "file_setxattr"}
 
 SYSCALLS: Final = (
     None, "open", "creat", "openat", "openat2", "write", "writev", "pwrite64", "pwritev",
@@ -71,6 +73,12 @@ SYSCALLS: Final = (
     "linkat", "symlink", "symlinkat", "copy_file_range", "sendfile", "splice",
     # hooked for the kernel's directory cache only, never in an event
     "mount", "umount", "umount2", "move_mount", "pivot_root", "io_uring_setup",
+    "chmod", "fchmod", "fchmodat", "fchmodat2", "chown", "fchown", "lchown", "fchownat",
+    "truncate", "ftruncate",
+    # i386 only: the 16-bit id chowns, and the truncates with a 64-bit length
+    "chown16", "fchown16", "lchown16", "truncate64", "ftruncate64",
+    "mkdir", "mkdirat", "mknod", "mknodat", "setxattr", "lsetxattr", "fsetxattr", "setxattrat",
+    "fallocate", "open_by_handle_at",
 )
 
 # (C field name, struct format char(s)) in declaration order; "x" entries are padding.

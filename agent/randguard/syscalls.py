@@ -32,8 +32,23 @@ NUMBERS: Final[dict[str, tuple[int | None, tuple[int, ...]]]] = {
     "connect": (42, (362,)), "bind": (49, (361,)), "listen": (50, (363,)), "accept": (43, ()),
     "accept4": (288, (364,)),
     # the directory cache's (file.bpf.c): what changes the paths directories have
+    # i386 numbers of the same calls under another name (16-bit ids, 64-bit lengths) are in
+    # I386_VARIANTS; chown, fchown, lchown here are i386's chown32, fchown32, lchown32
+    "chmod": (90, (15,)), "fchmod": (91, (94,)), "fchmodat": (268, (306,)),
+    "fchmodat2": (452, (452,)), "chown": (92, (212,)), "fchown": (93, (207,)),
+    "lchown": (94, (198,)), "fchownat": (260, (298,)), "truncate": (76, (92,)),
+    "ftruncate": (77, (93,)),
+    "mkdir": (83, (39,)), "mkdirat": (258, (296,)), "mknod": (133, (14,)),
+    "mknodat": (259, (297,)), "setxattr": (188, (226,)), "lsetxattr": (189, (227,)),
+    "fsetxattr": (190, (228,)), "setxattrat": (463, (463,)), "fallocate": (285, (324,)),
+    "open_by_handle_at": (304, (342,)),
     "mount": (165, (21,)), "umount": (None, (22,)), "umount2": (166, (52,)),
     "move_mount": (429, (429,)), "pivot_root": (155, (217,)), "io_uring_setup": (425, (425,)),
+}
+# hook -> {i386 number: the syscall's own name}: served with the hook, reported by that name
+I386_VARIANTS: Final = {
+    "chown": {182: "chown16"}, "fchown": {95: "fchown16"}, "lchown": {16: "lchown16"},
+    "truncate": {193: "truncate64"}, "ftruncate": {194: "ftruncate64"},
 }
 SOCKETCALL_I386: Final = 102
 # socketcall(2)'s call numbers (linux/net.h SYS_*) for the network hooks
@@ -54,15 +69,23 @@ def _family(obj: str, enter: str | None, exit: str, names: tuple[str | None, ...
     return {h: Handler(obj, enter, exit, names.index(h)) for h in hooks}
 
 
+_ATTR_ON_FD = ("fchmod", "fchown", "ftruncate", "fsetxattr")
 HANDLERS: Final[dict[str, Handler]] = {
     **_family("file", None, "rg_file_exit_open", SYSCALLS,
-              ("open", "creat", "openat", "openat2")),
+              ("open", "creat", "openat", "openat2", "open_by_handle_at")),
     **_family("file", "rg_file_enter_write", "rg_file_exit_write", SYSCALLS,
               ("write", "writev", "pwrite64", "pwritev", "pwritev2", "copy_file_range",
-               "sendfile", "splice")),
+               "sendfile", "splice", "fallocate")),
     **_family("file", "rg_file_enter_names", "rg_file_exit_names", SYSCALLS,
               ("rename", "renameat", "renameat2", "unlink", "unlinkat", "rmdir", "link",
                "linkat", "symlink", "symlinkat")),
+    # exit only: on a name (the *at calls hand "" with AT_EMPTY_PATH over to the fd program)
+    # or on an fd
+    **{h: Handler("file", None, "rg_file_exit_attr_fd" if h in _ATTR_ON_FD else
+                  "rg_file_exit_attr", SYSCALLS.index(h))
+       for h in ("chmod", "fchmod", "fchmodat", "fchmodat2", "chown", "fchown", "lchown",
+                 "fchownat", "truncate", "ftruncate", "mkdir", "mkdirat", "mknod", "mknodat",
+                 "setxattr", "lsetxattr", "fsetxattr", "setxattrat")},
     **_family("process", "rg_proc_enter_exec", "rg_proc_exit_exec", EXEC_SOURCES,
               ("execve", "execveat")),
     **_family("network", "rg_net_enter", "rg_net_exit", NET_SYSCALLS,
@@ -100,6 +123,8 @@ def slots(hooks: set[str], moves: bool = False) -> list[Slot]:
         if native is not None:
             out.append(Slot(native, h.id, ABI_X86_64, h))
         out += [Slot(IA32_BASE + n, h.id, ABI_I386, h) for n in ia32]
+        out += [Slot(IA32_BASE + n, SYSCALLS.index(name), ABI_I386, h)
+                for n, name in I386_VARIANTS.get(hook, {}).items()]
     net = sorted(hooks & SOCKETCALL_CALLS.keys())
     if net:
         h = HANDLERS[net[0]]

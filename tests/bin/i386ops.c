@@ -12,6 +12,22 @@
  * symlinkat TARGET LINK, execve PATH [ARGS...] (argv is PATH ARGS..., the environment empty),
  * connect PORT (a TCP socket, then connect to 127.0.0.1:PORT; i386 by the direct socket
  * syscalls), socketcall-connect PORT (i386 only: the same through socketcall(2)).
+ * Attributes: chmod PATH MODE, fchmod PATH MODE, fchmodat PATH MODE, fchmodat2 PATH MODE FLAGS,
+ * fchmodat2-fd FDPATH NAME MODE FLAGS, chown16|chown32|lchown16|lchown32 PATH UID GID,
+ * fchown16|fchown32 PATH UID GID, fchownat PATH UID GID FLAGS, fchownat-fd FDPATH NAME UID GID
+ * FLAGS, truncate PATH LEN, truncate64 PATH LEN, ftruncate PATH LEN, ftruncate64 PATH LEN.
+ * The f* calls without "at" act on an fd of PATH that i386ops opens first (open(2) through the
+ * same ABI: O_RDONLY, for ftruncate* O_WRONLY, both with O_LARGEFILE); the -fd forms pass an fd
+ * of FDPATH (opened O_RDONLY) as the dirfd: with NAME "" and AT_EMPTY_PATH (4096) the call is
+ * on that file.
+ * New names and extended attributes: mkdir PATH MODE, mkdirat PATH MODE, mknod PATH MODE DEV,
+ * mknodat PATH MODE DEV (MODE with the file type: 010644 is a FIFO; DEV as the kernel takes it,
+ * major << 8 | minor for small numbers), setxattr|lsetxattr PATH NAME VALUE, fsetxattr PATH
+ * NAME VALUE (on an fd of PATH, opened O_RDONLY as above): the value is VALUE's bytes without
+ * the NUL (size strlen(VALUE)), flags 0.
+ * Natively the 16- and 32-bit-id calls are the one chown, lchown or fchown, and truncate64 and
+ * ftruncate64 are truncate and ftruncate; i386 passes a 64-bit LEN as two halves, low first.
+ * Numbers (MODE, UID, LEN, FLAGS) are read by strtol: 0755 is octal, -1 is -1.
  * The result goes to stderr; a failed call exits 1.
  *
  * int $0x80 takes 32-bit registers, so every pointer passed (strings, argv) is copied below
@@ -32,9 +48,19 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+/* i386 programs pass it for files past 2 GiB; glibc's x86-64 O_LARGEFILE is 0 (implied) */
+#define KERNEL_O_LARGEFILE 0100000
+
+#ifndef SYS_fchmodat2
+#define SYS_fchmodat2 452	/* Linux 6.6; older headers lack it, older kernels say ENOSYS */
+#endif
+
 /*
  * Per argument: s = the next command-line argument as a string, n = the next one as a number,
- * c = AT_FDCWD, m = mode 0644.
+ * c = AT_FDCWD, m = mode 0644, f = an fd of the next argument (a path) opened O_RDONLY, w = the
+ * same opened O_WRONLY, L = the next argument as a 64-bit number (i386: two arguments, the low
+ * half first), v = the next argument as a string and then its length (an xattr's value and
+ * size), 0 = zero.
  */
 static const struct op {
 	const char *name;
@@ -53,11 +79,35 @@ static const struct op {
 	{ "linkat", SYS_linkat, 303, "cscsn" },
 	{ "symlink", SYS_symlink, 83, "ss" },
 	{ "symlinkat", SYS_symlinkat, 304, "scs" },
+	{ "chmod", SYS_chmod, 15, "sn" },
+	{ "fchmod", SYS_fchmod, 94, "fn" },
+	{ "fchmodat", SYS_fchmodat, 306, "csn" },
+	{ "fchmodat2", SYS_fchmodat2, 452, "csnn" },
+	{ "fchmodat2-fd", SYS_fchmodat2, 452, "fsnn" },
+	{ "chown16", SYS_chown, 182, "snn" },
+	{ "chown32", SYS_chown, 212, "snn" },
+	{ "lchown16", SYS_lchown, 16, "snn" },
+	{ "lchown32", SYS_lchown, 198, "snn" },
+	{ "fchown16", SYS_fchown, 95, "fnn" },
+	{ "fchown32", SYS_fchown, 207, "fnn" },
+	{ "fchownat", SYS_fchownat, 298, "csnnn" },
+	{ "fchownat-fd", SYS_fchownat, 298, "fsnnn" },
+	{ "truncate", SYS_truncate, 92, "sn" },
+	{ "truncate64", SYS_truncate, 193, "sL" },
+	{ "ftruncate", SYS_ftruncate, 93, "wn" },
+	{ "ftruncate64", SYS_ftruncate, 194, "wL" },
+	{ "mkdir", SYS_mkdir, 39, "sn" },
+	{ "mkdirat", SYS_mkdirat, 296, "csn" },
+	{ "mknod", SYS_mknod, 14, "snn" },
+	{ "mknodat", SYS_mknodat, 297, "csnn" },
+	{ "setxattr", SYS_setxattr, 226, "ssv0" },
+	{ "lsetxattr", SYS_lsetxattr, 227, "ssv0" },
+	{ "fsetxattr", SYS_fsetxattr, 228, "fsv0" },
 };
 
 enum {
-	I386_WRITE = 4, I386_CLOSE = 6, I386_EXECVE = 11, I386_GETPID = 20, I386_SOCKETCALL = 102,
-	I386_SOCKET = 359, I386_CONNECT = 362,
+	I386_WRITE = 4, I386_OPEN = 5, I386_CLOSE = 6, I386_EXECVE = 11, I386_GETPID = 20,
+	I386_SOCKETCALL = 102, I386_SOCKET = 359, I386_CONNECT = 362,
 };
 enum { SC_SOCKET = 1, SC_CONNECT = 3 }; /* socketcall(2)'s call numbers (linux/net.h) */
 
@@ -144,17 +194,37 @@ static int probe(void)
 
 static int run_op(const struct op *op, char **argv, int argc)
 {
-	long a[5] = { 0 };
-	int n = 0;
+	long a[5] = { 0 }, fd;
+	unsigned long len;
+	int n = 0, i = 0;
 
 	for (const char *k = op->args; *k; k++) {
-		if ((*k == 's' || *k == 'n') && n >= argc)
+		if (strchr("snfwLv", *k) && n >= argc)
 			die("too few arguments");
 		switch (*k) {
-		case 's': a[k - op->args] = (long)low_str(argv[n++]); break;
-		case 'n': a[k - op->args] = strtol(argv[n++], NULL, 0); break;
-		case 'c': a[k - op->args] = AT_FDCWD; break;
-		case 'm': a[k - op->args] = 0644; break;
+		case 's': a[i++] = (long)low_str(argv[n++]); break;
+		case 'n': a[i++] = strtol(argv[n++], NULL, 0); break;
+		case 'c': a[i++] = AT_FDCWD; break;
+		case 'm': a[i++] = 0644; break;
+		case '0': a[i++] = 0; break;
+		case 'v':
+			a[i++] = (long)low_str(argv[n]);
+			a[i++] = strlen(argv[n++]);
+			break;
+		case 'f':
+		case 'w':
+			fd = call(SYS_open, I386_OPEN, (long)low_str(argv[n++]),
+				  (*k == 'w' ? O_WRONLY : O_RDONLY) | KERNEL_O_LARGEFILE, 0, 0, 0);
+			if (report("open", fd))
+				return 1;
+			a[i++] = fd;
+			break;
+		case 'L':
+			len = strtoul(argv[n++], NULL, 0);
+			a[i++] = i386 ? (long)(uint32_t)len : (long)len;
+			if (i386)
+				a[i++] = (long)(uint32_t)(len >> 32);
+			break;
 		}
 	}
 	if (n != argc)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import struct
 import subprocess
 import sys
@@ -70,17 +71,25 @@ def test_resolver_attaches_where_fentry_works_else_only_warns(
     with caplog.at_level(logging.WARNING), loader.load(cfg, FileFilter.from_config(cfg.file)) as ks:
         resolver = set(loader.RESOLVER_HOOKS)
         names = [Path(o.path).name for o in ks.objects]
-        if resolver <= ks.hooks:  # fentry works (the qemu guests' Debian kernels)
+        if os.environ.get("RANDGUARD_EXPECT_FENTRY") == "1":  # the matrix's kernels
+            # 5.10 cannot fentry a function that takes a struct (security_path_chown's ids)
+            allowed = {"security_path_chown"} if os.uname().release < "6" else set()
+            assert resolver - ks.hooks <= allowed, caplog.text
+            assert sorted(resolver - ks.hooks) == ks.missing_hooks
+        if resolver & ks.hooks:  # fentry works (the qemu guests' Debian kernels)
             assert names == ["process.bpf.o", "file.bpf.o", "dispatch.bpf.o", "resolve.bpf.o"]
             fobj, _, robj = ks.objects[1:]
             assert fd_map_id(fobj.map("rg_inflight_map").fd) == fd_map_id(
                 robj.map("rg_inflight_map").fd)
-            assert {f"rg_resolve_{h.rsplit('_', 1)[1]}" for h in resolver} <= set(ks.attached)
-            assert "rename, link and unlink paths" not in caplog.text
+            assert {f"rg_resolve_{h.rsplit('_', 1)[1]}" for h in resolver & ks.hooks} <= set(
+                ks.attached)
+            # what could not be hooked is said once, naming only those
+            assert caplog.text.count("cannot hook") == (1 if ks.missing_hooks else 0)
         else:  # no fentry (this development machine): one warning, the rest unchanged
+            assert os.environ.get("RANDGUARD_EXPECT_FENTRY") != "1", caplog.text
             assert names == ["process.bpf.o", "file.bpf.o", "dispatch.bpf.o"]
             assert sorted(resolver) == ks.missing_hooks
-            assert caplog.text.count("rename, link and unlink paths: cannot hook") == 1
+            assert caplog.text.count("mknod): cannot hook") == 1
             assert "libbpf:" not in caplog.text  # libbpf's own lines about it are not shown
             assert {"rename", "renameat2", "link", "symlink"} <= ks.hooks
     assert wait_no_orphans() == set()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -42,3 +43,23 @@ def test_a_drifted_layout_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
         problems = records.layout_mismatches(obj.struct_layout)
     assert any("rg_proc_exit" in p and "exit_code" not in p for p in problems)  # size
     assert any("rg_proc_exit.group_dead" in p for p in problems)
+
+
+HEADER = Path(__file__).resolve().parents[2] / "bpf_src" / "randguard.h"
+
+
+def _c_enum(name: str) -> dict[str, int]:
+    """`NAME = value` members of a C enum in randguard.h."""
+    text = HEADER.read_text()
+    body = text[text.index(f"enum {name} {{"):]
+    body = body[: body.index("};")]
+    return {m: int(v) for m, v in re.findall(r"^\s*(RG_\w+)\s*=\s*(\d+)", body, re.M)}
+
+
+def test_syscall_and_op_ids_match_the_header() -> None:
+    """records.SYSCALLS and OPS are indexed by the kernel's enum values."""
+    syscalls = _c_enum("rg_syscall")
+    assert syscalls.pop("RG_SYS_MAX") == len(records.SYSCALLS)
+    assert {f"RG_SYS_{n.upper()}": i for i, n in enumerate(records.SYSCALLS) if n} == syscalls
+    ops = _c_enum("rg_file_op")
+    assert {f"RG_OP_{n.removeprefix('file_').upper()}": i for i, n in records.OPS.items()} == ops

@@ -146,7 +146,8 @@ def test_every_event_type_is_documented_under_exactly_one_struct() -> None:
     documented = [t for s in SECTIONS.values() for t in s.event_types]
     assert len(documented) == len(set(documented)), "an event_type is listed twice"
     assert set(documented) == emitted
-    assert set(records.OPS.values()) <= set(SECTIONS["FileEvent"].event_types)
+    assert set(records.OPS.values()) == {*SECTIONS["FileEvent"].event_types,
+                                         *SECTIONS["FileAttrEvent"].event_types}
     assert set(records.NET_OPS.values()) <= set(SECTIONS["NetworkEvent"].event_types)
 
 
@@ -166,6 +167,15 @@ def samples() -> dict[str, events.Record]:
             old_filename=None, ret=3, error=None, flags=577, access="write", created=True, fd=3,
             inode=739, path_truncated=False, alert=True,
             detection_type="systemd_service_modified", mitre=["T1543.002"],
+        ),
+        "FileAttrEvent": events.FileAttrEvent(
+            seq=77, event_type="file_chmod", **_COMMON, syscall="fchmodat", abi="x86_64",
+            **(_PROC | {"comm": "chmod", "exe_path": "/usr/bin/chmod"}),
+            resolved_path="/var/tmp/rootbash", filename="rootbash", old_path=None,
+            old_filename=None, ret=0, error=None, flags=None, access=None, created=None,
+            fd=None, inode=None, path_truncated=False, alert=True,
+            detection_type="setid_bit_set", mitre=["T1548.001"], mode=0o4755, owner_uid=None,
+            owner_gid=None, length=None, device=None, xattr_name=None,
         ),
         "NetworkEvent": events.NetworkEvent(
             seq=15, event_type="network_connect", **_COMMON, syscall="connect", abi="x86_64",

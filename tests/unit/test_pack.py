@@ -8,6 +8,7 @@ outside /home, as the passwd database may have them.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from pathlib import Path
@@ -31,7 +32,7 @@ from randguard.config import (
     parse_config,
 )
 from randguard.detections import PathRule, PersistenceDetections, expand_homes
-from randguard.events import FileEvent, WallClock
+from randguard.events import FileAttrEvent, FileEvent, WallClock
 from randguard.matcher import FileFilter, compile_kernel_filter, has_glob
 from randguard.pipeline import Pipeline
 from randguard.proctable import ProcessTable
@@ -51,7 +52,8 @@ def _raw_pack() -> list[PersistenceDetection]:
 
 
 PACK = _raw_pack()
-NAMES = [d.name for d in PACK]
+NAMES = [d.name for d in PACK if not d.modes and not d.xattrs]  # on paths: examples below
+VALUE_NAMES = [d.name for d in PACK if d.modes or d.xattrs]
 
 # name -> paths that trigger exactly that entry (in addition to every literal path it lists)
 TRIGGERS: dict[str, list[str]] = {
@@ -328,9 +330,37 @@ def test_pack_is_on_by_default_and_loads_as_shipped() -> None:
 
 def test_pack_entries_are_well_formed() -> None:
     for d in PACK:
-        assert d.enabled and (d.paths or d.patterns), d.name
+        assert d.enabled and (d.paths or d.patterns or d.modes or d.xattrs), d.name
         assert d.mitre and all(re.fullmatch(r"T\d{4}(\.\d{3})?", t) for t in d.mitre), d.name
         assert set(d.operations) <= {"*", *FILE_OPERATIONS}, d.name
+
+
+def test_setid_bits_are_detected_on_any_chmod_path(det: PersistenceDetections) -> None:
+    assert VALUE_NAMES == ["setid_bit_set", "file_capabilities_set"]
+    for path in ("/var/tmp/x/bash", "/usr/bin/rg", "/etc/cron.d/rg", "/home/alice/sh"):
+        for mode in (0o4755, 0o2755, 0o6711, 0o4000):
+            d = det.match("file_chmod", path, True, True, mode)
+            assert d is not None and d.name == "setid_bit_set", (path, oct(mode))
+            assert d.mitre == ["T1548.001"]
+    # no setid bit, a failed chmod, or not a chmod: the path entries decide as before
+    assert det.match("file_chmod", "/var/tmp/x/bash", True, True, 0o1777) is None
+    assert det.match("file_chmod", "/var/tmp/x/bash", False, True, 0o4755) is None
+    assert det.match("file_chown", "/var/tmp/x/bash", True, True, None) is None
+    d = det.match("file_chmod", "/etc/cron.d/rg", True, True, 0o644)
+    assert d is not None and d.name == "cron_modified"
+
+
+def test_file_capabilities_are_detected_on_any_setxattr_path(det: PersistenceDetections) -> None:
+    for path in ("/var/tmp/x/python3", "/usr/bin/rg", "/home/alice/bin/tool"):
+        d = det.match("file_setxattr", path, True, True, None, "security.capability")
+        assert d is not None and (d.name, d.mitre) == ("file_capabilities_set", ["T1548"])
+    for xattr in ("user.x", "security.selinux", "security.capabilityx", None):
+        assert det.match("file_setxattr", "/var/tmp/x/python3", True, True, None, xattr) is None
+    assert det.match("file_setxattr", "/usr/bin/rg", False, True, None,
+                     "security.capability") is None
+    # a path entry still judges other attributes on its paths
+    d = det.match("file_setxattr", "/etc/cron.d/rg", True, True, None, "user.x")
+    assert d is not None and d.name == "cron_modified"
 
 
 def test_pack_covers_the_issues_techniques() -> None:
@@ -417,6 +447,8 @@ def test_path_rule_needs_path_and_pattern() -> None:
 # --- through the pipeline: renames, reads, failures ------------------------------------------
 
 OP = {v: k for k, v in records.OPS.items()}
+ATTR_OPS = ("file_chmod", "file_chown", "file_truncate", "file_mkdir", "file_mknod",
+            "file_setxattr")
 
 
 def file_rec(op: str, *, path: bytes | None = None, name: bytes | None = None,
@@ -434,7 +466,7 @@ def file_rec(op: str, *, path: bytes | None = None, name: bytes | None = None,
     fixed = records.FILE.pack(
         records.KIND_FILE, records.SCHEMA_VERSION, records.FILE.size + len(blob), 0, ts, pid,
         pid, uid, uid, ret, oflags, 7, 0, 1, records.SYSCALLS.index(syscall), OP[op], fflags,
-        3 if op == "file_write" else -100, comm, *slots, 0,
+        3 if op == "file_write" or (path and op in ATTR_OPS) else -100, comm, *slots, 0,
     )
     return fixed + blob
 
@@ -523,6 +555,67 @@ def test_failed_operations_are_events_without_detection() -> None:
     assert all(not e.alert and e.detection_type is None and e.mitre is None for e in evs)
 
 
+def test_attribute_changes_carry_what_was_set_and_are_judged_like_writes() -> None:
+    pipe = default_pipeline(FileConfig(watch_paths=["/srv/app"], exclude_paths=["/srv/app/log"]))
+    out = pipe.feed([
+        file_rec("file_chmod", name=b"/etc/cron.d/rg-x", oflags=0o755, syscall="fchmodat"),
+        file_rec("file_chown", path=b"/srv/app/conf", oflags=1000 << 32 | 0xFFFFFFFF,
+                 syscall="fchown"),
+        file_rec("file_truncate", name=b"/srv/app/log/big", oflags=0, syscall="truncate"),
+        file_rec("file_chmod", name=b"/var/tmp/rootbash", oflags=0o4755, syscall="chmod"),
+        file_rec("file_chmod", name=b"/srv/app/log/sh", oflags=0o2755, syscall="chmod"),
+        file_rec("file_chmod", name=b"/var/tmp/plain", oflags=0o755, syscall="chmod"),
+        file_rec("file_chmod", name=b"/var/tmp/rootbash2", oflags=0o4755, ret=-1),
+    ])
+    evs = [e for e in out if e.event_type != "alert"]
+    assert all(type(e) is FileAttrEvent for e in evs)
+    got = [(e.event_type, e.resolved_path, e.mode, e.owner_uid, e.owner_gid, e.length,
+            e.detection_type) for e in evs]
+    assert got == [
+        ("file_chmod", "/etc/cron.d/rg-x", 0o755, None, None, None, "cron_modified"),
+        ("file_chown", "/srv/app/conf", None, 1000, None, None, None),
+        # a setuid or setgid bit is reported wherever it is, excluded paths included
+        ("file_chmod", "/var/tmp/rootbash", 0o4755, None, None, None, "setid_bit_set"),
+        ("file_chmod", "/srv/app/log/sh", 0o2755, None, None, None, "setid_bit_set"),
+        ("file_chmod", "/var/tmp/rootbash2", 0o4755, None, None, None, None),  # failed
+    ]
+    assert [(e.flags, e.access, e.created) for e in evs] == [(None, None, None)] * 5
+    assert evs[1].fd == 3 and evs[0].fd is None  # on an fd, on a name
+    assert [a.rule_id for a in out if a.event_type == "alert"] == ["FILE-CRON-001"]
+    assert pipe.filtered == 2
+
+
+def test_new_directories_nodes_and_attributes_are_judged_like_writes() -> None:
+    pipe = default_pipeline(FileConfig(watch_paths=["/srv/app"]))
+    dev = os.makedev(1, 1) << 32  # /dev/mem's numbers
+    out = pipe.feed([
+        file_rec("file_mkdir", name=b"/etc/systemd/system/rg.service.d", oflags=0o700,
+                 syscall="mkdir"),
+        file_rec("file_mknod", name=b"/srv/app/mem", oflags=dev | 0o020600, syscall="mknodat"),
+        file_rec("file_mknod", name=b"/srv/app/fifo", oflags=0o010644, syscall="mknod"),
+        file_rec("file_setxattr", name=b"/var/tmp/py", name2=b"security.capability",
+                 syscall="setxattr"),
+        file_rec("file_setxattr", path=b"/srv/app/conf", name2=b"user.note",
+                 syscall="fsetxattr"),
+        file_rec("file_setxattr", name=b"/var/tmp/py", name2=b"user.note", syscall="setxattr"),
+        file_rec("file_mkdir", name=b"/var/tmp/d", oflags=0o755, syscall="mkdir"),
+    ])
+    evs = [e for e in out if e.event_type != "alert"]
+    got = [(e.event_type, e.resolved_path, e.mode, e.device, e.xattr_name, e.detection_type)
+           for e in evs]
+    assert got == [
+        ("file_mkdir", "/etc/systemd/system/rg.service.d", 0o700, None, None,
+         "systemd_service_modified"),
+        ("file_mknod", "/srv/app/mem", 0o020600, "1:1", None, None),
+        ("file_mknod", "/srv/app/fifo", 0o010644, None, None, None),
+        # file capabilities are reported wherever they are set
+        ("file_setxattr", "/var/tmp/py", None, None, "security.capability",
+         "file_capabilities_set"),
+        ("file_setxattr", "/srv/app/conf", None, None, "user.note", None),
+    ]
+    assert pipe.filtered == 2
+
+
 def test_persistence_outside_watch_paths_is_still_reported() -> None:
     """The pack's paths pass whatever the [file] watch and exclude lists say."""
     pipe = default_pipeline(FileConfig(watch_paths=[], watch_patterns=[], exclude_paths=["/"]))
@@ -563,7 +656,8 @@ mitre = ["T1546"]
     names = [d.name for d in rs.persistence]
     assert "sudoers_modified" not in names
     # the override keeps the shipped entry's place (first match wins); new entries come last
-    assert names == [n for n in NAMES if n != "sudoers_modified"] + ["rg_custom_modified"]
+    assert names == [d.name for d in PACK if d.name != "sudoers_modified"] + [
+        "rg_custom_modified"]
     det = PersistenceDetections(rs.persistence, HOMES)
     assert first(det, "/etc/crontab") == "cron_modified"
     assert first(det, "/etc/cron.d/rg-job") is None
