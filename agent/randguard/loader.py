@@ -8,7 +8,6 @@ attached.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import logging
 import os
@@ -298,6 +297,10 @@ RESOLVER_HOOKS = {
 }
 
 
+# traceable wherever fentry works at all (every kernel since 5.5): tried first
+FIRST_RESOLVER_HOOK = "security_path_rename"
+
+
 def _load_resolver(fobj: BpfObject, rodata: dict[str, int],
                    hooks: set[str]) -> tuple[BpfObject, dict[str, str]]:
     """resolve.bpf.o with the programs of `hooks` loaded and attached, and hook -> program name
@@ -336,12 +339,15 @@ def _add_resolver(ks: KernelSide, fobj: BpfObject, rodata: dict[str, int],
     try:
         try:
             obj, progs = _load_resolver(fobj, rodata, wanted)
-        except LibbpfError as e:  # which ones? each alone (a few small loads, at start only)
+        except LibbpfError as e:  # which ones? each alone (small loads, at start only)
             usable, error = set(), e
-            for hook in sorted(wanted):
-                with contextlib.suppress(LibbpfError):
+            for hook in sorted(wanted, key=lambda h: h != FIRST_RESOLVER_HOOK):
+                try:
                     _load_resolver(fobj, rodata, {hook})[0].close()
                     usable.add(hook)
+                except LibbpfError:
+                    if hook == FIRST_RESOLVER_HOOK:
+                        break  # not even the oldest hook: no fentry here at all
             obj, progs = _load_resolver(fobj, rodata, usable) if usable else (None, {})
     finally:
         libbpf_log.setLevel(level)
