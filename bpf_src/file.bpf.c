@@ -963,7 +963,7 @@ int BPF_PROG(rg_file_exit_names, struct pt_regs *regs, long ret)
 		return 0;
 
 	struct rg_file_event *e = event_init(s, &in_copy, ret, 0);
-	int unlink = in_copy.op == RG_OP_UNLINK;
+	int unlink = in_copy.op == RG_OP_UNLINK || in_copy.op == RG_OP_UMOUNT; /* one name */
 	/*
 	 * resolve.bpf.c saw the dentry: its real path, whatever symlinks the name took. A rename
 	 * moves the dentry it noted only when it succeeds; an unlink's victim is the one either way.
@@ -971,8 +971,10 @@ int BPF_PROG(rg_file_exit_names, struct pt_regs *regs, long ret)
 	int resolved = in_copy.target_dentry && (ret == 0 || unlink);
 
 	s->pass = 0;
-	if (in_copy.syscall == RG_SYS_SYMLINK || in_copy.syscall == RG_SYS_SYMLINKAT) {
-		/* the target is link content, not a name to resolve: carried raw */
+	if (in_copy.syscall == RG_SYS_SYMLINK || in_copy.syscall == RG_SYS_SYMLINKAT ||
+	    in_copy.syscall == RG_SYS_MOUNT) {
+		/* link content, or what mount(2) mounts (a device, "tmpfs", or a path for a bind
+		 * mount): not a name to resolve, carried raw */
 		if (rg_put_user_str(s, (const char *)in_copy.name, &s->pos, &e->name))
 			e->hdr.flags |= RG_HF_TRUNC_S2;
 	} else if (!(resolved && unlink)) {
@@ -1034,6 +1036,20 @@ int BPF_PROG(rg_file_enter_names, struct pt_regs *regs, long nr)
 		in.dfd2 = (int)a1;
 		in.name2 = a2;
 		break;
+	case RG_SYS_MOUNT: /* (source, target, type, flags, data) */
+		in.name2 = a1;
+		in.flags = rg_arg(regs, 3, abi);
+		break;
+	case RG_SYS_UMOUNT2: /* (target, flags) */
+		in.flags = (__u32)a1;
+		break;
+	case RG_SYS_MOVE_MOUNT: /* (from_dfd, from_path, to_dfd, to_path, flags) */
+		in.dfd = (int)a0;
+		in.name = a1;
+		in.dfd2 = (int)a2;
+		in.name2 = rg_arg(regs, 3, abi);
+		in.flags = (__u32)rg_arg(regs, 4, abi);
+		break;
 	}
 	switch (si->id) {
 	case RG_SYS_RENAME:
@@ -1045,6 +1061,15 @@ int BPF_PROG(rg_file_enter_names, struct pt_regs *regs, long nr)
 	case RG_SYS_UNLINKAT:
 	case RG_SYS_RMDIR:
 		in.op = RG_OP_UNLINK;
+		in.dfd2 = 0;
+		break;
+	case RG_SYS_MOUNT:
+	case RG_SYS_MOVE_MOUNT:
+		in.op = RG_OP_MOUNT;
+		break;
+	case RG_SYS_UMOUNT:
+	case RG_SYS_UMOUNT2:
+		in.op = RG_OP_UMOUNT;
 		in.dfd2 = 0;
 		break;
 	default:
@@ -1078,6 +1103,43 @@ static __always_inline __u32 id16(__u64 v)
 {
 	__u16 id = v;
 	return id == 0xffff ? 0xffffffff : id;
+}
+
+#define UTIME_NOW ((1L << 30) - 1)
+#define UTIME_OMIT ((1L << 30) - 2)
+
+/*
+ * The modification time a utime-family call sets, in ns since the epoch, or RG_MTIME_*. `times`
+ * points at two (seconds, fraction) pairs, the second one mtime; `wide`: 64-bit fields (else
+ * i386's 32-bit ones); `unit`: ns per unit of the fraction (1 timespec, 1000 timeval, 0 a
+ * utimbuf's lone seconds).
+ */
+static __always_inline __u64 mtime_of(__u64 times, int wide, __u32 unit)
+{
+	__s64 sec, frac = 0;
+
+	if (!times)
+		return RG_MTIME_NOW;
+	if (wide) {
+		__s64 v[2] = {};
+
+		if (bpf_probe_read_user(v, unit ? 16 : 8, (const void *)(times + (unit ? 16 : 8))))
+			return RG_MTIME_UNKNOWN;
+		sec = v[0];
+		frac = v[1];
+	} else {
+		__s32 v[2] = {};
+
+		if (bpf_probe_read_user(v, unit ? 8 : 4, (const void *)(times + (unit ? 8 : 4))))
+			return RG_MTIME_UNKNOWN;
+		sec = v[0];
+		frac = v[1];
+	}
+	if (unit == 1 && frac == UTIME_NOW)
+		return RG_MTIME_NOW;
+	if (unit == 1 && frac == UTIME_OMIT)
+		return RG_MTIME_KEPT;
+	return sec * 1000000000 + frac * unit;
 }
 
 /* "" as a user string: a call on the dirfd itself under AT_EMPTY_PATH */
@@ -1133,6 +1195,14 @@ static __always_inline int attr_args(const struct pt_regs *regs, const struct rg
 		a1 = a2;
 		a2 = a3;
 		break;
+	case RG_SYS_FUTIMESAT: /* (dirfd, name or NULL, times) */
+	case RG_SYS_UTIMENSAT: /* (dirfd, name or NULL, times, flags) */
+	case RG_SYS_UTIMENSAT_TIME64:
+		in->dfd = (int)a0;
+		in->name = a1;
+		on_fd = !a1 || (sys != RG_SYS_FUTIMESAT && empty_name(a3, a1));
+		a1 = a2;
+		break;
 	case RG_SYS_SETXATTRAT: /* (dirfd, name, at_flags, attribute name, args, size) */
 		in->dfd = (int)a0;
 		in->name = a1;
@@ -1183,6 +1253,20 @@ static __always_inline int attr_args(const struct pt_regs *regs, const struct rg
 		in->op = RG_OP_SETXATTR;
 		in->name2 = a1;
 		in->flags = a3;
+		break;
+	case RG_SYS_UTIME: /* a utimbuf: seconds only */
+		in->op = RG_OP_UTIMES;
+		in->flags = mtime_of(a1, abi != RG_ABI_I386, 0);
+		break;
+	case RG_SYS_UTIMES:
+	case RG_SYS_FUTIMESAT: /* timevals */
+		in->op = RG_OP_UTIMES;
+		in->flags = mtime_of(a1, abi != RG_ABI_I386, 1000);
+		break;
+	case RG_SYS_UTIMENSAT:
+	case RG_SYS_UTIMENSAT_TIME64: /* timespecs */
+		in->op = RG_OP_UTIMES;
+		in->flags = mtime_of(a1, abi != RG_ABI_I386 || sys == RG_SYS_UTIMENSAT_TIME64, 1);
 		break;
 	default: /* chown, fchown, lchown, fchownat */
 		in->op = RG_OP_CHOWN;

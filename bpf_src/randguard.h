@@ -73,7 +73,15 @@ enum rg_file_op {
 	RG_OP_MKDIR = 9,    /* file_mkdir: flags is the mode */
 	RG_OP_MKNOD = 10,   /* file_mknod: flags is dev << 32 | mode */
 	RG_OP_SETXATTR = 11, /* file_setxattr: name2 is the attribute's name, flags its size */
+	RG_OP_UTIMES = 12,   /* file_utimes: flags is the mtime asked for (ns) or RG_MTIME_* */
+	RG_OP_MOUNT = 13,    /* file_mount: source as name (mount(2): raw), target as name2 */
+	RG_OP_UMOUNT = 14,   /* file_umount: the mount point as name */
 };
+
+/* rg_file_event.flags of a file_utimes that sets no explicit time */
+#define RG_MTIME_NOW 0x8000000000000000ULL     /* no times, or UTIME_NOW: the current time */
+#define RG_MTIME_KEPT 0x8000000000000001ULL    /* UTIME_OMIT: left as it is */
+#define RG_MTIME_UNKNOWN 0x8000000000000002ULL /* the times could not be read */
 
 /* rg_file_event.syscall: which syscall produced the event. */
 enum rg_syscall {
@@ -132,7 +140,12 @@ enum rg_syscall {
 	RG_SYS_SETXATTRAT = 51,
 	RG_SYS_FALLOCATE = 52,         /* a write family call: content changed without write() */
 	RG_SYS_OPEN_BY_HANDLE_AT = 53, /* an open family call: a file opened without a path */
-	RG_SYS_MAX = 54,
+	RG_SYS_UTIME = 54,
+	RG_SYS_UTIMES = 55,
+	RG_SYS_FUTIMESAT = 56,
+	RG_SYS_UTIMENSAT = 57,
+	RG_SYS_UTIMENSAT_TIME64 = 58, /* i386 only: 64-bit times */
+	RG_SYS_MAX = 59,
 };
 
 /* The ABI a syscall was made through (every record a syscall made has an `abi` field). */

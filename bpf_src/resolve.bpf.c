@@ -61,6 +61,22 @@ int BPF_PROG(rg_resolve_rmdir, const struct path *dir, struct dentry *dentry)
 	return note_target(dentry, dir);
 }
 
+/*
+ * The mount point a mount or move_mount is made on. (Not an umount's: by its sys_exit the mount
+ * is detached, and its root no longer leads up to the mount point; it is joined as given.)
+ */
+SEC("fentry/security_sb_mount")
+int BPF_PROG(rg_resolve_sb_mount, const char *dev_name, const struct path *path)
+{
+	return note_target(BPF_CORE_READ(path, dentry), path);
+}
+
+SEC("fentry/security_move_mount")
+int BPF_PROG(rg_resolve_move_mount, const struct path *from_path, const struct path *to_path)
+{
+	return note_target(BPF_CORE_READ(to_path, dentry), to_path);
+}
+
 /* The number of the syscall the current thread is in, from its saved user registers. */
 static __always_inline __u64 current_nr(void)
 {

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import msgspec
+
 from .config import MODE_BITS, NetworkDetection, PersistenceDetection
 from .matcher import Memo, PathMatcher
 
@@ -111,6 +113,13 @@ class PersistenceDetections:
             if (op in ops or "*" in ops) and rule.matches(path):
                 return d
         return None
+
+
+def set_back(d: PersistenceDetection) -> PersistenceDetection:
+    """What a persistence location's detection becomes when a call sets a file's modification
+    time into the past there: timestomping (T1070.006), hiding a planted file among old ones."""
+    return msgspec.structs.replace(d, name="timestamps_set_back",
+                                   mitre=["T1070.006", *d.mitre])
 
 
 class NetworkDetections:

@@ -52,8 +52,8 @@ class FileEvent(Record, kw_only=True):
 
 
 class FileAttrEvent(FileEvent, kw_only=True):
-    """file_chmod, file_chown, file_truncate, file_mkdir, file_mknod, file_setxattr: a file
-    event, and what the call sets."""
+    """file_chmod, file_chown, file_truncate, file_mkdir, file_mknod, file_setxattr,
+    file_utimes: a file event, and what the call sets."""
 
     mode: int | None
     owner_uid: int | None
@@ -61,6 +61,7 @@ class FileAttrEvent(FileEvent, kw_only=True):
     length: int | None
     device: str | None
     xattr_name: str | None
+    mtime_ns: int | None
 
 
 class NetworkEvent(Record, kw_only=True):

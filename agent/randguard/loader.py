@@ -294,6 +294,8 @@ RESOLVER_HOOKS = {
     "security_path_truncate": ("truncate",),
     "security_path_mkdir": ("mkdir", "mkdirat"),
     "security_path_mknod": ("mknod", "mknodat"),
+    "security_sb_mount": ("mount",),
+    "security_move_mount": ("move_mount",),
 }
 
 
@@ -352,9 +354,9 @@ def _add_resolver(ks: KernelSide, fobj: BpfObject, rodata: dict[str, int],
     finally:
         libbpf_log.setLevel(level)
     if error is not None:
-        log.warning("paths by name (rename, link, unlink, chmod, chown, truncate, mkdir, mknod): "
-                    "cannot hook %s here (%s); names are joined as given, a symlink in them is "
-                    "not followed", ", ".join(sorted(wanted - usable)), error)
+        log.warning("paths by name (rename, link, unlink, chmod, chown, truncate, mkdir, mknod, "
+                    "mount): cannot hook %s here (%s); names are joined as given, a symlink in "
+                    "them is not followed", ", ".join(sorted(wanted - usable)), error)
         ks.missing_hooks += sorted(wanted - usable)
     if obj is not None:
         ks.objects.append(obj)

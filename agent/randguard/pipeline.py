@@ -13,7 +13,7 @@ from collections import Counter
 import msgspec
 
 from .config import MODE_BITS, Config, Rule
-from .detections import NetworkDetections, PersistenceDetections
+from .detections import NetworkDetections, PersistenceDetections, set_back
 from .events import (
     Alert,
     Event,
@@ -40,6 +40,9 @@ from .records import (
     HF_TRUNC_S3,
     HF_TRUNC_S4,
     KERNEL_ERRNO_NAMES,
+    MTIME_KEPT,
+    MTIME_NOW,
+    MTIME_UNKNOWN,
     NET_FAMILY_NAMES,
     NET_OPS,
     NET_PROTOCOL_NAMES,
@@ -68,15 +71,21 @@ _OLD_SIDE = HF_TRUNC_S3 | HF_TRUNC_S4
 _OP_ID = {name: op for op, name in OPS.items()}
 _OPEN, _WRITE, _RENAME, _LINK = (_OP_ID[n] for n in ("file_open", "file_write", "file_rename",
                                                      "file_link"))
-_CHMOD, _CHOWN, _TRUNCATE, _MKDIR, _MKNOD, _SETXATTR = (
+_CHMOD, _CHOWN, _TRUNCATE, _MKDIR, _MKNOD, _SETXATTR, _UTIMES = (
     _OP_ID[n] for n in ("file_chmod", "file_chown", "file_truncate", "file_mkdir", "file_mknod",
-                        "file_setxattr"))
+                        "file_setxattr", "file_utimes"))
+_NO_MTIME = (MTIME_NOW, MTIME_KEPT, MTIME_UNKNOWN)
+_SET_BACK_NS = 60 * 1_000_000_000  # an mtime this far before the call is a time set back
 _S_IFMT, _S_IFCHR, _S_IFBLK = 0o170000, 0o020000, 0o060000
 _SETID = MODE_BITS["setuid"] | MODE_BITS["setgid"]
 _UNCHANGED_ID = 0xFFFFFFFF  # chown's -1
 _FILE_CAPS = b"security.capability"
-_FLAGS_OPS = (_OPEN, _RENAME, _OP_ID["file_unlink"], _LINK)  # open, rename, unlink/link flags
-_SYMLINKS = (SYSCALLS.index("symlink"), SYSCALLS.index("symlinkat"))
+_MOUNT, _UMOUNT = _OP_ID["file_mount"], _OP_ID["file_umount"]
+_TWO_NAMES = (_RENAME, _LINK, _MOUNT)  # source and target
+# open, rename, unlink, link and mount flags
+_FLAGS_OPS = (_OPEN, _RENAME, _OP_ID["file_unlink"], _LINK, _MOUNT, _UMOUNT)
+# their source is carried as written: a symlink's content, what mount(2) mounts
+_RAW_SOURCE = (SYSCALLS.index("symlink"), SYSCALLS.index("symlinkat"), SYSCALLS.index("mount"))
 _NET_DIRECTIONS = {1: "outbound", 2: "local", 3: "inbound", 4: "inbound"}
 _OTHER_FAMILIES = {16: "netlink", 17: "packet", 40: "vsock", 44: "xdp"}
 _NET_ACCEPT = 4
@@ -137,7 +146,15 @@ def attr_event(ev: FileEvent, r: FileRecord) -> FileAttrEvent:
         length=value if op == _TRUNCATE else None,
         device=device,
         xattr_name=decode_path(r.name2) if op == _SETXATTR and r.name2 is not None else None,
+        mtime_ns=explicit_mtime(r) if op == _UTIMES else None,
     )
+
+
+def explicit_mtime(r: FileRecord) -> int | None:
+    """The modification time a utime-family call set (signed ns since the epoch), or None
+    when it set the current time, left it, or could not be read."""
+    v = r.open_flags
+    return None if v in _NO_MTIME else v - (1 << 64) if v >= 1 << 63 else v
 
 
 class ProcessOutput(msgspec.Struct, frozen=True):
@@ -443,13 +460,13 @@ class Pipeline:
         hflags = r.flags
         # a path cut in the kernel cannot be judged by its prefix: it is reported, marked
         cut = bool(hflags & (HF_TRUNC_S0 | HF_TRUNC_S1 | HF_TRUNC_S3))
-        if op in (_RENAME, _LINK):
+        if op in _TWO_NAMES:
             if r.path is not None:  # the target as the kernel resolved it (resolve.bpf.c)
                 path = _walked(r.path, hflags & HF_TRUNC_S0)
                 name = decode_path(r.name2) if r.name2 is not None else None
             else:
                 path, name = _path(r.dir2, r.name2, bool(hflags & HF_TRUNC_S3))
-            if r.syscall in _SYMLINKS:
+            if r.syscall in _RAW_SOURCE:
                 old_name = decode_path(r.name) if r.name is not None else None
                 old_path = old_name  # a symlink's target is content, kept as written
                 wanted = cut or (path is not None and self.file_filter.wants(path, True))
@@ -490,6 +507,11 @@ class Pipeline:
                 det = self.detections.match(
                     event_type, path, True, write, r.open_flags if op == _CHMOD else None,
                     decode_path(r.name2) if op == _SETXATTR and r.name2 is not None else None)
+                if det is not None and op == _UTIMES:
+                    mtime = explicit_mtime(r)
+                    if mtime is not None and (
+                            mtime < r.ts_ns + self.clock.offset_ns - _SET_BACK_NS):
+                        det = set_back(det)
             if self.rules is not None:
                 paths = (path, old_path) if op == _RENAME else (path,)
                 for c in self.rules.file_rules:

@@ -65,7 +65,12 @@ KERNEL_ERRNO_NAMES: Final = {512: "ERESTARTSYS", 513: "ERESTARTNOINTR", 514: "ER
 
 OPS: Final = {1: "file_open", 2: "file_write", 3: "file_rename", 4: "file_unlink", 5: "file_link",
                6: "file_chmod", 7: "file_chown", 8: "file_truncate", 9: "file_mkdir",
-               10: "file_mknod", 11: "file_setxattr"}
+               10: "file_mknod", 11: "file_setxattr", 12: "file_utimes", 13: "file_mount",
+               14: "file_umount"}
+# rg_file_event.flags of a file_utimes that sets no explicit time (randguard.h RG_MTIME_*)
+MTIME_NOW: Final = 0x8000000000000000
+MTIME_KEPT: Final = 0x8000000000000001
+MTIME_UNKNOWN: Final = 0x8000000000000002
 
 SYSCALLS: Final = (
     None, "open", "creat", "openat", "openat2", "write", "writev", "pwrite64", "pwritev",
@@ -78,7 +83,8 @@ SYSCALLS: Final = (
     # i386 only: the 16-bit id chowns, and the truncates with a 64-bit length
     "chown16", "fchown16", "lchown16", "truncate64", "ftruncate64",
     "mkdir", "mkdirat", "mknod", "mknodat", "setxattr", "lsetxattr", "fsetxattr", "setxattrat",
-    "fallocate", "open_by_handle_at",
+    "fallocate", "open_by_handle_at", "utime", "utimes", "futimesat", "utimensat",
+    "utimensat_time64",
 )
 
 # (C field name, struct format char(s)) in declaration order; "x" entries are padding.

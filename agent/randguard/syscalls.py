@@ -41,7 +41,8 @@ NUMBERS: Final[dict[str, tuple[int | None, tuple[int, ...]]]] = {
     "mkdir": (83, (39,)), "mkdirat": (258, (296,)), "mknod": (133, (14,)),
     "mknodat": (259, (297,)), "setxattr": (188, (226,)), "lsetxattr": (189, (227,)),
     "fsetxattr": (190, (228,)), "setxattrat": (463, (463,)), "fallocate": (285, (324,)),
-    "open_by_handle_at": (304, (342,)),
+    "open_by_handle_at": (304, (342,)), "utime": (132, (30,)), "utimes": (235, (271,)),
+    "futimesat": (261, (299,)), "utimensat": (280, (320,)),
     "mount": (165, (21,)), "umount": (None, (22,)), "umount2": (166, (52,)),
     "move_mount": (429, (429,)), "pivot_root": (155, (217,)), "io_uring_setup": (425, (425,)),
 }
@@ -49,6 +50,7 @@ NUMBERS: Final[dict[str, tuple[int | None, tuple[int, ...]]]] = {
 I386_VARIANTS: Final = {
     "chown": {182: "chown16"}, "fchown": {95: "fchown16"}, "lchown": {16: "lchown16"},
     "truncate": {193: "truncate64"}, "ftruncate": {194: "ftruncate64"},
+    "utimensat": {412: "utimensat_time64"},
 }
 SOCKETCALL_I386: Final = 102
 # socketcall(2)'s call numbers (linux/net.h SYS_*) for the network hooks
@@ -78,14 +80,15 @@ HANDLERS: Final[dict[str, Handler]] = {
                "sendfile", "splice", "fallocate")),
     **_family("file", "rg_file_enter_names", "rg_file_exit_names", SYSCALLS,
               ("rename", "renameat", "renameat2", "unlink", "unlinkat", "rmdir", "link",
-               "linkat", "symlink", "symlinkat")),
+               "linkat", "symlink", "symlinkat", "mount", "umount", "umount2", "move_mount")),
     # exit only: on a name (the *at calls hand "" with AT_EMPTY_PATH over to the fd program)
     # or on an fd
     **{h: Handler("file", None, "rg_file_exit_attr_fd" if h in _ATTR_ON_FD else
                   "rg_file_exit_attr", SYSCALLS.index(h))
        for h in ("chmod", "fchmod", "fchmodat", "fchmodat2", "chown", "fchown", "lchown",
                  "fchownat", "truncate", "ftruncate", "mkdir", "mkdirat", "mknod", "mknodat",
-                 "setxattr", "lsetxattr", "fsetxattr", "setxattrat")},
+                 "setxattr", "lsetxattr", "fsetxattr", "setxattrat", "utime", "utimes",
+                 "futimesat", "utimensat")},
     **_family("process", "rg_proc_enter_exec", "rg_proc_exit_exec", EXEC_SOURCES,
               ("execve", "execveat")),
     **_family("network", "rg_net_enter", "rg_net_exit", NET_SYSCALLS,

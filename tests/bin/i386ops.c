@@ -103,6 +103,11 @@ static const struct op {
 	{ "setxattr", SYS_setxattr, 226, "ssv0" },
 	{ "lsetxattr", SYS_lsetxattr, 227, "ssv0" },
 	{ "fsetxattr", SYS_fsetxattr, 228, "fsv0" },
+	/* T, V, U: atime and mtime both SECONDS, as timespecs, timevals, a utimbuf */
+	{ "utimensat", SYS_utimensat, 320, "csT0" },
+	{ "futimesat", SYS_futimesat, 299, "csV" },
+	{ "utimes", SYS_utimes, 271, "sV" },
+	{ "utime", SYS_utime, 30, "sU" },
 };
 
 enum {
@@ -135,6 +140,30 @@ static void *low_alloc(size_t n)
 static char *low_str(const char *s)
 {
 	return strcpy(low_alloc(strlen(s) + 1), s);
+}
+
+/* atime = mtime = sec, in the layout of the ABI: 'T' two timespecs (a fraction of 7 ns or
+ * 7 us), 'V' two timevals, 'U' a utimbuf (seconds only); i386's fields are 32-bit. */
+static void *low_times(char kind, long sec)
+{
+	long frac = kind == 'U' ? -1 : 7;
+	int fields = kind == 'U' ? 2 : 4;
+	long v[4] = { sec, frac, sec, frac };
+
+	if (kind == 'U')
+		v[1] = sec;
+	if (i386) {
+		int32_t *p = low_alloc(fields * 4);
+
+		for (int j = 0; j < fields; j++)
+			p[j] = (int32_t)v[j];
+		return p;
+	}
+	long *p = low_alloc(fields * 8);
+
+	for (int j = 0; j < fields; j++)
+		p[j] = v[j];
+	return p;
 }
 
 static long sys32(long nr, long a, long b, long c, long d, long e)
@@ -199,7 +228,7 @@ static int run_op(const struct op *op, char **argv, int argc)
 	int n = 0, i = 0;
 
 	for (const char *k = op->args; *k; k++) {
-		if (strchr("snfwLv", *k) && n >= argc)
+		if (strchr("snfwLvTVU", *k) && n >= argc)
 			die("too few arguments");
 		switch (*k) {
 		case 's': a[i++] = (long)low_str(argv[n++]); break;
@@ -218,6 +247,11 @@ static int run_op(const struct op *op, char **argv, int argc)
 			if (report("open", fd))
 				return 1;
 			a[i++] = fd;
+			break;
+		case 'T':
+		case 'V':
+		case 'U':
+			a[i++] = (long)low_times(*k, strtol(argv[n++], NULL, 0));
 			break;
 		case 'L':
 			len = strtoul(argv[n++], NULL, 0);

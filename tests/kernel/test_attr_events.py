@@ -893,3 +893,42 @@ def test_mkdir_and_mknod_through_a_symlink_report_the_new_name_where_the_kernel_
         else:  # joined as given: an unwatched path, filtered, never a guess
             assert hook in start["hooks_missing"]
     assert evs == want
+
+
+# --- timestamps -----------------------------------------------------------------------------
+
+
+def test_timestamps_set_are_reported_and_set_back_on_persistence_is_timestomping(
+        agent: AgentProc, base: Path, cron_job: str) -> None:
+    """touch, touch -d and futimens on a watched file; on a cron.d file, a time set back is
+    timestomping (T1070.006), the current time only the location's detection."""
+    f = new_file(base / "watched" / "times" / "f")
+    un = new_file(base / "unwatched" / "times-f")
+    os.utime(f)  # utimensat(AT_FDCWD, f, NULL, 0): now
+    os.utime(f, ns=(5, 2_000_000_123))
+    fd = os.open(f, os.O_RDONLY)
+    try:
+        os.utime(fd, ns=(5, 3_000_000_000))  # futimens: utimensat(fd, NULL, times, 0)
+    finally:
+        os.close(fd)
+    os.utime(cron_job, ns=(10**18, 10**18))  # back to 2001
+    os.utime(cron_job)
+    os.utime(un, ns=(1, 1))  # unwatched: nothing
+    assert os.stat(f).st_mtime_ns == 3_000_000_000
+    agent.sync()
+    evs = find(agent, event_type="file_utimes", pid=os.getpid())
+    assert [(e["syscall"], e["resolved_path"], e["filename"], e["fd"], e["mtime_ns"], e["ret"])
+            for e in evs] == [
+        ("utimensat", str(f), str(f), None, None, 0),
+        ("utimensat", str(f), str(f), None, 2_000_000_123, 0),
+        ("utimensat", str(f), None, fd, 3_000_000_000, 0),
+        ("utimensat", cron_job, cron_job, None, 10**18, 0),
+        ("utimensat", cron_job, cron_job, None, None, 0),
+    ]
+    assert [detection(e) for e in evs] == [
+        (False, None, None), (False, None, None), (False, None, None),
+        (True, "timestamps_set_back", ["T1070.006", "T1053.003"]),
+        (True, "cron_modified", ["T1053.003"]),
+    ]
+    for ev in evs[3:]:
+        assert_cron_rule_alert(agent, ev)

@@ -317,6 +317,60 @@ def test_open_by_handle_is_an_open_of_the_real_file(agent: AgentProc, base: Path
     assert (op["ret"], op["fd"], op["filename"], op["access"]) == (fd, fd, None, "write")
 
 
+MS_BIND = 4096
+
+
+def test_bind_mount_over_a_watched_file_and_its_umount(agent: AgentProc, base: Path) -> None:
+    """A bind mount changes what a watched path shows without a write (what cron or sshd would
+    then read): reported on the mount point, with the source as written; so is its umount. The
+    same over an unwatched path is not."""
+    target, evil = base / "watched" / "mnt-target", base / "unwatched" / "evil"
+    quiet = base / "unwatched" / "quiet-target"
+    for f, text in ((target, "real\n"), (evil, "evil\n"), (quiet, "q\n")):
+        f.write_text(text)
+    for t in (target, quiet):
+        subprocess.run(["mount", "--bind", str(evil), str(t)], check=True)
+        try:
+            assert t.read_text() == "evil\n"
+        finally:
+            subprocess.run(["umount", str(t)], check=True)
+    agent.sync()
+    (m,) = events_for(agent, target, "file_mount")
+    assert (m["syscall"], m["old_path"], m["filename"], m["ret"]) == ("mount", str(evil),
+                                                                      str(target), 0)
+    assert m["flags"] & MS_BIND
+    (u,) = events_for(agent, target, "file_umount")
+    assert (u["syscall"], u["filename"], u["ret"], u["flags"]) == ("umount2", str(target), 0, 0)
+    assert not agent.matching(lambda e: e.get("resolved_path") == str(quiet))
+
+
+def test_new_mount_api_move_mount_over_a_watched_directory(agent: AgentProc, base: Path) -> None:
+    """open_tree(OPEN_TREE_CLONE) + move_mount(MOVE_MOUNT_F_EMPTY_PATH): a detached copy of a
+    directory put over a watched one (the new mount API's way to a bind mount)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    src, target = base / "unwatched" / "tree", base / "watched" / "tree-target"
+    src.mkdir()
+    target.mkdir()
+    (src / "job").write_text("evil\n")
+    open_tree_clone, cloexec, f_empty_path = 1, 0o2000000, 0x04
+    fd = libc.syscall(428, -100, str(src).encode(), open_tree_clone | cloexec)
+    assert fd >= 0, os.strerror(ctypes.get_errno())
+    try:
+        rc = libc.syscall(429, fd, b"", -100, str(target).encode(), f_empty_path)
+        assert rc == 0, os.strerror(ctypes.get_errno())
+    finally:
+        os.close(fd)
+    try:
+        assert (target / "job").read_text() == "evil\n"
+    finally:
+        subprocess.run(["umount", str(target)], check=True)
+    agent.sync()
+    (m,) = events_for(agent, target, "file_mount")
+    assert (m["syscall"], m["filename"], m["ret"], m["flags"]) == ("move_mount", str(target), 0,
+                                                                   f_empty_path)
+    assert len(events_for(agent, target, "file_umount")) == 1
+
+
 def test_writes_to_unwatched_and_read_only_opens_are_dropped(agent: AgentProc, base: Path) -> None:
     quiet = base / "unwatched" / "quiet"
     quiet.write_text("x" * 10)

@@ -44,7 +44,7 @@ CRON = ("cron_modified", ["T1053.003"])
 FILE_FIELDS = ("syscall", "resolved_path", "filename", "old_path", "old_filename", "ret", "error",
                "flags", "access", "created", "fd", "path_truncated", "uid", "gid", "ppid", "comm",
                "exe_path", "alert", "detection_type", "mitre", "mode", "owner_uid", "owner_gid",
-               "length", "device", "xattr_name")
+               "length", "device", "xattr_name", "mtime_ns")
 START_FIELDS = ("source", "filename", "filename_truncated", "exe_path", "comm", "argv",
                 "argv_truncated", "cwd", "uid", "euid", "ppid", "parent_comm",
                 "parent_exe_path")
@@ -263,6 +263,15 @@ ATTR_CASES = [
                  [("file_setxattr", "lsetxattr")], {}, id="lsetxattr-symlink-eperm"),
     pytest.param(["fsetxattr", "f", "trusted.rg", "value"], ["f"],
                  [("file_setxattr", "fsetxattr")], {}, id="fsetxattr"),
+    # atime and mtime both 10**9 s (2001-09-09), as each call's own layout gives them
+    pytest.param(["utimensat", "f", 10**9], ["f"], [("file_utimes", "utimensat")], {},
+                 id="utimensat"),
+    pytest.param(["futimesat", "f", 10**9], ["f"], [("file_utimes", "futimesat")], {},
+                 id="futimesat"),
+    pytest.param(["utimes", "f", 10**9], ["f"], [("file_utimes", "utimes")], {}, id="utimes"),
+    pytest.param(["utime", "f", 10**9], ["f"], [("file_utimes", "utime")], {}, id="utime"),
+    pytest.param(["utime", "no-such", 10**9], [], [("file_utimes", "utime")], {},
+                 id="utime-enoent"),
 ]
 
 
@@ -291,6 +300,9 @@ def what_is_set(args: list[object]) -> dict:
         return {"mode": mode, "device": device, "xattr_name": None}
     if op.endswith("setxattr"):
         return {"mode": None, "device": None, "xattr_name": args[2]}
+    if op.startswith(("utime", "futimes")):  # i386ops' fractions: 7 ns or 7 us, none for utime
+        frac = {"utimensat": 7, "utime": 0}.get(op, 7000)
+        return {"mtime_ns": int(args[2]) * 10**9 + frac}
     return {}
 
 

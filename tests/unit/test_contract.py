@@ -63,3 +63,11 @@ def test_syscall_and_op_ids_match_the_header() -> None:
     assert {f"RG_SYS_{n.upper()}": i for i, n in enumerate(records.SYSCALLS) if n} == syscalls
     ops = _c_enum("rg_file_op")
     assert {f"RG_OP_{n.removeprefix('file_').upper()}": i for i, n in records.OPS.items()} == ops
+
+
+def test_mtime_markers_match_the_header() -> None:
+    defines = dict(re.findall(r"^#define (RG_MTIME_\w+) (0x[0-9A-F]+)ULL", HEADER.read_text(),
+                              re.M))
+    assert {k: int(v, 16) for k, v in defines.items()} == {
+        "RG_MTIME_NOW": records.MTIME_NOW, "RG_MTIME_KEPT": records.MTIME_KEPT,
+        "RG_MTIME_UNKNOWN": records.MTIME_UNKNOWN}

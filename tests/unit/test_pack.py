@@ -448,7 +448,7 @@ def test_path_rule_needs_path_and_pattern() -> None:
 
 OP = {v: k for k, v in records.OPS.items()}
 ATTR_OPS = ("file_chmod", "file_chown", "file_truncate", "file_mkdir", "file_mknod",
-            "file_setxattr")
+            "file_setxattr", "file_utimes")
 
 
 def file_rec(op: str, *, path: bytes | None = None, name: bytes | None = None,
@@ -614,6 +614,30 @@ def test_new_directories_nodes_and_attributes_are_judged_like_writes() -> None:
         ("file_setxattr", "/srv/app/conf", None, None, "user.note", None),
     ]
     assert pipe.filtered == 2
+
+
+def test_timestamps_set_back_on_a_persistence_location_are_timestomping() -> None:
+    pipe = default_pipeline(FileConfig(watch_paths=["/srv/app"]))
+    now = 1_000_000  # the records' CLOCK_MONOTONIC ns; the pipeline's clock: offset 0
+    back = now - 3600 * 10**9  # an hour before the call
+    out = pipe.feed([
+        file_rec("file_utimes", name=b"/etc/cron.d/rg", oflags=back % (1 << 64),
+                 syscall="utimensat", ts=now),
+        file_rec("file_utimes", name=b"/etc/cron.d/rg", oflags=records.MTIME_NOW,
+                 syscall="utimensat", ts=now),
+        file_rec("file_utimes", name=b"/srv/app/x", oflags=back % (1 << 64), syscall="utimes",
+                 ts=now),
+        file_rec("file_utimes", name=b"/srv/app/y", oflags=records.MTIME_KEPT,
+                 syscall="utimensat", ts=now),
+    ])
+    evs = [e for e in out if e.event_type != "alert"]
+    assert [(e.resolved_path, e.mtime_ns, e.detection_type, e.mitre) for e in evs] == [
+        ("/etc/cron.d/rg", back, "timestamps_set_back", ["T1070.006", "T1053.003"]),
+        ("/etc/cron.d/rg", None, "cron_modified", ["T1053.003"]),
+        # not a persistence location: reported (watched), no detection
+        ("/srv/app/x", back, None, None),
+        ("/srv/app/y", None, None, None),
+    ]
 
 
 def test_persistence_outside_watch_paths_is_still_reported() -> None:
