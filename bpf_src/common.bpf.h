@@ -263,24 +263,33 @@ static __always_inline void rg_put_walked(struct rg_scratch *s, __u32 off, __u64
 }
 
 /*
- * Append a user string to the record. Returns 1 when it filled RG_PATH_MAX - 1 bytes (so it may
- * have been cut), 0 otherwise. A failed read leaves the slot absent.
+ * Append a user string (or with `kern` a kernel one) to the record. Returns 1 when it filled
+ * RG_PATH_MAX - 1 bytes (so it may have been cut), 0 otherwise. A failed read leaves the slot absent.
  */
-static __always_inline int rg_put_user_str(struct rg_scratch *s, const char *src, __u64 *pos,
-					   struct rg_str *str)
+static __always_inline int rg_put_str(struct rg_scratch *s, const char *src, __u64 *pos,
+				      struct rg_str *str, int kern)
 {
 	__u64 at = *pos;
 	long n;
 
 	if (!src || at > RG_REC_MAX - RG_PATH_MAX)
 		return 0;
-	n = bpf_probe_read_user_str(&s->rec[at & RG_REC_MASK], RG_PATH_MAX, src);
+	if (kern)
+		n = bpf_probe_read_kernel_str(&s->rec[at & RG_REC_MASK], RG_PATH_MAX, src);
+	else
+		n = bpf_probe_read_user_str(&s->rec[at & RG_REC_MASK], RG_PATH_MAX, src);
 	if (n <= 0)
 		return 0;
 	str->off = at;
 	str->len = n - 1;
 	*pos = at + n - 1;
 	return n == RG_PATH_MAX;
+}
+
+static __always_inline int rg_put_user_str(struct rg_scratch *s, const char *src, __u64 *pos,
+					   struct rg_str *str)
+{
+	return rg_put_str(s, src, pos, str, 0);
 }
 
 /* The struct file behind one of the current task's fds, or NULL. */

@@ -574,18 +574,19 @@ static __always_inline void event_submit(struct rg_scratch *s)
 }
 
 /*
- * Put (dfd, name) into the record as slots dir+name (or dir2+name2) and judge it.
- * Returns 1 when the path passes the filter for `need`.
+ * Put (dfd, name) into the record as slots dir+name (or dir2+name2) and judge it: `name` is a
+ * user pointer, or with `kern` a kernel string (io_uring's copy). Returns 1 when the path passes
+ * the filter for `need`.
  */
-static __always_inline int put_name(struct rg_scratch *s, struct rg_keybuf *k,
-				    struct task_struct *task, int dfd, const char *uname,
-				    struct rg_str *dir, struct rg_str *name,
-				    __u16 dir_trunc, __u16 name_trunc, __u8 need)
+static __always_inline int put_name_from(struct rg_scratch *s, struct rg_keybuf *k,
+					 struct task_struct *task, int dfd, const char *uname,
+					 struct rg_str *dir, struct rg_str *name,
+					 __u16 dir_trunc, __u16 name_trunc, __u8 need, int kern)
 {
 	struct rg_file_event *e = (void *)s->rec;
 	int trunc = 0;
 
-	if (rg_put_user_str(s, uname, &s->pos, name))
+	if (rg_put_str(s, uname, &s->pos, name, kern))
 		e->hdr.flags |= name_trunc;
 	if (!name->len)
 		return 1; /* unreadable: let userspace see what it can */
@@ -610,6 +611,14 @@ static __always_inline int put_name(struct rg_scratch *s, struct rg_keybuf *k,
 	if (name_needs_normalizing(s->rec, name))
 		return 1;
 	return key_passes(k, need);
+}
+
+static __always_inline int put_name(struct rg_scratch *s, struct rg_keybuf *k,
+				    struct task_struct *task, int dfd, const char *uname,
+				    struct rg_str *dir, struct rg_str *name,
+				    __u16 dir_trunc, __u16 name_trunc, __u8 need)
+{
+	return put_name_from(s, k, task, dfd, uname, dir, name, dir_trunc, name_trunc, need, 0);
 }
 
 /* Walk a path into s->path and make it the filter's candidate key; returns the walk's offset. */
@@ -708,6 +717,15 @@ static __always_inline void watch_file(struct file *f)
 	if (!bpf_map_lookup_elem(&rg_watched_procs, &tgid) &&
 	    bpf_map_update_elem(&rg_watched_procs, &tgid, &one, BPF_ANY))
 		rg_count(&rg_table_full, RG_FAM_FILE); /* full: its writes will not be seen */
+}
+
+/* Is `f` an open file tracked for writes (and still the same one)? */
+static __always_inline int watched(struct file *f)
+{
+	__u64 key = (__u64)f;
+	struct rg_watched *w = bpf_map_lookup_elem(&rg_watched_files, &key);
+
+	return w && w->dentry == (__u64)BPF_CORE_READ(f, f_path.dentry);
 }
 
 static __always_inline __u64 open_how_flags(const struct open_how *how)
@@ -842,53 +860,68 @@ int BPF_PROG(rg_file_enter_write, struct pt_regs *regs, long nr)
 	__u8 abi = si->abi;
 	int fd = (int)rg_arg(regs, (sys == RG_SYS_COPY_FILE_RANGE || sys == RG_SYS_SPLICE) ? 2 : 0,
 			     abi);
-	struct task_struct *task = (void *)bpf_get_current_task();
-	struct file *f = rg_fd_file(task, fd);
-	__u64 key = (__u64)f;
-	struct rg_watched *w = bpf_map_lookup_elem(&rg_watched_files, &key);
+	struct file *f = rg_fd_file((void *)bpf_get_current_task(), fd);
 
-	if (!w || w->dentry != (__u64)BPF_CORE_READ(f, f_path.dentry))
+	if (!watched(f))
 		return 0;
 	struct rg_inflight in = {
-		.syscall = sys, .op = RG_OP_WRITE, .abi = abi, .dfd = fd, .file = key,
+		.syscall = sys, .op = RG_OP_WRITE, .abi = abi, .dfd = fd, .file = (__u64)f,
 	};
 	stash(&in);
 	return 0;
 }
 
-SEC("tp_btf/sys_exit")
-int BPF_PROG(rg_file_exit_write, struct pt_regs *regs, long ret)
-
+/*
+ * Is a write with result `ret` to the tracked open file `file` reported? Its first success is,
+ * and a failure before it (once): the file is then done with, or marked.
+ */
+static __always_inline int write_reported(__u64 file, long ret)
 {
-	struct rg_inflight in_copy;
-	struct rg_scratch *s;
-	int trunc = 0;
+	struct rg_watched *w = bpf_map_lookup_elem(&rg_watched_files, &file);
 
-	if (!unstash(&in_copy))
-		return 0;
-
-	struct rg_watched *w = bpf_map_lookup_elem(&rg_watched_files, &in_copy.file);
 	if (!w || (ret < 0 && (w->reported & RG_REPORTED_ERR)))
 		return 0;
 	if (ret >= 0)
-		/* reported: nothing more to say about this open file, and its next writes return
-		 * after one lookup */
-		bpf_map_delete_elem(&rg_watched_files, &in_copy.file);
+		/* nothing more to say about this open file: its next writes return after one
+		 * lookup */
+		bpf_map_delete_elem(&rg_watched_files, &file);
 	else
 		w->reported |= RG_REPORTED_ERR;
-	s = rg_scratch();
-	if (!s)
-		return 0;
+	return 1;
+}
 
-	struct rg_file_event *e = event_init(s, &in_copy, ret, 0);
-	struct file *f = (struct file *)in_copy.file;
+/* A write's record in s: the file written, by its path and inode. */
+static __always_inline void write_record(struct rg_scratch *s, const struct rg_inflight *in,
+					 long ret, __u8 fflags)
+{
+	struct rg_file_event *e = event_init(s, in, ret, fflags);
+	struct file *f = (struct file *)in->file;
+	int trunc = 0;
 	__u32 off = rg_walk_path(s, &f->f_path, &trunc);
 
 	if (trunc)
 		e->hdr.flags |= RG_HF_TRUNC_S0;
 	rg_put_walked(s, off, &s->pos, &e->path);
 	event_set_inode(e, f);
+}
+
+static __always_inline void report_write(const struct rg_inflight *in, long ret, __u8 fflags)
+{
+	struct rg_scratch *s;
+
+	if (!write_reported(in->file, ret) || !(s = rg_scratch()))
+		return;
+	write_record(s, in, ret, fflags);
 	event_submit(s);
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(rg_file_exit_write, struct pt_regs *regs, long ret)
+{
+	struct rg_inflight in_copy;
+
+	if (unstash(&in_copy))
+		report_write(&in_copy, ret, 0);
 	return 0;
 }
 
@@ -1439,6 +1472,409 @@ int BPF_PROG(rg_file_exit_attr, struct pt_regs *regs, long ret)
 		return 0;
 	}
 	attr_submit(s, &c->in);
+	return 0;
+}
+
+/* ---- io_uring: file operations that pass no syscall ----------------------------------- */
+
+/* A process sets up a ring (reported whatever the filter says: a quiet host rarely does): the
+ * directory cache goes off, as io_uring renames pass no syscall. */
+SEC("tp_btf/sys_exit")
+int BPF_PROG(rg_file_exit_uring_setup, struct pt_regs *regs, long ret)
+{
+	struct rg_sysinfo *si = rg_sys_lookup(regs->orig_ax);
+	struct rg_scratch *s;
+	__u32 flags = 0;
+
+	dcache_off();
+	if (!si || rg_is_self())
+		return 0;
+	s = rg_scratch();
+	if (!s)
+		return 0;
+	/* (entries, struct io_uring_params *): flags after sq_entries and cq_entries */
+	bpf_probe_read_user(&flags, sizeof(flags),
+			    (void *)rg_arg(regs, 1, si->abi) + 2 * sizeof(__u32));
+	struct rg_inflight in = {
+		.syscall = si->id, .op = RG_OP_IO_URING_SETUP, .abi = si->abi, .flags = flags,
+		.dfd = -1,
+	};
+	event_init(s, &in, ret, 0);
+	event_submit(s);
+	return 0;
+}
+
+/*
+ * An io_uring request runs without sys_enter or sys_exit. The submit tracepoint
+ * (io_uring_submit_req; io_uring_submit_sqe before 6.4) fires in the submitting task (or its
+ * SQPOLL thread, which shares its files and cwd) once the request is prepared: the per-op struct
+ * at offset 0 of struct io_kiocb then holds the kernel's copy of each name, freed by the time the
+ * request completes. So an open or a name operation is judged and its record built at
+ * submission, kept in rg_uring_pending, and sent with the result by io_uring_complete. A write
+ * is judged at completion by the file written (req->file is set by then, for fixed files too),
+ * like write(2): files opened for writing that passed the filter. The loader attaches these
+ * programs to whichever tracepoints the kernel has (raw_tp: their arguments changed across
+ * versions) and says here how to read them.
+ */
+/*
+ * 5.15's tracepoints (Debian's 5.10 has them) give io_uring_complete no request, only (ring,
+ * user_data, res, ...): a request is then known by its ring and user_data, and a write is
+ * judged at submission, when its file is already assigned.
+ */
+const volatile __u32 rg_uring_by_data = 0;
+
+#define IORING_OP_WRITEV 2
+#define IORING_OP_WRITE_FIXED 5
+#define IORING_OP_OPENAT 18
+#define IORING_OP_WRITE 23
+#define IORING_OP_OPENAT2 28
+#define IORING_OP_RENAMEAT 35
+#define IORING_OP_UNLINKAT 36
+#define IORING_OP_MKDIRAT 37
+#define IORING_OP_SYMLINKAT 38
+#define IORING_OP_LINKAT 39
+#define REQ_F_FIXED_FILE (1 << 0) /* the IOSQE_* bits, mirrored in struct io_kiocb's flags */
+#define REQ_F_CQE_SKIP (1 << 6)   /* IOSQE_CQE_SKIP_SUCCESS (5.17 on): no completion on success */
+
+/*
+ * The per-op structs (io_uring/openclose.c, fs.c), as far as read here; CO-RE finds the fields.
+ * Each comes twice: names as `struct filename *`, and (7.2 on) as a struct delayed_filename
+ * holding that pointer. 5.15 kept links in io_hardlink and io_symlink, later both in io_link.
+ */
+#define RG_PAI __attribute__((preserve_access_index))
+struct delayed_filename___rg { struct filename *__incomplete_filename; } RG_PAI;
+struct io_open___rg { int dfd; __u32 file_slot; struct filename *filename; struct open_how how; } RG_PAI;
+struct io_rename___rg { int old_dfd; int new_dfd; struct filename *oldpath, *newpath; int flags; } RG_PAI;
+struct io_unlink___rg { int dfd; int flags; struct filename *filename; } RG_PAI;
+struct io_mkdir___rg { int dfd; umode_t mode; struct filename *filename; } RG_PAI;
+struct io_link___rg { int old_dfd; int new_dfd; struct filename *oldpath, *newpath; int flags; } RG_PAI;
+struct io_hardlink___rg { int old_dfd; int new_dfd; struct filename *oldpath, *newpath; int flags; } RG_PAI;
+struct io_symlink___rg { int new_dfd; struct filename *oldpath, *newpath; } RG_PAI;
+struct io_open___rgd { struct delayed_filename___rg filename; } RG_PAI;
+struct io_rename___rgd { struct delayed_filename___rg oldpath, newpath; } RG_PAI;
+struct io_unlink___rgd { struct delayed_filename___rg filename; } RG_PAI;
+struct io_mkdir___rgd { struct delayed_filename___rg filename; } RG_PAI;
+struct io_link___rgd { struct delayed_filename___rg oldpath, newpath; } RG_PAI;
+
+/* The kernel string a per-op struct's name field points to. */
+#define URING_NAME(op, type, field)                                                              \
+	(bpf_core_type_exists(struct delayed_filename___rg) ?                                    \
+		 (__u64)BPF_CORE_READ((struct type##___rgd *)(op), field.__incomplete_filename, name) : \
+		 (__u64)BPF_CORE_READ((struct type##___rg *)(op), field, name))
+
+struct rg_uring_key {
+	__u64 id;   /* the request (struct io_kiocb *), or with rg_uring_by_data its ring */
+	__u64 data; /* 0, or with rg_uring_by_data the request's user_data */
+};
+
+/* The record as built at submission, and what its completion needs. */
+struct rg_uring_pending {
+	__u8 rec[RG_REC_MAX];
+	__u64 file;      /* a write judged at submission: the file */
+	__u32 file_slot; /* an open into a direct descriptor (no fd to look at) */
+	__u32 _pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH); /* preallocated: 5.10 allows no other in tracing */
+	__uint(max_entries, 128);         /* requests in flight that passed the filter */
+	__type(key, struct rg_uring_key);
+	__type(value, struct rg_uring_pending);
+} rg_uring_pending SEC(".maps");
+
+static __always_inline int uring_is_write(__u8 opcode)
+{
+	return opcode == IORING_OP_WRITE || opcode == IORING_OP_WRITEV ||
+	       opcode == IORING_OP_WRITE_FIXED;
+}
+
+/* A write's arguments as write(2) or writev(2) would have them. */
+static __always_inline void uring_write_args(__u8 opcode, struct file *f, struct rg_inflight *in)
+{
+	in->syscall = opcode == IORING_OP_WRITEV ? RG_SYS_WRITEV : RG_SYS_WRITE;
+	in->op = RG_OP_WRITE;
+	in->dfd = -1; /* the ring may name it by a fixed slot: no fd */
+	in->file = (__u64)f;
+}
+
+/* Keep the record built in s until the request completes. */
+static __always_inline void uring_keep(struct rg_scratch *s, struct rg_uring_key *key,
+				       __u64 file, __u32 file_slot)
+{
+	struct rg_file_event *e = (void *)s->rec;
+
+	e->hdr.size = s->pos;
+	/* the rest of struct rg_uring_pending, after the record */
+	*(__u64 *)&s->rec[RG_REC_MAX] = file;
+	*(__u32 *)&s->rec[RG_REC_MAX + 8] = file_slot;
+	if (bpf_map_update_elem(&rg_uring_pending, key, s->rec, BPF_ANY))
+		rg_count(&rg_table_full, RG_FAM_FILE);
+}
+
+/* A link's arguments, whichever struct holds them. */
+static __always_inline void uring_link_args(void *op, int sym, struct rg_inflight *in)
+{
+	in->op = RG_OP_LINK;
+	if (bpf_core_type_exists(struct io_link___rg)) {
+		struct io_link___rg *l = op;
+
+		in->dfd = sym ? AT_FDCWD : BPF_CORE_READ(l, old_dfd);
+		in->dfd2 = BPF_CORE_READ(l, new_dfd);
+		in->flags = sym ? 0 : BPF_CORE_READ(l, flags);
+		in->name = URING_NAME(op, io_link, oldpath);
+		in->name2 = URING_NAME(op, io_link, newpath);
+	} else if (sym) {
+		in->dfd = AT_FDCWD;
+		in->dfd2 = BPF_CORE_READ((struct io_symlink___rg *)op, new_dfd);
+		in->name = (__u64)BPF_CORE_READ((struct io_symlink___rg *)op, oldpath, name);
+		in->name2 = (__u64)BPF_CORE_READ((struct io_symlink___rg *)op, newpath, name);
+	} else {
+		struct io_hardlink___rg *l = op;
+
+		in->dfd = BPF_CORE_READ(l, old_dfd);
+		in->dfd2 = BPF_CORE_READ(l, new_dfd);
+		in->flags = BPF_CORE_READ(l, flags);
+		in->name = (__u64)BPF_CORE_READ(l, oldpath, name);
+		in->name2 = (__u64)BPF_CORE_READ(l, newpath, name);
+	}
+}
+
+/* A prepared request's arguments, as the syscall it stands for would have them; 0: not one
+ * followed here. Names are kernel strings. */
+static __always_inline int uring_args(struct io_kiocb *req, struct rg_inflight *in,
+				      __u32 *file_slot)
+{
+	void *op = req; /* the per-op struct is at offset 0 */
+
+	switch (BPF_CORE_READ(req, opcode)) {
+	case IORING_OP_OPENAT:
+	case IORING_OP_OPENAT2: {
+		struct io_open___rg *o = op;
+
+		in->syscall = BPF_CORE_READ(req, opcode) == IORING_OP_OPENAT ? RG_SYS_OPENAT
+									    : RG_SYS_OPENAT2;
+		in->op = RG_OP_OPEN;
+		in->dfd = BPF_CORE_READ(o, dfd);
+		in->flags = BPF_CORE_READ(o, how.flags);
+		in->name = URING_NAME(op, io_open, filename);
+		*file_slot = BPF_CORE_READ(o, file_slot);
+		return 1;
+	}
+	case IORING_OP_RENAMEAT: {
+		struct io_rename___rg *r = op;
+
+		in->syscall = RG_SYS_RENAMEAT2;
+		in->op = RG_OP_RENAME;
+		in->dfd = BPF_CORE_READ(r, old_dfd);
+		in->dfd2 = BPF_CORE_READ(r, new_dfd);
+		in->flags = BPF_CORE_READ(r, flags);
+		in->name = URING_NAME(op, io_rename, oldpath);
+		in->name2 = URING_NAME(op, io_rename, newpath);
+		return 1;
+	}
+	case IORING_OP_UNLINKAT:
+		in->syscall = RG_SYS_UNLINKAT;
+		in->op = RG_OP_UNLINK;
+		in->dfd = BPF_CORE_READ((struct io_unlink___rg *)op, dfd);
+		in->flags = BPF_CORE_READ((struct io_unlink___rg *)op, flags);
+		in->name = URING_NAME(op, io_unlink, filename);
+		return 1;
+	case IORING_OP_MKDIRAT:
+		in->syscall = RG_SYS_MKDIRAT;
+		in->op = RG_OP_MKDIR;
+		in->dfd = BPF_CORE_READ((struct io_mkdir___rg *)op, dfd);
+		in->flags = BPF_CORE_READ((struct io_mkdir___rg *)op, mode);
+		in->name = URING_NAME(op, io_mkdir, filename);
+		return 1;
+	case IORING_OP_SYMLINKAT:
+		in->syscall = RG_SYS_SYMLINKAT;
+		uring_link_args(op, 1, in);
+		return 1;
+	case IORING_OP_LINKAT:
+		in->syscall = RG_SYS_LINKAT;
+		uring_link_args(op, 0, in);
+		return 1;
+	}
+	return 0;
+}
+
+/*
+ * A write judged at submission: on 5.15, whose completion has no request (its file is assigned
+ * already), and a request that posts no completion on success (IOSQE_CQE_SKIP_SUCCESS: sent
+ * now, as succeeded, if by fd; a fixed file has none to look at yet).
+ */
+static __always_inline void uring_submit_write(struct io_kiocb *req, __u8 opcode,
+					       struct rg_uring_key *key, int now)
+{
+	struct rg_inflight in = {.abi = RG_ABI_X86_64};
+	struct file *f = NULL;
+	struct rg_scratch *s;
+
+	if (rg_uring_by_data || !bpf_core_field_exists(req->cqe))
+		f = BPF_CORE_READ(req, file);
+	else if (!(BPF_CORE_READ(req, flags) & REQ_F_FIXED_FILE))
+		f = rg_fd_file((void *)bpf_get_current_task(), BPF_CORE_READ(req, cqe.fd));
+	if (!watched(f) || (now && !write_reported((__u64)f, 0)) || !(s = rg_scratch()))
+		return;
+	uring_write_args(opcode, f, &in);
+	write_record(s, &in, 0, RG_FF_IO_URING | (now ? RG_FF_NO_RESULT : 0));
+	if (now)
+		event_submit(s);
+	else
+		uring_keep(s, key, in.file, 0);
+}
+
+/* A prepared request: its record is built if it passes the filter, and kept for its result
+ * (or sent now, when no result will come). */
+static __always_inline int uring_submit(struct io_kiocb *req, struct rg_uring_key *key)
+{
+	struct task_struct *task = (void *)bpf_get_current_task();
+	struct rg_inflight in = {.abi = RG_ABI_X86_64};
+	__u8 opcode = BPF_CORE_READ(req, opcode);
+	int now = (BPF_CORE_READ(req, flags) & REQ_F_CQE_SKIP) != 0;
+	__u32 file_slot = 0;
+	struct rg_scratch *s;
+	struct rg_keybuf *k;
+
+	if (rg_is_self())
+		return 0;
+	if (uring_is_write(opcode)) {
+		if (rg_uring_by_data || now)
+			uring_submit_write(req, opcode, key, now);
+		return 0; /* else judged at completion */
+	}
+	if (!uring_args(req, &in, &file_slot))
+		return 0;
+	s = rg_scratch();
+	k = rg_keybuf();
+	if (!s || !k)
+		return 0;
+
+	int write = in.op != RG_OP_OPEN || open_is_write(in.flags);
+	struct rg_file_event *e = event_init(s, &in, 0, RG_FF_IO_URING |
+					     (in.op == RG_OP_OPEN && write ? RG_FF_WRITE : 0));
+
+	if (in.syscall == RG_SYS_SYMLINKAT) {
+		/* link content: not a name to resolve, carried raw */
+		if (rg_put_str(s, (const char *)in.name, &s->pos, &e->name, 1))
+			e->hdr.flags |= RG_HF_TRUNC_S2;
+		s->pass = 0;
+	} else {
+		s->pass = put_name_from(s, k, task, in.dfd, (const char *)in.name, &e->dir, &e->name,
+					RG_HF_TRUNC_S1, RG_HF_TRUNC_S2,
+					write ? RG_V_WATCH : RG_V_READ, 1);
+	}
+	if (in.name2 && put_name_from(s, k, task, in.dfd2, (const char *)in.name2, &e->dir2,
+				      &e->name2, RG_HF_TRUNC_S3, RG_HF_TRUNC_S4, RG_V_WATCH, 1))
+		s->pass = 1;
+	if (!s->pass) {
+		rg_count(&rg_filtered, RG_FAM_FILE);
+		return 0;
+	}
+	if (now) {
+		e->fflags |= RG_FF_NO_RESULT; /* (an open's fd and inode are not known yet) */
+		event_submit(s);
+	}
+	else
+		uring_keep(s, key, 0, file_slot);
+	return 0;
+}
+
+/* io_uring_submit_req (6.4 on), io_uring_submit_sqe (6.1 to 6.3): (req, ...) */
+SEC("raw_tp")
+int BPF_PROG(rg_uring_submit)
+{
+	struct io_kiocb *req = (void *)ctx[0];
+	struct rg_uring_key key = {.id = (__u64)req};
+
+	return uring_submit(req, &key);
+}
+
+/* io_uring_submit_sqe on 5.15 (and Debian's 5.10): (ctx, req, opcode, user_data, ...) */
+SEC("raw_tp")
+int BPF_PROG(rg_uring_submit_sqe)
+{
+	struct io_kiocb *req = (void *)ctx[1];
+	struct rg_uring_key key = {.id = (__u64)req};
+
+	if (rg_uring_by_data) {
+		key.id = ctx[0];
+		key.data = ctx[3];
+	}
+	return uring_submit(req, &key);
+}
+
+/* A request kept by rg_uring_submit, completed: its record goes out with the result. */
+static __always_inline void uring_finish(struct rg_uring_pending *p, long res)
+{
+	struct rg_file_event *e = (void *)p->rec;
+
+	if (p->file && !write_reported(p->file, res))
+		return;
+	e->ret = res;
+	e->hdr.ts_ns = bpf_ktime_get_ns();
+	if (p->file_slot)
+		e->fflags |= RG_FF_DIRECT;
+	else if (e->op == RG_OP_OPEN && res >= 0) {
+		/* the new fd is in the submitter's table (io workers share it) */
+		struct file *f = rg_fd_file((void *)bpf_get_current_task(), res);
+
+		if (f) {
+			event_set_inode(e, f);
+			if (BPF_CORE_READ(f, f_mode) & FMODE_CREATED)
+				e->fflags |= RG_FF_CREATED;
+			if (e->fflags & RG_FF_WRITE)
+				watch_file(f);
+		}
+	}
+	rg_submit(p->rec, e->hdr.size, RG_FAM_FILE);
+}
+
+/* Send the record kept for this request, if any; 1 when there was one. */
+static __always_inline int uring_complete(struct rg_uring_key *key, long res)
+{
+	struct rg_uring_pending *p = bpf_map_lookup_elem(&rg_uring_pending, key);
+
+	if (!p)
+		return 0;
+	uring_finish(p, res);
+	bpf_map_delete_elem(&rg_uring_pending, key);
+	return 1;
+}
+
+/* io_uring_complete: (ctx, req, ...) */
+SEC("raw_tp")
+int BPF_PROG(rg_uring_complete)
+{
+	struct io_kiocb *req = (void *)ctx[1];
+	struct rg_uring_key key = {.id = (__u64)req};
+	struct rg_inflight in = {.abi = RG_ABI_X86_64};
+	long res;
+
+	if (bpf_core_field_exists(req->cqe))
+		res = BPF_CORE_READ(req, cqe.res);
+	else
+		res = (int)ctx[3]; /* 5.15: (ctx, req, user_data, res, cflags) */
+	if (uring_complete(&key, res) || rg_is_self())
+		return 0;
+
+	__u8 opcode = BPF_CORE_READ(req, opcode);
+	struct file *f = BPF_CORE_READ(req, file);
+
+	if (!uring_is_write(opcode) || !watched(f))
+		return 0;
+	uring_write_args(opcode, f, &in);
+	report_write(&in, res, RG_FF_IO_URING);
+	return 0;
+}
+
+/* io_uring_complete on 5.15 (and Debian's 5.10): (ctx, user_data, res, cflags) */
+SEC("raw_tp")
+int BPF_PROG(rg_uring_complete_data)
+{
+	struct rg_uring_key key = {.id = ctx[0], .data = ctx[1]};
+
+	uring_complete(&key, (int)ctx[2]);
 	return 0;
 }
 

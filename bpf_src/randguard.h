@@ -76,6 +76,7 @@ enum rg_file_op {
 	RG_OP_UTIMES = 12,   /* file_utimes: flags is the mtime asked for (ns) or RG_MTIME_* */
 	RG_OP_MOUNT = 13,    /* file_mount: source as name (mount(2): raw), target as name2 */
 	RG_OP_UMOUNT = 14,   /* file_umount: the mount point as name */
+	RG_OP_IO_URING_SETUP = 15, /* io_uring_setup: flags is IORING_SETUP_*, ret the ring's fd */
 };
 
 /* rg_file_event.flags of a file_utimes that sets no explicit time */
@@ -158,6 +159,9 @@ enum rg_abi {
 enum rg_file_flag {
 	RG_FF_CREATED = 1 << 0, /* open: this call created the file (FMODE_CREATED) */
 	RG_FF_WRITE = 1 << 1,   /* open: opened for writing, creating or truncating */
+	RG_FF_IO_URING = 1 << 2, /* submitted through io_uring (syscall: the call it stands for) */
+	RG_FF_DIRECT = 1 << 3,   /* io_uring open into a direct descriptor: ret is no fd */
+	RG_FF_NO_RESULT = 1 << 4, /* io_uring, IOSQE_CQE_SKIP_SUCCESS: sent at submission, ret 0 */
 };
 
 /*

@@ -46,8 +46,9 @@ __all__ = [
 ]
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
-# the file family's hooks, as the dispatcher serves them (syscalls.HANDLERS)
-FILE_HOOKS = tuple(h for h, handler in HANDLERS.items() if handler.obj == "file")
+# the file family's hooks: syscalls as the dispatcher serves them (syscalls.HANDLERS), and
+# io_uring's submission and completion tracepoints
+FILE_HOOKS = (*(h for h, handler in HANDLERS.items() if handler.obj == "file"), "io_uring")
 PROCESS_HOOKS = ("execve", "execveat", "fork", "exit")
 NETWORK_HOOKS = ("connect", "bind", "listen", "accept")
 

@@ -23,7 +23,7 @@ class Record(msgspec.Struct, kw_only=True):
 
 
 class FileEvent(Record, kw_only=True):
-    """file_open, file_write, file_rename, file_unlink, file_link."""
+    """file_open, file_write, file_rename, file_unlink, file_link, io_uring_setup."""
 
     syscall: str
     abi: str
@@ -46,6 +46,7 @@ class FileEvent(Record, kw_only=True):
     fd: int | None
     inode: int | None
     path_truncated: bool
+    io_uring: bool = False
     alert: bool = False
     detection_type: str | None = None
     mitre: list[str] | None = None

@@ -18,7 +18,7 @@ import logging
 import os
 import platform
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import cffi
@@ -49,6 +49,7 @@ struct bpf_object_open_opts;
 struct btf_type { uint32_t name_off; uint32_t info; uint32_t size_or_type; };
 struct btf_var_secinfo { uint32_t type; uint32_t offset; uint32_t size; };
 struct btf_member { uint32_t name_off; uint32_t type; uint32_t offset; };
+struct btf_param { uint32_t name_off; uint32_t type; };
 
 /* The x86-64 System V va_list element; va_list itself is an array of one of these, so it is
    passed to functions as a pointer, and va_copy is a plain copy of these 24 bytes. */
@@ -86,6 +87,8 @@ int bpf_program__set_autoload(struct bpf_program *prog, bool autoload);
 struct bpf_link *bpf_program__attach(const struct bpf_program *prog);
 struct bpf_link *bpf_program__attach_tracepoint(const struct bpf_program *prog,
                                                 const char *tp_category, const char *tp_name);
+struct bpf_link *bpf_program__attach_raw_tracepoint(const struct bpf_program *prog,
+                                                    const char *tp_name);
 int bpf_link__destroy(struct bpf_link *link);
 
 const char *bpf_map__name(const struct bpf_map *map);
@@ -102,6 +105,8 @@ int32_t btf__find_by_name_kind(const struct btf *btf, const char *type_name, uin
 const struct btf_type *btf__type_by_id(const struct btf *btf, uint32_t id);
 const char *btf__name_by_offset(const struct btf *btf, uint32_t offset);
 long btf__resolve_size(const struct btf *btf, uint32_t type_id);
+struct btf *btf__load_vmlinux_btf(void);
+void btf__free(struct btf *btf);
 
 int bpf_map_update_elem(int fd, const void *key, const void *value, uint64_t flags);
 int bpf_map_lookup_elem(int fd, const void *key, void *value);
@@ -122,7 +127,10 @@ ffi.cdef(_CDEF + _LIBC_CDEF)
 _lib = ffi.dlopen("libbpf.so.1")
 _libc = ffi.dlopen("libc.so.6")
 
+_BTF_KIND_PTR = 2
 _BTF_KIND_STRUCT = 4
+_BTF_KIND_TYPEDEF = 8
+_BTF_KIND_FUNC_PROTO = 13
 _BTF_KIND_DATASEC = 15
 _VA_LIST_SIZE = 24
 _X86_64 = platform.machine() in ("x86_64", "AMD64")
@@ -258,6 +266,47 @@ def tracepoint_exists(category: str, name: str) -> bool:
         if not part or "/" in part or part in (".", ".."):
             raise ValueError(f"bad tracepoint component {part!r}")
     return os.path.isdir(os.path.join(ensure_tracefs(), "events", category, name))
+
+
+def _btf_kind(t: object) -> int:
+    return (t.info >> 24) & 0x1F
+
+
+def _btf_type_name(btf: object, type_id: int) -> str:
+    """A C-ish name of a BTF type: "struct io_kiocb *", "void *", "bool"."""
+    if type_id == 0:
+        return "void"
+    t = _lib.btf__type_by_id(btf, type_id)
+    if _btf_kind(t) == _BTF_KIND_PTR:
+        return _btf_type_name(btf, t.size_or_type) + " *"
+    name = _cstr(_lib.btf__name_by_offset(btf, t.name_off))
+    return f"struct {name}" if _btf_kind(t) == _BTF_KIND_STRUCT else name
+
+
+def raw_tracepoint_args(names: Sequence[str]) -> dict[str, list[str]]:
+    """The argument types of those of the kernel's tracepoints ``names`` it has, as its BTF
+    declares them (``btf_trace_<name>``, the tracepoint's own data pointer left out): what a
+    raw_tp program finds in its context, whose layout changes across kernel versions."""
+    btf = _lib.btf__load_vmlinux_btf()
+    if btf == ffi.NULL:
+        return {}
+    try:
+        out = {}
+        for name in names:
+            tid = _lib.btf__find_by_name_kind(btf, f"btf_trace_{name}".encode(),
+                                              _BTF_KIND_TYPEDEF)
+            if tid < 0:
+                continue
+            ptr = _lib.btf__type_by_id(btf, _lib.btf__type_by_id(btf, tid).size_or_type)
+            proto = _lib.btf__type_by_id(btf, ptr.size_or_type)
+            if _btf_kind(proto) != _BTF_KIND_FUNC_PROTO:
+                continue
+            params = ffi.cast("const struct btf_param *", proto + 1)
+            out[name] = [_btf_type_name(btf, params[i].type)
+                         for i in range(1, proto.info & 0xFFFF)]
+        return out
+    finally:
+        _lib.btf__free(btf)
 
 
 # --------------------------------------------------------------------------- objects
@@ -715,11 +764,16 @@ class BpfObject(Handle):
         if rc < 0:
             raise LibbpfError(-rc, "set autoload of program", prog)
 
-    def attach(self, prog: str, tracepoint: tuple[str, str] | None = None) -> Link:
-        """Attach ``prog`` as its section name says, or to ``tracepoint`` (category, name):
-        one program can serve several tracepoints. The link is owned by this object too."""
+    def attach(self, prog: str, tracepoint: tuple[str, str] | None = None,
+               raw_tracepoint: str | None = None) -> Link:
+        """Attach ``prog`` as its section name says, to ``tracepoint`` (category, name), or
+        (a ``raw_tp`` program) to ``raw_tracepoint``: one program can serve several
+        tracepoints. The link is owned by this object too."""
         ptr = self._prog_ptr(prog)
-        if tracepoint is None:
+        if raw_tracepoint is not None:
+            link = _lib.bpf_program__attach_raw_tracepoint(ptr, raw_tracepoint.encode())
+            section = f"raw_tp/{raw_tracepoint}"
+        elif tracepoint is None:
             link = _lib.bpf_program__attach(ptr)
             section = _cstr(_lib.bpf_program__section_name(ptr))
         else:

@@ -12,7 +12,9 @@ import ctypes
 import logging
 import os
 import struct
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 from . import matcher, records, syscalls
 from .config import Config
@@ -22,6 +24,7 @@ from .libbpf import (
     LibbpfError,
     Map,
     possible_cpus,
+    raw_tracepoint_args,
     recursion_misses,
 )
 
@@ -364,6 +367,93 @@ def _add_resolver(ks: KernelSide, fobj: BpfObject, rodata: dict[str, int],
         ks.hooks |= usable
 
 
+URING_PROGRAMS = ("rg_uring_submit", "rg_uring_submit_sqe", "rg_uring_complete",
+                  "rg_uring_complete_data")
+
+
+class UringTracepoints(NamedTuple):
+    """io_uring's tracepoints as this kernel has them, for file.bpf.c's raw_tp programs."""
+
+    submit: str  # io_uring_submit_req (6.4 on) or io_uring_submit_sqe
+    req_arg: int  # the request's index among the submit tracepoint's arguments
+    by_data: bool  # io_uring_complete carries no request: (ring, user_data, res, ...)
+
+    @property
+    def programs(self) -> dict[str, str]:
+        """file.bpf.c's program for each tracepoint: completion first, so that what a
+        submission keeps is always taken out again."""
+        return {"io_uring_complete": "rg_uring_complete_data" if self.by_data
+                else "rg_uring_complete",
+                self.submit: "rg_uring_submit_sqe" if self.req_arg else "rg_uring_submit"}
+
+
+_POINTERS = ("void *", "struct io_kiocb *")
+
+
+def uring_tracepoints() -> UringTracepoints | None:
+    """How this kernel's io_uring tracepoints carry the request (so its names, file and result):
+    submission gets (req, ...) from 6.1 on and (ctx, req, opcode, user_data, ...) on 5.15 (and
+    Debian's 5.10); completion gets (ctx, req, ...), except on 5.15's (ctx, user_data, res,
+    ...). None: they cannot be followed."""
+    args = raw_tracepoint_args(
+        ("io_uring_submit_req", "io_uring_submit_sqe", "io_uring_complete"))
+    done = args.get("io_uring_complete", [])
+    if len(done) >= 2 and done[1] in _POINTERS:
+        by_data = False
+    elif done[:3] == ["void *", "u64", "int"]:
+        by_data = True
+    else:
+        return None
+    for submit in ("io_uring_submit_req", "io_uring_submit_sqe"):
+        a = args.get(submit, [])
+        if a[:1] == ["struct io_kiocb *"] and not by_data:
+            return UringTracepoints(submit, 0, False)
+        if len(a) > 3 and a[1] in _POINTERS and a[2:4] == ["u8", "u64"]:
+            return UringTracepoints(submit, 1, by_data)
+    return None
+
+
+def _attach_uring(ks: KernelSide, fobj: BpfObject, tps: UringTracepoints) -> None:
+    """file.bpf.c's io_uring programs, on the tracepoints this kernel has."""
+    for tp, prog in tps.programs.items():
+        fobj.attach(prog, raw_tracepoint=tp)
+        ks.attached.append(prog)
+        ks.hooks.add(tp)
+
+
+def _load_file(add: Callable[..., BpfObject], ks: KernelSide, cfg: Config,
+               file_filter: matcher.FileFilter, tps: UringTracepoints | None,
+               ) -> tuple[BpfObject, UringTracepoints | None]:
+    """file.bpf.o with its filter, and the io_uring programs for `tps`; where those cannot load
+    (a verifier this agent was not tested on), without them: a warning and a missing hook."""
+    kf = matcher.compile_kernel_filter(file_filter)
+
+    def load(tps: UringTracepoints | None) -> BpfObject:
+        return add("file", {"rg_dcache_on": int(cfg.performance.directory_cache),
+                            "rg_uring_by_data": int(tps.by_data) if tps else 0},
+                   # room for the filter, and for a reload that adds to it
+                   {"rg_filter_trie": max(4096, 2 * len(kf.trie)),
+                    "rg_inflight_map": cfg.performance.max_syscalls_in_flight},
+                   skip=tuple(p for p in URING_PROGRAMS
+                              if tps is None or p not in tps.programs.values()))
+
+    try:
+        fobj = load(tps)
+    except LibbpfError as e:
+        if tps is None:
+            raise
+        ks.objects.pop().close()
+        log.warning("io_uring file operations: cannot load their programs here (%s); only "
+                    "io_uring_setup is seen", e)
+        ks.missing_hooks.append("io_uring")
+        fobj, tps = load(None), None
+    _fill_filter(fobj, kf)
+    # the attribute calls on a name hand "" with AT_EMPTY_PATH to the fd program
+    fobj.map("rg_attr_fd_prog").update(
+        struct.pack("<I", 0), struct.pack("<I", fobj.program_fd("rg_file_exit_attr_fd")))
+    return fobj, tps
+
+
 def load(cfg: Config, file_filter: matcher.FileFilter) -> KernelSide:
     """Load, configure and attach everything the config asks for."""
     missing = missing_capabilities()
@@ -397,28 +487,28 @@ def load(cfg: Config, file_filter: matcher.FileFilter) -> KernelSide:
             hooks["process"] = set(pc.hooks) & syscalls.HANDLERS.keys()
 
         def add(name: str, extra_rodata: dict[str, int],
-                sizes: dict[str, int] | None = None) -> BpfObject:
+                sizes: dict[str, int] | None = None, skip: tuple[str, ...] = ()) -> BpfObject:
             obj = _open(name)
             ks.objects.append(obj)
             _share(obj, proc, rodata | extra_rodata)
             for map_name, n in (sizes or {}).items():
                 obj.set_max_entries(map_name, n)
+            for prog in skip:
+                obj.set_autoload(prog, False)
             obj.load()
             objs[name] = obj
             return obj
 
-        fobj = None
+        fobj = tps = None
         if cfg.events.file and cfg.file.enabled:
-            kf = matcher.compile_kernel_filter(file_filter)
-            fobj = add("file", {"rg_dcache_on": int(cfg.performance.directory_cache)},
-                       # room for the filter, and for a reload that adds to it
-                       {"rg_filter_trie": max(4096, 2 * len(kf.trie)),
-                        "rg_inflight_map": cfg.performance.max_syscalls_in_flight})
-            _fill_filter(fobj, kf)
-            # the attribute calls on a name hand "" with AT_EMPTY_PATH to the fd program
-            fobj.map("rg_attr_fd_prog").update(
-                struct.pack("<I", 0), struct.pack("<I", fobj.program_fd("rg_file_exit_attr_fd")))
-            hooks["file"] = set(cfg.file.hooks)
+            if "io_uring" in cfg.file.hooks:
+                tps = uring_tracepoints()
+                if tps is None:
+                    log.warning("io_uring file operations: this kernel's io_uring tracepoints "
+                                "do not carry the request; only io_uring_setup is seen")
+                    ks.missing_hooks.append("io_uring")
+            fobj, tps = _load_file(add, ks, cfg, file_filter, tps)
+            hooks["file"] = set(cfg.file.hooks) & syscalls.HANDLERS.keys()
         if cfg.events.network and cfg.network.enabled:
             add("network", {"rg_net_all_families": int(cfg.network.all_families)},
                 {"rg_net_inflight": cfg.performance.max_syscalls_in_flight})
@@ -429,6 +519,8 @@ def load(cfg: Config, file_filter: matcher.FileFilter) -> KernelSide:
         attach_syscalls(ks, proc, objs, hooks, rodata,
                         moves=fobj is not None and cfg.performance.directory_cache)
         if fobj is not None:
+            if tps is not None:
+                _attach_uring(ks, fobj, tps)
             _add_resolver(ks, fobj, rodata, hooks["file"])
             if cfg.performance.directory_cache:
                 _check_io_uring(fobj)

@@ -12,7 +12,7 @@ from collections import Counter
 
 import msgspec
 
-from .config import MODE_BITS, Config, Rule
+from .config import MODE_BITS, Config, PersistenceDetection, Rule
 from .detections import NetworkDetections, PersistenceDetections, set_back
 from .events import (
     Alert,
@@ -33,6 +33,9 @@ from .ratelimit import RateLimiter
 from .records import (
     EXEC_SOURCES,
     FF_CREATED,
+    FF_DIRECT,
+    FF_IO_URING,
+    FF_NO_RESULT,
     FF_WRITE,
     HF_TRUNC_S0,
     HF_TRUNC_S1,
@@ -81,9 +84,13 @@ _SETID = MODE_BITS["setuid"] | MODE_BITS["setgid"]
 _UNCHANGED_ID = 0xFFFFFFFF  # chown's -1
 _FILE_CAPS = b"security.capability"
 _MOUNT, _UMOUNT = _OP_ID["file_mount"], _OP_ID["file_umount"]
+_IO_URING_SETUP = _OP_ID["io_uring_setup"]
+# io_uring opens with no fd to tell: into a direct descriptor, or reported before the result
+_NO_FD = FF_DIRECT | FF_NO_RESULT
+_ATTR_OPS = frozenset(range(_CHMOD, _UMOUNT + 1))  # FileAttrEvent: what the call sets
 _TWO_NAMES = (_RENAME, _LINK, _MOUNT)  # source and target
-# open, rename, unlink, link and mount flags
-_FLAGS_OPS = (_OPEN, _RENAME, _OP_ID["file_unlink"], _LINK, _MOUNT, _UMOUNT)
+# open, rename, unlink, link, mount and io_uring_setup flags
+_FLAGS_OPS = (_OPEN, _RENAME, _OP_ID["file_unlink"], _LINK, _MOUNT, _UMOUNT, _IO_URING_SETUP)
 # their source is carried as written: a symlink's content, what mount(2) mounts
 _RAW_SOURCE = (SYSCALLS.index("symlink"), SYSCALLS.index("symlinkat"), SYSCALLS.index("mount"))
 _NET_DIRECTIONS = {1: "outbound", 2: "local", 3: "inbound", 4: "inbound"}
@@ -148,6 +155,15 @@ def attr_event(ev: FileEvent, r: FileRecord) -> FileAttrEvent:
         xattr_name=decode_path(r.name2) if op == _SETXATTR and r.name2 is not None else None,
         mtime_ns=explicit_mtime(r) if op == _UTIMES else None,
     )
+
+
+def _fd(r: FileRecord) -> int | None:
+    """The fd an event names: written to, changed through, or (open, io_uring_setup) made."""
+    if r.op == _WRITE or (r.op in _ATTR_OPS and r.name is None):
+        return r.fd if r.fd >= 0 else None  # an io_uring write's fd is not known
+    if r.op in (_OPEN, _IO_URING_SETUP) and r.ret >= 0 and not r.fflags & _NO_FD:
+        return r.ret
+    return None
 
 
 def explicit_mtime(r: FileRecord) -> int | None:
@@ -452,9 +468,10 @@ class Pipeline:
             thread=not r.group_dead,
         )
 
-    def file_event(self, r: FileRecord, out: list[Event]) -> None:
-        """Normalize, filter, judge and rate-limit one file record; append its event and the
-        alerts of the rules it matches to `out`."""
+    def _locate(self, r: FileRecord) -> tuple[str | None, str | None, str | None, str | None,
+                                                bool, bool]:
+        """(path, name, old_path, old_name, wanted, truncated) of a file record: its paths as
+        the kernel resolved them (or joined), and whether the filter wants it."""
         op = r.op
         old_path = old_name = None
         hflags = r.flags
@@ -475,20 +492,54 @@ class Pipeline:
                 wanted = cut or self.file_filter.wants_any(
                     [p for p in (path, old_path) if p is not None], True
                 )
-            truncated = bool(hflags & (_NEW_SIDE | _OLD_SIDE))
+            return path, name, old_path, old_name, wanted, bool(hflags & (_NEW_SIDE | _OLD_SIDE))
+        if r.path is not None:
+            path = _walked(r.path, hflags & HF_TRUNC_S0)
+            name = decode_path(r.name) if r.name is not None else None
         else:
-            if r.path is not None:
-                path = _walked(r.path, hflags & HF_TRUNC_S0)
-                name = decode_path(r.name) if r.name is not None else None
-            else:
-                path, name = _path(r.dir, r.name, bool(hflags & HF_TRUNC_S1))
-            write = op != _OPEN or bool(r.fflags & FF_WRITE)
-            # a setuid or setgid bit or file capabilities appearing are reported wherever they
-            # are (the kernel passes them)
-            wanted = (cut or (op == _CHMOD and r.open_flags & _SETID)
-                      or (op == _SETXATTR and r.name2 == _FILE_CAPS)
-                      or (path is not None and self.file_filter.wants(path, write)))
-            truncated = bool(hflags & _NEW_SIDE)
+            path, name = _path(r.dir, r.name, bool(hflags & HF_TRUNC_S1))
+        write = op != _OPEN or bool(r.fflags & FF_WRITE)
+        # a setuid or setgid bit or file capabilities appearing are reported wherever they are
+        # (the kernel passes them), and so is a process setting up an io_uring (no path)
+        wanted = (cut or op == _IO_URING_SETUP or (op == _CHMOD and r.open_flags & _SETID)
+                  or (op == _SETXATTR and r.name2 == _FILE_CAPS)
+                  or (path is not None and self.file_filter.wants(path, write)))
+        return path, name, old_path, old_name, wanted, bool(hflags & _NEW_SIDE)
+
+    def _set_back(self, r: FileRecord) -> bool:
+        """Did a utime-family call set the file's mtime well before the call itself?"""
+        mtime = explicit_mtime(r)
+        return mtime is not None and mtime < r.ts_ns + self.clock.offset_ns - _SET_BACK_NS
+
+    def _judge_file(self, r: FileRecord, event_type: str, path: str | None,
+                    old_path: str | None, comm: str, exe: str | None,
+                    ) -> tuple[PersistenceDetection | None, list[tuple[Rule, str | None]]]:
+        """The built-in detection a successful file call matches, and the rules it hits (with
+        the path each matched)."""
+        op = r.op
+        write = op != _OPEN or bool(r.fflags & (FF_WRITE | FF_CREATED))
+        det = None
+        hits: list[tuple[Rule, str | None]] = []
+        if self.detections is not None:
+            det = self.detections.match(
+                event_type, path, True, write, r.open_flags if op == _CHMOD else None,
+                decode_path(r.name2) if op == _SETXATTR and r.name2 is not None else None)
+            if det is not None and op == _UTIMES and self._set_back(r):
+                det = set_back(det)
+        if self.rules is not None:
+            paths = (path, old_path) if op == _RENAME else (path,)
+            for c in self.rules.file_rules:
+                for p in paths:
+                    if c.file(event_type, p, comm, exe, write):
+                        hits.append((c.rule, p))
+                        break
+        return det, hits
+
+    def file_event(self, r: FileRecord, out: list[Event]) -> None:
+        """Normalize, filter, judge and rate-limit one file record; append its event and the
+        alerts of the rules it matches to `out`."""
+        op = r.op
+        path, name, old_path, old_name, wanted, truncated = self._locate(r)
         if not wanted:
             self.filtered += 1
             return
@@ -499,26 +550,8 @@ class Pipeline:
         comm = decode_path(r.comm)
         is_open = op == _OPEN
         event_type = OPS.get(op, "file_unknown")
-        det = None
-        hits: list[tuple[Rule, str | None]] = []
-        if ret >= 0:
-            write = op != _OPEN or bool(r.fflags & (FF_WRITE | FF_CREATED))
-            if self.detections is not None:
-                det = self.detections.match(
-                    event_type, path, True, write, r.open_flags if op == _CHMOD else None,
-                    decode_path(r.name2) if op == _SETXATTR and r.name2 is not None else None)
-                if det is not None and op == _UTIMES:
-                    mtime = explicit_mtime(r)
-                    if mtime is not None and (
-                            mtime < r.ts_ns + self.clock.offset_ns - _SET_BACK_NS):
-                        det = set_back(det)
-            if self.rules is not None:
-                paths = (path, old_path) if op == _RENAME else (path,)
-                for c in self.rules.file_rules:
-                    for p in paths:
-                        if c.file(event_type, p, comm, exe, write):
-                            hits.append((c.rule, p))
-                            break
+        det, hits = (self._judge_file(r, event_type, path, old_path, comm, exe) if ret >= 0
+                     else (None, []))
         # the limit applies to what matched nothing: it cannot be used to hide an attack
         if det is None and not hits and not self.limiter.allow("file", r.ts_ns):
             self.rate_limited["file"] += 1
@@ -546,15 +579,15 @@ class Pipeline:
             flags=r.open_flags if op in _FLAGS_OPS else None,
             access=_ACCESS[r.open_flags & 3] if is_open else None,
             created=bool(r.fflags & FF_CREATED) if is_open else None,
-            fd=(r.fd if op == _WRITE or (op >= _CHMOD and r.name is None)
-                else ret if is_open and ret >= 0 else None),
+            fd=_fd(r),
             inode=r.ino or None,
             path_truncated=truncated,
+            io_uring=bool(r.fflags & FF_IO_URING),
             alert=det is not None,
             detection_type=det.name if det is not None else None,
             mitre=det.mitre if det is not None else None,
         )
-        if op >= _CHMOD:
+        if op in _ATTR_OPS:
             ev = attr_event(ev, r)
         out.append(ev)
         for rule, p in hits:

@@ -38,6 +38,9 @@ HF_TRUNC_S4: Final = 1 << 4
 # rg_file_event.fflags
 FF_CREATED: Final = 1 << 0
 FF_WRITE: Final = 1 << 1
+FF_IO_URING: Final = 1 << 2
+FF_DIRECT: Final = 1 << 3
+FF_NO_RESULT: Final = 1 << 4
 
 FAMILIES: Final = ("file", "process", "network")
 
@@ -66,7 +69,7 @@ KERNEL_ERRNO_NAMES: Final = {512: "ERESTARTSYS", 513: "ERESTARTNOINTR", 514: "ER
 OPS: Final = {1: "file_open", 2: "file_write", 3: "file_rename", 4: "file_unlink", 5: "file_link",
                6: "file_chmod", 7: "file_chown", 8: "file_truncate", 9: "file_mkdir",
                10: "file_mknod", 11: "file_setxattr", 12: "file_utimes", 13: "file_mount",
-               14: "file_umount"}
+               14: "file_umount", 15: "io_uring_setup"}
 # rg_file_event.flags of a file_utimes that sets no explicit time (randguard.h RG_MTIME_*)
 MTIME_NOW: Final = 0x8000000000000000
 MTIME_KEPT: Final = 0x8000000000000001

@@ -89,6 +89,9 @@ HANDLERS: Final[dict[str, Handler]] = {
                  "fchownat", "truncate", "ftruncate", "mkdir", "mkdirat", "mknod", "mknodat",
                  "setxattr", "lsetxattr", "fsetxattr", "setxattrat", "utime", "utimes",
                  "futimesat", "utimensat")},
+    # a process setting up an io_uring: reported, and the directory cache goes off
+    "io_uring_setup": Handler("file", None, "rg_file_exit_uring_setup",
+                              SYSCALLS.index("io_uring_setup")),
     **_family("process", "rg_proc_enter_exec", "rg_proc_exit_exec", EXEC_SOURCES,
               ("execve", "execveat")),
     **_family("network", "rg_net_enter", "rg_net_exit", NET_SYSCALLS,

@@ -71,3 +71,13 @@ def test_mtime_markers_match_the_header() -> None:
     assert {k: int(v, 16) for k, v in defines.items()} == {
         "RG_MTIME_NOW": records.MTIME_NOW, "RG_MTIME_KEPT": records.MTIME_KEPT,
         "RG_MTIME_UNKNOWN": records.MTIME_UNKNOWN}
+
+
+def test_file_flags_match_the_header() -> None:
+    """records.FF_* are randguard.h's enum rg_file_flag, bit for bit."""
+    text = HEADER.read_text()
+    body = text[text.index("enum rg_file_flag {"):]
+    body = body[:body.index("};")]
+    bits = re.findall(r"^\s*RG_(FF_\w+)\s*=\s*1 << (\d+)", body, re.M)
+    header = {m: 1 << int(b) for m, b in bits}
+    assert header == {n: getattr(records, n) for n in dir(records) if n.startswith("FF_")}

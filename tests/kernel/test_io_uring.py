@@ -1,0 +1,255 @@
+"""io_uring file operations end to end on the real kernel.
+
+An io_uring request passes no syscall tracepoint: before io_uring was followed, each of these
+changes to /etc/cron.d was made with nothing printed. build/tests/uringops submits real requests
+(raw io_uring syscalls, inline, with IOSQE_ASYNC so that an io worker runs them, or through an
+SQPOLL kernel thread); one agent with the shipped pack and rules watches /etc/cron.d, a watched
+directory with an excluded one inside, and not an unwatched one. Each test asserts the event of
+the syscall the request stands for, marked `io_uring`, with the operation's result, and for
+/etc/cron.d the annotation and the rule's alert record; the near misses assert nothing came.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from agent_proc import AgentProc, find, in_cron_d, running, the, write_config
+
+pytestmark = pytest.mark.kernel
+
+ROOT = Path(__file__).resolve().parents[2]
+URINGOPS = ROOT / "build" / "tests" / "uringops"
+CRON = (True, "cron_modified", ["T1053.003"])
+O_WRONLY, O_CREAT, O_TRUNC = 0o1, 0o100, 0o1000
+AT_REMOVEDIR = 0x200
+IORING_SETUP_SQPOLL = 2
+# how the ring runs the requests: in the submitting task, in an io worker, in an SQPOLL thread
+MODES = {"inline": [], "worker": ["-a"], "sqpoll": ["-s"]}
+KERNEL = tuple(int(x) for x in platform.release().split("-")[0].split(".")[:2])
+# MKDIRAT, SYMLINKAT and LINKAT came with 5.15 (Debian's 5.10 has io_uring from 5.15 without them)
+HAS_MKDIR_LINK = KERNEL >= (5, 15)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def uringops() -> None:
+    if not URINGOPS.exists():
+        pytest.fail(f"{URINGOPS.relative_to(ROOT)} missing: run make build/tests/uringops")
+
+
+@pytest.fixture(scope="module")
+def base() -> Iterator[Path]:
+    # /var/tmp, not /tmp (excluded by default)
+    d = Path(tempfile.mkdtemp(prefix="rg-uring-", dir="/var/tmp"))
+    for sub in ("watched", "watched/excluded", "unwatched", "markers"):
+        (d / sub).mkdir()
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def agent(base: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProc]:
+    cfg = write_config(tmp_path_factory.mktemp("cfg") / "config.toml",
+                       watch=[str(base / "watched"), str(base / "markers")],
+                       exclude=[str(base / "watched" / "excluded")])
+    with running(cfg, base / "markers") as a:
+        yield a
+
+
+class Ring:
+    """One run of uringops: its pid and each operation's result, in order."""
+
+    def __init__(self, args: list[str], cwd: Path | str = "/") -> None:
+        p = subprocess.Popen([str(URINGOPS), *args], cwd=cwd, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == 0, f"uringops {args}: exit {p.returncode}: {err}"
+        self.pid = p.pid
+        self.results = [(op, int(res)) for op, res in (ln.split() for ln in out.splitlines())]
+
+
+def ring(*ops: list[str], mode: str = "inline", cwd: Path | str = "/") -> Ring:
+    """Submit these operations ([op, arg...] each) through one ring, one after the other."""
+    args = list(MODES[mode])
+    for i, op in enumerate(ops):
+        args += ([","] if i else []) + op
+    return Ring(args, cwd)
+
+
+def rule_ids(agent: AgentProc, ev: dict) -> list[str]:
+    """The [[rules]] alert records written for `ev`."""
+    return [a["rule_id"] for a in find(agent, event_type="alert", source_seq=ev["seq"])]
+
+
+def detection(ev: dict) -> tuple:
+    return ev["alert"], ev["detection_type"], ev["mitre"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_open_and_write_in_cron_d(agent: AgentProc, mode: str) -> None:
+    with in_cron_d() as job:
+        r = ring(["openat", job, oct(O_WRONLY | O_CREAT)[2:]], ["write", "# rg test"], mode=mode)
+        assert [res for _, res in r.results][1] == len("# rg test\n")
+        assert Path(job).read_text() == "# rg test\n"
+        agent.sync()
+        op = the(agent, event_type="file_open", resolved_path=job)
+        assert (op["syscall"], op["io_uring"], op["pid"], op["abi"]) == (
+            "openat", True, r.pid, "x86_64")
+        assert (op["ret"], op["fd"], op["created"], op["access"]) == (
+            r.results[0][1], r.results[0][1], True, "write")
+        assert op["filename"] == job and op["inode"] == os.stat(job).st_ino
+        assert op["flags"] & (O_WRONLY | O_CREAT) == O_WRONLY | O_CREAT
+        wr = the(agent, event_type="file_write", resolved_path=job)
+        assert (wr["syscall"], wr["io_uring"], wr["pid"], wr["ret"], wr["fd"]) == (
+            "write", True, r.pid, len("# rg test\n"), None)
+        assert wr["inode"] == op["inode"]
+        for ev in (op, wr):
+            assert detection(ev) == CRON
+            assert rule_ids(agent, ev) == ["FILE-CRON-001"]
+        if mode == "sqpoll":
+            assert op["comm"].startswith("iou-sqp-") and op["tid"] != r.pid
+
+
+def test_openat2_and_registered_file_write(agent: AgentProc) -> None:
+    """openat2, and a write through a registered (fixed) file: the ring names it by slot."""
+    with in_cron_d() as job:
+        r = ring(["openat2", job, oct(O_WRONLY | O_CREAT | O_TRUNC)[2:]],
+                 ["write_registered", "# rg fixed"])
+        assert r.results[1] == ("write_registered", len("# rg fixed\n"))
+        agent.sync()
+        op = the(agent, event_type="file_open", resolved_path=job)
+        assert (op["syscall"], op["io_uring"], op["ret"]) == ("openat2", True, r.results[0][1])
+        wr = the(agent, event_type="file_write", resolved_path=job)
+        assert (wr["syscall"], wr["io_uring"], wr["ret"]) == ("write", True, len("# rg fixed\n"))
+        assert detection(wr) == CRON
+
+
+def test_writev_to_a_file_opened_by_syscall(agent: AgentProc) -> None:
+    """A file opened with open(2) and written through io_uring (IORING_OP_WRITEV)."""
+    with in_cron_d() as job:
+        Path(job).write_text("")
+        agent.sync()
+        r = ring(["openat", job, oct(O_WRONLY)[2:]], ["writev", "# rg v"])
+        assert r.results[1] == ("writev", len("# rg v\n"))
+        agent.sync()
+        wr = the(agent, event_type="file_write", resolved_path=job, pid=r.pid)
+        assert (wr["syscall"], wr["io_uring"], wr["ret"]) == ("writev", True, len("# rg v\n"))
+
+
+def test_direct_descriptor_open(agent: AgentProc) -> None:
+    """An open into a fixed slot returns no fd: reported, with fd null."""
+    with in_cron_d() as job:
+        r = ring(["openat_direct", job, oct(O_WRONLY | O_CREAT)[2:]])
+        assert r.results == [("openat_direct", 0)]
+        agent.sync()
+        op = the(agent, event_type="file_open", resolved_path=job)
+        assert (op["io_uring"], op["ret"], op["fd"], op["inode"]) == (True, 0, None, None)
+        assert detection(op) == CRON
+
+
+@pytest.mark.parametrize("mode", ["inline", "worker"])
+def test_name_operations_in_cron_d(agent: AgentProc, base: Path, mode: str) -> None:
+    """rename into, link and symlink into, mkdir in, unlink and rmdir in /etc/cron.d."""
+    src = base / "watched" / f"src-{mode}"
+    src.write_text("# rg test\n")
+    with in_cron_d() as moved, in_cron_d() as hard, in_cron_d() as soft, \
+            in_cron_d(".d") as newdir:
+        ops = [["rename", str(src), moved], ["link", moved, hard], ["symlink", "/bin/true", soft],
+               ["mkdir", newdir, "755"], ["unlink", hard], ["rmdir", newdir]]
+        want = [
+            ("file_rename", moved, "renameat2", str(src)),
+            ("file_link", hard, "linkat", moved),
+            ("file_link", soft, "symlinkat", "/bin/true"),
+            ("file_mkdir", newdir, "mkdirat", None),
+            ("file_unlink", hard, "unlinkat", None),
+            ("file_unlink", newdir, "unlinkat", None),
+        ]
+        if not HAS_MKDIR_LINK:  # a link to unlink and a directory to remove, made otherwise
+            os.link(src, hard)
+            os.mkdir(newdir)
+            ops, want = [ops[0], *ops[4:]], [want[0], *want[4:]]
+        r = ring(*ops, mode=mode)
+        assert [res for _, res in r.results] == [0] * len(ops)
+        agent.sync()
+        for event_type, path, syscall, old in want:
+            ev = the(agent, event_type=event_type, resolved_path=path, syscall=syscall)
+            assert (ev["io_uring"], ev["pid"], ev["ret"], ev["old_path"]) == (
+                True, r.pid, 0, old), ev
+            assert detection(ev) == CRON, ev
+            assert rule_ids(agent, ev) == ["FILE-CRON-001"], ev
+        if HAS_MKDIR_LINK:
+            assert the(agent, event_type="file_mkdir", resolved_path=newdir)["mode"] == 0o755
+        assert find(agent, event_type="file_unlink", resolved_path=newdir,
+                    io_uring=True)[0]["flags"] == AT_REMOVEDIR
+
+
+@pytest.mark.skipif(KERNEL < (5, 17), reason="IOSQE_CQE_SKIP_SUCCESS came with 5.17")
+def test_requests_that_post_no_completion(agent: AgentProc) -> None:
+    """IOSQE_CQE_SKIP_SUCCESS: a request that succeeds posts nothing, so no completion
+    tracepoint fires: reported at submission, as succeeded."""
+    with in_cron_d() as job, in_cron_d() as moved:
+        r = ring(["openat!", job, oct(O_WRONLY | O_CREAT)[2:]], ["openat", job, oct(O_WRONLY)[2:]],
+                 ["write!", "# rg skip"], ["rename!", job, moved])
+        assert [res for _, res in r.results][::2] == [0, 0]
+        assert Path(moved).read_text() == "# rg skip\n"
+        agent.sync()
+        opens = find(agent, event_type="file_open", resolved_path=job, pid=r.pid)
+        assert [(e["io_uring"], e["ret"], e["fd"]) for e in opens] == [
+            (True, 0, None), (True, r.results[1][1], r.results[1][1])]
+        wr = the(agent, event_type="file_write", resolved_path=job, pid=r.pid)
+        assert (wr["io_uring"], wr["ret"], wr["syscall"]) == (True, 0, "write")
+        mv = the(agent, event_type="file_rename", resolved_path=moved, pid=r.pid)
+        assert (mv["io_uring"], mv["ret"], mv["old_path"]) == (True, 0, job)
+        for ev in (*opens, wr, mv):
+            assert detection(ev) == CRON
+
+
+def test_relative_names_are_joined_to_the_cwd(agent: AgentProc) -> None:
+    with in_cron_d() as job:
+        name = os.path.basename(job)
+        r = ring(["openat", name, oct(O_WRONLY | O_CREAT)[2:]], cwd="/etc/cron.d")
+        assert r.results[0][1] >= 0
+        agent.sync()
+        op = the(agent, event_type="file_open", resolved_path=job)
+        assert (op["filename"], op["io_uring"]) == (name, True)
+
+
+def test_a_failed_operation_carries_its_error(agent: AgentProc) -> None:
+    with in_cron_d() as missing:
+        r = ring(["unlink", missing])
+        assert r.results == [("unlink", -2)]
+        agent.sync()
+        ev = the(agent, event_type="file_unlink", resolved_path=missing)
+        assert (ev["io_uring"], ev["ret"], ev["error"], ev["alert"]) == (
+            True, -2, "ENOENT", False)
+
+
+def test_ring_setup_is_reported(agent: AgentProc) -> None:
+    r = ring(["unlink", "/nonexistent-rg/x"], mode="sqpoll")
+    assert r.results[0][1] == -2
+    agent.sync()
+    ev = the(agent, event_type="io_uring_setup", pid=r.pid)
+    assert (ev["syscall"], ev["io_uring"], ev["flags"] & IORING_SETUP_SQPOLL) == (
+        "io_uring_setup", False, IORING_SETUP_SQPOLL)
+    assert ev["ret"] >= 0 and ev["fd"] == ev["ret"] and ev["error"] is None
+    assert ev["resolved_path"] is None
+
+
+@pytest.mark.parametrize("where", ["unwatched", "watched/excluded"])
+def test_near_misses_report_nothing(agent: AgentProc, base: Path, where: str) -> None:
+    d = base / where
+    f, g = d / "f", d / "g"
+    r = ring(["openat", str(f), oct(O_WRONLY | O_CREAT)[2:]], ["write", "x"],
+             ["rename", str(f), str(g)], ["unlink", str(g)],
+             *([["mkdir", str(d / "sub"), "755"]] if HAS_MKDIR_LINK else []))
+    assert all(res >= 0 for _, res in r.results), r.results
+    agent.sync()
+    assert agent.matching(lambda e: e.get("pid") == r.pid
+                          and e["event_type"].startswith("file_")) == []
+    assert find(agent, event_type="io_uring_setup", pid=r.pid) != []
