@@ -1525,14 +1525,17 @@ const volatile __u32 rg_uring_by_data = 0;
 
 #define IORING_OP_WRITEV 2
 #define IORING_OP_WRITE_FIXED 5
+#define IORING_OP_FALLOCATE 17
 #define IORING_OP_OPENAT 18
 #define IORING_OP_WRITE 23
 #define IORING_OP_OPENAT2 28
+#define IORING_OP_SPLICE 30
 #define IORING_OP_RENAMEAT 35
 #define IORING_OP_UNLINKAT 36
 #define IORING_OP_MKDIRAT 37
 #define IORING_OP_SYMLINKAT 38
 #define IORING_OP_LINKAT 39
+#define IORING_OP_FTRUNCATE 55
 #define REQ_F_FIXED_FILE (1 << 0) /* the IOSQE_* bits, mirrored in struct io_kiocb's flags */
 #define REQ_F_CQE_SKIP (1 << 6)   /* IOSQE_CQE_SKIP_SUCCESS (5.17 on): no completion on success */
 
@@ -1550,6 +1553,7 @@ struct io_mkdir___rg { int dfd; umode_t mode; struct filename *filename; } RG_PA
 struct io_link___rg { int old_dfd; int new_dfd; struct filename *oldpath, *newpath; int flags; } RG_PAI;
 struct io_hardlink___rg { int old_dfd; int new_dfd; struct filename *oldpath, *newpath; int flags; } RG_PAI;
 struct io_symlink___rg { int new_dfd; struct filename *oldpath, *newpath; } RG_PAI;
+struct io_ftrunc___rg { loff_t len; } RG_PAI; /* 6.9 on */
 struct io_open___rgd { struct delayed_filename___rg filename; } RG_PAI;
 struct io_rename___rgd { struct delayed_filename___rg oldpath, newpath; } RG_PAI;
 struct io_unlink___rgd { struct delayed_filename___rg filename; } RG_PAI;
@@ -1582,19 +1586,68 @@ struct {
 	__type(value, struct rg_uring_pending);
 } rg_uring_pending SEC(".maps");
 
+/* Operations that change an open file's content: judged like write(2), by the file. */
 static __always_inline int uring_is_write(__u8 opcode)
 {
 	return opcode == IORING_OP_WRITE || opcode == IORING_OP_WRITEV ||
-	       opcode == IORING_OP_WRITE_FIXED;
+	       opcode == IORING_OP_WRITE_FIXED || opcode == IORING_OP_FALLOCATE ||
+	       opcode == IORING_OP_SPLICE; /* (req->file is the splice's output) */
 }
 
-/* A write's arguments as write(2) or writev(2) would have them. */
+/* A write's arguments as the write-family syscall it stands for would have them. */
 static __always_inline void uring_write_args(__u8 opcode, struct file *f, struct rg_inflight *in)
 {
-	in->syscall = opcode == IORING_OP_WRITEV ? RG_SYS_WRITEV : RG_SYS_WRITE;
+	switch (opcode) {
+	case IORING_OP_WRITEV: in->syscall = RG_SYS_WRITEV; break;
+	case IORING_OP_FALLOCATE: in->syscall = RG_SYS_FALLOCATE; break;
+	case IORING_OP_SPLICE: in->syscall = RG_SYS_SPLICE; break;
+	default: in->syscall = RG_SYS_WRITE;
+	}
 	in->op = RG_OP_WRITE;
 	in->dfd = -1; /* the ring may name it by a fixed slot: no fd */
 	in->file = (__u64)f;
+}
+
+/* The open file a request works on, at submission (the ring assigns it later from 6.0 on:
+ * then looked up by fd, and a fixed file has none to look up yet). */
+static __always_inline struct file *uring_submit_file(struct io_kiocb *req)
+{
+	if (rg_uring_by_data || !bpf_core_field_exists(req->cqe))
+		return BPF_CORE_READ(req, file);
+	if (BPF_CORE_READ(req, flags) & REQ_F_FIXED_FILE)
+		return NULL;
+	return rg_fd_file((void *)bpf_get_current_task(), BPF_CORE_READ(req, cqe.fd));
+}
+
+/*
+ * An ftruncate through the ring (6.9 on): judged by the file's path like ftruncate(2) (not only
+ * when open for a tracked write), sent with the result, or at once (`now`: no result will come).
+ */
+static __always_inline void uring_truncate(struct io_kiocb *req, struct file *f, long res,
+					   int now)
+{
+	struct rg_inflight in = {.abi = RG_ABI_X86_64, .syscall = RG_SYS_FTRUNCATE,
+				 .op = RG_OP_TRUNCATE, .dfd = -1};
+	struct rg_scratch *s = rg_scratch();
+	struct rg_keybuf *k = rg_keybuf();
+	int trunc = 0;
+
+	if (!f || !s || !k || rg_is_self())
+		return;
+	if (bpf_core_type_exists(struct io_ftrunc___rg))
+		in.flags = BPF_CORE_READ((struct io_ftrunc___rg *)req, len);
+	__u32 off = walk_to_key(s, k, &f->f_path, &trunc);
+	if (!trunc && !key_passes(k, RG_V_WATCH)) {
+		rg_count(&rg_filtered, RG_FAM_FILE);
+		return;
+	}
+	struct rg_file_event *e = event_init(s, &in, res, RG_FF_IO_URING |
+					     (now ? RG_FF_NO_RESULT : 0));
+	if (trunc)
+		e->hdr.flags |= RG_HF_TRUNC_S0;
+	rg_put_walked(s, off, &s->pos, &e->path);
+	event_set_inode(e, f);
+	event_submit(s);
 }
 
 /* Keep the record built in s until the request completes. */
@@ -1707,13 +1760,9 @@ static __always_inline void uring_submit_write(struct io_kiocb *req, __u8 opcode
 					       struct rg_uring_key *key, int now)
 {
 	struct rg_inflight in = {.abi = RG_ABI_X86_64};
-	struct file *f = NULL;
+	struct file *f = uring_submit_file(req);
 	struct rg_scratch *s;
 
-	if (rg_uring_by_data || !bpf_core_field_exists(req->cqe))
-		f = BPF_CORE_READ(req, file);
-	else if (!(BPF_CORE_READ(req, flags) & REQ_F_FIXED_FILE))
-		f = rg_fd_file((void *)bpf_get_current_task(), BPF_CORE_READ(req, cqe.fd));
 	if (!watched(f) || (now && !write_reported((__u64)f, 0)) || !(s = rg_scratch()))
 		return;
 	uring_write_args(opcode, f, &in);
@@ -1741,6 +1790,11 @@ static __always_inline int uring_submit(struct io_kiocb *req, struct rg_uring_ke
 	if (uring_is_write(opcode)) {
 		if (rg_uring_by_data || now)
 			uring_submit_write(req, opcode, key, now);
+		return 0; /* else judged at completion */
+	}
+	if (opcode == IORING_OP_FTRUNCATE) {
+		if (now)
+			uring_truncate(req, uring_submit_file(req), 0, 1);
 		return 0; /* else judged at completion */
 	}
 	if (!uring_args(req, &in, &file_slot))
@@ -1861,6 +1915,10 @@ int BPF_PROG(rg_uring_complete)
 	__u8 opcode = BPF_CORE_READ(req, opcode);
 	struct file *f = BPF_CORE_READ(req, file);
 
+	if (opcode == IORING_OP_FTRUNCATE) {
+		uring_truncate(req, f, res, 0);
+		return 0;
+	}
 	if (!uring_is_write(opcode) || !watched(f))
 		return 0;
 	uring_write_args(opcode, f, &in);

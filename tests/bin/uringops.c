@@ -14,6 +14,9 @@
  *   write TEXT               write a line TEXT to the current file (IORING_OP_WRITE)
  *   writev TEXT              the same through IORING_OP_WRITEV
  *   write_registered TEXT    put the current fd in fixed slot 1, write with IOSQE_FIXED_FILE
+ *   fallocate LEN            allocate LEN bytes of the current file (IORING_OP_FALLOCATE)
+ *   ftruncate LEN            truncate the current file to LEN (IORING_OP_FTRUNCATE, 6.9 on)
+ *   splice TEXT              a line TEXT into the current file from a pipe (IORING_OP_SPLICE)
  *   rename OLD NEW | unlink PATH | rmdir PATH | mkdir PATH MODE | symlink TARGET LINK |
  *   link OLD NEW             the IORING_OP_*AT calls, relative names against the cwd
  *
@@ -35,6 +38,8 @@
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
+
+#define OP_FTRUNCATE 55 /* newer than these headers */
 
 static int ring_fd;
 static unsigned *sq_tail, *sq_mask, *sq_array, *cq_head, *cq_tail, *cq_mask, *sq_flags;
@@ -201,6 +206,27 @@ int main(int argc, char **argv)
 			sqe->addr = (unsigned long)&iov;
 			sqe->len = 1;
 			sqe->off = -1;
+		} else if (!strcmp(op, "fallocate") || !strcmp(op, "ftruncate")) {
+			sqe->opcode = op[1] == 'a' ? IORING_OP_FALLOCATE : OP_FTRUNCATE;
+			sqe->fd = cur;
+			if (op[1] == 'a')
+				sqe->addr = strtoul(a, NULL, 10); /* the length; off 0, mode 0 */
+			else
+				sqe->off = strtoul(a, NULL, 10);
+		} else if (!strcmp(op, "splice")) {
+			int p[2];
+
+			snprintf(buf, sizeof(buf), "%s\n", a);
+			if (pipe(p) || write(p[1], buf, strlen(buf)) < 0) {
+				perror("pipe");
+				return 2;
+			}
+			sqe->opcode = IORING_OP_SPLICE;
+			sqe->fd = cur;
+			sqe->off = -1;
+			sqe->splice_off_in = -1;
+			sqe->splice_fd_in = p[0];
+			sqe->len = strlen(buf);
 		} else if (!strcmp(op, "rename")) {
 			at_op(sqe, IORING_OP_RENAMEAT, a, b);
 			used = 2;

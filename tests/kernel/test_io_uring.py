@@ -142,6 +142,40 @@ def test_writev_to_a_file_opened_by_syscall(agent: AgentProc) -> None:
         assert (wr["syscall"], wr["io_uring"], wr["ret"]) == ("writev", True, len("# rg v\n"))
 
 
+@pytest.mark.parametrize("op", ["fallocate", "splice"])
+def test_content_changes_without_a_write(agent: AgentProc, op: str) -> None:
+    """IORING_OP_FALLOCATE and IORING_OP_SPLICE (into the file, from a pipe): file_write events
+    of the syscalls they stand for, as for a write."""
+    arg = "4096" if op == "fallocate" else "# rg spliced"
+    with in_cron_d() as job:
+        r = ring(["openat", job, oct(O_WRONLY | O_CREAT)[2:]], [op, arg])
+        assert r.results[1][1] >= 0, r.results
+        agent.sync()
+        wr = the(agent, event_type="file_write", resolved_path=job)
+        assert (wr["syscall"], wr["io_uring"], wr["pid"], wr["ret"]) == (
+            op, True, r.pid, r.results[1][1])
+        assert detection(wr) == CRON
+
+
+@pytest.mark.skipif(KERNEL < (6, 9), reason="IORING_OP_FTRUNCATE came with 6.9")
+def test_ftruncate(agent: AgentProc, base: Path) -> None:
+    """Judged by the file's path, like ftruncate(2): in /etc/cron.d reported, in the excluded
+    directory not."""
+    with in_cron_d() as job:
+        Path(job).write_text("# rg test, to be cut\n")
+        hidden = base / "watched" / "excluded" / "t"
+        hidden.write_text("x" * 100)
+        agent.sync()
+        r = ring(["openat", job, oct(O_WRONLY)[2:]], ["ftruncate", "4"],
+                 ["openat", str(hidden), oct(O_WRONLY)[2:]], ["ftruncate", "0"])
+        assert [res for _, res in r.results][1::2] == [0, 0]
+        agent.sync()
+        ev = the(agent, event_type="file_truncate", pid=r.pid)
+        assert (ev["resolved_path"], ev["syscall"], ev["io_uring"], ev["length"], ev["ret"]) == (
+            job, "ftruncate", True, 4, 0)
+        assert detection(ev) == CRON
+
+
 def test_direct_descriptor_open(agent: AgentProc) -> None:
     """An open into a fixed slot returns no fd: reported, with fd null."""
     with in_cron_d() as job:

@@ -134,3 +134,10 @@ def test_run_cpio_keeps_the_test_programs_executable(tmp_path: Path,
     assert modes["repo/build/tests/i386ops"] == 0o100755
     assert modes["repo/build/tests/ringtest.bpf.o"] == 0o100644
     assert "tests/kernel/test_i386.py" in kernels.DEFAULT_TESTS
+
+
+def test_every_kernel_test_file_runs_on_the_matrix_or_says_why_not() -> None:
+    files = {str(p.relative_to(kernels.ROOT))
+             for p in (kernels.ROOT / "tests/kernel").glob("test_*.py")}
+    listed = {t.split("::")[0] for t in kernels.DEFAULT_TESTS}
+    assert files == listed | kernels.HOST_ONLY_TESTS.keys()
