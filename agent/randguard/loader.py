@@ -70,6 +70,8 @@ class KernelSide(Handle):
         self.attached: list[str] = []  # program names
         self.hooks: set[str] = set()  # what they hook: syscalls, sched_process_* tracepoints
         self.missing_hooks: list[str] = []
+        # what a program attached by name hooks (a raw_tp's section does not say)
+        self.hook_of: dict[str, str] = {}
 
     @property
     def events(self) -> Map:
@@ -106,7 +108,8 @@ class KernelSide(Handle):
         for obj in self.objects:
             for prog in obj.programs():
                 if prog in self.attached:
-                    hook = obj.program_section(prog).split("/", 1)[-1]
+                    hook = (self.hook_of.get(prog)
+                            or obj.program_section(prog).split("/", 1)[-1])
                     out[hook] = out.get(hook, 0) + recursion_misses(obj.program_fd(prog))
         return out
 
@@ -418,6 +421,7 @@ def _attach_uring(ks: KernelSide, fobj: BpfObject, tps: UringTracepoints) -> Non
     for tp, prog in tps.programs.items():
         fobj.attach(prog, raw_tracepoint=tp)
         ks.attached.append(prog)
+        ks.hook_of[prog] = tp
         ks.hooks.add(tp)
 
 

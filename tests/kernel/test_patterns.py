@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from agent_proc import AgentProc, write_config, write_default_config
+from agent_proc import AgentProc, running, write_config, write_default_config
 
 from randguard.config import Config
 from randguard.matcher import (
@@ -48,12 +48,8 @@ def base() -> Iterator[Path]:
 @pytest.fixture(scope="module")
 def agent(base: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProc]:
     cfg = write_default_config(tmp_path_factory.mktemp("cfg") / "config.toml", base / "markers")
-    a = AgentProc(cfg, marker_dir=base / "markers")
-    try:
+    with running(cfg, base / "markers") as a:
         yield a
-    finally:
-        assert a.stop() == 0
-    assert not a.bad_lines, "stdout must be pure NDJSON"
 
 
 @pytest.fixture
