@@ -1356,7 +1356,8 @@ static __always_inline int take_noted(struct rg_inflight *noted, const struct pt
 	return noted->target_dentry && noted->flags == regs->orig_ax;
 }
 
-/* A setuid or setgid bit, or file capabilities: reported wherever the file is. */
+/* A setuid or setgid bit, or file capabilities: reported wherever the file is (RG_FF_FORCED
+ * tells userspace's filter so). */
 static __always_inline int attr_forced(const struct rg_inflight *in)
 {
 	return (in->op == RG_OP_CHMOD && (in->flags & (S_ISUID | S_ISGID))) ||
@@ -1413,7 +1414,7 @@ int BPF_PROG(rg_file_exit_attr_fd, struct pt_regs *regs, long ret)
 		rg_count(&rg_filtered, RG_FAM_FILE);
 		return 0;
 	}
-	struct rg_file_event *e = event_init(s, &c->in, ret, 0);
+	struct rg_file_event *e = event_init(s, &c->in, ret, c->force ? RG_FF_FORCED : 0);
 	if (trunc)
 		e->hdr.flags |= RG_HF_TRUNC_S0;
 	rg_put_walked(s, off, &s->pos, &e->path);
@@ -1458,7 +1459,7 @@ int BPF_PROG(rg_file_exit_attr, struct pt_regs *regs, long ret)
 	k = rg_keybuf();
 	if (!s || !k)
 		return 0;
-	e = event_init(s, &c->in, ret, 0);
+	e = event_init(s, &c->in, ret, c->force ? RG_FF_FORCED : 0);
 	if (resolved) {
 		/* the file the name led to, through any symlink; the name as passed too */
 		noted.name = c->in.name;

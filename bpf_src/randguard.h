@@ -162,6 +162,7 @@ enum rg_file_flag {
 	RG_FF_IO_URING = 1 << 2, /* submitted through io_uring (syscall: the call it stands for) */
 	RG_FF_DIRECT = 1 << 3,   /* io_uring open into a direct descriptor: ret is no fd */
 	RG_FF_NO_RESULT = 1 << 4, /* io_uring, IOSQE_CQE_SKIP_SUCCESS: sent at submission, ret 0 */
+	RG_FF_FORCED = 1 << 5,   /* passed whatever the filter says: a setid bit or file caps set */
 };
 
 /*

@@ -12,7 +12,7 @@ from collections import Counter
 
 import msgspec
 
-from .config import MODE_BITS, Config, PersistenceDetection, Rule
+from .config import Config, PersistenceDetection, Rule
 from .detections import NetworkDetections, PersistenceDetections, set_back
 from .events import (
     Alert,
@@ -34,6 +34,7 @@ from .records import (
     EXEC_SOURCES,
     FF_CREATED,
     FF_DIRECT,
+    FF_FORCED,
     FF_IO_URING,
     FF_NO_RESULT,
     FF_WRITE,
@@ -80,9 +81,7 @@ _CHMOD, _CHOWN, _TRUNCATE, _MKDIR, _MKNOD, _SETXATTR, _UTIMES = (
 _NO_MTIME = (MTIME_NOW, MTIME_KEPT, MTIME_UNKNOWN)
 _SET_BACK_NS = 60 * 1_000_000_000  # an mtime this far before the call is a time set back
 _S_IFMT, _S_IFCHR, _S_IFBLK = 0o170000, 0o020000, 0o060000
-_SETID = MODE_BITS["setuid"] | MODE_BITS["setgid"]
 _UNCHANGED_ID = 0xFFFFFFFF  # chown's -1
-_FILE_CAPS = b"security.capability"
 _MOUNT, _UMOUNT = _OP_ID["file_mount"], _OP_ID["file_umount"]
 _IO_URING_SETUP = _OP_ID["io_uring_setup"]
 # io_uring opens with no fd to tell: into a direct descriptor, or reported before the result
@@ -499,10 +498,10 @@ class Pipeline:
         else:
             path, name = _path(r.dir, r.name, bool(hflags & HF_TRUNC_S1))
         write = op != _OPEN or bool(r.fflags & FF_WRITE)
-        # a setuid or setgid bit or file capabilities appearing are reported wherever they are
-        # (the kernel passes them), and so is a process setting up an io_uring (no path)
-        wanted = (cut or op == _IO_URING_SETUP or (op == _CHMOD and r.open_flags & _SETID)
-                  or (op == _SETXATTR and r.name2 == _FILE_CAPS)
+        # what the kernel passed whatever the filter says (a setuid or setgid bit or file
+        # capabilities appearing: its attr_forced()), and a process setting up an io_uring (no
+        # path), are reported wherever they are
+        wanted = (cut or op == _IO_URING_SETUP or bool(r.fflags & FF_FORCED)
                   or (path is not None and self.file_filter.wants(path, write)))
         return path, name, old_path, old_name, wanted, bool(hflags & _NEW_SIDE)
 

@@ -41,6 +41,7 @@ FF_WRITE: Final = 1 << 1
 FF_IO_URING: Final = 1 << 2
 FF_DIRECT: Final = 1 << 3
 FF_NO_RESULT: Final = 1 << 4
+FF_FORCED: Final = 1 << 5
 
 FAMILIES: Final = ("file", "process", "network")
 

@@ -451,6 +451,9 @@ ATTR_OPS = ("file_chmod", "file_chown", "file_truncate", "file_mkdir", "file_mkn
             "file_setxattr", "file_utimes")
 
 
+FORCED = records.FF_FORCED  # the kernel's mark on what it passes whatever the filter says
+
+
 def file_rec(op: str, *, path: bytes | None = None, name: bytes | None = None,
              name2: bytes | None = None, ret: int = 0, fflags: int = 0, oflags: int = 0,
              syscall: str = "openat", pid: int = 4242, uid: int = 0, comm: bytes = b"sh",
@@ -562,10 +565,13 @@ def test_attribute_changes_carry_what_was_set_and_are_judged_like_writes() -> No
         file_rec("file_chown", path=b"/srv/app/conf", oflags=1000 << 32 | 0xFFFFFFFF,
                  syscall="fchown"),
         file_rec("file_truncate", name=b"/srv/app/log/big", oflags=0, syscall="truncate"),
-        file_rec("file_chmod", name=b"/var/tmp/rootbash", oflags=0o4755, syscall="chmod"),
-        file_rec("file_chmod", name=b"/srv/app/log/sh", oflags=0o2755, syscall="chmod"),
+        # the kernel passes a setuid or setgid bit whatever the filter says, and says so
+        file_rec("file_chmod", name=b"/var/tmp/rootbash", oflags=0o4755, syscall="chmod",
+                 fflags=FORCED),
+        file_rec("file_chmod", name=b"/srv/app/log/sh", oflags=0o2755, syscall="chmod",
+                 fflags=FORCED),
         file_rec("file_chmod", name=b"/var/tmp/plain", oflags=0o755, syscall="chmod"),
-        file_rec("file_chmod", name=b"/var/tmp/rootbash2", oflags=0o4755, ret=-1),
+        file_rec("file_chmod", name=b"/var/tmp/rootbash2", oflags=0o4755, ret=-1, fflags=FORCED),
     ])
     evs = [e for e in out if e.event_type != "alert"]
     assert all(type(e) is FileAttrEvent for e in evs)
@@ -594,7 +600,7 @@ def test_new_directories_nodes_and_attributes_are_judged_like_writes() -> None:
         file_rec("file_mknod", name=b"/srv/app/mem", oflags=dev | 0o020600, syscall="mknodat"),
         file_rec("file_mknod", name=b"/srv/app/fifo", oflags=0o010644, syscall="mknod"),
         file_rec("file_setxattr", name=b"/var/tmp/py", name2=b"security.capability",
-                 syscall="setxattr"),
+                 syscall="setxattr", fflags=FORCED),
         file_rec("file_setxattr", path=b"/srv/app/conf", name2=b"user.note",
                  syscall="fsetxattr"),
         file_rec("file_setxattr", name=b"/var/tmp/py", name2=b"user.note", syscall="setxattr"),
