@@ -621,6 +621,21 @@ static __always_inline int put_name(struct rg_scratch *s, struct rg_keybuf *k,
 	return put_name_from(s, k, task, dfd, uname, dir, name, dir_trunc, name_trunc, need, 0);
 }
 
+/* Is the key (a directory's path) above paths the filter names (rg_dir_below)? */
+static __always_inline int key_above_watched(struct rg_keybuf *k)
+{
+	__u32 len = k->len;
+
+	if (!len || len >= RG_FILTER_KEY_LEN - 1)
+		return 0;
+	if (k->data[(len - 1) & KEY_MASK] != '/') {
+		key_append(k, "/", 1);
+		len++;
+	}
+	__u64 h = dir_hash(k, len);
+	return bpf_map_lookup_elem(&rg_dir_below, &h) != NULL;
+}
+
 /* Walk a path into s->path and make it the filter's candidate key; returns the walk's offset. */
 static __always_inline __u32 walk_to_key(struct rg_scratch *s, struct rg_keybuf *k,
 					 const struct path *p, int *trunc)
@@ -1022,6 +1037,10 @@ int BPF_PROG(rg_file_exit_names, struct pt_regs *regs, long ret)
 					     RG_HF_TRUNC_S3, RG_HF_TRUNC_S4, RG_V_WATCH)) {
 		s->pass = 1;
 	}
+	/* a mount or umount above watched paths hides or uncovers them (the key: the target) */
+	if (!s->pass && (in_copy.op == RG_OP_MOUNT || in_copy.op == RG_OP_UMOUNT) &&
+	    key_above_watched(k))
+		s->pass = 1;
 	if (!s->pass) {
 		rg_count(&rg_filtered, RG_FAM_FILE);
 		return 0;

@@ -46,6 +46,11 @@ class PathRule:
         self._n = PathMatcher((), self.patterns) if self.patterns else None
         self.matches: Callable[[str], bool] = Memo(self._judge).__getitem__
 
+    def below(self, path: str) -> bool:
+        """Does one of the rule's paths lie below directory `path`? (A mount there hides it.)"""
+        d = path.rstrip("/") + "/"
+        return any(p.startswith(d) for p in self.paths)
+
     def _judge(self, path: str) -> bool:
         if self._p is None and self._n is None:
             return False  # e.g. only `~/` paths and no homes: nothing to match, not everything
@@ -107,12 +112,14 @@ class PersistenceDetections:
         return memo[path]
 
     def _judge(self, op: str, path: str) -> PersistenceDetection | None:
-        if not self._any.matches(path):  # every entry's matches imply this one's
-            return None
-        for d, rule, ops in self.entries:
-            if (op in ops or "*" in ops) and rule.matches(path):
-                return d
-        return None
+        hit = None
+        if self._any.matches(path):  # every entry's matches imply this one's
+            hit = next((d for d, rule, ops in self.entries
+                        if (op in ops or "*" in ops) and rule.matches(path)), None)
+        if hit is None and op == "file_mount":  # a mount above a persistence location hides it
+            hit = next((d for d, rule, ops in self.entries
+                        if (op in ops or "*" in ops) and rule.below(path)), None)
+        return hit
 
 
 def set_back(d: PersistenceDetection) -> PersistenceDetection:

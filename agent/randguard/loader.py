@@ -168,12 +168,11 @@ def dir_hash(prefix: bytes) -> int:
 
 
 def _fill_dir_below(obj: BpfObject, kf: matcher.KernelFilter) -> None:
-    """The directory cache's list of directories with trie entries below them (their files
-    are judged by name: never cached), then a new epoch: verdicts cached under the previous
-    filter are stale."""
+    """The list of directories with trie entries below them (the directory cache judges their
+    files by name, never by directory; a mount or umount on them is reported), then a new
+    epoch: verdicts cached under the previous filter are stale."""
     below = obj.map("rg_dir_below")
-    new = {struct.pack("<Q", dir_hash(e.prefix[: i + 1]))
-           for e in kf.trie for i, c in enumerate(e.prefix[:-1]) if c == ord("/")}
+    new = {struct.pack("<Q", dir_hash(d)) for d in matcher.dirs_above(kf)}
     if len(new) > below.max_entries:
         log.warning("kernel filter: %d directories above watched paths do not fit the %d-entry "
                     "map; the directory cache is off", len(new), below.max_entries)

@@ -298,7 +298,7 @@ class FileFilter:
 
     __slots__ = (
         "watch_paths", "watch_patterns", "exclude_paths", "read_paths", "force", "force_read",
-        "_w", "_r", "_x", "_fw", "_fr", "_wants_write", "_wants_read",
+        "_w", "_r", "_x", "_fw", "_fr", "_wants_write", "_wants_read", "_above",
     )
 
     def __init__(
@@ -325,6 +325,7 @@ class FileFilter:
         self._fr = PathMatcher(*self.force_read) if any(self.force_read) else None
         self._wants_write = Memo(lambda path: self._judge(path, True))
         self._wants_read = Memo(lambda path: self._judge(path, False))
+        self._above: frozenset[bytes] | None = None
 
     @classmethod
     def from_config(
@@ -359,6 +360,13 @@ class FileFilter:
     def wants_any(self, paths: Iterable[str], write: bool) -> bool:
         """For two-path operations (rename, link): reported when either side passes."""
         return any(self.wants(p, write) for p in paths)
+
+    def covers(self, path: str) -> bool:
+        """Whether directory `path` has paths of the filter below it: a mount there hides them,
+        so a mount or umount there is reported (the kernel's rg_dir_below, the same set)."""
+        if self._above is None:
+            self._above = dirs_above(compile_kernel_filter(self))
+        return (path.rstrip("/") + "/").encode(errors="surrogateescape") in self._above
 
 
 # ---------------------------------------------------------------------------------------------
@@ -414,6 +422,14 @@ class KernelFilter(msgspec.Struct, frozen=True):
         if excluded:
             return bool(self.pass_all & VERDICT_FORCE and self.pass_all & need)
         return bool(self.pass_all & need)
+
+
+def dirs_above(kf: KernelFilter) -> frozenset[bytes]:
+    """The directories (with their trailing "/") that have trie entries below them: their files
+    are judged by name (never by the directory cache), and a mount on them hides what the
+    filter names."""
+    return frozenset(e.prefix[: i + 1] for e in kf.trie
+                     for i, c in enumerate(e.prefix[:-1]) if c == ord("/"))
 
 
 def pack_trie_key(prefix: bytes) -> bytes:

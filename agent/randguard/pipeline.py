@@ -491,6 +491,8 @@ class Pipeline:
                 wanted = cut or self.file_filter.wants_any(
                     [p for p in (path, old_path) if p is not None], True
                 )
+            wanted = wanted or (op == _MOUNT and path is not None
+                                and self.file_filter.covers(path))
             return path, name, old_path, old_name, wanted, bool(hflags & (_NEW_SIDE | _OLD_SIDE))
         if r.path is not None:
             path = _walked(r.path, hflags & HF_TRUNC_S0)
@@ -502,7 +504,9 @@ class Pipeline:
         # capabilities appearing: its attr_forced()), and a process setting up an io_uring (no
         # path), are reported wherever they are
         wanted = (cut or op == _IO_URING_SETUP or bool(r.fflags & FF_FORCED)
-                  or (path is not None and self.file_filter.wants(path, write)))
+                  or (path is not None and self.file_filter.wants(path, write))
+                  # an umount above watched paths uncovers them (a mount there hid them)
+                  or (op == _UMOUNT and path is not None and self.file_filter.covers(path)))
         return path, name, old_path, old_name, wanted, bool(hflags & _NEW_SIDE)
 
     def _set_back(self, r: FileRecord) -> bool:

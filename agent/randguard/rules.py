@@ -52,7 +52,8 @@ class CompiledRule:
         ops = self.ops
         return (
             (op in ops or "*" in ops or (write and op == "file_open" and "file_open_write" in ops))
-            and (self.paths is None or (path is not None and self.paths.matches(path)))
+            and (self.paths is None or (path is not None and (
+                self.paths.matches(path) or (op == "file_mount" and self.paths.below(path)))))
             and (not self.names or _names_match(self.names, comm, exe))
         )
 

@@ -371,6 +371,26 @@ def test_new_mount_api_move_mount_over_a_watched_directory(agent: AgentProc, bas
     assert len(events_for(agent, target, "file_umount")) == 1
 
 
+def test_a_mount_above_a_watched_directory_is_reported(agent: AgentProc, base: Path) -> None:
+    """A tmpfs over a directory above watched ones hides them all at once (mount -t tmpfs over
+    /etc hides /etc/cron.d): reported like a mount on them, and so is its umount; the same
+    inside an unwatched directory is not."""
+    quiet = base / "unwatched" / "quiet-dir"
+    quiet.mkdir()
+    for t in (base, quiet):
+        subprocess.run(["mount", "-t", "tmpfs", "rg-test", str(t)], check=True)
+        try:
+            assert not (t / "watched").exists()
+        finally:
+            subprocess.run(["umount", str(t)], check=True)
+    agent.sync()
+    (m,) = events_for(agent, base, "file_mount")
+    assert (m["syscall"], m["old_path"], m["filename"], m["ret"]) == ("mount", "rg-test",
+                                                                      str(base), 0)
+    assert [u["ret"] for u in events_for(agent, base, "file_umount")] == [0]
+    assert not agent.matching(lambda e: e.get("resolved_path") == str(quiet))
+
+
 def test_writes_to_unwatched_and_read_only_opens_are_dropped(agent: AgentProc, base: Path) -> None:
     quiet = base / "unwatched" / "quiet"
     quiet.write_text("x" * 10)

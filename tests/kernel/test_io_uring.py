@@ -63,7 +63,7 @@ def agent(base: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Agen
 
 
 def test_the_io_uring_tracepoints_are_hooked(agent: AgentProc) -> None:
-    start = the(agent, event_type="agent_start")
+    start = agent.wait_for(lambda e: e["event_type"] == "agent_start")
     submit = "io_uring_submit_req" if KERNEL >= (6, 4) else "io_uring_submit_sqe"
     assert {"io_uring_complete", submit, "io_uring_setup"} <= set(start["hooks_attached"])
     assert "io_uring" not in start["hooks_missing"]

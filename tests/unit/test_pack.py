@@ -622,6 +622,28 @@ def test_new_directories_nodes_and_attributes_are_judged_like_writes() -> None:
     assert pipe.filtered == 2
 
 
+def test_a_mount_above_watched_paths_hides_them_and_is_reported() -> None:
+    """mount over /etc (above /etc/cron.d and the unit directories): reported, annotated and
+    alerted on; over /data (above the watched /data/app): reported; over /var/tmp (nothing
+    watched below): not."""
+    pipe = default_pipeline(FileConfig(watch_paths=["/data/app"]))
+    out = pipe.feed([
+        file_rec("file_mount", name=b"tmpfs", path=b"/etc", syscall="mount"),
+        file_rec("file_mount", name=b"tmpfs", path=b"/data", syscall="mount"),
+        file_rec("file_mount", name=b"tmpfs", path=b"/var/tmp/x", syscall="mount"),
+        file_rec("file_umount", name=b"/data", syscall="umount2"),
+        file_rec("file_umount", name=b"/var/tmp/x", syscall="umount2"),
+    ])
+    evs = [e for e in out if e.event_type != "alert"]
+    assert [(e.event_type, e.resolved_path) for e in evs] == [
+        ("file_mount", "/etc"), ("file_mount", "/data"), ("file_umount", "/data")]
+    assert evs[0].alert and evs[0].detection_type is not None
+    assert not evs[1].alert and not evs[2].alert
+    assert {a.rule_id for a in out if a.event_type == "alert"} == {"FILE-CRON-001",
+                                                                   "FILE-SYSTEMD-001"}
+    assert pipe.filtered == 2
+
+
 def test_timestamps_set_back_on_a_persistence_location_are_timestomping() -> None:
     pipe = default_pipeline(FileConfig(watch_paths=["/srv/app"]))
     now = 1_000_000  # the records' CLOCK_MONOTONIC ns; the pipeline's clock: offset 0
