@@ -621,12 +621,17 @@ static __always_inline int put_name(struct rg_scratch *s, struct rg_keybuf *k,
 	return put_name_from(s, k, task, dfd, uname, dir, name, dir_trunc, name_trunc, need, 0);
 }
 
-/* Is the key (a directory's path) above paths the filter names (rg_dir_below)? */
-static __always_inline int key_above_watched(struct rg_keybuf *k)
+/*
+ * Is the key (a directory's path) above paths the filter names (rg_dir_below), and `op` a call
+ * that matters there: a mount hides what is below, an umount uncovers it, a new directory (a
+ * new ~/.ssh) will hold it.
+ */
+static __always_inline int key_above_watched(struct rg_keybuf *k, __u8 op)
 {
 	__u32 len = k->len;
 
-	if (!len || len >= RG_FILTER_KEY_LEN - 1)
+	if ((op != RG_OP_MOUNT && op != RG_OP_UMOUNT && op != RG_OP_MKDIR) || !len ||
+	    len >= RG_FILTER_KEY_LEN - 1)
 		return 0;
 	if (k->data[(len - 1) & KEY_MASK] != '/') {
 		key_append(k, "/", 1);
@@ -1037,9 +1042,7 @@ int BPF_PROG(rg_file_exit_names, struct pt_regs *regs, long ret)
 					     RG_HF_TRUNC_S3, RG_HF_TRUNC_S4, RG_V_WATCH)) {
 		s->pass = 1;
 	}
-	/* a mount or umount above watched paths hides or uncovers them (the key: the target) */
-	if (!s->pass && (in_copy.op == RG_OP_MOUNT || in_copy.op == RG_OP_UMOUNT) &&
-	    key_above_watched(k))
+	if (!s->pass && key_above_watched(k, in_copy.op)) /* the key: the mount point */
 		s->pass = 1;
 	if (!s->pass) {
 		rg_count(&rg_filtered, RG_FAM_FILE);
@@ -1487,7 +1490,7 @@ int BPF_PROG(rg_file_exit_attr, struct pt_regs *regs, long ret)
 		pass = put_name(s, k, task, c->in.dfd, (const char *)c->in.name, &e->dir, &e->name,
 				RG_HF_TRUNC_S1, RG_HF_TRUNC_S2, RG_V_WATCH);
 	}
-	if (!pass && !c->force) {
+	if (!pass && !c->force && !key_above_watched(k, c->in.op)) {
 		rg_count(&rg_filtered, RG_FAM_FILE);
 		return 0;
 	}
@@ -1841,7 +1844,7 @@ static __always_inline int uring_submit(struct io_kiocb *req, struct rg_uring_ke
 	if (in.name2 && put_name_from(s, k, task, in.dfd2, (const char *)in.name2, &e->dir2,
 				      &e->name2, RG_HF_TRUNC_S3, RG_HF_TRUNC_S4, RG_V_WATCH, 1))
 		s->pass = 1;
-	if (!s->pass) {
+	if (!s->pass && !key_above_watched(k, in.op)) {
 		rg_count(&rg_filtered, RG_FAM_FILE);
 		return 0;
 	}

@@ -33,6 +33,11 @@ def expand_homes(paths: Sequence[str], homes: Sequence[str]) -> list[str]:
     return out
 
 
+# operations on a directory that matter to what lies below it: a mount hides it, a new
+# directory (a new ~/.ssh) will hold it
+COVERING_OPS = frozenset({"file_mount", "file_mkdir"})
+
+
 class PathRule:
     """`paths` and `patterns` of a detection or file rule: with both, a path must match both
     (directory and name, e.g. `*.service` under the unit directories); with one, that one."""
@@ -116,7 +121,7 @@ class PersistenceDetections:
         if self._any.matches(path):  # every entry's matches imply this one's
             hit = next((d for d, rule, ops in self.entries
                         if (op in ops or "*" in ops) and rule.matches(path)), None)
-        if hit is None and op == "file_mount":  # a mount above a persistence location hides it
+        if hit is None and op in COVERING_OPS:
             hit = next((d for d, rule, ops in self.entries
                         if (op in ops or "*" in ops) and rule.below(path)), None)
         return hit

@@ -505,8 +505,10 @@ class Pipeline:
         # path), are reported wherever they are
         wanted = (cut or op == _IO_URING_SETUP or bool(r.fflags & FF_FORCED)
                   or (path is not None and self.file_filter.wants(path, write))
-                  # an umount above watched paths uncovers them (a mount there hid them)
-                  or (op == _UMOUNT and path is not None and self.file_filter.covers(path)))
+                  # above watched paths: an umount uncovers them (a mount there hid them), a
+                  # new directory (a new ~/.ssh) will hold them
+                  or (op in (_UMOUNT, _MKDIR) and path is not None
+                      and self.file_filter.covers(path)))
         return path, name, old_path, old_name, wanted, bool(hflags & _NEW_SIDE)
 
     def _set_back(self, r: FileRecord) -> bool:

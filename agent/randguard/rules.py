@@ -12,7 +12,7 @@ import ipaddress
 from collections.abc import Sequence
 
 from .config import Rule
-from .detections import PathRule
+from .detections import COVERING_OPS, PathRule
 from .matcher import PathMatcher
 
 
@@ -53,7 +53,7 @@ class CompiledRule:
         return (
             (op in ops or "*" in ops or (write and op == "file_open" and "file_open_write" in ops))
             and (self.paths is None or (path is not None and (
-                self.paths.matches(path) or (op == "file_mount" and self.paths.below(path)))))
+                self.paths.matches(path) or (op in COVERING_OPS and self.paths.below(path)))))
             and (not self.names or _names_match(self.names, comm, exe))
         )
 

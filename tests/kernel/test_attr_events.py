@@ -78,7 +78,8 @@ def agent(base: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Agen
     # the shipped pack and rules stay on: their paths (/etc/cron.d) are watched and annotated
     cfg = write_config(
         tmp_path_factory.mktemp("cfg") / "config.toml",
-        watch=[str(base / "watched"), str(base / "markers")],
+        # (and a file in a directory not made yet: a new directory above it is reported)
+        watch=[str(base / "watched"), str(base / "markers"), str(base / "later" / "keys")],
         exclude=[str(base / "watched" / "excluded")],
     )
     with running(cfg, base / "markers") as a:
@@ -621,6 +622,18 @@ def test_cron_d_file_is_detected_and_raises_file_cron_001(
     assert (ev["ret"], ev["error"], ev["filename"]) == (0, None, cron_job)
     assert detection(ev) == (True, *CRON)
     assert_cron_rule_alert(agent, ev)
+
+
+def test_a_new_directory_above_a_watched_path_is_reported(agent: AgentProc, base: Path) -> None:
+    """base/later/keys is watched and base/later does not exist yet: making it (what a new
+    ~/.ssh is to ~/.ssh/authorized_keys) is reported; a new directory beside it is not."""
+    above, beside = base / "later", base / "unwatched" / "later"
+    os.mkdir(above, 0o700)
+    os.mkdir(beside, 0o700)
+    agent.sync()
+    ev = the(agent, event_type="file_mkdir", resolved_path=str(above), pid=os.getpid())
+    assert (ev["syscall"], ev["ret"], ev["mode"]) == ("mkdir", 0, 0o700)
+    assert not find(agent, resolved_path=str(beside))
 
 
 def test_cron_d_mkdir_is_detected_and_raises_file_cron_001(agent: AgentProc,

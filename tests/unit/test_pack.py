@@ -622,7 +622,7 @@ def test_new_directories_nodes_and_attributes_are_judged_like_writes() -> None:
     assert pipe.filtered == 2
 
 
-def test_a_mount_above_watched_paths_hides_them_and_is_reported() -> None:
+def test_a_mount_or_a_new_directory_above_watched_paths_is_reported() -> None:
     """mount over /etc (above /etc/cron.d and the unit directories): reported, annotated and
     alerted on; over /data (above the watched /data/app): reported; over /var/tmp (nothing
     watched below): not."""
@@ -633,15 +633,20 @@ def test_a_mount_above_watched_paths_hides_them_and_is_reported() -> None:
         file_rec("file_mount", name=b"tmpfs", path=b"/var/tmp/x", syscall="mount"),
         file_rec("file_umount", name=b"/data", syscall="umount2"),
         file_rec("file_umount", name=b"/var/tmp/x", syscall="umount2"),
+        # a new directory above persistence files (a new ~/.ssh) will hold them
+        file_rec("file_mkdir", name=b"/home/alice/.ssh", oflags=0o700, syscall="mkdir"),
+        file_rec("file_mkdir", name=b"/var/tmp/x", oflags=0o700, syscall="mkdir"),
     ])
     evs = [e for e in out if e.event_type != "alert"]
     assert [(e.event_type, e.resolved_path) for e in evs] == [
-        ("file_mount", "/etc"), ("file_mount", "/data"), ("file_umount", "/data")]
+        ("file_mount", "/etc"), ("file_mount", "/data"), ("file_umount", "/data"),
+        ("file_mkdir", "/home/alice/.ssh")]
+    assert evs[3].detection_type == "ssh_authorized_keys_modified"
     assert evs[0].alert and evs[0].detection_type is not None
     assert not evs[1].alert and not evs[2].alert
     assert {a.rule_id for a in out if a.event_type == "alert"} == {"FILE-CRON-001",
                                                                    "FILE-SYSTEMD-001"}
-    assert pipe.filtered == 2
+    assert pipe.filtered == 3
 
 
 def test_timestamps_set_back_on_a_persistence_location_are_timestomping() -> None:
