@@ -1234,6 +1234,7 @@ static __always_inline int attr_args(const struct pt_regs *regs, const struct rg
 	case RG_SYS_FTRUNCATE:
 	case RG_SYS_FTRUNCATE64:
 	case RG_SYS_FSETXATTR:
+	case RG_SYS_FREMOVEXATTR:
 		in->dfd = (int)a0;
 		in->name = 0;
 		on_fd = 1;
@@ -1259,6 +1260,7 @@ static __always_inline int attr_args(const struct pt_regs *regs, const struct rg
 		a1 = a2;
 		break;
 	case RG_SYS_SETXATTRAT: /* (dirfd, name, at_flags, attribute name, args, size) */
+	case RG_SYS_REMOVEXATTRAT: /* (dirfd, name, at_flags, attribute name) */
 		in->dfd = (int)a0;
 		in->name = a1;
 		on_fd = empty_name(a2, a1);
@@ -1308,6 +1310,13 @@ static __always_inline int attr_args(const struct pt_regs *regs, const struct rg
 		in->op = RG_OP_SETXATTR;
 		in->name2 = a1;
 		in->flags = a3;
+		break;
+	case RG_SYS_REMOVEXATTR:
+	case RG_SYS_LREMOVEXATTR:
+	case RG_SYS_FREMOVEXATTR:
+	case RG_SYS_REMOVEXATTRAT:
+		in->op = RG_OP_REMOVEXATTR;
+		in->name2 = a1;
 		break;
 	case RG_SYS_UTIME: /* a utimbuf: seconds only */
 		in->op = RG_OP_UTIMES;

@@ -77,6 +77,7 @@ enum rg_file_op {
 	RG_OP_MOUNT = 13,    /* file_mount: source as name (mount(2): raw), target as name2 */
 	RG_OP_UMOUNT = 14,   /* file_umount: the mount point as name */
 	RG_OP_IO_URING_SETUP = 15, /* io_uring_setup: flags is IORING_SETUP_*, ret the ring's fd */
+	RG_OP_REMOVEXATTR = 16, /* file_removexattr: name2 is the attribute's name */
 };
 
 /* rg_file_event.flags of a file_utimes that sets no explicit time */
@@ -146,7 +147,11 @@ enum rg_syscall {
 	RG_SYS_FUTIMESAT = 56,
 	RG_SYS_UTIMENSAT = 57,
 	RG_SYS_UTIMENSAT_TIME64 = 58, /* i386 only: 64-bit times */
-	RG_SYS_MAX = 59,
+	RG_SYS_REMOVEXATTR = 59,
+	RG_SYS_LREMOVEXATTR = 60,
+	RG_SYS_FREMOVEXATTR = 61,
+	RG_SYS_REMOVEXATTRAT = 62,
+	RG_SYS_MAX = 63,
 };
 
 /* The ABI a syscall was made through (every record a syscall made has an `abi` field). */

@@ -54,7 +54,7 @@ class FileEvent(Record, kw_only=True):
 
 class FileAttrEvent(FileEvent, kw_only=True):
     """file_chmod, file_chown, file_truncate, file_mkdir, file_mknod, file_setxattr,
-    file_utimes: a file event, and what the call sets."""
+    file_removexattr, file_utimes: a file event, and what the call sets."""
 
     mode: int | None
     owner_uid: int | None

@@ -86,7 +86,9 @@ _MOUNT, _UMOUNT = _OP_ID["file_mount"], _OP_ID["file_umount"]
 _IO_URING_SETUP = _OP_ID["io_uring_setup"]
 # io_uring opens with no fd to tell: into a direct descriptor, or reported before the result
 _NO_FD = FF_DIRECT | FF_NO_RESULT
-_ATTR_OPS = frozenset(range(_CHMOD, _UMOUNT + 1))  # FileAttrEvent: what the call sets
+_REMOVEXATTR = _OP_ID["file_removexattr"]
+# FileAttrEvent: what the call sets
+_ATTR_OPS = frozenset(range(_CHMOD, _UMOUNT + 1)) | {_REMOVEXATTR}
 _TWO_NAMES = (_RENAME, _LINK, _MOUNT)  # source and target
 # open, rename, unlink, link, mount and io_uring_setup flags
 _FLAGS_OPS = (_OPEN, _RENAME, _OP_ID["file_unlink"], _LINK, _MOUNT, _UMOUNT, _IO_URING_SETUP)
@@ -151,7 +153,8 @@ def attr_event(ev: FileEvent, r: FileRecord) -> FileAttrEvent:
         owner_gid=lo if op == _CHOWN and lo != _UNCHANGED_ID else None,
         length=value if op == _TRUNCATE else None,
         device=device,
-        xattr_name=decode_path(r.name2) if op == _SETXATTR and r.name2 is not None else None,
+        xattr_name=(decode_path(r.name2) if op in (_SETXATTR, _REMOVEXATTR)
+                    and r.name2 is not None else None),
         mtime_ns=explicit_mtime(r) if op == _UTIMES else None,
     )
 

@@ -70,7 +70,8 @@ KERNEL_ERRNO_NAMES: Final = {512: "ERESTARTSYS", 513: "ERESTARTNOINTR", 514: "ER
 OPS: Final = {1: "file_open", 2: "file_write", 3: "file_rename", 4: "file_unlink", 5: "file_link",
                6: "file_chmod", 7: "file_chown", 8: "file_truncate", 9: "file_mkdir",
                10: "file_mknod", 11: "file_setxattr", 12: "file_utimes", 13: "file_mount",
-               14: "file_umount", 15: "io_uring_setup"}
+               14: "file_umount", 15: "io_uring_setup",
+               16: "file_removexattr"}
 # rg_file_event.flags of a file_utimes that sets no explicit time (randguard.h RG_MTIME_*)
 MTIME_NOW: Final = 0x8000000000000000
 MTIME_KEPT: Final = 0x8000000000000001
@@ -88,7 +89,7 @@ SYSCALLS: Final = (
     "chown16", "fchown16", "lchown16", "truncate64", "ftruncate64",
     "mkdir", "mkdirat", "mknod", "mknodat", "setxattr", "lsetxattr", "fsetxattr", "setxattrat",
     "fallocate", "open_by_handle_at", "utime", "utimes", "futimesat", "utimensat",
-    "utimensat_time64",
+    "utimensat_time64", "removexattr", "lremovexattr", "fremovexattr", "removexattrat",
 )
 
 # (C field name, struct format char(s)) in declaration order; "x" entries are padding.

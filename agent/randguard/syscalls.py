@@ -45,6 +45,8 @@ NUMBERS: Final[dict[str, tuple[int | None, tuple[int, ...]]]] = {
     "futimesat": (261, (299,)), "utimensat": (280, (320,)),
     "mount": (165, (21,)), "umount": (None, (22,)), "umount2": (166, (52,)),
     "move_mount": (429, (429,)), "pivot_root": (155, (217,)), "io_uring_setup": (425, (425,)),
+    "removexattr": (197, (235,)), "lremovexattr": (198, (236,)), "fremovexattr": (199, (237,)),
+    "removexattrat": (466, (466,)),
 }
 # hook -> {i386 number: the syscall's own name}: served with the hook, reported by that name
 I386_VARIANTS: Final = {
@@ -71,7 +73,7 @@ def _family(obj: str, enter: str | None, exit: str, names: tuple[str | None, ...
     return {h: Handler(obj, enter, exit, names.index(h)) for h in hooks}
 
 
-_ATTR_ON_FD = ("fchmod", "fchown", "ftruncate", "fsetxattr")
+_ATTR_ON_FD = ("fchmod", "fchown", "ftruncate", "fsetxattr", "fremovexattr")
 HANDLERS: Final[dict[str, Handler]] = {
     **_family("file", None, "rg_file_exit_open", SYSCALLS,
               ("open", "creat", "openat", "openat2", "open_by_handle_at")),
@@ -88,7 +90,8 @@ HANDLERS: Final[dict[str, Handler]] = {
        for h in ("chmod", "fchmod", "fchmodat", "fchmodat2", "chown", "fchown", "lchown",
                  "fchownat", "truncate", "ftruncate", "mkdir", "mkdirat", "mknod", "mknodat",
                  "setxattr", "lsetxattr", "fsetxattr", "setxattrat", "utime", "utimes",
-                 "futimesat", "utimensat")},
+                 "futimesat", "utimensat", "removexattr", "lremovexattr", "fremovexattr",
+                 "removexattrat")},
     # a process setting up an io_uring: reported, and the directory cache goes off
     "io_uring_setup": Handler("file", None, "rg_file_exit_uring_setup",
                               SYSCALLS.index("io_uring_setup")),

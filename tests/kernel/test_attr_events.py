@@ -1,5 +1,5 @@
-"""file_chmod, file_chown, file_truncate, file_mkdir, file_mknod and file_setxattr end to end on
-the real kernel.
+"""file_chmod, file_chown, file_truncate, file_mkdir, file_mknod, file_setxattr and
+file_removexattr end to end on the real kernel.
 
 One agent serves the module, with the shipped pack and rules on (so /etc/cron.d is watched), a
 watched directory with an excluded directory inside it, and an unwatched one. Each test acts
@@ -33,7 +33,7 @@ from agent_proc import AgentProc, find, in_cron_d, running, the, write_config
 pytestmark = pytest.mark.kernel
 
 ATTR_TYPES = ("file_chmod", "file_chown", "file_truncate", "file_mkdir", "file_mknod",
-              "file_setxattr")
+              "file_setxattr", "file_removexattr")
 
 LIBC = ctypes.CDLL(None, use_errno=True)
 LIBC.syscall.restype = ctypes.c_long
@@ -41,6 +41,7 @@ NR_FCHOWNAT = 260  # x86-64 numbers of what os cannot call (fchownat with AT_EMP
 NR_FCHMODAT2 = 452  # Linux 6.6; older kernels say ENOSYS (and the event says so)
 NR_MKNOD = 133  # os.mknod and os.mkfifo call mknodat
 NR_SETXATTRAT = 463  # Linux 6.13; older kernels say ENOSYS (and the event says so)
+NR_REMOVEXATTRAT = 466  # Linux 6.13 too
 AT_EMPTY_PATH = 0x1000
 UMASK = 0o022  # what the mkdir and mknod calls run under (the event has the mode asked for)
 # of every attribute set: trusted.* (root's), which tmpfs has on every kernel here (user.*
@@ -411,6 +412,48 @@ def do_setxattrat_empty_path(f: Path) -> Call:
                 ret=ret)
 
 
+def xattr_set_unseen(f: Path) -> None:
+    """trusted.rg on `f`, set where nothing is watched (moved out and back: no attribute event
+    of its own, the same inode)."""
+    away = f.parents[2] / "unwatched" / f"{f.parent.name}-{f.name}"
+    os.rename(f, away)
+    os.setxattr(away, "trusted.rg", VALUE)
+    os.rename(away, f)
+
+
+def removexattrat(dfd: int, name: bytes, at_flags: int, attr: bytes) -> int:
+    """removexattrat(2): 0, or -errno (ENOSYS before Linux 6.13)."""
+    return syscall(NR_REMOVEXATTRAT, dfd, name, at_flags, attr)
+
+
+def do_removexattr(f: Path) -> Call:
+    xattr_set_unseen(f)
+    os.removexattr(f, "trusted.rg")  # removexattr(2)
+    return Call("file_removexattr", "removexattr", str(f), str(f), xattr_name="trusted.rg")
+
+
+def do_lremovexattr(f: Path) -> Call:
+    xattr_set_unseen(f)
+    os.removexattr(f, "trusted.rg", follow_symlinks=False)
+    return Call("file_removexattr", "lremovexattr", str(f), str(f), xattr_name="trusted.rg")
+
+
+def do_fremovexattr(f: Path) -> Call:
+    xattr_set_unseen(f)
+    with opened(f) as fd:
+        os.removexattr(fd, "trusted.rg")
+    return Call("file_removexattr", "fremovexattr", str(f), None, fd=fd,
+                xattr_name="trusted.rg")
+
+
+def do_removexattrat(f: Path) -> Call:
+    xattr_set_unseen(f)
+    with opened(f.parent, os.O_RDONLY | os.O_DIRECTORY) as dfd:
+        ret = removexattrat(dfd, os.fsencode(f.name), 0, b"trusted.rg")
+    return Call("file_removexattr", "removexattrat", str(f), f.name, xattr_name="trusted.rg",
+                ret=ret)
+
+
 CALLS: list[Callable[[Path], Call]] = [
     do_chmod, do_chmod_file_type_bits, do_chmod_cwd_relative, do_fchmod, do_fchmodat,
     do_fchmodat2, do_fchmodat2_empty_path, do_chown, do_chown_keep_uid, do_fchown, do_lchown,
@@ -418,11 +461,13 @@ CALLS: list[Callable[[Path], Call]] = [
     do_mkdir, do_mkdir_sticky, do_mkdirat, do_mkfifo, do_mkfifo_dir_fd, do_mknod_char_device,
     do_mknod_block_device, do_mknod_regular_file, do_mknod, do_setxattr, do_lsetxattr,
     do_lsetxattr_on_a_symlink, do_fsetxattr, do_setxattrat, do_setxattrat_empty_path,
+    do_removexattr, do_lremovexattr, do_fremovexattr, do_removexattrat,
 ]
 # failed calls that are part of the table: what fails where, and why
 EXPECTED_FAILURES = {
     ("fchmodat2", -errno.ENOSYS),  # before Linux 6.6
     ("setxattrat", -errno.ENOSYS),  # before Linux 6.13
+    ("removexattrat", -errno.ENOSYS),  # before Linux 6.13
     ("lsetxattr", -errno.EPERM),  # user.* on a symlink
 }
 
@@ -449,6 +494,8 @@ def test_call_on_a_watched_file(agent: AgentProc, base: Path,
             assert (st.st_mode, device_of(st)) == (call.mode & ~UMASK, call.device)
         elif call.event_type == "file_setxattr":
             assert os.getxattr(call.path, call.xattr_name, follow_symlinks=False) == VALUE
+        elif call.event_type == "file_removexattr":
+            assert call.xattr_name not in os.listxattr(call.path, follow_symlinks=False)
         elif call.mode is not None:
             assert st.st_mode & 0o7777 == call.mode
         if call.owner_uid is not None:

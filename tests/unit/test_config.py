@@ -30,7 +30,7 @@ def test_defaults() -> None:
     assert (c.events.process, c.events.file, c.events.network) == (True, True, False)
     assert c.file.enabled
     assert c.file.hooks == list(FILE_HOOKS)
-    assert "openat2" in c.file.hooks and "fchmodat2" in c.file.hooks and len(c.file.hooks) == 52
+    assert "openat2" in c.file.hooks and "fchmodat2" in c.file.hooks and len(c.file.hooks) == 56
     assert c.file.hooks[-2:] == ["io_uring_setup", "io_uring"]
     assert c.file.watch_paths == ["/etc", "/usr/bin", "/bin"]
     assert c.file.watch_patterns == ["*.service"]
