@@ -1805,64 +1805,97 @@ static __always_inline void uring_submit_write(struct io_kiocb *req, __u8 opcode
 		uring_keep(s, key, in.file, 0);
 }
 
-/* A prepared request: its record is built if it passes the filter, and kept for its result
- * (or sent now, when no result will come). */
-static __always_inline int uring_submit(struct io_kiocb *req, struct rg_uring_key *key)
+/* A prepared write or ftruncate that is judged now (else at completion). A program of its own:
+ * with the name operations' judging in one program, 5.10's and 6.1's verifiers give up. */
+static __always_inline int uring_submit_content(struct io_kiocb *req, struct rg_uring_key *key)
 {
-	struct task_struct *task = (void *)bpf_get_current_task();
-	struct rg_inflight in = {.abi = RG_ABI_X86_64};
 	__u8 opcode = BPF_CORE_READ(req, opcode);
 	int now = (BPF_CORE_READ(req, flags) & REQ_F_CQE_SKIP) != 0;
-	__u32 file_slot = 0;
-	struct rg_scratch *s;
-	struct rg_keybuf *k;
 
 	if (rg_is_self())
 		return 0;
-	if (uring_is_write(opcode)) {
-		if (rg_uring_by_data || now)
-			uring_submit_write(req, opcode, key, now);
-		return 0; /* else judged at completion */
-	}
-	if (opcode == IORING_OP_FTRUNCATE) {
-		if (now)
-			uring_truncate(req, uring_submit_file(req), 0, 1);
-		return 0; /* else judged at completion */
-	}
-	if (!uring_args(req, &in, &file_slot))
+	if (uring_is_write(opcode) && (rg_uring_by_data || now))
+		uring_submit_write(req, opcode, key, now);
+	else if (opcode == IORING_OP_FTRUNCATE && now)
+		uring_truncate(req, uring_submit_file(req), 0, 1);
+	return 0;
+}
+
+/* A prepared request's arguments, kept in the CPU's slot of rg_uring_call_map: read back from
+ * there, they are values the verifier does not track case by case (on the stack, each operation
+ * uring_args() knows would be followed through the judging separately: 5.10's and 6.1's
+ * verifiers give up). */
+struct rg_uring_call {
+	struct rg_inflight in;
+	__u32 file_slot;
+	__u32 now; /* IOSQE_CQE_SKIP_SUCCESS: no completion will come on success */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct rg_uring_call);
+} rg_uring_call_map SEC(".maps");
+
+static __always_inline struct rg_uring_call *uring_call(struct io_kiocb *req)
+{
+	struct rg_uring_call call = {.in = {.abi = RG_ABI_X86_64}};
+	__u32 zero = 0;
+
+	if (!uring_args(req, &call.in, &call.file_slot))
+		return NULL;
+	call.now = (BPF_CORE_READ(req, flags) & REQ_F_CQE_SKIP) != 0;
+	if (bpf_map_update_elem(&rg_uring_call_map, &zero, &call, BPF_ANY))
+		return NULL;
+	return bpf_map_lookup_elem(&rg_uring_call_map, &zero);
+}
+
+/* A prepared open or name operation: its record is built if it passes the filter, and kept for
+ * its result (or sent now, when no result will come). */
+static __always_inline int uring_submit(struct io_kiocb *req, struct rg_uring_key *key)
+{
+	struct task_struct *task = (void *)bpf_get_current_task();
+	struct rg_uring_call *c;
+	struct rg_scratch *s;
+	struct rg_keybuf *k;
+
+	if (rg_is_self() || !(c = uring_call(req)))
 		return 0;
 	s = rg_scratch();
 	k = rg_keybuf();
 	if (!s || !k)
 		return 0;
 
-	int write = in.op != RG_OP_OPEN || open_is_write(in.flags);
-	struct rg_file_event *e = event_init(s, &in, 0, RG_FF_IO_URING |
-					     (in.op == RG_OP_OPEN && write ? RG_FF_WRITE : 0));
+	int write = c->in.op != RG_OP_OPEN || open_is_write(c->in.flags);
+	struct rg_file_event *e = event_init(s, &c->in, 0, RG_FF_IO_URING |
+					     (c->in.op == RG_OP_OPEN && write ? RG_FF_WRITE : 0));
 
-	if (in.syscall == RG_SYS_SYMLINKAT) {
+	if (c->in.syscall == RG_SYS_SYMLINKAT) {
 		/* link content: not a name to resolve, carried raw */
-		if (rg_put_str(s, (const char *)in.name, &s->pos, &e->name, 1))
+		if (rg_put_str(s, (const char *)c->in.name, &s->pos, &e->name, 1))
 			e->hdr.flags |= RG_HF_TRUNC_S2;
 		s->pass = 0;
 	} else {
-		s->pass = put_name_from(s, k, task, in.dfd, (const char *)in.name, &e->dir, &e->name,
-					RG_HF_TRUNC_S1, RG_HF_TRUNC_S2,
+		s->pass = put_name_from(s, k, task, c->in.dfd, (const char *)c->in.name, &e->dir,
+					&e->name, RG_HF_TRUNC_S1, RG_HF_TRUNC_S2,
 					write ? RG_V_WATCH : RG_V_READ, 1);
 	}
-	if (in.name2 && put_name_from(s, k, task, in.dfd2, (const char *)in.name2, &e->dir2,
-				      &e->name2, RG_HF_TRUNC_S3, RG_HF_TRUNC_S4, RG_V_WATCH, 1))
+	if (c->in.name2 && put_name_from(s, k, task, c->in.dfd2, (const char *)c->in.name2,
+					 &e->dir2, &e->name2, RG_HF_TRUNC_S3, RG_HF_TRUNC_S4,
+					 RG_V_WATCH, 1))
 		s->pass = 1;
-	if (!s->pass && !key_above_watched(k, in.op)) {
+	/* a new directory above watched paths is passed too */
+	if (!s->pass && !key_above_watched(k, c->in.op)) {
 		rg_count(&rg_filtered, RG_FAM_FILE);
 		return 0;
 	}
-	if (now) {
+	if (c->now) {
 		e->fflags |= RG_FF_NO_RESULT; /* (an open's fd and inode are not known yet) */
 		event_submit(s);
+	} else {
+		uring_keep(s, key, 0, c->file_slot);
 	}
-	else
-		uring_keep(s, key, 0, file_slot);
 	return 0;
 }
 
@@ -1876,18 +1909,40 @@ int BPF_PROG(rg_uring_submit)
 	return uring_submit(req, &key);
 }
 
+SEC("raw_tp")
+int BPF_PROG(rg_uring_submit_content)
+{
+	struct io_kiocb *req = (void *)ctx[0];
+	struct rg_uring_key key = {.id = (__u64)req};
+
+	return uring_submit_content(req, &key);
+}
+
 /* io_uring_submit_sqe on 5.15 (and Debian's 5.10): (ctx, req, opcode, user_data, ...) */
+static __always_inline struct io_kiocb *uring_sqe_req(unsigned long long *ctx,
+						      struct rg_uring_key *key)
+{
+	key->id = rg_uring_by_data ? ctx[0] : ctx[1];
+	key->data = rg_uring_by_data ? ctx[3] : 0;
+	return (void *)ctx[1];
+}
+
 SEC("raw_tp")
 int BPF_PROG(rg_uring_submit_sqe)
 {
-	struct io_kiocb *req = (void *)ctx[1];
-	struct rg_uring_key key = {.id = (__u64)req};
+	struct rg_uring_key key;
+	struct io_kiocb *req = uring_sqe_req(ctx, &key);
 
-	if (rg_uring_by_data) {
-		key.id = ctx[0];
-		key.data = ctx[3];
-	}
 	return uring_submit(req, &key);
+}
+
+SEC("raw_tp")
+int BPF_PROG(rg_uring_submit_sqe_content)
+{
+	struct rg_uring_key key;
+	struct io_kiocb *req = uring_sqe_req(ctx, &key);
+
+	return uring_submit_content(req, &key);
 }
 
 /* A request kept by rg_uring_submit, completed: its record goes out with the result. */

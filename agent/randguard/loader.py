@@ -369,8 +369,8 @@ def _add_resolver(ks: KernelSide, fobj: BpfObject, rodata: dict[str, int],
         ks.hooks |= usable
 
 
-URING_PROGRAMS = ("rg_uring_submit", "rg_uring_submit_sqe", "rg_uring_complete",
-                  "rg_uring_complete_data")
+URING_PROGRAMS = ("rg_uring_submit", "rg_uring_submit_content", "rg_uring_submit_sqe",
+                  "rg_uring_submit_sqe_content", "rg_uring_complete", "rg_uring_complete_data")
 
 
 class UringTracepoints(NamedTuple):
@@ -382,11 +382,12 @@ class UringTracepoints(NamedTuple):
 
     @property
     def programs(self) -> dict[str, str]:
-        """file.bpf.c's program for each tracepoint: completion first, so that what a
-        submission keeps is always taken out again."""
-        return {"io_uring_complete": "rg_uring_complete_data" if self.by_data
-                else "rg_uring_complete",
-                self.submit: "rg_uring_submit_sqe" if self.req_arg else "rg_uring_submit"}
+        """file.bpf.c's programs and the tracepoint of each: completion first, so that what a
+        submission keeps is always taken out again. Submission has two (opens and names;
+        content), each small enough for 5.10's verifier."""
+        submit = "rg_uring_submit_sqe" if self.req_arg else "rg_uring_submit"
+        return {"rg_uring_complete_data" if self.by_data else "rg_uring_complete":
+                "io_uring_complete", submit: self.submit, f"{submit}_content": self.submit}
 
 
 _POINTERS = ("void *", "struct io_kiocb *")
@@ -417,7 +418,7 @@ def uring_tracepoints() -> UringTracepoints | None:
 
 def _attach_uring(ks: KernelSide, fobj: BpfObject, tps: UringTracepoints) -> None:
     """file.bpf.c's io_uring programs, on the tracepoints this kernel has."""
-    for tp, prog in tps.programs.items():
+    for prog, tp in tps.programs.items():
         fobj.attach(prog, raw_tracepoint=tp)
         ks.attached.append(prog)
         ks.hook_of[prog] = tp
@@ -437,8 +438,7 @@ def _load_file(add: Callable[..., BpfObject], ks: KernelSide, cfg: Config,
                    # room for the filter, and for a reload that adds to it
                    {"rg_filter_trie": max(4096, 2 * len(kf.trie)),
                     "rg_inflight_map": cfg.performance.max_syscalls_in_flight},
-                   skip=tuple(p for p in URING_PROGRAMS
-                              if tps is None or p not in tps.programs.values()))
+                   skip=tuple(p for p in URING_PROGRAMS if tps is None or p not in tps.programs))
 
     try:
         fobj = load(tps)
