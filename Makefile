@@ -88,7 +88,8 @@ lint: venv
 test: all $(TEST_BPF_OBJS) $(TEST_BINS) venv
 	$(VENV)/bin/ruff check .
 	$(VPY) -m pytest -ra $(PYTEST_ARGS)
-	@$(MAKE) --no-print-directory test-kernels
+	@# (the agent_start probe after each kernel's tests only feeds docs/kernels.md's table)
+	@$(MAKE) --no-print-directory test-kernels KERNELS_ARGS="--no-probe $(KERNELS_ARGS)"
 	@$(MAKE) --no-print-directory test-deb
 
 test-unit: venv

