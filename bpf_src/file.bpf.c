@@ -1376,15 +1376,52 @@ static __always_inline struct rg_attr_call *attr_call(const struct pt_regs *regs
 	return c;
 }
 
-/* What resolve.bpf.c noted for this very syscall (security_path_chmod, _mkdir, ...), taken out
- * of the map whatever it is; 1 when it names this call's file. */
+/* What resolve.bpf.c (security_path_chmod, _mkdir, ...) or rg_file_enter_attr noted for this
+ * very syscall, taken out of the map whatever it is; 1 when it names this call's file. */
 static __always_inline int take_noted(struct rg_inflight *noted, const struct pt_regs *regs)
 {
 	if (!unstash(noted))
 		return 0;
 	if (noted->dcache)
 		dcache_busy(-1); /* left by a names call whose exit was skipped */
+	if (noted->flags != regs->orig_ax)
+		noted->has_old = 0; /* another call's */
 	return noted->target_dentry && noted->flags == regs->orig_ax;
+}
+
+/* The value the call changed, as it was before, where it was noted. */
+static __always_inline void set_old(struct rg_file_event *e, const struct rg_inflight *noted)
+{
+	if (noted->has_old) {
+		e->old = noted->old;
+		e->fflags |= RG_FF_OLD;
+	}
+}
+
+/*
+ * The attribute calls on an open file (fchmod, fchown, ftruncate; fchmodat2 and fchownat on ""
+ * with AT_EMPTY_PATH) note what they are about to change, for the exit's `old`. (resolve.bpf.c
+ * notes it for the calls on a name where it is attached; ftruncate passes no path hook since
+ * 6.2.) A full table: the event goes without it.
+ */
+SEC("tp_btf/sys_enter")
+int BPF_PROG(rg_file_enter_attr, struct pt_regs *regs, long nr)
+{
+	struct rg_sysinfo *si = rg_sys_lookup(nr);
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct rg_inflight in = {};
+
+	if (!si || rg_is_self() || !attr_args(regs, si, &in))
+		return 0;
+	const struct path *p = dir_of((void *)bpf_get_current_task(), in.dfd);
+
+	if (!p)
+		return 0;
+	struct rg_inflight note = {
+		.flags = nr, .has_old = 1, .old = rg_old_value(BPF_CORE_READ(p, dentry, d_inode), in.op),
+	};
+	bpf_map_update_elem(&rg_inflight_map, &tid, &note, BPF_ANY);
+	return 0;
 }
 
 /* A setuid or setgid bit, or file capabilities: reported wherever the file is (RG_FF_FORCED
@@ -1446,6 +1483,7 @@ int BPF_PROG(rg_file_exit_attr_fd, struct pt_regs *regs, long ret)
 		return 0;
 	}
 	struct rg_file_event *e = event_init(s, &c->in, ret, c->force ? RG_FF_FORCED : 0);
+	set_old(e, &noted);
 	if (trunc)
 		e->hdr.flags |= RG_HF_TRUNC_S0;
 	rg_put_walked(s, off, &s->pos, &e->path);
@@ -1491,6 +1529,7 @@ int BPF_PROG(rg_file_exit_attr, struct pt_regs *regs, long ret)
 	if (!s || !k)
 		return 0;
 	e = event_init(s, &c->in, ret, c->force ? RG_FF_FORCED : 0);
+	set_old(e, &noted);
 	if (resolved) {
 		/* the file the name led to, through any symlink; the name as passed too */
 		noted.name = c->in.name;

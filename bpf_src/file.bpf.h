@@ -26,7 +26,9 @@ struct rg_inflight {
 	__u8 op;
 	__u8 abi;
 	__u8 dcache; /* a path-changing syscall: file.bpf.c's directory cache is off until exit */
-	__u8 _pad[3];
+	__u8 has_old; /* chmod, chown, truncate: `old` was read before the call changed it */
+	__u8 _pad[2];
+	__u64 old; /* rg_file_event.old */
 };
 
 struct {
@@ -35,5 +37,19 @@ struct {
 	__type(key, __u32); /* tid */
 	__type(value, struct rg_inflight);
 } rg_inflight_map SEC(".maps");
+
+/* What a chmod, chown or truncate is about to change on this inode, as rg_file_event.old has it
+ * (ids as the kernel keeps them: the initial user namespace's). */
+static __always_inline __u64 rg_old_value(struct inode *inode, __u8 op)
+{
+	switch (op) {
+	case RG_OP_CHMOD:
+		return BPF_CORE_READ(inode, i_mode) & 07777;
+	case RG_OP_CHOWN:
+		return (__u64)BPF_CORE_READ(inode, i_uid.val) << 32 | BPF_CORE_READ(inode, i_gid.val);
+	default: /* RG_OP_TRUNCATE */
+		return BPF_CORE_READ(inode, i_size);
+	}
+}
 
 #endif

@@ -168,6 +168,7 @@ enum rg_file_flag {
 	RG_FF_DIRECT = 1 << 3,   /* io_uring open into a direct descriptor: ret is no fd */
 	RG_FF_NO_RESULT = 1 << 4, /* io_uring, IOSQE_CQE_SKIP_SUCCESS: sent at submission, ret 0 */
 	RG_FF_FORCED = 1 << 5,   /* passed whatever the filter says: a setid bit or file caps set */
+	RG_FF_OLD = 1 << 6,      /* chmod, chown, truncate: `old` holds the value before the call */
 };
 
 /*
@@ -199,6 +200,9 @@ struct rg_file_event {
 	struct rg_str name2;
 	__u8 abi; /* enum rg_abi */
 	__u8 _pad[3];
+	/* with RG_FF_OLD, what the call changes as it was before (read as flags is: chmod the mode,
+	 * chown uid << 32 | gid, truncate the size) */
+	__u64 old;
 };
 
 /* A new process or thread (sched_process_fork); the header is the parent's. */

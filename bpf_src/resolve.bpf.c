@@ -95,15 +95,20 @@ static __always_inline __u64 current_nr(void)
  * chmod, chown, truncate, mkdir, mknod: file.bpf.c follows them at sys_exit only, so the entry
  * is made here, with the syscall's number: these hooks also run inside other syscalls (a unix
  * socket's bind creates its file through security_path_mknod), whose entries the exit ignores.
- * A full table: joined lexically.
+ * chmod, chown and truncate (`op`) also note what they are about to change: the hook runs
+ * before the change. A full table: joined lexically.
  */
-static __always_inline int note_own(struct dentry *dentry, struct vfsmount *mnt)
+static __always_inline int note_own(struct dentry *dentry, struct vfsmount *mnt, __u8 op)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	struct rg_inflight in = {
 		.target_dentry = (__u64)dentry, .target_mnt = (__u64)mnt, .flags = current_nr(),
 	};
 
+	if (op) {
+		in.old = rg_old_value(BPF_CORE_READ(dentry, d_inode), op);
+		in.has_old = 1;
+	}
 	bpf_map_update_elem(&rg_inflight_map, &tid, &in, BPF_ANY);
 	return 0;
 }
@@ -111,30 +116,30 @@ static __always_inline int note_own(struct dentry *dentry, struct vfsmount *mnt)
 SEC("fentry/security_path_chmod")
 int BPF_PROG(rg_resolve_chmod, const struct path *path)
 {
-	return note_own(BPF_CORE_READ(path, dentry), BPF_CORE_READ(path, mnt));
+	return note_own(BPF_CORE_READ(path, dentry), BPF_CORE_READ(path, mnt), RG_OP_CHMOD);
 }
 
 SEC("fentry/security_path_chown")
 int BPF_PROG(rg_resolve_chown, const struct path *path)
 {
-	return note_own(BPF_CORE_READ(path, dentry), BPF_CORE_READ(path, mnt));
+	return note_own(BPF_CORE_READ(path, dentry), BPF_CORE_READ(path, mnt), RG_OP_CHOWN);
 }
 
 SEC("fentry/security_path_truncate")
 int BPF_PROG(rg_resolve_truncate, const struct path *path)
 {
-	return note_own(BPF_CORE_READ(path, dentry), BPF_CORE_READ(path, mnt));
+	return note_own(BPF_CORE_READ(path, dentry), BPF_CORE_READ(path, mnt), RG_OP_TRUNCATE);
 }
 
 /* the new dentry (negative until the call succeeds) has its name and parent already */
 SEC("fentry/security_path_mkdir")
 int BPF_PROG(rg_resolve_mkdir, const struct path *dir, struct dentry *dentry)
 {
-	return note_own(dentry, BPF_CORE_READ(dir, mnt));
+	return note_own(dentry, BPF_CORE_READ(dir, mnt), 0);
 }
 
 SEC("fentry/security_path_mknod")
 int BPF_PROG(rg_resolve_mknod, const struct path *dir, struct dentry *dentry)
 {
-	return note_own(dentry, BPF_CORE_READ(dir, mnt));
+	return note_own(dentry, BPF_CORE_READ(dir, mnt), 0);
 }

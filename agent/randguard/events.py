@@ -54,12 +54,17 @@ class FileEvent(Record, kw_only=True):
 
 class FileAttrEvent(FileEvent, kw_only=True):
     """file_chmod, file_chown, file_truncate, file_mkdir, file_mknod, file_setxattr,
-    file_removexattr, file_utimes: a file event, and what the call sets."""
+    file_removexattr, file_utimes: a file event, what the call sets and, where the kernel had
+    it at hand, what it found."""
 
     mode: int | None
     owner_uid: int | None
     owner_gid: int | None
     length: int | None
+    old_mode: int | None
+    old_owner_uid: int | None
+    old_owner_gid: int | None
+    old_length: int | None
     device: str | None
     xattr_name: str | None
     mtime_ns: int | None

@@ -37,6 +37,7 @@ from .records import (
     FF_FORCED,
     FF_IO_URING,
     FF_NO_RESULT,
+    FF_OLD,
     FF_WRITE,
     HF_TRUNC_S0,
     HF_TRUNC_S1,
@@ -140,9 +141,11 @@ def _path(dir_: bytes | None, name: bytes | None, dir_cut: bool) -> tuple[str | 
 def attr_event(ev: FileEvent, r: FileRecord) -> FileAttrEvent:
     """What a chmod, chown, truncate, mkdir, mknod or setxattr set, from the record: its flags
     (the mode; uid << 32 | gid, each 0xffffffff when left unchanged; the length; dev << 32 |
-    mode) and, for setxattr, the attribute's name."""
+    mode), for setxattr the attribute's name, and (FF_OLD) what a chmod, chown or truncate
+    found before it, in the same encoding."""
     op, value = r.op, r.open_flags
     hi, lo = value >> 32, value & 0xFFFFFFFF
+    old = r.old if r.fflags & FF_OLD else None
     device = None
     if op == _MKNOD and lo & _S_IFMT in (_S_IFCHR, _S_IFBLK):
         device = f"{os.major(hi)}:{os.minor(hi)}"
@@ -152,6 +155,10 @@ def attr_event(ev: FileEvent, r: FileRecord) -> FileAttrEvent:
         owner_uid=hi if op == _CHOWN and hi != _UNCHANGED_ID else None,
         owner_gid=lo if op == _CHOWN and lo != _UNCHANGED_ID else None,
         length=value if op == _TRUNCATE else None,
+        old_mode=old if op == _CHMOD else None,
+        old_owner_uid=old >> 32 if op == _CHOWN and old is not None else None,
+        old_owner_gid=old & 0xFFFFFFFF if op == _CHOWN and old is not None else None,
+        old_length=old if op == _TRUNCATE else None,
         device=device,
         xattr_name=(decode_path(r.name2) if op in (_SETXATTR, _REMOVEXATTR)
                     and r.name2 is not None else None),

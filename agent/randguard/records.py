@@ -42,6 +42,7 @@ FF_IO_URING: Final = 1 << 2
 FF_DIRECT: Final = 1 << 3
 FF_NO_RESULT: Final = 1 << 4
 FF_FORCED: Final = 1 << 5
+FF_OLD: Final = 1 << 6
 
 FAMILIES: Final = ("file", "process", "network")
 
@@ -103,7 +104,7 @@ FILE_FIELDS: Final = (
     ("ret", "q"), ("flags", "Q"), ("ino", "Q"), ("dev", "I"), ("ppid", "I"), ("syscall", "H"),
     ("op", "B"), ("fflags", "B"), ("fd", "i"), ("comm", "16s"), ("path", STR_FIELD),
     ("dir", STR_FIELD), ("name", STR_FIELD), ("dir2", STR_FIELD), ("name2", STR_FIELD),
-    ("abi", "B"), ("_pad", "3x"),
+    ("abi", "B"), ("_pad", "3x"), ("old", "Q"),
 )
 FORK_FIELDS: Final = (
     ("parent_tgid", "I"), ("child_tgid", "I"), ("child_tid", "I"), ("_pad", "4x"),
@@ -222,6 +223,7 @@ class FileRecord(msgspec.Struct, frozen=True):
     dir2: bytes | None
     name2: bytes | None
     abi: int = 0
+    old: int = 0  # with FF_OLD: the mode, uid << 32 | gid or size before the call
 
 
 class ForkRecord(msgspec.Struct, frozen=True):
@@ -360,12 +362,12 @@ def decode(rec: bytes) -> Record:
             raise DecodeError("short_record", f"file record of {size} bytes")
         (_, _, _, hflags, ts, pid, tid, uid, gid, ret, oflags, ino, dev, ppid, sysc, op, fflags,
          fd, comm, p_off, p_len, d_off, d_len, n_off, n_len, d2_off, d2_len, n2_off,
-         n2_len, abi) = FILE.unpack_from(rec)
+         n2_len, abi, old) = FILE.unpack_from(rec)
         return FileRecord(
             kind, hflags, ts, pid, tid, uid, gid, ret, oflags, ino, dev, ppid, sysc, op, fflags,
             fd, _cstr(comm), _slot(rec, p_off, p_len, size), _slot(rec, d_off, d_len, size),
             _slot(rec, n_off, n_len, size), _slot(rec, d2_off, d2_len, size),
-            _slot(rec, n2_off, n2_len, size), abi,
+            _slot(rec, n2_off, n2_len, size), abi, old,
         )
     if kind == KIND_PROC_EXEC:
         if size < EXEC.size:

@@ -74,6 +74,7 @@ def _family(obj: str, enter: str | None, exit: str, names: tuple[str | None, ...
 
 
 _ATTR_ON_FD = ("fchmod", "fchown", "ftruncate", "fsetxattr", "fremovexattr")
+_OLD_AT_ENTER = ("fchmod", "fchown", "ftruncate", "fchmodat2", "fchownat")
 HANDLERS: Final[dict[str, Handler]] = {
     **_family("file", None, "rg_file_exit_open", SYSCALLS,
               ("open", "creat", "openat", "openat2", "open_by_handle_at")),
@@ -83,10 +84,11 @@ HANDLERS: Final[dict[str, Handler]] = {
     **_family("file", "rg_file_enter_names", "rg_file_exit_names", SYSCALLS,
               ("rename", "renameat", "renameat2", "unlink", "unlinkat", "rmdir", "link",
                "linkat", "symlink", "symlinkat", "mount", "umount", "umount2", "move_mount")),
-    # exit only: on a name (the *at calls hand "" with AT_EMPTY_PATH over to the fd program)
-    # or on an fd
-    **{h: Handler("file", None, "rg_file_exit_attr_fd" if h in _ATTR_ON_FD else
-                  "rg_file_exit_attr", SYSCALLS.index(h))
+    # on a name (the *at calls hand "" with AT_EMPTY_PATH over to the fd program) or on an fd;
+    # the calls that can act on an fd and change a mode, owner or size note it at sys_enter
+    **{h: Handler("file", "rg_file_enter_attr" if h in _OLD_AT_ENTER else None,
+                  "rg_file_exit_attr_fd" if h in _ATTR_ON_FD else "rg_file_exit_attr",
+                  SYSCALLS.index(h))
        for h in ("chmod", "fchmod", "fchmodat", "fchmodat2", "chown", "fchown", "lchown",
                  "fchownat", "truncate", "ftruncate", "mkdir", "mkdirat", "mknod", "mknodat",
                  "setxattr", "lsetxattr", "fsetxattr", "setxattrat", "utime", "utimes",

@@ -472,6 +472,23 @@ EXPECTED_FAILURES = {
 }
 
 
+# what new_file leaves for a call to change (the tests run as root), and the path hook through
+# which a call on a name reports it (a call on an fd reports it from sys_enter on any kernel)
+OLD = {"file_chmod": {"old_mode": 0o644}, "file_chown": {"old_owner_uid": 0, "old_owner_gid": 0},
+       "file_truncate": {"old_length": len(b"hello\n")}}
+OLD_HOOKS = {"file_chmod": "security_path_chmod", "file_chown": "security_path_chown",
+             "file_truncate": "security_path_truncate"}
+NO_OLD = {"old_mode": None, "old_owner_uid": None, "old_owner_gid": None, "old_length": None}
+
+
+def old_values(call: Call, hooks_attached: list[str]) -> dict:
+    """The old_* fields `call`'s event must have."""
+    hook = OLD_HOOKS.get(call.event_type)
+    known = hook is not None and (call.fd is not None or (hook in hooks_attached
+                                                          and call.ret == 0))
+    return NO_OLD | (OLD[call.event_type] if known else {})
+
+
 def device_of(st: os.stat_result) -> str | None:
     if not (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)):
         return None
@@ -482,6 +499,7 @@ def device_of(st: os.stat_result) -> str | None:
 def test_call_on_a_watched_file(agent: AgentProc, base: Path,
                                 request: pytest.FixtureRequest,
                                 act: Callable[[Path], Call]) -> None:
+    start = agent.wait_for(lambda e: e["event_type"] == "agent_start")
     f = new_file(base / "watched" / request.node.callspec.id / "f")
     inode = f.stat().st_ino
     call = act(f)
@@ -510,8 +528,8 @@ def test_call_on_a_watched_file(agent: AgentProc, base: Path,
     fields = ("syscall", "abi", "tid", "ppid", "uid", "gid", "exe_path", "filename", "fd",
               "inode", "ret", "error", "mode", "owner_uid", "owner_gid", "length", "device",
               "xattr_name", "old_path", "old_filename", "flags", "access", "created",
-              "path_truncated", "alert", "detection_type", "mitre")
-    assert {k: ev[k] for k in fields} == {
+              "path_truncated", "alert", "detection_type", "mitre", *NO_OLD)
+    assert {k: ev[k] for k in fields} == old_values(call, start["hooks_attached"]) | {
         "syscall": call.syscall, "abi": "x86_64", "tid": threading.get_native_id(),
         "ppid": os.getppid(), "uid": os.getuid(), "gid": os.getgid(),
         "exe_path": os.readlink("/proc/self/exe"), "filename": call.filename, "fd": call.fd,
@@ -634,6 +652,13 @@ def test_calls_denied_to_an_unprivileged_user_are_reported(agent: AgentProc,
     assert (got["file_mkdir"]["mode"], got["file_mknod"]["mode"]) == (0o755, 0o010666)
     assert got["file_setxattr"]["xattr_name"] == "user.rg"
     assert all(detection(e) == PLAIN for e in got.values())
+    # the old values: chmod's and chown's path hooks run before their permission check
+    # (notify_change's), truncate's after its own (inode_permission): never reached
+    hooks = agent.wait_for(lambda e: e["event_type"] == "agent_start")["hooks_attached"]
+    assert got["file_chmod"]["old_mode"] == (0o644 if "security_path_chmod" in hooks else None)
+    assert (got["file_chown"]["old_owner_uid"], got["file_chown"]["old_owner_gid"]) == (
+        (0, 0) if "security_path_chown" in hooks else (None, None))
+    assert got["file_truncate"]["old_length"] is None
 
 
 # --- detections: cron.d and the setuid/setgid bits ----------------------------------------

@@ -371,6 +371,44 @@ def test_new_mount_api_move_mount_over_a_watched_directory(agent: AgentProc, bas
     assert len(events_for(agent, target, "file_umount")) == 1
 
 
+def test_new_mount_api_fsmount_of_a_new_file_system_over_a_watched_directory(
+        agent: AgentProc, base: Path) -> None:
+    """fsopen("tmpfs") + fsconfig(FSCONFIG_CMD_CREATE) + fsmount + move_mount: a new, empty file
+    system put over a watched directory (hiding what is in it) without mount(2). Only the
+    move_mount that attaches it touches a path: it is the event."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    target = base / "watched" / "fsmount-target"
+    target.mkdir()
+    (target / "job").write_text("real\n")
+    nr_fsopen, nr_fsconfig, nr_fsmount, nr_move_mount = 430, 431, 432, 429
+    cloexec, cmd_create, f_empty_path = 1, 6, 0x04  # FSOPEN_/FSMOUNT_CLOEXEC, FSCONFIG_CMD_CREATE
+    fs = libc.syscall(nr_fsopen, b"tmpfs", cloexec)
+    assert fs >= 0, os.strerror(ctypes.get_errno())
+    try:
+        rc = libc.syscall(nr_fsconfig, fs, cmd_create, None, None, 0)
+        assert rc == 0, os.strerror(ctypes.get_errno())
+        mnt = libc.syscall(nr_fsmount, fs, cloexec, 0)
+        assert mnt >= 0, os.strerror(ctypes.get_errno())
+    finally:
+        os.close(fs)
+    try:
+        rc = libc.syscall(nr_move_mount, mnt, b"", -100, str(target).encode(), f_empty_path)
+        assert rc == 0, os.strerror(ctypes.get_errno())
+    finally:
+        os.close(mnt)
+    try:
+        assert list(target.iterdir()) == []  # the job is hidden
+    finally:
+        subprocess.run(["umount", str(target)], check=True)
+    assert (target / "job").read_text() == "real\n"
+    agent.sync()
+    (m,) = events_for(agent, target, "file_mount")
+    assert (m["syscall"], m["filename"], m["ret"], m["flags"], m["pid"]) == (
+        "move_mount", str(target), 0, f_empty_path, os.getpid())
+    assert [u["ret"] for u in events_for(agent, target, "file_umount")] == [0]
+
+
 def test_a_mount_above_a_watched_directory_is_reported(agent: AgentProc, base: Path) -> None:
     """A tmpfs over a directory above watched ones hides them all at once (mount -t tmpfs over
     /etc hides /etc/cron.d): reported like a mount on them, and so is its umount; the same

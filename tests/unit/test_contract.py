@@ -30,7 +30,7 @@ def test_decoder_matches_compiled_layouts(name: str) -> None:
         assert records.layout_mismatches(obj.struct_layout) == []
         size, members = obj.struct_layout("rg_file_event")
     assert size == records.FILE.size
-    assert members["path"] == (records.FILE.size - 24, 4)
+    assert members["path"] == (records.FILE.size - 32, 4)
 
 
 def test_a_drifted_layout_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:

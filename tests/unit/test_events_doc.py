@@ -175,7 +175,8 @@ def samples() -> dict[str, events.Record]:
             old_filename=None, ret=0, error=None, flags=None, access=None, created=None,
             fd=None, inode=None, path_truncated=False, alert=True,
             detection_type="setid_bit_set", mitre=["T1548.001"], mode=0o4755, owner_uid=None,
-            owner_gid=None, length=None, device=None, xattr_name=None, mtime_ns=None,
+            owner_gid=None, length=None, old_mode=0o755, old_owner_uid=None, old_owner_gid=None,
+            old_length=None, device=None, xattr_name=None, mtime_ns=None,
         ),
         "NetworkEvent": events.NetworkEvent(
             seq=15, event_type="network_connect", **_COMMON, syscall="connect", abi="x86_64",

@@ -457,9 +457,12 @@ FORCED = records.FF_FORCED  # the kernel's mark on what it passes whatever the f
 def file_rec(op: str, *, path: bytes | None = None, name: bytes | None = None,
              name2: bytes | None = None, ret: int = 0, fflags: int = 0, oflags: int = 0,
              syscall: str = "openat", pid: int = 4242, uid: int = 0, comm: bytes = b"sh",
-             ts: int = 1_000_000) -> bytes:
-    """A file record laid out as the kernel writes it (absolute names, no dir slots)."""
+             ts: int = 1_000_000, old: int | None = None) -> bytes:
+    """A file record laid out as the kernel writes it (absolute names, no dir slots); `old`:
+    the value before the call (FF_OLD)."""
     blob, slots = b"", []
+    if old is not None:
+        fflags |= records.FF_OLD
     for s in (path, None, name, None, name2):
         if s is None:
             slots += [0, 0]
@@ -470,6 +473,7 @@ def file_rec(op: str, *, path: bytes | None = None, name: bytes | None = None,
         records.KIND_FILE, records.SCHEMA_VERSION, records.FILE.size + len(blob), 0, ts, pid,
         pid, uid, uid, ret, oflags, 7, 0, 1, records.SYSCALLS.index(syscall), OP[op], fflags,
         3 if op == "file_write" or (path and op in ATTR_OPS) else -100, comm, *slots, 0,
+        old or 0,
     )
     return fixed + blob
 

@@ -20,13 +20,13 @@ def file_record(strings: bytes = b"/etc/x", **over: object) -> bytes:
              ts=1, pid=10, tid=11, uid=0, gid=0, ret=3, oflags=1, ino=5, dev=0, ppid=1,
              sysc=3, op=1, fflags=records.FF_WRITE, fd=-100, comm=b"sh",
              path=(0, 0), dir=(0, 0), name=(records.FILE.size, len(name)), dir2=(0, 0),
-             name2=(0, 0), abi=0)
+             name2=(0, 0), abi=0, old=0)
     v.update(over)
     fixed = records.FILE.pack(
         v["kind"], v["version"], v["size"], v["flags"], v["ts"], v["pid"], v["tid"], v["uid"],
         v["gid"], v["ret"], v["oflags"], v["ino"], v["dev"], v["ppid"], v["sysc"], v["op"],
         v["fflags"], v["fd"], v["comm"], *v["path"], *v["dir"], *v["name"], *v["dir2"],
-        *v["name2"], v["abi"],
+        *v["name2"], v["abi"], v["old"],
     )
     return fixed + name
 

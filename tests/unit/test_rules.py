@@ -415,7 +415,7 @@ def file_rec(op: str, *, path: bytes | None = None, name: bytes | None = None,
     return records.FILE.pack(
         records.KIND_FILE, records.SCHEMA_VERSION, records.FILE.size + len(blob), 0, ts, pid,
         pid, 0, 0, ret, oflags, 7, 0, 1, records.SYSCALLS.index(syscall), OP[op], fflags,
-        3 if op == "file_write" else -100, comm, *slots, 0,
+        3 if op == "file_write" else -100, comm, *slots, 0, 0,
     ) + blob
 
 
