@@ -1140,13 +1140,16 @@ int BPF_PROG(rg_file_enter_names, struct pt_regs *regs, long nr)
 #define S_ISUID 04000
 #define S_ISGID 02000
 
-/* Is this user string "security.capability", the xattr that holds a file's capabilities?
+/* Is this user (or `kern`: kernel) string "security.capability", the xattr that holds a file's
+ * capabilities?
  * (Compared as words: a byte loop leaves the verifier one state per combination of bytes.) */
-static __always_inline int is_file_caps(__u64 uname)
+static __always_inline int is_file_caps(__u64 name, int kern)
 {
 	__u64 w[3] = {};
+	long n = kern ? bpf_probe_read_kernel_str(w, sizeof(w), (const void *)name)
+		      : bpf_probe_read_user_str(w, sizeof(w), (const void *)name);
 
-	if (bpf_probe_read_user_str(w, sizeof(w), (const void *)uname) != 20)
+	if (n != 20)
 		return 0;
 	/* "security", ".capabil", "ity\0", little-endian */
 	return w[0] == 0x7974697275636573ULL && w[1] == 0x6c6962617061632eULL &&
@@ -1429,7 +1432,7 @@ int BPF_PROG(rg_file_enter_attr, struct pt_regs *regs, long nr)
 static __always_inline int attr_forced(const struct rg_inflight *in)
 {
 	return (in->op == RG_OP_CHMOD && (in->flags & (S_ISUID | S_ISGID))) ||
-	       (in->op == RG_OP_SETXATTR && is_file_caps(in->name2));
+	       (in->op == RG_OP_SETXATTR && is_file_caps(in->name2, 0));
 }
 
 /* The attribute's name (setxattr), then out. */
@@ -1606,6 +1609,8 @@ const volatile __u32 rg_uring_by_data = 0;
 #define IORING_OP_MKDIRAT 37
 #define IORING_OP_SYMLINKAT 38
 #define IORING_OP_LINKAT 39
+#define IORING_OP_FSETXATTR 41 /* 5.19 on */
+#define IORING_OP_SETXATTR 42
 #define IORING_OP_FTRUNCATE 55
 #define REQ_F_FIXED_FILE (1 << 0) /* the IOSQE_* bits, mirrored in struct io_kiocb's flags */
 #define REQ_F_CQE_SKIP (1 << 6)   /* IOSQE_CQE_SKIP_SUCCESS (5.17 on): no completion on success */
@@ -1625,11 +1630,15 @@ struct io_link___rg { int old_dfd; int new_dfd; struct filename *oldpath, *newpa
 struct io_hardlink___rg { int old_dfd; int new_dfd; struct filename *oldpath, *newpath; int flags; } RG_PAI;
 struct io_symlink___rg { int new_dfd; struct filename *oldpath, *newpath; } RG_PAI;
 struct io_ftrunc___rg { loff_t len; } RG_PAI; /* 6.9 on */
+/* struct xattr_ctx, kernel_xattr_ctx from 6.13: CO-RE matches a member struct by its fields */
+struct xattr_ctx___rg { size_t size; struct xattr_name *kname; } RG_PAI;
+struct io_xattr___rg { struct xattr_ctx___rg ctx; struct filename *filename; } RG_PAI;
 struct io_open___rgd { struct delayed_filename___rg filename; } RG_PAI;
 struct io_rename___rgd { struct delayed_filename___rg oldpath, newpath; } RG_PAI;
 struct io_unlink___rgd { struct delayed_filename___rg filename; } RG_PAI;
 struct io_mkdir___rgd { struct delayed_filename___rg filename; } RG_PAI;
 struct io_link___rgd { struct delayed_filename___rg oldpath, newpath; } RG_PAI;
+struct io_xattr___rgd { struct delayed_filename___rg filename; } RG_PAI;
 
 /* The kernel string a per-op struct's name field points to. */
 #define URING_NAME(op, type, field)                                                              \
@@ -1763,6 +1772,16 @@ static __always_inline void uring_link_args(void *op, int sym, struct rg_infligh
 	}
 }
 
+/* An xattr request's attribute (name2: the kernel's copy of its name) and its size. */
+static __always_inline void uring_xattr_args(void *op, struct rg_inflight *in)
+{
+	struct io_xattr___rg *x = op;
+
+	in->op = RG_OP_SETXATTR;
+	in->name2 = (__u64)BPF_CORE_READ(x, ctx.kname); /* struct xattr_name: the name first */
+	in->flags = BPF_CORE_READ(x, ctx.size);
+}
+
 /* A prepared request's arguments, as the syscall it stands for would have them; 0: not one
  * followed here. Names are kernel strings. */
 static __always_inline int uring_args(struct io_kiocb *req, struct rg_inflight *in,
@@ -1818,8 +1837,55 @@ static __always_inline int uring_args(struct io_kiocb *req, struct rg_inflight *
 		in->syscall = RG_SYS_LINKAT;
 		uring_link_args(op, 0, in);
 		return 1;
+	case IORING_OP_SETXATTR:
+		if (!bpf_core_type_exists(struct io_xattr___rg))
+			return 0;
+		in->syscall = RG_SYS_SETXATTR;
+		in->dfd = AT_FDCWD;
+		in->name = URING_NAME(op, io_xattr, filename);
+		uring_xattr_args(op, in);
+		return 1;
 	}
 	return 0;
+}
+
+/*
+ * An fsetxattr through the ring (5.19 on): judged at submission, while the kernel holds its copy
+ * of the attribute's name, by the file's path like fsetxattr(2) (a fixed file is not assigned
+ * yet: not seen); sent with the result, or at once (`now`: no result will come).
+ */
+static __always_inline void uring_fsetxattr(struct io_kiocb *req, struct rg_uring_key *key,
+					    int now)
+{
+	struct rg_inflight in = {.abi = RG_ABI_X86_64, .syscall = RG_SYS_FSETXATTR, .dfd = -1};
+	struct file *f = uring_submit_file(req);
+	struct rg_scratch *s = rg_scratch();
+	struct rg_keybuf *k = rg_keybuf();
+	int trunc = 0;
+
+	if (!bpf_core_type_exists(struct io_xattr___rg) || !f || !s || !k)
+		return;
+	uring_xattr_args(req, &in);
+	int forced = is_file_caps(in.name2, 1);
+	__u32 off = walk_to_key(s, k, &f->f_path, &trunc);
+
+	if (!trunc && !forced && !key_passes(k, RG_V_WATCH)) {
+		rg_count(&rg_filtered, RG_FAM_FILE);
+		return;
+	}
+	struct rg_file_event *e = event_init(s, &in, 0, RG_FF_IO_URING |
+					     (forced ? RG_FF_FORCED : 0) |
+					     (now ? RG_FF_NO_RESULT : 0));
+	if (trunc)
+		e->hdr.flags |= RG_HF_TRUNC_S0;
+	rg_put_walked(s, off, &s->pos, &e->path);
+	event_set_inode(e, f);
+	if (rg_put_str(s, (const char *)in.name2, &s->pos, &e->name2, 1))
+		e->hdr.flags |= RG_HF_TRUNC_S4;
+	if (now)
+		event_submit(s);
+	else
+		uring_keep(s, key, 0, 0);
 }
 
 /*
@@ -1857,6 +1923,8 @@ static __always_inline int uring_submit_content(struct io_kiocb *req, struct rg_
 		uring_submit_write(req, opcode, key, now);
 	else if (opcode == IORING_OP_FTRUNCATE && now)
 		uring_truncate(req, uring_submit_file(req), 0, 1);
+	else if (opcode == IORING_OP_FSETXATTR)
+		uring_fsetxattr(req, key, now);
 	return 0;
 }
 
@@ -1920,10 +1988,19 @@ static __always_inline int uring_submit(struct io_kiocb *req, struct rg_uring_ke
 					&e->name, RG_HF_TRUNC_S1, RG_HF_TRUNC_S2,
 					write ? RG_V_WATCH : RG_V_READ, 1);
 	}
-	if (c->in.name2 && put_name_from(s, k, task, c->in.dfd2, (const char *)c->in.name2,
-					 &e->dir2, &e->name2, RG_HF_TRUNC_S3, RG_HF_TRUNC_S4,
-					 RG_V_WATCH, 1))
+	if (c->in.op == RG_OP_SETXATTR) {
+		/* an attribute's name, not a path; file capabilities pass wherever the file is */
+		if (rg_put_str(s, (const char *)c->in.name2, &s->pos, &e->name2, 1))
+			e->hdr.flags |= RG_HF_TRUNC_S4;
+		if (is_file_caps(c->in.name2, 1)) {
+			e->fflags |= RG_FF_FORCED;
+			s->pass = 1;
+		}
+	} else if (c->in.name2 && put_name_from(s, k, task, c->in.dfd2, (const char *)c->in.name2,
+						&e->dir2, &e->name2, RG_HF_TRUNC_S3, RG_HF_TRUNC_S4,
+						RG_V_WATCH, 1)) {
 		s->pass = 1;
+	}
 	/* a new directory above watched paths is passed too */
 	if (!s->pass && !key_above_watched(k, c->in.op)) {
 		rg_count(&rg_filtered, RG_FAM_FILE);
@@ -2022,6 +2099,41 @@ static __always_inline int uring_complete(struct rg_uring_key *key, long res)
 	return 1;
 }
 
+/* Is this an operation the io_uring programs follow? (The others complete untouched.) */
+static __always_inline int uring_is_file_op(__u8 opcode)
+{
+	switch (opcode) {
+	case IORING_OP_OPENAT:
+	case IORING_OP_OPENAT2:
+	case IORING_OP_RENAMEAT:
+	case IORING_OP_UNLINKAT:
+	case IORING_OP_MKDIRAT:
+	case IORING_OP_SYMLINKAT:
+	case IORING_OP_LINKAT:
+	case IORING_OP_FSETXATTR:
+	case IORING_OP_SETXATTR:
+	case IORING_OP_FTRUNCATE:
+		return 1;
+	}
+	return uring_is_write(opcode);
+}
+
+/* A completion's result: io_uring_complete's (ctx, req, ...) */
+static __always_inline long uring_res(unsigned long long *ctx, struct io_kiocb *req)
+{
+	if (bpf_core_field_exists(req->cqe))
+		return BPF_CORE_READ(req, cqe.res);
+	return (int)ctx[3]; /* 5.15: (ctx, req, user_data, res, cflags) */
+}
+
+/* rg_uring_complete's way to rg_uring_complete_open (filled by the loader) */
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} rg_uring_open_prog SEC(".maps");
+
 /* io_uring_complete: (ctx, req, ...) */
 SEC("raw_tp")
 int BPF_PROG(rg_uring_complete)
@@ -2029,16 +2141,19 @@ int BPF_PROG(rg_uring_complete)
 	struct io_kiocb *req = (void *)ctx[1];
 	struct rg_uring_key key = {.id = (__u64)req};
 	struct rg_inflight in = {.abi = RG_ABI_X86_64};
+	__u8 opcode = BPF_CORE_READ(req, opcode);
 	long res;
 
-	if (bpf_core_field_exists(req->cqe))
-		res = BPF_CORE_READ(req, cqe.res);
-	else
-		res = (int)ctx[3]; /* 5.15: (ctx, req, user_data, res, cflags) */
+	if (!uring_is_file_op(opcode))
+		return 0;
+	res = uring_res(ctx, req);
 	if (uring_complete(&key, res) || rg_is_self())
 		return 0;
+	if ((opcode == IORING_OP_OPENAT || opcode == IORING_OP_OPENAT2) && res >= 0) {
+		bpf_tail_call(ctx, &rg_uring_open_prog, 0);
+		return 0;
+	}
 
-	__u8 opcode = BPF_CORE_READ(req, opcode);
 	struct file *f = BPF_CORE_READ(req, file);
 
 	if (opcode == IORING_OP_FTRUNCATE) {
@@ -2049,6 +2164,53 @@ int BPF_PROG(rg_uring_complete)
 		return 0;
 	uring_write_args(opcode, f, &in);
 	report_write(&in, res, RG_FF_IO_URING);
+	return 0;
+}
+
+/*
+ * A successful open whose name did not pass at submission (rg_uring_complete tail-calls here):
+ * judged now by the file it opened, as open(2) is at sys_exit, so that a name through a symlink
+ * (or /proc/self/fd/N) to a watched file is seen. The name is freed by now: reported with the
+ * kernel's path only. (Its submission was counted as filtered already.)
+ */
+SEC("raw_tp")
+int BPF_PROG(rg_uring_complete_open)
+{
+	struct io_kiocb *req = (void *)ctx[1];
+	struct io_open___rg *o = (void *)req;
+	long res = uring_res(ctx, req);
+	struct rg_scratch *s = rg_scratch();
+	struct rg_keybuf *k = rg_keybuf();
+	int trunc = 0;
+
+	/* into a direct descriptor (a slot, or IORING_FILE_INDEX_ALLOC's): res is no fd */
+	if (BPF_CORE_READ(o, file_slot) || !s || !k)
+		return 0;
+	struct file *f = rg_fd_file((void *)bpf_get_current_task(), res);
+	if (!f)
+		return 0;
+	struct rg_inflight in = {
+		.abi = RG_ABI_X86_64, .op = RG_OP_OPEN, .dfd = BPF_CORE_READ(o, dfd),
+		.flags = BPF_CORE_READ(o, how.flags),
+		.syscall = BPF_CORE_READ(req, opcode) == IORING_OP_OPENAT ? RG_SYS_OPENAT
+									   : RG_SYS_OPENAT2,
+	};
+	int write = open_is_write(in.flags);
+	__u32 off = walk_to_key(s, k, &f->f_path, &trunc);
+
+	if (!trunc && !key_passes(k, write ? RG_V_WATCH : RG_V_READ))
+		return 0;
+	struct rg_file_event *e = event_init(s, &in, res, RG_FF_IO_URING |
+					     (write ? RG_FF_WRITE : 0));
+	if (trunc)
+		e->hdr.flags |= RG_HF_TRUNC_S0;
+	rg_put_walked(s, off, &s->pos, &e->path);
+	if (BPF_CORE_READ(f, f_mode) & FMODE_CREATED)
+		e->fflags |= RG_FF_CREATED;
+	event_set_inode(e, f);
+	if (write)
+		watch_file(f);
+	event_submit(s);
 	return 0;
 }
 

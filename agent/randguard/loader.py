@@ -370,7 +370,8 @@ def _add_resolver(ks: KernelSide, fobj: BpfObject, rodata: dict[str, int],
 
 
 URING_PROGRAMS = ("rg_uring_submit", "rg_uring_submit_content", "rg_uring_submit_sqe",
-                  "rg_uring_submit_sqe_content", "rg_uring_complete", "rg_uring_complete_data")
+                  "rg_uring_submit_sqe_content", "rg_uring_complete", "rg_uring_complete_open",
+                  "rg_uring_complete_data")
 
 
 class UringTracepoints(NamedTuple):
@@ -388,6 +389,11 @@ class UringTracepoints(NamedTuple):
         submit = "rg_uring_submit_sqe" if self.req_arg else "rg_uring_submit"
         return {"rg_uring_complete_data" if self.by_data else "rg_uring_complete":
                 "io_uring_complete", submit: self.submit, f"{submit}_content": self.submit}
+
+    @property
+    def tail_calls(self) -> dict[str, str]:
+        """Programs loaded, not attached: the program array each is reached through."""
+        return {} if self.by_data else {"rg_uring_complete_open": "rg_uring_open_prog"}
 
 
 _POINTERS = ("void *", "struct io_kiocb *")
@@ -438,7 +444,8 @@ def _load_file(add: Callable[..., BpfObject], ks: KernelSide, cfg: Config,
                    # room for the filter, and for a reload that adds to it
                    {"rg_filter_trie": max(4096, 2 * len(kf.trie)),
                     "rg_inflight_map": cfg.performance.max_syscalls_in_flight},
-                   skip=tuple(p for p in URING_PROGRAMS if tps is None or p not in tps.programs))
+                   skip=tuple(p for p in URING_PROGRAMS
+                              if tps is None or p not in {**tps.programs, **tps.tail_calls}))
 
     try:
         fobj = load(tps)
@@ -451,9 +458,11 @@ def _load_file(add: Callable[..., BpfObject], ks: KernelSide, cfg: Config,
         ks.missing_hooks.append("io_uring")
         fobj, tps = load(None), None
     _fill_filter(fobj, kf)
-    # the attribute calls on a name hand "" with AT_EMPTY_PATH to the fd program
-    fobj.map("rg_attr_fd_prog").update(
-        struct.pack("<I", 0), struct.pack("<I", fobj.program_fd("rg_file_exit_attr_fd")))
+    # the attribute calls on a name hand "" with AT_EMPTY_PATH to the fd program; an io_uring
+    # open's completion hands an open that its name did not pass to the open program
+    for prog, array in {"rg_file_exit_attr_fd": "rg_attr_fd_prog",
+                        **(tps.tail_calls if tps else {})}.items():
+        fobj.map(array).update(struct.pack("<I", 0), struct.pack("<I", fobj.program_fd(prog)))
     return fobj, tps
 
 

@@ -19,6 +19,8 @@
  *   splice TEXT              a line TEXT into the current file from a pipe (IORING_OP_SPLICE)
  *   rename OLD NEW | unlink PATH | rmdir PATH | mkdir PATH MODE | symlink TARGET LINK |
  *   link OLD NEW             the IORING_OP_*AT calls, relative names against the cwd
+ *   setxattr PATH NAME HEX   set attribute NAME of PATH to the bytes HEX (IORING_OP_SETXATTR)
+ *   fsetxattr NAME HEX       the same on the current file (IORING_OP_FSETXATTR)
  *
  * OP! submits OP with IOSQE_CQE_SKIP_SUCCESS (5.17 on: no completion when it succeeds), hard
  * linked to a NOP whose completion says it is done: printed as result 0 (an open's fd is then
@@ -247,6 +249,21 @@ int main(int argc, char **argv)
 			sqe->addr2 = 0;
 			sqe->len = strtoul(b, NULL, 8);
 			used = 2;
+		} else if (!strcmp(op, "setxattr") || !strcmp(op, "fsetxattr")) {
+			int f = op[0] == 'f';
+			const char *hex = f ? b : (i + 2 < argc ? argv[i + 2] : "");
+			size_t n = strlen(hex) / 2;
+
+			for (size_t j = 0; j < n && j < sizeof(buf); j++)
+				sscanf(hex + 2 * j, "%2hhx", &buf[j]);
+			sqe->opcode = f ? IORING_OP_FSETXATTR : IORING_OP_SETXATTR;
+			sqe->fd = cur;
+			sqe->addr = (unsigned long)(f ? a : b); /* the attribute's name */
+			sqe->addr2 = (unsigned long)buf;         /* its value */
+			sqe->len = n;
+			if (!f)
+				sqe->addr3 = (unsigned long)a; /* the path */
+			used = f ? 2 : 3;
 		} else {
 			fprintf(stderr, "unknown op %s\n", op);
 			return 1;

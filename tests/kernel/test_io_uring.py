@@ -35,6 +35,13 @@ MODES = {"inline": [], "worker": ["-a"], "sqpoll": ["-s"]}
 KERNEL = tuple(int(x) for x in platform.release().split("-")[0].split(".")[:2])
 # MKDIRAT, SYMLINKAT and LINKAT came with 5.15 (Debian's 5.10 has io_uring from 5.15 without them)
 HAS_MKDIR_LINK = KERNEL >= (5, 15)
+# Debian's 5.10 (the io_uring of 5.15) completes requests without naming them: the completion
+# cannot look at what an open opened
+COMPLETION_HAS_REQUEST = KERNEL >= (5, 15)
+CAPS = "security.capability"
+# VFS_CAP_REVISION_2, cap_net_raw permitted and effective (as in test_attr_events)
+CAP_NET_RAW_EP = bytes.fromhex("01000002") + (1 << 13).to_bytes(4, "little") + bytes(12)
+FILE_CAPS = (True, "file_capabilities_set", ["T1548"])
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -181,6 +188,81 @@ def test_ftruncate(agent: AgentProc, base: Path) -> None:
         assert (ev["resolved_path"], ev["syscall"], ev["io_uring"], ev["length"], ev["ret"]) == (
             job, "ftruncate", True, 4, 0)
         assert detection(ev) == CRON
+
+
+@pytest.mark.skipif(KERNEL < (5, 19), reason="IORING_OP_SETXATTR and FSETXATTR came with 5.19 "
+                    "(Debian's 5.10 has the io_uring of 5.15)")
+@pytest.mark.parametrize("op", ["setxattr", "fsetxattr"])
+def test_setting_an_attribute(agent: AgentProc, base: Path, op: str) -> None:
+    """IORING_OP_SETXATTR (by name) and FSETXATTR (on an open file): a file_setxattr with the
+    attribute's name, as setxattr(2) and fsetxattr(2) give; file capabilities are reported
+    wherever the file is (a copy of /bin/true in the unwatched directory), a plain attribute
+    of an unwatched file is not."""
+    tool = base / "unwatched" / f"tool-{op}"
+    shutil.copy("/bin/true", tool)
+    quiet = base / "unwatched" / f"quiet-{op}"
+    quiet.write_text("x")
+
+    def request(path: str, name: str, value: bytes) -> list[list[str]]:
+        if op == "setxattr":
+            return [["setxattr", path, name, value.hex()]]
+        return [["openat", path, "0"], ["fsetxattr", name, value.hex()]]
+
+    with in_cron_d() as job:
+        Path(job).write_text("# rg test\n")
+        r = ring(*request(job, "trusted.rg", b"hi"), *request(str(tool), CAPS, CAP_NET_RAW_EP),
+                 *request(str(quiet), "trusted.rg", b"hi"))
+        assert [res for o, res in r.results if o == op] == [0, 0, 0], r.results
+        assert os.getxattr(job, "trusted.rg") == b"hi"
+        assert os.getxattr(tool, CAPS) == CAP_NET_RAW_EP
+        agent.sync()
+        ev = the(agent, event_type="file_setxattr", resolved_path=job)
+        assert (ev["syscall"], ev["io_uring"], ev["pid"], ev["ret"], ev["xattr_name"]) == (
+            op, True, r.pid, 0, "trusted.rg")
+        assert ev["filename"] == (job if op == "setxattr" else None)
+        assert detection(ev) == CRON
+        assert rule_ids(agent, ev) == ["FILE-CRON-001"]
+        caps = the(agent, event_type="file_setxattr", resolved_path=str(tool))
+        assert (caps["syscall"], caps["io_uring"], caps["xattr_name"], caps["ret"]) == (
+            op, True, CAPS, 0)
+        assert detection(caps) == FILE_CAPS
+        assert find(agent, resolved_path=str(quiet)) == []
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_an_open_through_a_symlink_is_judged_by_the_file_it_opened(
+        agent: AgentProc, base: Path, mode: str) -> None:
+    """A name through a symlink in an unwatched directory to /etc/cron.d does not pass the filter
+    as written; the open's completion is judged by the file it opened, as open(2) is: reported
+    with the kernel's path (filename null: the kernel has freed the name by then), and its
+    writes are tracked. On Debian's 5.10 the completion names no request: nothing is seen there
+    (the documented limit)."""
+    link = base / "unwatched" / f"to-cron-{mode}"
+    link.symlink_to("/etc/cron.d")
+    try:
+        with in_cron_d() as job:
+            via = str(link / os.path.basename(job))
+            r = ring(["openat", via, oct(O_WRONLY | O_CREAT)[2:]], ["write", "# rg via link"],
+                     mode=mode)
+            fd = r.results[0][1]
+            assert fd >= 0 and r.results[1][1] == len("# rg via link\n"), r.results
+            assert Path(job).read_text() == "# rg via link\n"
+            agent.sync()
+            if not COMPLETION_HAS_REQUEST:
+                assert find(agent, resolved_path=job) == []
+                return
+            op = the(agent, event_type="file_open", resolved_path=job)
+            assert (op["syscall"], op["io_uring"], op["pid"], op["filename"], op["ret"],
+                    op["fd"], op["created"], op["access"]) == (
+                "openat", True, r.pid, None, fd, fd, True, "write")
+            assert op["inode"] == os.stat(job).st_ino
+            wr = the(agent, event_type="file_write", resolved_path=job)
+            assert (wr["io_uring"], wr["pid"], wr["ret"]) == (True, r.pid, r.results[1][1])
+            for ev in (op, wr):
+                assert detection(ev) == CRON
+                assert rule_ids(agent, ev) == ["FILE-CRON-001"]
+    finally:
+        link.unlink()
 
 
 def test_direct_descriptor_open(agent: AgentProc) -> None:
