@@ -38,6 +38,23 @@ struct {
 	__type(value, struct rg_inflight);
 } rg_inflight_map SEC(".maps");
 
+/*
+ * An io_uring name operation's target as the kernel resolved it (resolve.bpf.c, from inside the
+ * operation's handler), for the request's completion: keyed by the request (struct io_kiocb *).
+ * LRU: a request that posts no completion leaves its entry behind.
+ */
+struct rg_uring_target {
+	__u64 dentry;
+	__u64 mnt;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u64);
+	__type(value, struct rg_uring_target);
+} rg_uring_noted SEC(".maps");
+
 /* What a chmod, chown or truncate is about to change on this inode, as rg_file_event.old has it
  * (ids as the kernel keeps them: the initial user namespace's). */
 static __always_inline __u64 rg_old_value(struct inode *inode, __u8 op)

@@ -15,11 +15,82 @@
 #include "common.bpf.h"
 #include "file.bpf.h"
 
+/*
+ * io_uring (6.1 on, where each operation has a handler of its own): the request whose handler
+ * this thread runs (an io worker's, an SQPOLL thread's, or the submitter's), set on entering
+ * io_renameat, io_unlinkat, io_mkdirat, io_symlinkat, io_linkat and taken by the path hook it
+ * reaches.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32); /* tid */
+	__type(value, __u64); /* struct io_kiocb * */
+} rg_uring_running SEC(".maps");
+
+static __always_inline int uring_running(void *req)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	__u64 r = (__u64)req;
+
+	bpf_map_update_elem(&rg_uring_running, &tid, &r, BPF_ANY);
+	return 0;
+}
+
+SEC("fentry/io_renameat")
+int BPF_PROG(rg_resolve_io_renameat, void *req)
+{
+	return uring_running(req);
+}
+
+SEC("fentry/io_unlinkat")
+int BPF_PROG(rg_resolve_io_unlinkat, void *req)
+{
+	return uring_running(req);
+}
+
+SEC("fentry/io_mkdirat")
+int BPF_PROG(rg_resolve_io_mkdirat, void *req)
+{
+	return uring_running(req);
+}
+
+SEC("fentry/io_symlinkat")
+int BPF_PROG(rg_resolve_io_symlinkat, void *req)
+{
+	return uring_running(req);
+}
+
+SEC("fentry/io_linkat")
+int BPF_PROG(rg_resolve_io_linkat, void *req)
+{
+	return uring_running(req);
+}
+
+/* A path hook inside an io_uring handler: the target noted for the request. 1: it was one. */
+static __always_inline int note_uring(struct dentry *dentry, struct vfsmount *mnt)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	__u64 *req = bpf_map_lookup_elem(&rg_uring_running, &tid);
+
+	if (!req)
+		return 0;
+	struct rg_uring_target t = {.dentry = (__u64)dentry, .mnt = (__u64)mnt};
+	__u64 id = *req;
+
+	bpf_map_update_elem(&rg_uring_noted, &id, &t, BPF_ANY);
+	bpf_map_delete_elem(&rg_uring_running, &tid);
+	return 1;
+}
+
 static __always_inline int note_target(struct dentry *dentry, const struct path *dir)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	struct rg_inflight *in = bpf_map_lookup_elem(&rg_inflight_map, &tid);
+	struct rg_inflight *in;
 
+	if (note_uring(dentry, BPF_CORE_READ(dir, mnt)))
+		return 0;
+	in = bpf_map_lookup_elem(&rg_inflight_map, &tid);
 	if (in) {
 		in->target_dentry = (__u64)dentry;
 		in->target_mnt = (__u64)BPF_CORE_READ(dir, mnt);
@@ -105,6 +176,8 @@ static __always_inline int note_own(struct dentry *dentry, struct vfsmount *mnt,
 		.target_dentry = (__u64)dentry, .target_mnt = (__u64)mnt, .flags = current_nr(),
 	};
 
+	if (note_uring(dentry, mnt))
+		return 0;
 	if (op) {
 		in.old = rg_old_value(BPF_CORE_READ(dentry, d_inode), op);
 		in.has_old = 1;

@@ -302,6 +302,9 @@ RESOLVER_HOOKS = {
     "security_sb_mount": ("mount",),
     "security_move_mount": ("move_mount",),
 }
+# io_uring's name operations (6.1 on: a handler each), so that the path hooks they reach note
+# their targets for the request; wanted with the io_uring programs whose completion has it
+RESOLVER_URING_HOOKS = ("io_renameat", "io_unlinkat", "io_mkdirat", "io_symlinkat", "io_linkat")
 
 
 # traceable wherever fentry works at all (every kernel since 5.5): tried first
@@ -315,7 +318,8 @@ def _load_resolver(fobj: BpfObject, rodata: dict[str, int],
     obj = _open("resolve")
     try:
         _share(obj, fobj, rodata)
-        obj.reuse_map("rg_inflight_map", fobj.map("rg_inflight_map").fd)
+        for name in ("rg_inflight_map", "rg_uring_noted"):
+            obj.reuse_map(name, fobj.map(name).fd)
         progs = {obj.program_section(p).split("/", 1)[1]: p for p in obj.programs()}
         for hook, prog in progs.items():
             obj.set_autoload(prog, hook in hooks)
@@ -329,7 +333,7 @@ def _load_resolver(fobj: BpfObject, rodata: dict[str, int],
 
 
 def _add_resolver(ks: KernelSide, fobj: BpfObject, rodata: dict[str, int],
-                  file_hooks: set[str]) -> None:
+                  file_hooks: set[str], uring: bool) -> None:
     """resolve.bpf.o where this kernel can load and attach it (fentry needs BTF and ftrace):
     the real targets of rename, link and symlink, what unlink and rmdir remove, and the files
     chmod, chown, truncate, mkdir and mknod change or make by name. A hook the kernel cannot
@@ -337,6 +341,8 @@ def _add_resolver(ks: KernelSide, fobj: BpfObject, rodata: dict[str, int],
     leaves the others; without them names are joined lexically, so a symlink in a name is not
     followed: a warning, never a failed start."""
     wanted = {h for h, calls in RESOLVER_HOOKS.items() if file_hooks & set(calls)}
+    if uring and wanted:
+        wanted |= set(RESOLVER_URING_HOOKS)
     if not wanted:
         return
     libbpf_log = logging.getLogger("randguard.libbpf")
@@ -371,7 +377,7 @@ def _add_resolver(ks: KernelSide, fobj: BpfObject, rodata: dict[str, int],
 
 URING_PROGRAMS = ("rg_uring_submit", "rg_uring_submit_content", "rg_uring_submit_sqe",
                   "rg_uring_submit_sqe_content", "rg_uring_complete", "rg_uring_complete_open",
-                  "rg_uring_complete_data")
+                  "rg_uring_complete_names", "rg_uring_complete_data")
 
 
 class UringTracepoints(NamedTuple):
@@ -393,7 +399,8 @@ class UringTracepoints(NamedTuple):
     @property
     def tail_calls(self) -> dict[str, str]:
         """Programs loaded, not attached: the program array each is reached through."""
-        return {} if self.by_data else {"rg_uring_complete_open": "rg_uring_open_prog"}
+        return {} if self.by_data else {"rg_uring_complete_open": "rg_uring_open_prog",
+                                        "rg_uring_complete_names": "rg_uring_names_prog"}
 
 
 _POINTERS = ("void *", "struct io_kiocb *")
@@ -533,7 +540,8 @@ def load(cfg: Config, file_filter: matcher.FileFilter) -> KernelSide:
         if fobj is not None:
             if tps is not None:
                 _attach_uring(ks, fobj, tps)
-            _add_resolver(ks, fobj, rodata, hooks["file"])
+            _add_resolver(ks, fobj, rodata, hooks["file"],
+                          uring=tps is not None and not tps.by_data)
             if cfg.performance.directory_cache:
                 _check_io_uring(fobj)
     except BaseException:

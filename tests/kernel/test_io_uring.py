@@ -265,6 +265,66 @@ def test_an_open_through_a_symlink_is_judged_by_the_file_it_opened(
         link.unlink()
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_name_operations_through_a_symlink_are_judged_where_the_kernel_resolves_them(
+        agent: AgentProc, base: Path, mode: str) -> None:
+    """A rename, link, symlink, mkdir, unlink and rmdir in /etc/cron.d through a symlink in an
+    unwatched directory: with the resolver (fentry on io_renameat and the other handlers, and on
+    the path hooks they reach: 6.1 on) each is judged by the target the kernel resolved and
+    reported with the kernel's path (filename null: the names are freed by the completion);
+    without it (this development VM; Debian's 5.10, whose completion names no request) the names
+    are joined as given, in the unwatched directory: nothing is reported (the documented
+    limit)."""
+    start = agent.wait_for(lambda e: e["event_type"] == "agent_start")
+    resolved = {"io_renameat", "security_path_rename"} <= set(start["hooks_attached"])
+    # the matrix's kernels have fentry: every one whose completion names the request resolves
+    assert resolved or not (os.environ.get("RANDGUARD_EXPECT_FENTRY") == "1"
+                            and COMPLETION_HAS_REQUEST), start["hooks_missing"]
+    link = base / "unwatched" / f"names-to-cron-{mode}"
+    link.symlink_to("/etc/cron.d")
+    src, other = base / "unwatched" / f"mv-{mode}", base / "unwatched" / f"ln-{mode}"
+    src.write_text("# rg test\n")
+    other.write_text("# rg test\n")
+
+    def via(path: str) -> str:
+        return str(link / os.path.basename(path))
+
+    try:
+        with in_cron_d() as moved, in_cron_d() as hard, in_cron_d() as soft, \
+                in_cron_d(".d") as newdir:
+            ops = [["rename", str(src), via(moved)], ["link", str(other), via(hard)],
+                   ["symlink", "/bin/true", via(soft)], ["mkdir", via(newdir), "755"],
+                   ["unlink", via(hard)], ["rmdir", via(newdir)]]
+            want = [("file_rename", moved, "renameat2"), ("file_link", hard, "linkat"),
+                    ("file_link", soft, "symlinkat"), ("file_mkdir", newdir, "mkdirat"),
+                    ("file_unlink", hard, "unlinkat"), ("file_unlink", newdir, "unlinkat")]
+            if not HAS_MKDIR_LINK:
+                os.link(other, hard)
+                os.mkdir(newdir)
+                ops, want = [ops[0], *ops[4:]], [want[0], *want[4:]]
+            r = ring(*ops, mode=mode)
+            assert [res for _, res in r.results] == [0] * len(ops), r.results
+            assert Path(moved).read_text() == "# rg test\n"
+            assert Path(soft).is_symlink() == HAS_MKDIR_LINK
+            agent.sync()
+            got = [(e["event_type"], e["resolved_path"], e["syscall"])
+                   for e in agent.matching(lambda e: e.get("pid") == r.pid
+                                           and e["event_type"].startswith("file_"))]
+            if not resolved:
+                assert got == []
+                return
+            assert got == want
+            for event_type, path, syscall in want:
+                ev = the(agent, event_type=event_type, resolved_path=path, syscall=syscall)
+                assert (ev["io_uring"], ev["ret"], ev["filename"], ev["old_path"]) == (
+                    True, 0, None, None), ev
+                assert detection(ev) == CRON, ev
+                assert rule_ids(agent, ev) == ["FILE-CRON-001"], ev
+            assert the(agent, event_type="file_mkdir", resolved_path=newdir)["mode"] == 0o755
+    finally:
+        link.unlink()
+
+
 def test_direct_descriptor_open(agent: AgentProc) -> None:
     """An open into a fixed slot returns no fd: reported, with fd null."""
     with in_cron_d() as job:

@@ -69,7 +69,10 @@ def test_resolver_attaches_where_fentry_works_else_only_warns(
 ) -> None:
     cfg = parse_config("")
     with caplog.at_level(logging.WARNING), loader.load(cfg, FileFilter.from_config(cfg.file)) as ks:
-        resolver = set(loader.RESOLVER_HOOKS)
+        # io_uring's name handlers too, where the completion tracepoint names the request
+        tps = loader.uring_tracepoints()
+        resolver = set(loader.RESOLVER_HOOKS) | (
+            set(loader.RESOLVER_URING_HOOKS) if tps is not None and not tps.by_data else set())
         names = [Path(o.path).name for o in ks.objects]
         if os.environ.get("RANDGUARD_EXPECT_FENTRY") == "1":  # the matrix's kernels
             # 5.10 cannot fentry a function that takes a struct (security_path_chown's ids)
