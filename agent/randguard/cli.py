@@ -62,6 +62,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="exit 1 if a hook attaches but delivers nothing in the self-test")
     check = sub.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("path", nargs="?", metavar="PATH", help="config file (default as for run)")
+    det = sub.add_parser("detections",
+                         help="print the detections a config puts in force (markdown) and exit")
+    det.add_argument("--config", metavar="PATH", help="config file (default as for run)")
     replay = sub.add_parser("replay", help="run a recording through the pipeline (no kernel)")
     replay.add_argument("recording", metavar="FILE")
     replay.add_argument("--config", metavar="PATH", help="config file (default as for run)")
@@ -97,6 +100,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check-config":
         print(f"{path}: ok ({len(ruleset.persistence)} detections, {len(ruleset.rules)} rules)",
               file=sys.stderr)
+        return 0
+
+    if args.command == "detections":
+        from .detection_table import markdown
+
+        sys.stdout.write(markdown(ruleset))
         return 0
 
     if args.command == "replay":

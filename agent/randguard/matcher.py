@@ -127,7 +127,9 @@ def _bracket_end(pat: str, i: int) -> int | None:
 
 
 def glob_to_regex(pat: str) -> str:
-    """Translate a shell glob to a regex body (no anchors) where nothing matches ``/`` implicitly.
+    """Translate a shell glob to a regex body (no anchors) where only ``**`` matches ``/``:
+    ``*``, ``?`` and ``[...]`` stay within one path component; ``**`` is any run of characters,
+    and ``**/`` any run of whole directories, none included (``/**/x`` matches ``/x``).
 
     Own translation instead of fnmatch.translate: fnmatch lets ``*`` cross ``/``.
     """
@@ -137,9 +139,16 @@ def glob_to_regex(pat: str) -> str:
         c = pat[i]
         i += 1
         if c == "*":
+            deep = i < n and pat[i] == "*"
             while i < n and pat[i] == "*":
                 i += 1
-            out.append("[^/]*")
+            if not deep:
+                out.append("[^/]*")
+            elif i < n and pat[i] == "/":
+                i += 1
+                out.append("(?:.*/)?")
+            else:
+                out.append(".*")
         elif c == "?":
             out.append("[^/]")
         elif c == "[":

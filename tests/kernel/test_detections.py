@@ -359,6 +359,84 @@ def test_profile_d_script(agent: AgentProc, tidy: Tidy) -> None:
         no_rule_alerts(agent, ev)
 
 
+SHELL_PROFILE = ("shell_profile_modified", ["T1546.004"])
+ACCOUNT = ("account_modified", ["T1136.001", "T1098"])
+ACCOUNT_USER = "rgtestacct"
+ACCOUNT_HOME = "/srv/rg-test-acct"
+
+
+def test_shrc_append_and_skel_file(agent: AgentProc, tidy: Tidy) -> None:
+    """~/.shrc (what sh reads with ENV=~/.shrc) and /etc/skel (copied into every new home);
+    sourcing the file is no event."""
+    shrc = "/root/.shrc"
+    if not tidy.preserve(shrc):
+        Path(shrc).write_text("# rg test shrc\n")
+    skel = tidy.new(f"/etc/skel/.{TAG}")
+    p = sh(f"echo '# rg test append' >> {shrc}; printf '# rg test\\n' > {skel}")
+    src = sh(f". {shrc}")
+    agent.sync()
+    for path in (shrc, skel):
+        for kind in ("file_open", "file_write"):
+            annotated(the(agent, event_type=kind, resolved_path=path, pid=p.pid), *SHELL_PROFILE)
+    assert find(agent, resolved_path=shrc, pid=src.pid) == []
+
+
+def test_setuid_copy_of_sh_in_tmp(agent: AgentProc) -> None:
+    """The classic: a root shell copied to /tmp (excluded by default) and made setuid; the
+    copy itself is not reported, the chmod is, wherever it is."""
+    d = tempfile.mkdtemp(prefix="rg-det-", dir="/tmp")
+    try:
+        cp = run(["cp", SH, f"{d}/sh"])
+        ch = run(["chmod", "4755", f"{d}/sh"])
+        plain_chmod = run(["chmod", "0700", f"{d}/sh"])  # the near miss: no setid bit
+        agent.sync()
+        ev = the(agent, event_type="file_chmod", resolved_path=f"{d}/sh", pid=ch.pid)
+        annotated(ev, "setid_bit_set", ["T1548.001"])
+        assert (ev["mode"], ev["comm"]) == (0o4755, "chmod")
+        assert find(agent, resolved_path=f"{d}/sh", pid=cp.pid) == []
+        assert find(agent, resolved_path=f"{d}/sh", pid=plain_chmod.pid) == []
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _delete_account_user() -> None:
+    subprocess.run(["userdel", "-r", ACCOUNT_USER], capture_output=True)
+    shutil.rmtree(ACCOUNT_HOME, ignore_errors=True)
+
+
+def test_account_created_and_added_to_sudo(agent: AgentProc) -> None:
+    """useradd -m -d /srv/... and usermod -aG sudo: each account file they rewrite (a new file
+    renamed over the old one) is annotated; reading the account database is no event."""
+    with contextlib.suppress(KeyError):
+        pwd.getpwnam(ACCOUNT_USER)
+        _delete_account_user()  # left over from an interrupted run
+    try:
+        add = run(["useradd", "-m", "-d", ACCOUNT_HOME, ACCOUNT_USER])
+        mod = run(["usermod", "-aG", "sudo", ACCOUNT_USER])
+        reads = [run(["getent", "passwd", ACCOUNT_USER]), run(["id", ACCOUNT_USER]),
+                 run(["cat", "/etc/passwd", "/etc/group"])]
+    finally:
+        _delete_account_user()
+    agent.sync()
+
+    def changed(pid: int) -> dict[str, set[str]]:
+        """account file -> the event types annotated as an account change for it"""
+        out: dict[str, set[str]] = {}
+        for ev in agent.matching(lambda e: e.get("pid") == pid
+                                 and e.get("detection_type") == ACCOUNT[0]):
+            annotated(ev, *ACCOUNT)
+            out.setdefault(ev["resolved_path"], set()).add(ev["event_type"])
+        return out
+
+    made = changed(add.pid)
+    assert {"/etc/passwd", "/etc/shadow", "/etc/group", "/etc/gshadow"} <= made.keys(), made
+    assert all("file_rename" in kinds for kinds in made.values()), made
+    assert {"/etc/group", "/etc/gshadow"} <= changed(mod.pid).keys()
+    for p in reads:
+        assert agent.matching(lambda e, p=p: e.get("pid") == p.pid
+                              and e.get("alert") is True) == []
+
+
 def test_sudoers_d_drop_in(agent: AgentProc, tidy: Tidy) -> None:
     tidy.dirs("/etc/sudoers.d", 0o750)
     path = tidy.new(f"/etc/sudoers.d/{TAG}")  # no dot in the name: sudo would read it

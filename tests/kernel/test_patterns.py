@@ -151,6 +151,49 @@ def test_python_startup_hook_under_an_excluded_path(agent: AgentProc, made: list
         annotated_as_python_startup(ev)
 
 
+@pytest.mark.parametrize("where", ["tmp-venv", "root-user-site"])
+def test_pth_file_in_any_site_packages(agent: AgentProc, made: list[Path], where: str) -> None:
+    """A `.pth` file (its `import` lines run at every interpreter start) dropped into a
+    virtualenv under /tmp (excluded) and into root's user site: `/**/site-packages/*.pth`,
+    which the kernel passes as the suffix `.pth`. Python reading it at start is no event."""
+    if where == "tmp-venv":
+        venv = Path(tempfile.mkdtemp(prefix="rg-pat-venv-", dir="/tmp"))
+        made.append(venv)
+        site = venv / "lib" / "python3.11" / "site-packages"
+    else:
+        site = Path("/root/.local/lib/python3.11/site-packages")
+    path = site / "rg-test-hook.pth"
+    if path.exists():
+        pytest.skip(f"{path} exists; not touching it")
+    assert not FileFilter.from_config(DEFAULTS).wants(str(path), True)
+    assert kernel_form("/**/site-packages/*.pth") == ("suffix", b".pth")
+    mkdirs(site, made)
+    made.append(path)
+    for ev in create(agent, path):
+        annotated_as_python_startup(ev)
+    if where == "root-user-site":  # the interpreter reads it (the user site is on by default)
+        p = subprocess.run(["python3", "-c", "import sys; print(sys.flags.no_user_site)"],
+                           capture_output=True, text=True, check=True, cwd="/")
+        assert p.stdout.strip() == "0"
+        agent.sync()
+        assert len(events_for(agent, path)) == 2  # the open and the write above, nothing more
+
+
+def test_near_misses_of_the_pth_pattern_produce_nothing(agent: AgentProc, base: Path) -> None:
+    """A `.pth` outside any site-packages, one below a package's own directory, and a name that
+    only starts like it: the kernel passes them (the `.pth` suffix), userspace drops them."""
+    near = [base / "pth-near" / "rg.pth", base / "pth-near" / "site-packages" / "pkg" / "rg.pth",
+            base / "pth-near" / "site-packagesx" / "rg.pth"]
+    for path in near:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sh(f"printf 'x\\n' > '{path}'")
+    control = base / "pth-near" / "site-packages" / "rg.pth"
+    opened, _ = create(agent, control)
+    annotated_as_python_startup(opened)
+    for path in near:
+        assert events_for(agent, path) == [], path
+
+
 def test_near_misses_of_the_file_names_produce_nothing(agent: AgentProc, base: Path) -> None:
     site = base / "near" / "site-packages"
     site.mkdir(parents=True)

@@ -199,12 +199,20 @@ def test_many_prefix_lengths_under_one_directory() -> None:
         assert m.matches(p) == _ref_matches(prefixes, [], p), p
 
 
-def test_glob_to_regex_never_crosses_slash() -> None:
+def test_glob_to_regex_crosses_slash_only_with_a_double_star() -> None:
     import re
 
     assert re.fullmatch(glob_to_regex("a*b"), "axxb")
     assert not re.fullmatch(glob_to_regex("a*b"), "ax/xb")
-    assert not re.fullmatch(glob_to_regex("a**b"), "ax/xb")
+    assert not re.fullmatch(glob_to_regex("a?b"), "a/b")
+    assert not re.fullmatch(glob_to_regex("a[/x]b"), "a/b")
+    assert re.fullmatch(glob_to_regex("a**b"), "ax/xb")
+    # "**/": any run of whole directories, none included
+    deep = glob_to_regex("/**/site-packages/*.pth")
+    for path in ("/site-packages/a.pth", "/tmp/v/lib/python3.11/site-packages/a.pth"):
+        assert re.fullmatch(deep, path), path
+    for path in ("/tmp/site-packages/sub/a.pth", "/tmp/xsite-packages/a.pth", "/tmp/a.pth"):
+        assert not re.fullmatch(deep, path), path
 
 
 # --- FileFilter ----------------------------------------------------------------------------
