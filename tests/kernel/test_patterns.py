@@ -11,16 +11,19 @@ ask the real kernel, through the real agent, with the shipped config and pack.
 from __future__ import annotations
 
 import contextlib
+import os
+import re
 import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
 import pytest
 from agent_proc import AgentProc, running, write_config, write_default_config
 
-from randguard.config import Config
+from randguard.config import Config, load_config
 from randguard.matcher import (
     KERNEL_FILTER_MAX_SUFFIXES,
     FileFilter,
@@ -28,6 +31,7 @@ from randguard.matcher import (
     kernel_form,
 )
 from randguard.ruleset import load_ruleset
+from randguard.runtime import make_pipeline
 
 pytestmark = pytest.mark.kernel
 
@@ -249,3 +253,114 @@ def test_every_pattern_shape_passes_with_more_suffixes_than_slots(
         assert [f for f in files if str(f) not in opened] == []
         assert events_for(a, miss) == []  # userspace decides: no pattern matches it
         assert a.stop() == 0
+
+
+# --- the kernel filter passes a superset of userspace's, for the shipped lists ------------------
+
+
+def _reroot(p: str, root: Path) -> str:
+    """A path or pattern of the shipped config, pack or rules, moved under `root` (a home
+    `~/x` to root/home/rg/x); a relative pattern (a file name) stays: it matches anywhere."""
+    if p.startswith("~/"):
+        return f"{root}/home/rg/{p[2:]}"
+    return f"{root}{p}" if p.startswith("/") else p
+
+
+def _example(glob: str) -> str:
+    """One path the glob matches: `**/` a/b/, `*` rgx, `?` q, a bracket its first member."""
+    s = glob.replace("**/", "a/b/").replace("**", "a/b")
+    s = re.sub(r"\[!([^\]]*)\]", "z", s)
+    s = re.sub(r"\[([^\]])[^\]]*\]", r"\1", s)
+    return s.replace("*", "rgx").replace("?", "q")
+
+
+def _toml_entries(table: str, entries: list[dict]) -> str:
+    out = []
+    for e in entries:
+        out.append(f"[[{table}]]")
+        out += [f"{k} = {msgspec.json.encode(v).decode()}" for k, v in e.items()]
+    return "\n".join(out) + "\n"
+
+
+def _rerooted_config(path: Path, roots: list[Path], markers: Path) -> tuple[Path, list[str]]:
+    """The default [file] lists, the pack and the shipped file rules, each path and absolute
+    pattern once under every root (the pack and rules as the config's own entries, so they
+    keep their force over exclude_paths); and the path-like strings it used, for generating."""
+    rs = load_ruleset(Config(), Path("/nonexistent-rg/config.toml"))
+    d = Config().file
+    used: list[str] = []
+
+    def moved(items: list[str]) -> list[str]:
+        used.extend(items)
+        return [_reroot(p, r) for r in roots for p in items] if items else []
+
+    dets = [{"name": x.name, "mitre": x.mitre, "operations": x.operations, "modes": x.modes,
+             "xattrs": x.xattrs, "paths": moved(x.paths), "patterns": moved(x.patterns)}
+            for x in rs.persistence]
+    rules = [{"id": r.id, "name": r.name, "type": r.type, "severity": r.severity,
+              "paths": moved(r.paths), "patterns": moved(r.patterns),
+              "operations": r.operations, "process_names": r.process_names}
+             for r in rs.rules if r.type == "file"]
+    cfg = write_config(
+        path, watch=[*moved(d.watch_paths), str(markers)], exclude=moved(d.exclude_paths),
+        read=moved(d.read_paths), patterns=moved(d.watch_patterns), builtin=False,
+        extra="[performance]\nmax_events_per_second = 0\n"
+        + _toml_entries("detections.persistence", dets) + _toml_entries("rules", rules))
+    return cfg, used
+
+
+def _candidates(used: list[str], as_file: Path, below: Path) -> list[Path]:
+    """Paths to create: under `as_file` each listed path itself and its near misses (longer,
+    shorter, a backup, another case), under `below` files inside and beside it; each
+    pattern's example, the same one a directory deeper, and its near misses; file names in a
+    plain and in an excluded directory."""
+    out: list[str] = []
+    for p in set(used):
+        ex = _example(p)
+        if p.startswith(("/", "~/")):
+            a, b = _reroot(ex, as_file), _reroot(ex, below)
+            out += [a, a + "x", a + ".bak", a + "~", a[:-1], f"{b}/rg-f", f"{b}/.rg-hidden",
+                    f"{b}/sub/rg-f", f"{b}/sub/deeper/rg-f", f"{b}x/rg-f", f"{b}.d/rg-f"]
+            head, _, name = a.rpartition("/")
+            out += [f"{head}/x{name}", f"{head}/sub/{name}", f"{head}/{name.upper()}"]
+        else:
+            for d in (f"{below}/plain-dir", f"{below}/tmp/rg", f"{as_file}/var/log/rg"):
+                out += [f"{d}/{ex}", f"{d}/{ex}.bak", f"{d}/x{ex}", f"{d}/sub/{ex}"]
+    paths = {Path(p) for p in out}
+    dirs = {q for p in paths for q in p.parents}
+    return sorted(p for p in paths if p not in dirs)  # a path some other one needs as a directory
+
+
+def test_kernel_filter_passes_all_userspace_wants_for_generated_paths(
+        base: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The shipped watch lists, pack and rules, moved under two temp roots: thousands of files
+    made at their paths, their near misses and their patterns' examples, in watched, unwatched
+    and excluded places. Every file userspace's filter (the agent's own, built from the same
+    config) wants is reported: the real kernel program dropped none of them (it drops others:
+    it filters at all), and nothing else is reported."""
+    as_file, below = base / "gen-a", base / "gen-b"
+    markers = base / "gen-markers"
+    markers.mkdir()
+    cfg, used = _rerooted_config(tmp_path_factory.mktemp("cfg") / "config.toml",
+                                 [as_file, below], markers)
+    files = _candidates(used, as_file, below)
+    wants = make_pipeline(load_config(cfg), cfg).file_filter.wants
+    expected = {str(f) for f in files if wants(str(f), True)}
+    assert len(files) > 2000 and 500 < len(expected) < len(files) - 500, (len(files),
+                                                                          len(expected))
+    with AgentProc(cfg, marker_dir=markers) as a:
+        a.wait_for(lambda e: e["event_type"] == "agent_start")
+        for f in files:
+            f.parent.mkdir(parents=True, exist_ok=True)
+            os.close(os.open(f, os.O_WRONLY | os.O_CREAT, 0o644))
+        a.sync()
+        got = {e["resolved_path"] for e in a.matching(
+            lambda e: e["event_type"] == "file_open" and e["pid"] == os.getpid()
+            and e["resolved_path"].startswith((f"{as_file}/", f"{below}/")))}
+        assert a.stop() == 0
+        final = a.wait_for(lambda e: e["event_type"] == "health" and e.get("final") is True)
+    assert sorted(expected - got) == []  # the kernel dropped nothing userspace wanted
+    assert sorted(got - expected) == []
+    # the kernel filtered some itself (a coarser filter: most near misses pass it, for
+    # userspace to drop)
+    assert final["kernel_filtered"]["file"] >= 50 and final["userspace_filtered"] > 0
