@@ -22,6 +22,14 @@ class Record(msgspec.Struct, kw_only=True):
     host: str
 
 
+class Ancestor(msgspec.Struct):
+    """A process above the one that made an annotated event, as the process table knows it."""
+
+    pid: int
+    comm: str
+    exe_path: str | None
+
+
 class FileEvent(Record, kw_only=True):
     """file_open, file_write, file_rename, file_unlink, file_link, io_uring_setup."""
 
@@ -50,6 +58,8 @@ class FileEvent(Record, kw_only=True):
     alert: bool = False
     detection_type: str | None = None
     mitre: list[str] | None = None
+    # with a detection or a rule: the parent, its parent, ... (what made the change: dpkg?)
+    ancestors: list[Ancestor] | None = None
 
 
 class FileAttrEvent(FileEvent, kw_only=True):

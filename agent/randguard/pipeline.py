@@ -16,6 +16,7 @@ from .config import Config, PersistenceDetection, Rule
 from .detections import NetworkDetections, PersistenceDetections, set_back
 from .events import (
     Alert,
+    Ancestor,
     Event,
     FileAttrEvent,
     FileEvent,
@@ -550,6 +551,11 @@ class Pipeline:
                         break
         return det, hits
 
+    def _ancestors(self, ppid: int) -> list[Ancestor]:
+        """The process lineage an annotated event carries, parent first."""
+        return [Ancestor(pid, info.comm, info.exe_path)
+                for pid, info in self.procs.lineage(ppid or None)]
+
     def file_event(self, r: FileRecord, out: list[Event]) -> None:
         """Normalize, filter, judge and rate-limit one file record; append its event and the
         alerts of the rules it matches to `out`."""
@@ -601,6 +607,7 @@ class Pipeline:
             alert=det is not None,
             detection_type=det.name if det is not None else None,
             mitre=det.mitre if det is not None else None,
+            ancestors=self._ancestors(r.ppid) if det is not None or hits else None,
         )
         if op in _ATTR_OPS:
             ev = attr_event(ev, r)

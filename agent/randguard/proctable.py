@@ -42,6 +42,21 @@ class ProcessTable:
             self._procs.move_to_end(tgid)
         return info
 
+    def lineage(self, ppid: int | None, limit: int = 16) -> list[tuple[int, ProcInfo]]:
+        """The known processes from `ppid` up, nearest first: up to `limit`, a process this
+        table does not know, or a loop (pid reuse)."""
+        out: list[tuple[int, ProcInfo]] = []
+        seen: set[int] = set()
+        procs = self._procs
+        while ppid is not None and ppid > 0 and len(out) < limit and ppid not in seen:
+            info = procs.get(ppid)
+            if info is None:
+                break
+            seen.add(ppid)
+            out.append((ppid, info))
+            ppid = info.ppid
+        return out
+
     def put(self, tgid: int, info: ProcInfo) -> None:
         procs = self._procs
         procs[tgid] = info

@@ -411,7 +411,8 @@ def test_account_created_and_added_to_sudo(agent: AgentProc) -> None:
         pwd.getpwnam(ACCOUNT_USER)
         _delete_account_user()  # left over from an interrupted run
     try:
-        add = run(["useradd", "-m", "-d", ACCOUNT_HOME, ACCOUNT_USER])
+        # through a shell (`; true`: sh forks for it), as a package's postinst would
+        add = sh(f"useradd -m -d {ACCOUNT_HOME} {ACCOUNT_USER}; true")
         mod = run(["usermod", "-aG", "sudo", ACCOUNT_USER])
         reads = [run(["getent", "passwd", ACCOUNT_USER]), run(["id", ACCOUNT_USER]),
                  run(["cat", "/etc/passwd", "/etc/group"])]
@@ -419,19 +420,26 @@ def test_account_created_and_added_to_sudo(agent: AgentProc) -> None:
         _delete_account_user()
     agent.sync()
 
-    def changed(pid: int) -> dict[str, set[str]]:
-        """account file -> the event types annotated as an account change for it"""
+    def changed(parent: int, pid: int | None = None) -> dict[str, set[str]]:
+        """account file -> the event types annotated as an account change for it, made by a
+        child of `parent` (`pid`, if given); each carries its lineage: `parent` first, this
+        test in it"""
         out: dict[str, set[str]] = {}
-        for ev in agent.matching(lambda e: e.get("pid") == pid
+        for ev in agent.matching(lambda e: e.get("ppid") == parent
+                                 and pid in (None, e.get("pid"))
                                  and e.get("detection_type") == ACCOUNT[0]):
             annotated(ev, *ACCOUNT)
+            lineage = [a["pid"] for a in ev["ancestors"]]
+            assert lineage[0] == parent and os.getpid() in lineage, ev
             out.setdefault(ev["resolved_path"], set()).add(ev["event_type"])
         return out
 
     made = changed(add.pid)
+    (start,) = find(agent, event_type="process_start", ppid=add.pid, comm="useradd")
+    assert start["exe_path"].endswith("/useradd")
     assert {"/etc/passwd", "/etc/shadow", "/etc/group", "/etc/gshadow"} <= made.keys(), made
     assert all("file_rename" in kinds for kinds in made.values()), made
-    assert {"/etc/group", "/etc/gshadow"} <= changed(mod.pid).keys()
+    assert {"/etc/group", "/etc/gshadow"} <= changed(os.getpid(), mod.pid).keys()
     for p in reads:
         assert agent.matching(lambda e, p=p: e.get("pid") == p.pid
                               and e.get("alert") is True) == []

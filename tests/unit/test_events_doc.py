@@ -97,6 +97,8 @@ def json_type(t: mi.Type) -> str:
             return name
     if isinstance(t, mi.ListType) and isinstance(t.item_type, mi.StrType):
         return "array of string"
+    if isinstance(t, mi.ListType) and isinstance(t.item_type, mi.StructType):
+        return "array of object"  # (FileEvent.ancestors: the objects' keys are in its row)
     # string -> integer maps (counters); AgentStart.self_test maps to booleans
     if (isinstance(t, mi.DictType) and isinstance(t.key_type, mi.StrType)
             and isinstance(t.value_type, mi.IntType | mi.BoolType)):
@@ -174,7 +176,10 @@ def samples() -> dict[str, events.Record]:
             resolved_path="/var/tmp/rootbash", filename="rootbash", old_path=None,
             old_filename=None, ret=0, error=None, flags=None, access=None, created=None,
             fd=None, inode=None, path_truncated=False, alert=True,
-            detection_type="setid_bit_set", mitre=["T1548.001"], mode=0o4755, owner_uid=None,
+            detection_type="setid_bit_set", mitre=["T1548.001"],
+            ancestors=[events.Ancestor(2107, "bash", "/usr/bin/bash"),
+                       events.Ancestor(2094, "sshd", "/usr/sbin/sshd")],
+            mode=0o4755, owner_uid=None,
             owner_gid=None, length=None, old_mode=0o755, old_owner_uid=None, old_owner_gid=None,
             old_length=None, device=None, xattr_name=None, mtime_ns=None,
         ),
@@ -252,6 +257,8 @@ def _json_matches(value: object, typ: str) -> bool:
         typ = typ.removesuffix(" or null")
     if typ == "array of string":
         return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    if typ == "array of object":
+        return isinstance(value, list) and all(isinstance(v, dict) for v in value)
     if typ == "object":
         return isinstance(value, dict) and all(isinstance(k, str) for k in value)
     if typ == "number":

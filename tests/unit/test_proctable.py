@@ -53,3 +53,20 @@ def test_seed_from_proc_knows_this_process() -> None:
     me = t.get(os.getpid())
     assert me.ppid == os.getppid()
     assert me.exe_path == os.path.realpath(f"/proc/{os.getpid()}/exe")
+
+
+def test_lineage_is_nearest_first_and_stops_at_the_unknown_a_loop_or_the_limit() -> None:
+    t = ProcessTable(64)
+    t.put(1, ProcInfo(0, "systemd", "/usr/lib/systemd/systemd"))
+    t.put(500, ProcInfo(1, "apt-get", "/usr/bin/apt-get"))
+    t.put(600, ProcInfo(500, "dpkg", "/usr/bin/dpkg"))
+    t.put(700, ProcInfo(600, "sh", "/usr/bin/dash"))
+    assert [(pid, i.comm) for pid, i in t.lineage(700)] == [
+        (700, "sh"), (600, "dpkg"), (500, "apt-get"), (1, "systemd")]
+    assert t.lineage(None) == [] and t.lineage(0) == [] and t.lineage(9999) == []
+    t.put(800, ProcInfo(4242, "orphan", None))  # a parent the table never saw
+    assert [pid for pid, _ in t.lineage(800)] == [800]
+    t.put(901, ProcInfo(902, "a", None))  # pid reuse can make a cycle
+    t.put(902, ProcInfo(901, "b", None))
+    assert [pid for pid, _ in t.lineage(901)] == [901, 902]
+    assert len(t.lineage(700, limit=2)) == 2
