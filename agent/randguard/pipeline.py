@@ -88,6 +88,7 @@ _MOUNT, _UMOUNT = _OP_ID["file_mount"], _OP_ID["file_umount"]
 _IO_URING_SETUP = _OP_ID["io_uring_setup"]
 # io_uring opens with no fd to tell: into a direct descriptor, or reported before the result
 _NO_FD = FF_DIRECT | FF_NO_RESULT
+PASSWD = "/etc/passwd"  # where `~/` paths get their home directories
 _REMOVEXATTR = _OP_ID["file_removexattr"]
 # FileAttrEvent: what the call sets
 _ATTR_OPS = frozenset(range(_CHMOD, _UMOUNT + 1)) | {_REMOVEXATTR}
@@ -248,6 +249,7 @@ class Pipeline:
         self.decode_errors: Counter[str] = Counter()
         self.filtered = 0
         self.records = 0
+        self.passwd_changed = False  # a successful call changed PASSWD: homes may have moved
 
     def feed(self, raws: list[bytes]) -> list[Event]:
         """Process a batch of raw records in ring order; returns the events to write."""
@@ -564,6 +566,8 @@ class Pipeline:
         if not wanted:
             self.filtered += 1
             return
+        if path == PASSWD and r.ret >= 0 and op != _OPEN:
+            self.passwd_changed = True
 
         ret = r.ret
         info = self.procs.get(r.pid)

@@ -22,12 +22,12 @@ from .libbpf import libbpf_version
 from .matcher import FileFilter
 from .netinventory import listening_sockets
 from .output import Output
-from .pipeline import Pipeline, ProcessOutput
+from .pipeline import PASSWD, Pipeline, ProcessOutput
 from .proctable import ProcessTable
 from .ratelimit import RateLimiter
 from .ringbuf import RingBuffer
 from .rules import RuleEngine
-from .ruleset import load_ruleset, passwd_homes
+from .ruleset import RuleSet, load_ruleset, passwd_homes
 from .selftest import SelfTest, self_test_path
 
 log = logging.getLogger("randguard")
@@ -38,18 +38,21 @@ SELF_TEST_SECONDS = 5.0
 FLUSH_SECONDS = 1.0  # at stop: how long queued lines may take to go out (exit within 2 s)
 
 
-def make_pipeline(cfg: Config, config_path: Path) -> Pipeline:
+def make_pipeline(cfg: Config, config_path: Path, rs: RuleSet | None = None,
+                  homes: list[str] | None = None) -> Pipeline:
     """The pipeline for a config: its filter, process table, detections and rules (the shipped
-    pack and rules, the config's, rules.d's), with `~/` expanded to every passwd home."""
-    rs = load_ruleset(cfg, config_path)
-    homes = passwd_homes()
+    pack and rules, the config's, rules.d's: `rs`, else read now), with `~/` expanded to every
+    home (`homes`, else the passwd database's). /etc/passwd always passes the filter: its
+    changes are what the agent follows homes by."""
+    rs = rs if rs is not None else load_ruleset(cfg, config_path)
+    homes = homes if homes is not None else passwd_homes()
     detections = PersistenceDetections(rs.persistence, homes)
     rules = RuleEngine(rs.rules, homes)
     rule_w, rule_r = rules.watched()
     det_paths, det_patterns = detections.watched()
     file_filter = FileFilter.from_config(
         cfg.file,
-        force=(det_paths + rule_w[0] + [self_test_path()], det_patterns + rule_w[1]),
+        force=(det_paths + rule_w[0] + [self_test_path(), PASSWD], det_patterns + rule_w[1]),
         force_read=rule_r,
     )
     return Pipeline(
@@ -77,7 +80,9 @@ class Agent:
         self.out_fd = out_fd
         self.record = recording.Writer(record, os.getpid()) if record is not None else None
         self.strict = strict
-        self.pipeline = make_pipeline(cfg, config_path)
+        self.ruleset = load_ruleset(cfg, config_path)
+        self.homes = passwd_homes()
+        self.pipeline = make_pipeline(cfg, config_path, self.ruleset, self.homes)
         self.stopping = False
         self.reload_requested = False
 
@@ -208,6 +213,9 @@ class Agent:
             if self.reload_requested:
                 self.reload_requested = False
                 self._reload()
+            if self.pipeline.passwd_changed:
+                self.pipeline.passwd_changed = False
+                self._follow_homes()
             if perf.drop_when_full or out.room():
                 self.ring.wait(POLL_MS)
                 # not dropping: what does not fit stays in the ring (the kernel counts its drops)
@@ -273,22 +281,40 @@ class Agent:
         try:
             new_cfg = load_config(self.config_path)
             cfg, restart = reloadable(self.cfg, new_cfg)
-            new = make_pipeline(cfg, self.config_path)
+            rs, homes = load_ruleset(cfg, self.config_path), passwd_homes()
+            new = make_pipeline(cfg, self.config_path, rs, homes)
         except ConfigError as e:
             log.error("reload rejected, the running config stays in force: %s", e)
             return
         if restart:
             log.warning("reload: changes to %s take effect at the next start",
                         ", ".join(restart))
+        self._swap(new, cfg, rs, homes)
+        logging.getLogger().setLevel(cfg.agent.log_level.upper())
+        log.info("reloaded %s", self.config_path)
+
+    def _follow_homes(self) -> None:
+        """/etc/passwd changed: if the home directories did, `~/` paths are expanded again, in
+        the userspace filter, detections and rules and in the kernel filter (the running config
+        and ruleset stay)."""
+        homes = passwd_homes()
+        if homes == self.homes:
+            return
+        added, gone = sorted(set(homes) - set(self.homes)), sorted(set(self.homes) - set(homes))
+        self._swap(make_pipeline(self.cfg, self.config_path, self.ruleset, homes),
+                   self.cfg, self.ruleset, homes)
+        log.info("home directories changed (new: %s; gone: %s): ~/ paths expanded again",
+                 ", ".join(added) or "none", ", ".join(gone) or "none")
+
+    def _swap(self, new: Pipeline, cfg: Config, rs: RuleSet, homes: list[str]) -> None:
+        """Put `new` in place: it takes over the running one's state, the kernel its filter."""
         old = self.pipeline
         new.procs, new.clock = old.procs, old.clock
         new.records, new.filtered = old.records, old.filtered
         new.decode_errors, new.rate_limited = old.decode_errors, old.rate_limited
         loader.fill_filter(self.ks, new.file_filter)
         self.losses.host = new.host
-        logging.getLogger().setLevel(cfg.agent.log_level.upper())
-        self.pipeline, self.cfg = new, cfg
-        log.info("reloaded %s", self.config_path)
+        self.pipeline, self.cfg, self.ruleset, self.homes = new, cfg, rs, homes
 
 
 # What a reload cannot change: it is built into the loaded programs and maps.

@@ -445,6 +445,30 @@ def test_account_created_and_added_to_sudo(agent: AgentProc) -> None:
                               and e.get("alert") is True) == []
 
 
+LATE_USER = "rgtestlate"
+LATE_HOME = "/srv/rg-test-late"  # not watched by the default lists
+
+
+def test_a_home_added_while_running_is_watched(agent: AgentProc) -> None:
+    """useradd after the agent started: it follows /etc/passwd, expands the pack's `~/` paths
+    again (in userspace and in the kernel filter), and an authorized_keys written into the new
+    home is annotated."""
+    keys = f"{LATE_HOME}/.ssh/authorized_keys"
+    subprocess.run(["userdel", "-r", LATE_USER], capture_output=True)
+    try:
+        run(["useradd", "-m", "-d", LATE_HOME, LATE_USER])
+        agent.wait_for_log(f"home directories changed (new: {LATE_HOME};")
+        os.makedirs(os.path.dirname(keys), mode=0o700)
+        p = sh(f"echo 'ssh-ed25519 AAAAC3Nza rg-test' >> {keys}")
+        agent.sync()
+        for kind in ("file_open", "file_write"):
+            ev = the(agent, event_type=kind, resolved_path=keys, pid=p.pid)
+            annotated(ev, *SSH_KEYS)
+    finally:
+        subprocess.run(["userdel", "-r", LATE_USER], capture_output=True)
+        shutil.rmtree(LATE_HOME, ignore_errors=True)
+
+
 def test_sudoers_d_drop_in(agent: AgentProc, tidy: Tidy) -> None:
     tidy.dirs("/etc/sudoers.d", 0o750)
     path = tidy.new(f"/etc/sudoers.d/{TAG}")  # no dot in the name: sudo would read it
