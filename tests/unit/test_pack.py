@@ -850,3 +850,20 @@ def test_shipped_pack_and_rules_fit_the_kernel_filter_exactly(
     for p in ("/var/tmp/x/site-packages/sitecustomize.py", "/tmp/u/usercustomize.py"):
         assert kf.passes(p.encode(), True) and det.match("file_open", p, True, True), p
     assert not kf.passes(b"/var/tmp/x/site-packages/xsitecustomize.py", True)
+
+
+def test_a_change_to_etc_passwd_is_noted_for_the_homes() -> None:
+    """The shell re-reads the homes after a successful change to /etc/passwd (a rename over it,
+    a write), not after a read, an open or a failure."""
+    for rec, noted in (
+        (file_rec("file_open", path=b"/etc/passwd", oflags=os.O_WRONLY), False),
+        (file_rec("file_rename", path=b"/etc/passwd", name=b"/etc/passwd+", name2=b"/etc/passwd",
+                  syscall="rename", ret=-13), False),
+        (file_rec("file_write", path=b"/etc/passwdx", syscall="write"), False),
+        (file_rec("file_rename", path=b"/etc/passwd", name=b"/etc/passwd+", name2=b"/etc/passwd",
+                  syscall="rename"), True),
+        (file_rec("file_write", path=b"/etc/passwd", syscall="write"), True),
+    ):
+        pipe = default_pipeline()
+        pipe.feed([rec])
+        assert pipe.passwd_changed is noted, rec
