@@ -12,6 +12,7 @@ import math
 import os
 import re
 import socket
+import tomllib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn, TypeVar
@@ -20,11 +21,6 @@ import msgspec
 
 from .records import OPS
 from .syscalls import HANDLERS
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python < 3.11
-    import tomli as tomllib  # type: ignore[no-redef]
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",

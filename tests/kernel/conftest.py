@@ -1,10 +1,11 @@
 """Fixtures for the libbpf binding and ring buffer tests.
 
 Kernel tests (marked ``kernel``, or using the ``require_kernel`` fixture) need root, BPF,
-tracefs and the compiled test object. When any of that is missing they skip with the reason,
-unless RANDGUARD_REQUIRE_KERNEL_TESTS=1 (CI on a real machine), where an unavailable kernel must
-not look like a pass: the test then FAILS (in its call phase, so it is reported as a failure
-rather than as a setup error).
+tracefs and the compiled test object. Without root, or on a kernel that refuses BPF or has no
+tracefs, they skip with the reason, unless RANDGUARD_REQUIRE_KERNEL_TESTS=1 (CI on a real
+machine), where an unavailable kernel must not look like a pass. What the checkout lacks (the
+test object not built, the libbpf binding not importable) is never a skip. Either way the test
+FAILS in its call phase, so it is reported as a failure rather than as a setup error.
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ _PROBLEM = pytest.StashKey[str]()
 
 
 def unavailable(node: pytest.Item, reason: str) -> None:
-    """Skip now, or, when kernel tests are required, make the test fail when it is called."""
-    if not _required():
+    """Skip now, or, when kernel tests are required (or the reason is not the machine's: as root,
+    only a kernel that refuses BPF is), make the test fail when it is called."""
+    if not _required() and reason.startswith(_SKIPPABLE):
         pytest.skip(reason)
     node.stash[_PROBLEM] = f"kernel test required but unavailable: {reason}"
 
@@ -55,10 +57,17 @@ def _object_problem() -> str | None:
     return None
 
 
+# what the machine, not the checkout, lacks: a skip (else a failure)
+_NO_ROOT = "needs root"
+_NO_BPF = "BPF not usable here"
+_NO_TRACEFS = "tracefs unavailable"
+_SKIPPABLE = (_NO_ROOT, _NO_BPF, _NO_TRACEFS)
+
+
 @cache
 def _kernel_problem() -> str | None:
     if os.geteuid() != 0:
-        return "needs root (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN for tracefs)"
+        return f"{_NO_ROOT} (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN for tracefs)"
     problem = _object_problem()
     if problem:
         return problem
@@ -69,9 +78,9 @@ def _kernel_problem() -> str | None:
     try:
         libbpf.ensure_tracefs()  # the binding's own tests attach syscalls/ tracepoints by name
         if not libbpf.tracepoint_exists("syscalls", "sys_enter_getppid"):
-            return "kernel has no syscalls/sys_enter_getppid tracepoint"
+            return f"{_NO_TRACEFS}: it has no syscalls/sys_enter_getppid tracepoint"
     except OSError as e:
-        return f"tracefs unavailable: {e}"
+        return f"{_NO_TRACEFS}: {e}"
     # A trial load tells a kernel without (permitted) BPF from a bug in the code under test:
     # only the former is a reason to skip.
     try:
@@ -79,7 +88,7 @@ def _kernel_problem() -> str | None:
             obj.load()
     except libbpf.LibbpfError as e:
         if e.errno in (errno.EPERM, errno.EACCES, errno.ENOSYS, errno.EOPNOTSUPP):
-            return f"BPF not usable here: {e}"
+            return f"{_NO_BPF}: {e}"
     return None
 
 
