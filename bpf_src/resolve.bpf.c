@@ -83,18 +83,18 @@ static __always_inline int note_uring(struct dentry *dentry, struct vfsmount *mn
 	return 1;
 }
 
+/* A syscall's own entry first (a name operation runs in an io worker, which makes none). */
 static __always_inline int note_target(struct dentry *dentry, const struct path *dir)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	struct rg_inflight *in;
+	struct rg_inflight *in = bpf_map_lookup_elem(&rg_inflight_map, &tid);
 
-	if (note_uring(dentry, BPF_CORE_READ(dir, mnt)))
+	if (!in) {
+		note_uring(dentry, BPF_CORE_READ(dir, mnt));
 		return 0;
-	in = bpf_map_lookup_elem(&rg_inflight_map, &tid);
-	if (in) {
-		in->target_dentry = (__u64)dentry;
-		in->target_mnt = (__u64)BPF_CORE_READ(dir, mnt);
 	}
+	in->target_dentry = (__u64)dentry;
+	in->target_mnt = (__u64)BPF_CORE_READ(dir, mnt);
 	return 0;
 }
 
