@@ -262,11 +262,13 @@ def version() -> str:
     want = rf"randguard {re.escape(STATE['version'])} \(libbpf 1\.\d+, \S+/libbpf\.so\.[\d.]+\)"
     assert re.fullmatch(want, v), v
     h = out(["randguard", "--help"])
-    for cmd in ("run", "check-config", "replay", "--version"):
+    for cmd in ("run", "check-config", "detections", "replay", "--version"):
         assert cmd in h, f"--help lacks {cmd}"
     out(["randguard", "run", "--help"])
     r = sh(["randguard", "check-config", "/etc/randguard/config.toml"])
     assert ": ok (" in r.stderr, r.stderr
+    table = out(["randguard", "detections"])  # the installed config's, from the shipped pack
+    assert "| `cron_modified` | `T1053.003` |" in table, table[:400]
     man = sh("zcat /usr/share/man/man8/randguard.8.gz").stdout
     assert man.startswith(".TH RANDGUARD 8"), man[:40]
     doc = Path("/usr/share/doc/randguard")
