@@ -74,7 +74,7 @@ $(VENV)/.stamp: pyproject.toml | .deps-stamp
 # stdout is the NDJSON stream only (`sudo make run | jq`): set-up output goes to stderr.
 run:
 	@$(MAKE) --no-print-directory all venv >&2
-	@exec $(VENV)/bin/randguard run --config $(CONFIG)
+	@exec $(VENV)/bin/randguard run --config $(CONFIG) --state-file $(CURDIR)/.cache/inventory.state
 
 check-config: venv
 	$(VENV)/bin/randguard check-config $(CONFIG)

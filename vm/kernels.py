@@ -110,6 +110,8 @@ HOST_ONLY_TESTS = {
                                        "over file events that test_file_events and "
                                        "test_attr_events check on every kernel (its resolver "
                                        "test runs everywhere, listed above)",
+    "tests/kernel/test_inventory.py": "the persistence inventory lists and hashes files in "
+                                      "userspace; every agent on every kernel runs it",
     "tests/kernel/test_patterns.py": "watch_patterns through the kernel filter's suffix tables: "
                                      "the same BPF code and maps on every kernel, which every "
                                      "other file test loads there",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -60,6 +61,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="also save every raw kernel record to FILE, for `replay`")
     run.add_argument("--strict", action="store_true",
                      help="exit 1 if a hook attaches but delivers nothing in the self-test")
+    run.add_argument("--state-file", metavar="PATH",
+                     help="the persistence inventory's state (default: [inventory] state_file)")
     check = sub.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("path", nargs="?", metavar="PATH", help="config file (default as for run)")
     det = sub.add_parser("detections",
@@ -118,11 +121,12 @@ def main(argv: list[str] | None = None) -> int:
     from .runtime import Agent, configure_logging
 
     configure_logging(cfg.agent.log_level)
+    state = os.path.abspath(args.state_file) if args.state_file else None
     try:
         if args.record:
             with open(args.record, "wb") as rec:
-                return Agent(cfg, path, record=rec, strict=args.strict).run()
-        return Agent(cfg, path, strict=args.strict).run()
+                return Agent(cfg, path, record=rec, strict=args.strict, state_file=state).run()
+        return Agent(cfg, path, strict=args.strict, state_file=state).run()
     except (LoadError, LibbpfError, OSError) as e:
         print(f"randguard: error: {e}", file=sys.stderr)
         return EXIT_RUNTIME

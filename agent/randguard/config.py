@@ -15,7 +15,7 @@ import socket
 import tomllib
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn, TypeVar
+from typing import Annotated, NoReturn, TypeVar
 
 import msgspec
 
@@ -34,6 +34,7 @@ __all__ = [
     "EventsConfig",
     "NetworkConfig",
     "FileConfig",
+    "InventoryConfig",
     "PerformanceConfig",
     "ProcessConfig",
     "load_config",
@@ -153,10 +154,23 @@ class PerformanceConfig(Section):
     directory_cache: bool = True  # the kernel judges most unwatched opens by directory
 
 
+class InventoryConfig(Section):
+    """``[inventory]``: the hashed list of persistence files, kept across runs (inventory.py)."""
+
+    enabled: bool = True
+    # where the previous run's inventory is kept; `randguard run --state-file` overrides it
+    state_file: Annotated[str, msgspec.Meta(pattern="^/")] = "/var/lib/randguard/inventory.state"
+    max_files: Annotated[int, msgspec.Meta(ge=1, le=10_000_000)] = 100_000
+    max_file_bytes: Annotated[int, msgspec.Meta(ge=0, le=1 << 40)] = 64 << 20  # larger: no hash
+    # a live change is hashed again once its file has been quiet this long (bursts coalesce)
+    settle_seconds: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 1.0
+
+
 FILE_OPERATIONS = tuple(OPS.values())  # the file event types (records.OPS)
 # rules can also ask for opens that write or create only (a unit copied into place by cp is an
 # open and a copy_file_range, and a rule on file_open would also fire on every read)
-RULE_OPERATIONS = ("*", *FILE_OPERATIONS, "file_open_write")
+# and the inventory's persistence_change records found at start (while_stopped)
+RULE_OPERATIONS = ("*", *FILE_OPERATIONS, "file_open_write", "persistence_change")
 RULE_TYPES = ("process", "file", "network")
 MODE_BITS = {"setuid": 0o4000, "setgid": 0o2000}
 SEVERITIES = ("low", "medium", "high", "critical")
@@ -246,6 +260,7 @@ class Config(Section):
     network: NetworkConfig = msgspec.field(default_factory=NetworkConfig)
     performance: PerformanceConfig = msgspec.field(default_factory=PerformanceConfig)
     detections: DetectionsConfig = msgspec.field(default_factory=DetectionsConfig)
+    inventory: InventoryConfig = msgspec.field(default_factory=InventoryConfig)
     rules: list[Rule] = msgspec.field(default_factory=list)
 
     def host(self) -> str:

@@ -252,9 +252,65 @@ class AgentStart(Record, kw_only=True):
     self_test_events: list[str]
 
 
+class FileFacts(msgspec.Struct, kw_only=True):
+    """A persistence file as the inventory saw it (inventory.FileState, as output)."""
+
+    sha256: str | None
+    size: int
+    mode: int
+    uid: int
+    gid: int
+    mtime_ns: int
+    inode: int
+    device: int
+    link_target: str | None
+    skipped: str | None  # why sha256 is null
+
+
+class PersistenceChange(Record, kw_only=True):
+    """persistence_change: a persistence file differs from what the inventory had: found at
+    start against the previous run's state (`while_stopped`), or hashed again after a live
+    change settled (`source_seq`: the last event on it)."""
+
+    path: str
+    change: str  # added | modified | metadata | removed
+    while_stopped: bool
+    previous: FileFacts | None
+    current: FileFacts | None
+    detection_type: str | None
+    mitre: list[str]
+    source_seq: int | None
+    alert: bool = True
+
+
+class PersistenceInventory(Record, kw_only=True):
+    """persistence_inventory: the start-up inventory is done (after agent_start, off the event
+    path); the changes since the previous run come right before it."""
+
+    files: int
+    hashed_bytes: int
+    skipped: int
+    not_listed: int
+    changes: int
+    duration_ms: float
+    state_file: str
+    previous_state: str  # loaded | missing | unreadable | corrupt | tampered
+
+
+class PersistenceState(Record, kw_only=True):
+    """persistence_state: the previous run's state file could not be used (it is replaced by a
+    fresh baseline, and no change since then can be told), or the new one could not be
+    written."""
+
+    state_file: str
+    status: str  # missing | unreadable | corrupt | tampered | write_failed
+    reason: str
+
+
 Event = (
     FileEvent | FileAttrEvent | NetworkEvent | ProcessStart | ProcessExecFailed | ProcessFork
-    | ProcessExit | Alert | Loss | Health | AgentStart
+    | ProcessExit | Alert | Loss | Health | AgentStart | PersistenceChange
+    | PersistenceInventory | PersistenceState
 )
 
 _encoder = msgspec.json.Encoder()

@@ -21,6 +21,7 @@ from .events import (
     FileAttrEvent,
     FileEvent,
     NetworkEvent,
+    PersistenceChange,
     ProcessExecFailed,
     ProcessExit,
     ProcessFork,
@@ -250,6 +251,10 @@ class Pipeline:
         self.filtered = 0
         self.records = 0
         self.passwd_changed = False  # a successful call changed PASSWD: homes may have moved
+        # the annotated or rule-hit events of the batch (the inventory hashes their files again)
+        self.touched: list[FileEvent] = []
+        # threads of the agent itself whose read-only opens are not events (the inventory's)
+        self.own_reader_tids: frozenset[int] = frozenset()
 
     def feed(self, raws: list[bytes]) -> list[Event]:
         """Process a batch of raw records in ring order; returns the events to write."""
@@ -568,6 +573,10 @@ class Pipeline:
             return
         if path == PASSWD and r.ret >= 0 and op != _OPEN:
             self.passwd_changed = True
+        if r.tid in self.own_reader_tids and op == _OPEN and not r.fflags & (
+                FF_WRITE | FF_CREATED):
+            self.filtered += 1
+            return
 
         ret = r.ret
         info = self.procs.get(r.pid)
@@ -616,8 +625,20 @@ class Pipeline:
         if op in _ATTR_OPS:
             ev = attr_event(ev, r)
         out.append(ev)
+        if det is not None or hits:
+            self.touched.append(ev)
         for rule, p in hits:
             out.append(self._alert(
                 rule, ev, pid=ev.pid, ppid=ev.ppid, comm=comm, exe_path=exe, path=p,
                 operation=event_type, direction=None, port=None, addr=None,
             ))
+
+    def persistence_alerts(self, ev: PersistenceChange) -> list[Alert]:
+        """The alerts of the file rules that match a change found at start (operation
+        persistence_change; a live change already went through the rules as its event)."""
+        if self.rules is None:
+            return []
+        return [self._alert(c.rule, ev, pid=None, ppid=None, comm=None, exe_path=None,
+                            path=ev.path, operation="persistence_change", direction=None,
+                            port=None, addr=None)
+                for c in self.rules.file_rules if c.file("persistence_change", ev.path, None, None)]

@@ -46,7 +46,7 @@ class CompiledRule:
             and (self.exes is None or (exe is not None and self.exes.matches(exe)))
         )
 
-    def file(self, op: str, path: str | None, comm: str, exe: str | None,
+    def file(self, op: str, path: str | None, comm: str | None, exe: str | None,
              write: bool = True) -> bool:
         """`write`: for file_open, the open wrote or created (file_open_write)."""
         ops = self.ops

@@ -16,12 +16,14 @@ import msgspec
 from . import __version__, loader, procfs, recording
 from .config import Config, ConfigError, load_config
 from .detections import NetworkDetections, PersistenceDetections
-from .events import AgentStart, Event, Health, NetworkEvent
+from .events import AgentStart, Event, Health, NetworkEvent, PersistenceChange
 from .health import LossTracker, health_record
+from .inventory import locations
 from .libbpf import libbpf_version
 from .matcher import FileFilter
 from .netinventory import listening_sockets
 from .output import Output
+from .persistence import PersistenceWatch
 from .pipeline import PASSWD, Pipeline, ProcessOutput
 from .proctable import ProcessTable
 from .ratelimit import RateLimiter
@@ -74,12 +76,15 @@ class Agent:
         out_fd: int = 1,
         record: BinaryIO | None = None,
         strict: bool = False,
+        state_file: str | None = None,
     ) -> None:
         self.cfg = cfg
         self.config_path = config_path
         self.out_fd = out_fd
         self.record = recording.Writer(record, os.getpid()) if record is not None else None
         self.strict = strict
+        self.state_file = state_file or cfg.inventory.state_file
+        self.watch: PersistenceWatch | None = None
         self.ruleset = load_ruleset(cfg, config_path)
         self.homes = passwd_homes()
         self.pipeline = make_pipeline(cfg, config_path, self.ruleset, self.homes)
@@ -110,6 +115,7 @@ class Agent:
                          len(ks.attached), seeded, events.max_entries // 1024)
                 code = self._start()
                 if code == 0:
+                    self._start_inventory()
                     self._loop()
                 self._finish()
         log.info("detached; %d records read, %d events written",
@@ -132,8 +138,45 @@ class Agent:
             if self.record is not None:
                 self.record.write(raws)
             sink(self.pipeline.feed(raws))
+            self._touched()
             if len(raws) < n:
                 break
+
+    def _touched(self) -> None:
+        """Hand the files of the persistence events just written to the inventory."""
+        touched = self.pipeline.touched
+        if not touched:
+            return
+        if self.watch is not None:
+            now = time.monotonic_ns()
+            for ev in touched:
+                for p in (ev.resolved_path, ev.old_path):
+                    if p is not None and p.startswith("/"):
+                        self.watch.note(p, ev.seq or None, now)
+        touched.clear()
+
+    def _start_inventory(self) -> None:
+        """The persistence inventory, in its own thread (after agent_start: it never holds
+        up the event stream)."""
+        if not self.cfg.inventory.enabled:
+            return
+        p = self.pipeline
+        self.watch = PersistenceWatch(self.cfg.inventory, locations(p.detections, p.rules),
+                                      p.host, self.state_file)
+        self.watch.start()
+        self.watch.tid_known.wait(1.0)
+        if self.watch.tid is not None:
+            p.own_reader_tids = frozenset({self.watch.tid})
+
+    def _inventory_records(self) -> None:
+        if self.watch is None:
+            return
+        out = []
+        for rec in self.watch.take():
+            out.append(rec)
+            if type(rec) is PersistenceChange and rec.while_stopped:
+                out += self.pipeline.persistence_alerts(rec)
+        self.output.submit(out)
 
     def _families(self) -> list[str]:
         cfg = self.cfg
@@ -222,6 +265,7 @@ class Agent:
                 self._drain(out.submit, room=None if perf.drop_when_full else out.room)
             else:
                 time.sleep(POLL_MS / 1000)  # let the ring fill: the kernel counts what it drops
+            self._inventory_records()
             now = time.monotonic_ns()
             if now >= next_loss:
                 out.submit(self.losses.due(now, self._loss_counters()))
@@ -235,8 +279,11 @@ class Agent:
     def _finish(self) -> None:
         """Final drain, loss and health records, then what is queued goes out (bounded)."""
         out = self.output
+        if self.watch is not None:
+            self.watch.stop(FLUSH_SECONDS)  # the state file is written as it stops
         if not out.closed:
             self._drain(out.submit, max_batches=16)
+            self._inventory_records()
             now = time.monotonic_ns()
             self.losses.min_interval_ns = 0
             out.submit(self.losses.due(now, self._loss_counters()))
@@ -312,13 +359,16 @@ class Agent:
         new.procs, new.clock = old.procs, old.clock
         new.records, new.filtered = old.records, old.filtered
         new.decode_errors, new.rate_limited = old.decode_errors, old.rate_limited
+        new.own_reader_tids = old.own_reader_tids
         loader.fill_filter(self.ks, new.file_filter)
+        if self.watch is not None:
+            self.watch.locs = locations(new.detections, new.rules)
         self.losses.host = new.host
         self.pipeline, self.cfg, self.ruleset, self.homes = new, cfg, rs, homes
 
 
 # What a reload cannot change: it is built into the loaded programs and maps.
-_FIXED_SECTIONS = ("ebpf", "events", "process", "network")
+_FIXED_SECTIONS = ("ebpf", "events", "process", "network", "inventory")
 _FIXED_KEYS = {
     "file": ("enabled", "hooks"),
     "performance": ("max_process_cache_entries", "max_pending_exec_sources",

@@ -282,13 +282,25 @@ def version() -> str:
 
 @step("unit-hardening", needs=("enabled-started-restarted-on-failure",))
 def hardening() -> str:
-    want = {"NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "yes",
+    want = {"NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "read-only",
+            "StateDirectory": "randguard",
             "PrivateTmp": "yes", "Restart": "on-failure", "KillSignal": "15",
             "RuntimeDirectory": "randguard", "Type": "exec", "StartLimitBurst": "5",
             "ProtectKernelTunables": "yes", "LogRateLimitIntervalUSec": "0",
             "RestartPreventExitStatus": "2"}
     bad = {k: (v, prop(k)) for k, v in want.items() if prop(k) != v}
     assert not bad, f"unit properties (want, got): {bad}"
+    # the persistence inventory ran under the unit's sandbox and kept its state where only
+    # root reads it
+    deadline = time.monotonic() + 120  # it hashes after agent_start: slow under TCG
+    while not (invs := [e for e in events() if e.get("event_type") == "persistence_inventory"]
+               ) and time.monotonic() < deadline:
+        time.sleep(2)
+    assert invs and invs[-1]["files"] > 0, f"persistence_inventory records: {invs}"
+    assert invs[-1]["state_file"] == "/var/lib/randguard/inventory.state", invs[-1]
+    st, dst = os.stat(invs[-1]["state_file"]), os.stat("/var/lib/randguard")
+    assert (st.st_mode & 0o777, st.st_uid, dst.st_mode & 0o777) == (0o600, 0, 0o700), (
+        oct(st.st_mode), st.st_uid, oct(dst.st_mode))
     bset = set(prop("CapabilityBoundingSet").split())
     assert bset == EXPECTED_CAPS, f"CapabilityBoundingSet {sorted(bset)}"
     pid = main_pid()
@@ -385,8 +397,8 @@ def upgrade() -> str:
     cfg = Path("/etc/randguard/config.toml")
     cfg.write_text(cfg.read_text() + "\n# admin edit\n")
     edited = cfg.read_bytes()
-    # the shell's binary under /home: the agent runs with ProtectHome=yes, where /home is
-    # empty, yet /proc/PID/exe still names the file by its path on the host
+    # the shell's binary under /home: the agent runs with ProtectHome=read-only, yet
+    # /proc/PID/exe names the file by its path on the host
     home_sh = Path("/home/rg/dash")
     home_sh.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy("/usr/bin/dash", home_sh)

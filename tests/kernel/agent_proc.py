@@ -40,6 +40,9 @@ def write_config(path: Path, watch: list[str], exclude: list[str] = (), read: li
         f"watch_patterns = {toml_list(list(patterns))}\n"
         f"exclude_paths = {toml_list(list(exclude))}\n"
         f"read_paths = {toml_list(list(read))}\n" + extra
+        # each agent its own inventory state: a fresh baseline, no changes from other tests
+        + ("" if "[inventory]" in extra
+           else f"[inventory]\nstate_file = \"{path.with_suffix('.state')}\"\n")
     )
     return path
 

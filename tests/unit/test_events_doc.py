@@ -18,7 +18,7 @@ import msgspec
 import msgspec.inspect as mi
 import pytest
 
-from randguard import events, pipeline, records
+from randguard import events, persistence, pipeline, records
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "events.md"
 
@@ -99,6 +99,8 @@ def json_type(t: mi.Type) -> str:
         return "array of string"
     if isinstance(t, mi.ListType) and isinstance(t.item_type, mi.StructType):
         return "array of object"  # (FileEvent.ancestors: the objects' keys are in its row)
+    if isinstance(t, mi.StructType):
+        return "object"  # (PersistenceChange.previous: its keys are in a table of their own)
     # string -> integer maps (counters); AgentStart.self_test maps to booleans
     if (isinstance(t, mi.DictType) and isinstance(t.key_type, mi.StrType)
             and isinstance(t.value_type, mi.IntType | mi.BoolType)):
@@ -144,7 +146,8 @@ def test_documented_json_types_equal_the_annotations(name: str) -> None:
 
 def test_every_event_type_is_documented_under_exactly_one_struct() -> None:
     emitted = (set(records.OPS.values()) | set(records.NET_OPS.values())
-               | set(pipeline._PROCESS_EVENT.values()) | {"alert", "loss", "health", "agent_start"})
+               | set(pipeline._PROCESS_EVENT.values()) | {"alert", "loss", "health", "agent_start"}
+               | set(persistence._TYPES.values()))
     documented = [t for s in SECTIONS.values() for t in s.event_types]
     assert len(documented) == len(set(documented)), "an event_type is listed twice"
     assert set(documented) == emitted
@@ -236,6 +239,24 @@ def samples() -> dict[str, events.Record]:
             ring_size_bytes=8388608, process_table_size=89, process_table_evictions=0,
             rss_kb=39588, cpu_user_s=0.219, cpu_system_s=2.984,
         ),
+        "PersistenceChange": events.PersistenceChange(
+            seq=41, event_type="persistence_change", **_COMMON, path="/etc/cron.d/backup",
+            change="modified", while_stopped=True,
+            previous=_FACTS, current=msgspec.structs.replace(
+                _FACTS, sha256="9cbbcdc26b6b2c8464bb61cf32dc57d8559a48733908347768e924f2bcf2ab56",
+                size=41, mtime_ns=1796463528639487737),
+            detection_type="cron_modified", mitre=["T1053.003"], source_seq=None,
+        ),
+        "PersistenceInventory": events.PersistenceInventory(
+            seq=42, event_type="persistence_inventory", **_COMMON, files=839,
+            hashed_bytes=3663403, skipped=164, not_listed=0, changes=1, duration_ms=87.638,
+            state_file="/var/lib/randguard/inventory.state", previous_state="loaded",
+        ),
+        "PersistenceState": events.PersistenceState(
+            seq=2, event_type="persistence_state", **_COMMON,
+            state_file="/var/lib/randguard/inventory.state", status="tampered",
+            reason="its checksum does not match its content",
+        ),
         "AgentStart": events.AgentStart(
             seq=1, event_type="agent_start", **_COMMON, version="0.1.0", libbpf="1.1",
             kernel="6.18.44", config="/work/main/config/randguard.toml",
@@ -245,6 +266,11 @@ def samples() -> dict[str, events.Record]:
         ),
     }
 
+
+_FACTS = events.FileFacts(
+    sha256="a23a5299ff4c65e23fafdf3527ffe0497f71ba312a21c587e2440172d8c6870c", size=20,
+    mode=0o100644, uid=0, gid=0, mtime_ns=1796463524635487713, inode=1122, device=65024,
+    link_target=None, skipped=None)
 
 _PY_TYPES = {"integer": int, "string": str, "boolean": bool, "number": float}
 

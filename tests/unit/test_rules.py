@@ -207,7 +207,7 @@ ports = [22]
      "c.toml: rules[3] (id FILE-9).operations[1]: unknown operation 'wirte' (expected one of: "
      "*, file_open, file_write, file_rename, file_unlink, file_link, file_chmod, file_chown, "
      "file_truncate, file_mkdir, file_mknod, file_setxattr, file_utimes, file_mount, "
-     "file_umount, io_uring_setup, file_removexattr, file_open_write)"),
+     "file_umount, io_uring_setup, file_removexattr, file_open_write, persistence_change)"),
     ('type = "fiel"\npaths = ["/etc"]',
      "c.toml: rules[3] (id FILE-9).type: unknown rule type 'fiel' "
      "(expected one of: process, file, network)"),
