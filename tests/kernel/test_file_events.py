@@ -557,11 +557,15 @@ def test_kernel_drops_are_counted_when_the_reader_stalls(base: Path, tmp_path: P
     got = len(a.matching(lambda e: e["event_type"] == "file_open"))
     (health,) = a.matching(lambda e: e["event_type"] == "health" and e["final"])
     dropped = health["kernel_ring_drops"]["file"]
-    assert got < n and dropped > 0
+    assert got < n and dropped > 0, health
     lost = a.matching(lambda e: e["event_type"] == "loss" and e["kind"] == "kernel_ring_full"
                       and e["family"] == "file")
-    assert sum(e["count"] for e in lost) == dropped and lost[-1]["total"] == dropped
-    assert got + dropped + health["rate_limited"].get("file", 0) == n
+    assert sum(e["count"] for e in lost) == dropped and lost[-1]["total"] == dropped, lost
+    # every open arrived, was dropped or rate-limited, counted; or its program's run was
+    # skipped, counted too (7.2 skips a program preempted on a CPU for the other tasks there,
+    # and these runs may have been any syscall's: a bound, not an equality)
+    accounted = got + dropped + health["rate_limited"].get("file", 0)
+    assert n - a.skipped_runs() <= accounted <= n, (got, health)
 
 
 def test_kernel_filter_drops_what_userspace_would(base: Path, tmp_path: Path) -> None:
