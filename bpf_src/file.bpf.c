@@ -53,6 +53,26 @@ struct {
 	__type(value, __u32);
 } rg_watched_procs SEC(".maps");
 
+/* The inventory's persistence files by inode (filled by userspace as the inventory changes). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 131072);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct rg_inode_key);
+	__type(value, __u8);
+} rg_persist_inodes SEC(".maps");
+
+static __always_inline int persist_inode(struct inode *inode)
+{
+	struct rg_inode_key key = {
+		.ino = BPF_CORE_READ(inode, i_ino),
+		.dev = BPF_CORE_READ(inode, i_sb, s_dev),
+		.gen = BPF_CORE_READ(inode, i_generation),
+	};
+
+	return key.ino && bpf_map_lookup_elem(&rg_persist_inodes, &key);
+}
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(max_entries, 4096);
@@ -823,8 +843,10 @@ int BPF_PROG(rg_file_exit_open, struct pt_regs *regs, long ret)
 
 		if (!f)
 			return 0;
+		/* a write to a persistence file through any of its names passes */
+		int pinned = write && persist_inode(BPF_CORE_READ(f, f_inode));
 		int says = dcache_may_pass(k, f, need);
-		if (says == RG_DC_FILTERED) {
+		if (says == RG_DC_FILTERED && !pinned) {
 			rg_count(&rg_filtered, RG_FAM_FILE);
 			return 0;
 		}
@@ -834,12 +856,13 @@ int BPF_PROG(rg_file_exit_open, struct pt_regs *regs, long ret)
 		if (!trunc && says == RG_DC_UNKNOWN)
 			dcache_learn(s, k, f, &snap);
 		/* a path cut at RG_PATH_MAX has lost its prefix: userspace reports it, marked */
-		if (!trunc && !key_passes(k, need)) {
+		if (!trunc && !pinned && !key_passes(k, need)) {
 			rg_count(&rg_filtered, RG_FAM_FILE);
 			return 0;
 		}
 		/* the record is built only for what passed (the walk wrote to s->path, not s->rec) */
-		e = event_init(s, &in_copy, ret, write ? RG_FF_WRITE : 0);
+		e = event_init(s, &in_copy, ret,
+			       (write ? RG_FF_WRITE : 0) | (pinned ? RG_FF_INODE : 0));
 		if (trunc)
 			e->hdr.flags |= RG_HF_TRUNC_S0;
 		rg_put_walked(s, off, &s->pos, &e->path);
@@ -923,6 +946,8 @@ static __always_inline void write_record(struct rg_scratch *s, const struct rg_i
 		e->hdr.flags |= RG_HF_TRUNC_S0;
 	rg_put_walked(s, off, &s->pos, &e->path);
 	event_set_inode(e, f);
+	if (persist_inode(BPF_CORE_READ(f, f_inode))) /* opened through another name of it */
+		e->fflags |= RG_FF_INODE;
 }
 
 static __always_inline void report_write(const struct rg_inflight *in, long ret, __u8 fflags)
@@ -1471,6 +1496,7 @@ int BPF_PROG(rg_file_exit_attr_fd, struct pt_regs *regs, long ret)
 	const struct path *p = dir_of(task, c->in.dfd);
 	__u64 ino = 0;
 	__u32 dev = 0;
+	int pinned = 0;
 
 	if (!p)
 		return 0; /* not an open fd: nothing to name (the call failed with EBADF) */
@@ -1479,13 +1505,15 @@ int BPF_PROG(rg_file_exit_attr_fd, struct pt_regs *regs, long ret)
 
 		ino = BPF_CORE_READ(inode, i_ino);
 		dev = BPF_CORE_READ(inode, i_sb, s_dev);
+		pinned = persist_inode(inode);
 	}
 	__u32 off = walk_to_key(s, k, p, &trunc);
-	if (!trunc && !c->force && !key_passes(k, RG_V_WATCH)) {
+	if (!trunc && !c->force && !pinned && !key_passes(k, RG_V_WATCH)) {
 		rg_count(&rg_filtered, RG_FAM_FILE);
 		return 0;
 	}
-	struct rg_file_event *e = event_init(s, &c->in, ret, c->force ? RG_FF_FORCED : 0);
+	struct rg_file_event *e = event_init(s, &c->in, ret, (c->force ? RG_FF_FORCED : 0) |
+					     (pinned ? RG_FF_INODE : 0));
 	set_old(e, &noted);
 	if (trunc)
 		e->hdr.flags |= RG_HF_TRUNC_S0;

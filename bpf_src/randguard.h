@@ -169,6 +169,7 @@ enum rg_file_flag {
 	RG_FF_NO_RESULT = 1 << 4, /* io_uring, IOSQE_CQE_SKIP_SUCCESS: sent at submission, ret 0 */
 	RG_FF_FORCED = 1 << 5,   /* passed whatever the filter says: a setid bit or file caps set */
 	RG_FF_OLD = 1 << 6,      /* chmod, chown, truncate: `old` holds the value before the call */
+	RG_FF_INODE = 1 << 7,    /* passed as its inode is a persistence file's (rg_persist_inodes) */
 };
 
 /*
@@ -203,6 +204,16 @@ struct rg_file_event {
 	/* with RG_FF_OLD, what the call changes as it was before (read as flags is: chmod the mode,
 	 * chown uid << 32 | gid, truncate the size) */
 	__u64 old;
+};
+
+/*
+ * The key of rg_persist_inodes: a persistence file the inventory listed, by inode, so that a
+ * change through another name of it (a hard link from an unwatched directory) passes too.
+ */
+struct rg_inode_key {
+	__u64 ino;
+	__u32 dev; /* the superblock's s_dev (kernel encoding: major << 20 | minor) */
+	__u32 gen; /* i_generation: a reused inode number is another file (0 where unknown) */
 };
 
 /* A new process or thread (sched_process_fork); the header is the parent's. */

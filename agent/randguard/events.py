@@ -60,6 +60,8 @@ class FileEvent(Record, kw_only=True):
     mitre: list[str] | None = None
     # with a detection or a rule: the parent, its parent, ... (what made the change: dpkg?)
     ancestors: list[Ancestor] | None = None
+    # a change through another name of a persistence file the inventory listed: that file
+    persistence_path: str | None = None
 
 
 class FileAttrEvent(FileEvent, kw_only=True):

@@ -13,6 +13,7 @@ filesystem (the runtime calls them from a worker thread, never on the event path
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import os
 import stat
@@ -43,6 +44,7 @@ class FileState(msgspec.Struct, frozen=True, kw_only=True):
     device: int
     link_target: str | None = None
     skipped: str | None = None
+    generation: int = 0  # the inode's generation (FS_IOC_GETVERSION), 0 where unknown
 
     def same_content(self, other: FileState) -> bool:
         if self.link_target != other.link_target:
@@ -199,8 +201,6 @@ def hash_file(path: str, max_bytes: int) -> tuple[FileState | None, int]:
         return _state(st, link_target=target, skipped="symlink"), 0
     if not stat.S_ISREG(st.st_mode):
         return _state(st, skipped="not a regular file"), 0
-    if st.st_size > max_bytes:
-        return _state(st, skipped="larger than max_file_bytes"), 0
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
     except OSError as e:
@@ -211,6 +211,9 @@ def hash_file(path: str, max_bytes: int) -> tuple[FileState | None, int]:
         st = os.fstat(fd)  # what was opened, not what was there a moment before
         if not stat.S_ISREG(st.st_mode):
             return _state(st, skipped="not a regular file"), 0
+        gen = _generation(fd)
+        if st.st_size > max_bytes:
+            return _state(st, skipped="larger than max_file_bytes", generation=gen), 0
         h = hashlib.sha256()
         n = 0
         while n <= max_bytes:
@@ -220,19 +223,33 @@ def hash_file(path: str, max_bytes: int) -> tuple[FileState | None, int]:
             h.update(chunk)
             n += len(chunk)
         if n > max_bytes:  # it grew while read
-            return _state(st, skipped="larger than max_file_bytes"), n
-        return _state(st, sha256=h.hexdigest()), n
+            return _state(st, skipped="larger than max_file_bytes", generation=gen), n
+        return _state(st, sha256=h.hexdigest(), generation=gen), n
     except OSError as e:
         return _state(st, skipped=f"unreadable: {e.strerror}"), 0
     finally:
         os.close(fd)
 
 
+FS_IOC_GETVERSION = 0x80087601  # _IOR('v', 1, long)
+
+
+def _generation(fd: int) -> int:
+    """The inode's generation: a reused inode number gets a new one (ext4, xfs, btrfs, tmpfs),
+    so the kernel's by-inode watch does not mistake a new file for a listed one."""
+    try:
+        buf = fcntl.ioctl(fd, FS_IOC_GETVERSION, bytes(8))
+    except OSError:
+        return 0
+    return int.from_bytes(buf[:4], "little")
+
+
 def _state(st: os.stat_result, sha256: str | None = None, link_target: str | None = None,
-           skipped: str | None = None) -> FileState:
+           skipped: str | None = None, generation: int = 0) -> FileState:
     return FileState(sha256=sha256, size=st.st_size, mode=st.st_mode, uid=st.st_uid,
                      gid=st.st_gid, mtime_ns=st.st_mtime_ns, inode=st.st_ino,
-                     device=st.st_dev, link_target=link_target, skipped=skipped)
+                     device=st.st_dev, link_target=link_target, skipped=skipped,
+                     generation=generation)
 
 
 def walk(root: str) -> Iterator[str]:

@@ -72,6 +72,7 @@ class KernelSide(Handle):
         self.missing_hooks: list[str] = []
         # what a program attached by name hooks (a raw_tp's section does not say)
         self.hook_of: dict[str, str] = {}
+        self._persist: set[tuple[int, int, int]] = set()  # what rg_persist_inodes holds
 
     @property
     def events(self) -> Map:
@@ -112,6 +113,19 @@ class KernelSide(Handle):
                             or obj.program_section(prog).split("/", 1)[-1])
                     out[hook] = out.get(hook, 0) + recursion_misses(obj.program_fd(prog))
         return out
+
+    def set_persist_inodes(self, keys: set[tuple[int, int, int]]) -> None:
+        """The persistence files the kernel passes by inode, as (kernel dev, inode, generation):
+        the map is brought to exactly `keys` (entries gone are deleted, new ones added)."""
+        m = next((o.map("rg_persist_inodes") for o in self.objects
+                  if "rg_persist_inodes" in o.maps()), None)
+        if m is None:
+            return  # no file object: nothing to pass
+        for dev, ino, gen in self._persist - keys:
+            m.delete(records.INODE_KEY.pack(ino, dev, gen))
+        for dev, ino, gen in keys - self._persist:
+            m.update(records.INODE_KEY.pack(ino, dev, gen), b"\x01")
+        self._persist = set(keys)
 
     def close(self) -> None:
         for obj in reversed(self.objects):

@@ -10,6 +10,8 @@ changes to it have settled, reports what it changed to and keeps the state file 
 from __future__ import annotations
 
 import logging
+import os
+import stat
 import threading
 import time
 from collections import deque
@@ -42,6 +44,11 @@ log = logging.getLogger("randguard.inventory")
 STATE_WRITE_SECONDS = 5.0  # live changes reach the state file at most this late (and at stop)
 
 
+def kernel_dev(dev: int) -> int:
+    """A stat() st_dev as the kernel's s_dev encodes it (major << 20 | minor)."""
+    return os.major(dev) << 20 | os.minor(dev)
+
+
 def facts(st: FileState | None) -> FileFacts | None:
     if st is None:
         return None
@@ -68,6 +75,10 @@ class PersistenceWatch:
         self._dirty = False
         self.tid_known = threading.Event()
         self.tid: int | None = None  # the worker's thread id: the agent's own reads are its
+        # the listed regular files by (kernel dev, inode, generation), republished whole on
+        # each change (`inodes_version` counts them) for rg_persist_inodes and the pipeline
+        self.inodes: dict[tuple[int, int, int], str] = {}
+        self.inodes_version = 0
         self.rehashed = 0
         self._thread = threading.Thread(target=self._run, name="randguard-inventory",
                                         daemon=True)
@@ -123,6 +134,7 @@ class PersistenceWatch:
                 PersistenceState, state_file=self.state_file, status=p.status, reason=p.reason))
         inv = scan(self.locs, self.cfg)
         self.files = inv.files
+        self._publish_inodes()
         changes = diff(previous, inv.files) if previous is not None else []
         for c in changes:
             self._ready.append(self._change(c, while_stopped=True, seq=None))
@@ -187,6 +199,18 @@ class PersistenceWatch:
             else:
                 self.files[c.path] = c.current
             self._dirty = True
+        if self._dirty:
+            self._publish_inodes()
+
+    def _publish_inodes(self) -> None:
+        """Every listed regular file but those waiting to be hashed again: one renamed over or
+        removed may no longer be that inode (the pipeline forgets those at once)."""
+        with self._cv:
+            pending = set(self._due)
+        self.inodes = {(kernel_dev(st.device), st.inode, st.generation): p
+                       for p, st in self.files.items()
+                       if stat.S_ISREG(st.mode) and p not in pending}
+        self.inodes_version += 1
 
     def _write_state(self) -> None:
         try:

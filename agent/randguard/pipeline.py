@@ -37,6 +37,7 @@ from .records import (
     FF_CREATED,
     FF_DIRECT,
     FF_FORCED,
+    FF_INODE,
     FF_IO_URING,
     FF_NO_RESULT,
     FF_OLD,
@@ -87,6 +88,7 @@ _S_IFMT, _S_IFCHR, _S_IFBLK = 0o170000, 0o020000, 0o060000
 _UNCHANGED_ID = 0xFFFFFFFF  # chown's -1
 _MOUNT, _UMOUNT = _OP_ID["file_mount"], _OP_ID["file_umount"]
 _IO_URING_SETUP = _OP_ID["io_uring_setup"]
+_UNLINK = _OP_ID["file_unlink"]
 # io_uring opens with no fd to tell: into a direct descriptor, or reported before the result
 _NO_FD = FF_DIRECT | FF_NO_RESULT
 PASSWD = "/etc/passwd"  # where `~/` paths get their home directories
@@ -253,6 +255,10 @@ class Pipeline:
         self.passwd_changed = False  # a successful call changed PASSWD: homes may have moved
         # the annotated or rule-hit events of the batch (the inventory hashes their files again)
         self.touched: list[FileEvent] = []
+        # the inventory's persistence files by (kernel dev, inode): what FF_INODE events change
+        # (shared with the inventory that published it: copied before a change)
+        self.persist_paths: dict[tuple[int, int], str] = {}
+        self._persist_keys: dict[str, tuple[int, int]] = {}  # the same, by path
         # threads of the agent itself whose read-only opens are not events (the inventory's)
         self.own_reader_tids: frozenset[int] = frozenset()
 
@@ -522,12 +528,28 @@ class Pipeline:
         # capabilities appearing: its attr_forced()), and a process setting up an io_uring (no
         # path), are reported wherever they are
         wanted = (cut or op == _IO_URING_SETUP or bool(r.fflags & FF_FORCED)
+                  # another name of a listed persistence file (while it is still that file)
+                  or (r.fflags & FF_INODE and (r.dev, r.ino) in self.persist_paths)
                   or (path is not None and self.file_filter.wants(path, write))
                   # above watched paths: an umount uncovers them (a mount there hid them), a
                   # new directory (a new ~/.ssh) will hold them
                   or (op in (_UMOUNT, _MKDIR) and path is not None
                       and self.file_filter.covers(path)))
         return path, name, old_path, old_name, wanted, bool(hflags & _NEW_SIDE)
+
+    def set_persist_paths(self, paths: dict[tuple[int, int], str]) -> None:
+        """The inventory's listed files by (kernel dev, inode), as it last published them."""
+        self.persist_paths = paths
+        self._persist_keys = {p: key for key, p in paths.items()}
+
+    def _forget_inodes(self, paths: tuple[str | None, str | None]) -> None:
+        """A listed file unlinked, renamed away or replaced: its inode is not it any more (and
+        may be reused at once), until the inventory hashes it again and says what is there."""
+        gone = [key for p in paths if p is not None
+                and (key := self._persist_keys.get(p)) is not None]
+        if gone:
+            self.set_persist_paths({k: p for k, p in self.persist_paths.items()
+                                    if k not in gone})
 
     def _set_back(self, r: FileRecord) -> bool:
         """Did a utime-family call set the file's mtime well before the call itself?"""
@@ -573,6 +595,8 @@ class Pipeline:
             return
         if path == PASSWD and r.ret >= 0 and op != _OPEN:
             self.passwd_changed = True
+        if r.ret >= 0 and op in (_UNLINK, _RENAME) and self.persist_paths:
+            self._forget_inodes((path, old_path))
         if r.tid in self.own_reader_tids and op == _OPEN and not r.fflags & (
                 FF_WRITE | FF_CREATED):
             self.filtered += 1
@@ -584,8 +608,12 @@ class Pipeline:
         comm = decode_path(r.comm)
         is_open = op == _OPEN
         event_type = OPS.get(op, "file_unknown")
-        det, hits = (self._judge_file(r, event_type, path, old_path, comm, exe) if ret >= 0
-                     else (None, []))
+        # another name of a persistence file (a hard link): judged as that file
+        ppath = (self.persist_paths.get((r.dev, r.ino)) if r.fflags & FF_INODE else None)
+        if ppath == path:
+            ppath = None
+        det, hits = (self._judge_file(r, event_type, ppath or path, old_path, comm, exe)
+                     if ret >= 0 else (None, []))
         # the limit applies to what matched nothing: it cannot be used to hide an attack
         if det is None and not hits and not self.limiter.allow("file", r.ts_ns):
             self.rate_limited["file"] += 1
@@ -621,6 +649,7 @@ class Pipeline:
             detection_type=det.name if det is not None else None,
             mitre=det.mitre if det is not None else None,
             ancestors=self._ancestors(r.ppid) if det is not None or hits else None,
+            persistence_path=ppath,
         )
         if op in _ATTR_OPS:
             ev = attr_event(ev, r)

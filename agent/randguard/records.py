@@ -43,6 +43,7 @@ FF_DIRECT: Final = 1 << 3
 FF_NO_RESULT: Final = 1 << 4
 FF_FORCED: Final = 1 << 5
 FF_OLD: Final = 1 << 6
+FF_INODE: Final = 1 << 7
 
 FAMILIES: Final = ("file", "process", "network")
 
@@ -181,6 +182,8 @@ def _fmt(fields: tuple[tuple[str, str], ...]) -> str:
 
 
 HEADER: Final = struct.Struct("<" + _fmt(HEADER_FIELDS))
+# struct rg_inode_key (ino, dev, gen): the key of the kernel's rg_persist_inodes
+INODE_KEY: Final = struct.Struct("<QII")
 FILE: Final = struct.Struct("<" + _fmt(HEADER_FIELDS) + _fmt(FILE_FIELDS))
 FORK: Final = struct.Struct("<" + _fmt(HEADER_FIELDS) + _fmt(FORK_FIELDS))
 EXEC: Final = struct.Struct("<" + _fmt(HEADER_FIELDS) + _fmt(EXEC_FIELDS))

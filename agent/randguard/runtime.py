@@ -85,6 +85,7 @@ class Agent:
         self.strict = strict
         self.state_file = state_file or cfg.inventory.state_file
         self.watch: PersistenceWatch | None = None
+        self._inodes_seen = 0
         self.ruleset = load_ruleset(cfg, config_path)
         self.homes = passwd_homes()
         self.pipeline = make_pipeline(cfg, config_path, self.ruleset, self.homes)
@@ -150,7 +151,7 @@ class Agent:
         if self.watch is not None:
             now = time.monotonic_ns()
             for ev in touched:
-                for p in (ev.resolved_path, ev.old_path):
+                for p in (ev.persistence_path or ev.resolved_path, ev.old_path):
                     if p is not None and p.startswith("/"):
                         self.watch.note(p, ev.seq or None, now)
         touched.clear()
@@ -171,6 +172,11 @@ class Agent:
     def _inventory_records(self) -> None:
         if self.watch is None:
             return
+        if self.watch.inodes_version != self._inodes_seen:
+            self._inodes_seen = self.watch.inodes_version
+            inodes = self.watch.inodes  # published whole by the worker: read once
+            self.ks.set_persist_inodes(set(inodes))
+            self.pipeline.set_persist_paths({(d, i): p for (d, i, _), p in inodes.items()})
         out = []
         for rec in self.watch.take():
             out.append(rec)
@@ -360,6 +366,7 @@ class Agent:
         new.records, new.filtered = old.records, old.filtered
         new.decode_errors, new.rate_limited = old.decode_errors, old.rate_limited
         new.own_reader_tids = old.own_reader_tids
+        new.set_persist_paths(old.persist_paths)
         loader.fill_filter(self.ks, new.file_filter)
         if self.watch is not None:
             self.watch.locs = locations(new.detections, new.rules)

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -145,3 +147,40 @@ def test_a_damaged_state_gives_a_record_and_a_fresh_baseline(tmp_path: Path, dam
     assert (inv["previous_state"], inv["changes"]) == (status, 0)
     assert not a.matching(lambda e: e["event_type"] == "persistence_change")
     assert len(read_state(str(state))) == inv["files"]  # a fresh, valid baseline
+
+
+def test_a_write_through_a_hard_link_is_a_change_to_the_persistence_file(
+        tmp_path: Path, tidy: Tidy) -> None:  # noqa: F811
+    """A hard link made earlier from an unwatched directory to a cron.d file: a write through
+    it is reported and annotated as a write to the cron file (`persistence_path`), and so is an
+    fchmod through it; the inventory then hashes the cron file again."""
+    tidy.dirs("/etc/cron.d")
+    cron = tidy.new("/etc/cron.d/rg-inv-linked")
+    Path(cron).write_text("# nothing yet\n")
+    away = Path(tempfile.mkdtemp(prefix="rg-inv-", dir="/var/tmp"))  # unwatched, same fs
+    try:
+        link = away / "innocent.txt"
+        os.link(cron, link)
+        with AgentProc(config(tmp_path, tmp_path / "inventory.state")) as a:
+            inventory_of(a)
+            with open(link, "a") as f:
+                f.write("* * * * * root /var/tmp/x\n")
+                f.flush()
+                os.fchmod(f.fileno(), 0o644)
+            live = a.wait_for(lambda e: e["event_type"] == "persistence_change"
+                              and e["path"] == cron, timeout=20)
+            # a plain file in the same directory stays unreported
+            (away / "plain.txt").write_text("x")
+            assert a.stop() == 0
+        for typ in ("file_open", "file_write", "file_chmod"):
+            (ev,) = a.matching(lambda e, t=typ: e["event_type"] == t
+                               and e["resolved_path"] == str(link))
+            assert ev["persistence_path"] == cron, ev
+            assert ev["alert"] and ev["detection_type"] == "cron_modified", ev
+            (al,) = a.matching(lambda e, ev=ev: e["event_type"] == "alert"
+                               and e["source_seq"] == ev["seq"])
+            assert (al["rule_id"], al["path"]) == ("FILE-CRON-001", cron)
+        assert live["change"] == "modified" and live["current"]["sha256"] == sha(cron)
+        assert not a.matching(lambda e: str(e.get("resolved_path", "")).endswith("plain.txt"))
+    finally:
+        shutil.rmtree(away, ignore_errors=True)

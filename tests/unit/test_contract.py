@@ -81,3 +81,11 @@ def test_file_flags_match_the_header() -> None:
     bits = re.findall(r"^\s*RG_(FF_\w+)\s*=\s*1 << (\d+)", body, re.M)
     header = {m: 1 << int(b) for m, b in bits}
     assert header == {n: getattr(records, n) for n in dir(records) if n.startswith("FF_")}
+
+
+def test_inode_key_matches_what_the_loader_packs() -> None:
+    """rg_persist_inodes' key, as loader.KernelSide.set_persist_inodes packs it."""
+    with BpfObject(_object("file")) as obj:
+        size, members = obj.struct_layout("rg_inode_key")
+    assert size == records.INODE_KEY.size
+    assert members == {"ino": (0, 8), "dev": (8, 4), "gen": (12, 4)}
