@@ -160,7 +160,7 @@ class InventoryConfig(Section):
     enabled: bool = True
     # where the previous run's inventory is kept; `randguard run --state-file` overrides it
     state_file: Annotated[str, msgspec.Meta(pattern="^/")] = "/var/lib/randguard/inventory.state"
-    max_files: Annotated[int, msgspec.Meta(ge=1, le=10_000_000)] = 100_000
+    max_files: Annotated[int, msgspec.Meta(ge=1, le=10_000_000)] = 20_000
     max_file_bytes: Annotated[int, msgspec.Meta(ge=0, le=1 << 40)] = 64 << 20  # larger: no hash
     # a live change is hashed again once its file has been quiet this long (bursts coalesce)
     settle_seconds: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 1.0

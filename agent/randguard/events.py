@@ -254,8 +254,10 @@ class AgentStart(Record, kw_only=True):
     self_test_events: list[str]
 
 
-class FileFacts(msgspec.Struct, kw_only=True):
-    """A persistence file as the inventory saw it (inventory.FileState, as output)."""
+class FileFacts(msgspec.Struct, frozen=True, kw_only=True):
+    """A persistence file as the inventory saw it: its content (`sha256`, null with `skipped`
+    saying why), its inode and metadata. A symlink is listed as itself, with its target. Also
+    what the inventory's state file keeps per file."""
 
     sha256: str | None
     size: int
@@ -265,8 +267,9 @@ class FileFacts(msgspec.Struct, kw_only=True):
     mtime_ns: int
     inode: int
     device: int
-    link_target: str | None
-    skipped: str | None  # why sha256 is null
+    generation: int  # the inode's generation (FS_IOC_GETVERSION), 0 where unknown
+    link_target: str | None = None
+    skipped: str | None = None  # why sha256 is null
 
 
 class PersistenceChange(Record, kw_only=True):

@@ -24,38 +24,27 @@ import msgspec
 
 from .config import InventoryConfig
 from .detections import PersistenceDetections
+from .events import FileFacts
 from .rules import RuleEngine
 
 STATE_FORMAT = "randguard-inventory/1"
 CHUNK = 1 << 20
 
 
-class FileState(msgspec.Struct, frozen=True, kw_only=True):
-    """One inventoried file: its content (`sha256`, null with `skipped` saying why), its inode
-    and metadata. A symlink is listed as itself, with its target."""
+FileState = FileFacts  # what is listed per file is what a persistence_change shows
 
-    sha256: str | None
-    size: int
-    mode: int
-    uid: int
-    gid: int
-    mtime_ns: int
-    inode: int
-    device: int
-    link_target: str | None = None
-    skipped: str | None = None
-    generation: int = 0  # the inode's generation (FS_IOC_GETVERSION), 0 where unknown
 
-    def same_content(self, other: FileState) -> bool:
-        if self.link_target != other.link_target:
-            return False
-        if self.sha256 is not None and other.sha256 is not None:
-            return self.sha256 == other.sha256
-        # not hashed on one side (too large, unreadable): size and mtime are what is left
-        return self.size == other.size and self.mtime_ns == other.mtime_ns
+def same_content(a: FileState, b: FileState) -> bool:
+    if a.link_target != b.link_target:
+        return False
+    if a.sha256 is not None and b.sha256 is not None:
+        return a.sha256 == b.sha256
+    # not hashed on one side (too large, unreadable): size and mtime are what is left
+    return a.size == b.size and a.mtime_ns == b.mtime_ns
 
-    def same_metadata(self, other: FileState) -> bool:
-        return (self.mode, self.uid, self.gid) == (other.mode, other.uid, other.gid)
+
+def same_metadata(a: FileState, b: FileState) -> bool:
+    return (a.mode, a.uid, a.gid) == (b.mode, b.uid, b.gid)
 
 
 class Location(NamedTuple):
@@ -100,9 +89,9 @@ def diff(previous: dict[str, FileState], current: dict[str, FileState]) -> list[
             out.append(Change(path, "added", None, new))
         elif new is None:
             out.append(Change(path, "removed", old, None))
-        elif not old.same_content(new):
+        elif not same_content(old, new):
             out.append(Change(path, "modified", old, new))
-        elif not old.same_metadata(new):
+        elif not same_metadata(old, new):
             out.append(Change(path, "metadata", old, new))
     return out
 

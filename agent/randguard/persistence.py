@@ -19,7 +19,6 @@ from collections import deque
 from .config import InventoryConfig
 from .events import (
     Event,
-    FileFacts,
     PersistenceChange,
     PersistenceInventory,
     PersistenceState,
@@ -49,14 +48,6 @@ def kernel_dev(dev: int) -> int:
     return os.major(dev) << 20 | os.minor(dev)
 
 
-def facts(st: FileState | None) -> FileFacts | None:
-    if st is None:
-        return None
-    return FileFacts(sha256=st.sha256, size=st.size, mode=st.mode, uid=st.uid, gid=st.gid,
-                     mtime_ns=st.mtime_ns, inode=st.inode, device=st.device,
-                     link_target=st.link_target, skipped=st.skipped)
-
-
 class PersistenceWatch:
     """The inventory, kept current in a thread of its own."""
 
@@ -79,7 +70,7 @@ class PersistenceWatch:
         # each change (`inodes_version` counts them) for rg_persist_inodes and the pipeline
         self.inodes: dict[tuple[int, int, int], str] = {}
         self.inodes_version = 0
-        self.rehashed = 0
+        self.notes_dropped = 0  # changes not hashed again: max_files were already waiting
         self._thread = threading.Thread(target=self._run, name="randguard-inventory",
                                         daemon=True)
 
@@ -90,6 +81,9 @@ class PersistenceWatch:
         """A persistence event on `path`: hash it again once it has been quiet a while."""
         settle = now_ns + int(self.cfg.settle_seconds * 1e9)
         with self._cv:
+            if path not in self._due and len(self._due) >= self.cfg.max_files:
+                self.notes_dropped += 1  # a flood of new files: counted (loss records)
+                return
             self._due[path] = (settle, seq)
             self._cv.notify()
 
@@ -152,7 +146,7 @@ class PersistenceWatch:
         who = owner(self.locs, c.path)
         return self._record(
             PersistenceChange, path=c.path, change=c.change, while_stopped=while_stopped,
-            previous=facts(c.previous), current=facts(c.current),
+            previous=c.previous, current=c.current,
             detection_type=who.detection if who else None, mitre=who.mitre if who else [],
             source_seq=seq)
 
@@ -191,7 +185,6 @@ class PersistenceWatch:
             st, _ = hash_file(p, self.cfg.max_file_bytes)
             if st is not None:
                 now[p] = st
-        self.rehashed += 1
         for c in diff(before, now):
             self._ready.append(self._change(c, while_stopped=False, seq=seq))
             if c.current is None:

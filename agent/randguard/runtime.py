@@ -308,6 +308,7 @@ class Agent:
             "rate_limited": dict(p.rate_limited),
             "output_queue_full": dict(out.dropped),
             "output_write_failed": {None: out.write_failures},
+            "inventory_backlog_full": {None: self.watch.notes_dropped if self.watch else 0},
         }
 
     def _health(self, now: int, final: bool) -> Health:

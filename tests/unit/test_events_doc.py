@@ -270,7 +270,7 @@ def samples() -> dict[str, events.Record]:
 _FACTS = events.FileFacts(
     sha256="a23a5299ff4c65e23fafdf3527ffe0497f71ba312a21c587e2440172d8c6870c", size=20,
     mode=0o100644, uid=0, gid=0, mtime_ns=1796463524635487713, inode=1122, device=65024,
-    link_target=None, skipped=None)
+    generation=1703550195, link_target=None, skipped=None)
 
 _PY_TYPES = {"integer": int, "string": str, "boolean": bool, "number": float}
 

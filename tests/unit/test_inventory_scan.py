@@ -97,7 +97,7 @@ def test_hash_file_of_a_missing_file_is_none(tmp_path: Path) -> None:
 
 def _st(**kw: object) -> FileState:
     base = dict(sha256="a" * 64, size=1, mode=0o100644, uid=0, gid=0, mtime_ns=1, inode=2,
-                device=3)
+                device=3, generation=4)
     return FileState(**(base | kw))
 
 
