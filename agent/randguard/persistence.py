@@ -87,6 +87,15 @@ class PersistenceWatch:
             self._due[path] = (settle, seq)
             self._cv.notify()
 
+    def relocate(self, locs: list[Location], now_ns: int) -> None:
+        """New locations (a reload, a home added to passwd): what their new roots hold is
+        listed once it settles, so a file written there before the pipeline followed (a new
+        user's authorized_keys) comes out as `added`."""
+        old = {r for loc in self.locs for r in loc.roots}
+        self.locs = locs
+        for root in sorted({r for loc in locs for r in loc.roots} - old):
+            self.note(root, None, now_ns)
+
     def take(self) -> list[Event]:
         out = []
         while self._ready:

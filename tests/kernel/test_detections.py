@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
 import os
 import pwd
 import shutil
@@ -447,12 +448,14 @@ def test_account_created_and_added_to_sudo(agent: AgentProc) -> None:
 
 LATE_USER = "rgtestlate"
 LATE_HOME = "/srv/rg-test-late"  # not watched by the default lists
+RACE_USER = "rgtestrace"
+RACE_HOME = "/srv/rg-test-race"
 
 
 def test_a_home_added_while_running_is_watched(agent: AgentProc) -> None:
     """useradd after the agent started: it follows /etc/passwd, expands the pack's `~/` paths
     again (in userspace and in the kernel filter), and an authorized_keys written into the new
-    home is annotated."""
+    home is annotated; the inventory lists it as added."""
     keys = f"{LATE_HOME}/.ssh/authorized_keys"
     subprocess.run(["userdel", "-r", LATE_USER], capture_output=True)
     try:
@@ -464,9 +467,32 @@ def test_a_home_added_while_running_is_watched(agent: AgentProc) -> None:
         for kind in ("file_open", "file_write"):
             ev = the(agent, event_type=kind, resolved_path=keys, pid=p.pid)
             annotated(ev, *SSH_KEYS)
+        added = agent.wait_for(lambda e: e["event_type"] == "persistence_change"
+                               and e["path"] == keys, timeout=20)
+        assert added["change"] == "added" and added["detection_type"] == SSH_KEYS[0]
+        assert added["current"]["sha256"] == hashlib.sha256(Path(keys).read_bytes()).hexdigest()
     finally:
         subprocess.run(["userdel", "-r", LATE_USER], capture_output=True)
         shutil.rmtree(LATE_HOME, ignore_errors=True)
+
+
+def test_keys_written_before_the_agent_follows_a_new_home_are_listed(agent: AgentProc) -> None:
+    """The race the above waits out: useradd and an authorized_keys written at once, before
+    the agent has re-read passwd. The write may come too early to be annotated, but the new
+    home's locations are listed as soon as the agent follows: the key file is `added`."""
+    keys = f"{RACE_HOME}/.ssh/authorized_keys"
+    subprocess.run(["userdel", "-r", RACE_USER], capture_output=True)
+    try:
+        sh(f"useradd -m -d {RACE_HOME} {RACE_USER} && mkdir -m 700 {RACE_HOME}/.ssh && "
+           f"echo 'ssh-ed25519 AAAAC3Nza rg-race' > {keys}")
+        added = agent.wait_for(lambda e: e["event_type"] == "persistence_change"
+                               and e["path"] == keys, timeout=20)
+        assert added["change"] == "added" and added["detection_type"] == SSH_KEYS[0]
+        assert added["current"]["sha256"] == hashlib.sha256(Path(keys).read_bytes()).hexdigest()
+        assert not added["while_stopped"]
+    finally:
+        subprocess.run(["userdel", "-r", RACE_USER], capture_output=True)
+        shutil.rmtree(RACE_HOME, ignore_errors=True)
 
 
 def test_sudoers_d_drop_in(agent: AgentProc, tidy: Tidy) -> None:
