@@ -42,13 +42,13 @@ class PathRule:
     """`paths` and `patterns` of a detection or file rule: with both, a path must match both
     (directory and name, e.g. `*.service` under the unit directories); with one, that one."""
 
-    __slots__ = ("paths", "patterns", "_p", "_n", "matches")
+    __slots__ = ("paths", "patterns", "by_path", "by_pattern", "matches")
 
     def __init__(self, paths: Sequence[str], patterns: Sequence[str], homes: Sequence[str]):
         self.paths = expand_homes(paths, homes)
         self.patterns = list(patterns)
-        self._p = PathMatcher(self.paths) if self.paths else None
-        self._n = PathMatcher((), self.patterns) if self.patterns else None
+        self.by_path = PathMatcher(self.paths) if self.paths else None
+        self.by_pattern = PathMatcher((), self.patterns) if self.patterns else None
         self.matches: Callable[[str], bool] = Memo(self._judge).__getitem__
 
     def below(self, path: str) -> bool:
@@ -57,10 +57,10 @@ class PathRule:
         return any(p.startswith(d) for p in self.paths)
 
     def _judge(self, path: str) -> bool:
-        if self._p is None and self._n is None:
+        if self.by_path is None and self.by_pattern is None:
             return False  # e.g. only `~/` paths and no homes: nothing to match, not everything
-        return (self._p is None or self._p.matches(path)) and (
-            self._n is None or self._n.matches(path)
+        return (self.by_path is None or self.by_path.matches(path)) and (
+            self.by_pattern is None or self.by_pattern.matches(path)
         )
 
 
@@ -85,7 +85,7 @@ class PersistenceDetections:
         # one matcher over all of them: most events match none, and this says so at once (an
         # entry with paths and patterns needs its pattern, so the pattern stands for it)
         self._any = PathMatcher(
-            [p for _, r, _ in self.entries if r._n is None for p in r.paths],
+            [p for _, r, _ in self.entries if r.by_pattern is None for p in r.paths],
             [p for _, r, _ in self.entries for p in r.patterns],
         )
         self._by_op: dict[str, Memo] = {}  # operation -> memo of path -> detection or None
@@ -93,7 +93,7 @@ class PersistenceDetections:
     def watched(self) -> tuple[list[str], list[str]]:
         """(paths, patterns) to pass whatever the file filter says."""
         paths = [p for _, r, _ in self.entries for p in r.paths]
-        patterns = [p for _, r, _ in self.entries if r._p is None for p in r.patterns]
+        patterns = [p for _, r, _ in self.entries if r.by_path is None for p in r.patterns]
         return paths, patterns
 
     def match(

@@ -307,7 +307,8 @@ class FileFilter:
 
     __slots__ = (
         "watch_paths", "watch_patterns", "exclude_paths", "read_paths", "force", "force_read",
-        "_w", "_r", "_x", "_fw", "_fr", "_wants_write", "_wants_read", "_above",
+        "_writes", "_reads", "_excluded", "_forced_writes", "_forced_reads", "_wants_write",
+        "_wants_read", "_above",
     )
 
     def __init__(
@@ -327,11 +328,11 @@ class FileFilter:
         # exclude lists say, so nothing a detection or rule would match is filtered away
         self.force = (tuple(force[0]), tuple(force[1]))
         self.force_read = (tuple(force_read[0]), tuple(force_read[1]))
-        self._w = PathMatcher(self.watch_paths, self.watch_patterns)
-        self._r = PathMatcher(self.read_paths)
-        self._x = PathMatcher(self.exclude_paths)
-        self._fw = PathMatcher(*self.force) if any(self.force) else None
-        self._fr = PathMatcher(*self.force_read) if any(self.force_read) else None
+        self._writes = PathMatcher(self.watch_paths, self.watch_patterns)
+        self._reads = PathMatcher(self.read_paths)
+        self._excluded = PathMatcher(self.exclude_paths)
+        self._forced_writes = PathMatcher(*self.force) if any(self.force) else None
+        self._forced_reads = PathMatcher(*self.force_read) if any(self.force_read) else None
         self._wants_write = Memo(lambda path: self._judge(path, True))
         self._wants_read = Memo(lambda path: self._judge(path, False))
         self._above: frozenset[bytes] | None = None
@@ -359,12 +360,12 @@ class FileFilter:
         return (self._wants_write if write else self._wants_read)[path]
 
     def _judge(self, path: str, write: bool) -> bool:
-        forced = self._fw if write else self._fr
+        forced = self._forced_writes if write else self._forced_reads
         if forced is not None and forced.matches(path):
             return True
-        if self._x.matches(path):
+        if self._excluded.matches(path):
             return False
-        return (self._w if write else self._r).matches(path)
+        return (self._writes if write else self._reads).matches(path)
 
     def wants_any(self, paths: Iterable[str], write: bool) -> bool:
         """For two-path operations (rename, link): reported when either side passes."""
