@@ -64,8 +64,6 @@ class PersistenceWatch:
         self._cv = threading.Condition()
         self._stop = False
         self._dirty = False
-        self.tid_known = threading.Event()
-        self.tid: int | None = None  # the worker's thread id: the agent's own reads are its
         # the listed regular files by (kernel dev, inode, generation), republished whole on
         # each change (`inodes_version` counts them) for rg_persist_inodes and the pipeline
         self.inodes: dict[tuple[int, int, int], str] = {}
@@ -118,8 +116,6 @@ class PersistenceWatch:
                         **fields)
 
     def _run(self) -> None:
-        self.tid = threading.get_native_id()
-        self.tid_known.set()
         try:
             self._baseline()
         except Exception:  # a bug here must not take the event stream down with it
@@ -164,7 +160,9 @@ class PersistenceWatch:
         while True:
             with self._cv:
                 now = time.monotonic_ns()
-                ready = {p: seq for p, (at, seq) in self._due.items() if at <= now}
+                # stopping: what has not settled yet is hashed now, for the state file
+                ready = {p: seq for p, (at, seq) in self._due.items()
+                         if at <= now or self._stop}
                 for p in ready:
                     del self._due[p]
                 if not ready and not self._stop:

@@ -259,8 +259,6 @@ class Pipeline:
         # (shared with the inventory that published it: copied before a change)
         self.persist_paths: dict[tuple[int, int], str] = {}
         self._persist_keys: dict[str, tuple[int, int]] = {}  # the same, by path
-        # threads of the agent itself whose read-only opens are not events (the inventory's)
-        self.own_reader_tids: frozenset[int] = frozenset()
 
     def feed(self, raws: list[bytes]) -> list[Event]:
         """Process a batch of raw records in ring order; returns the events to write."""
@@ -597,10 +595,6 @@ class Pipeline:
             self.passwd_changed = True
         if r.ret >= 0 and op in (_UNLINK, _RENAME) and self.persist_paths:
             self._forget_inodes((path, old_path))
-        if r.tid in self.own_reader_tids and op == _OPEN and not r.fflags & (
-                FF_WRITE | FF_CREATED):
-            self.filtered += 1
-            return
 
         ret = r.ret
         info = self.procs.get(r.pid)

@@ -165,9 +165,6 @@ class Agent:
         self.watch = PersistenceWatch(self.cfg.inventory, locations(p.detections, p.rules),
                                       p.host, self.state_file)
         self.watch.start()
-        self.watch.tid_known.wait(1.0)
-        if self.watch.tid is not None:
-            p.own_reader_tids = frozenset({self.watch.tid})
 
     def _inventory_records(self) -> None:
         if self.watch is None:
@@ -366,7 +363,6 @@ class Agent:
         new.procs, new.clock = old.procs, old.clock
         new.records, new.filtered = old.records, old.filtered
         new.decode_errors, new.rate_limited = old.decode_errors, old.rate_limited
-        new.own_reader_tids = old.own_reader_tids
         new.set_persist_paths(old.persist_paths)
         loader.fill_filter(self.ks, new.file_filter)
         if self.watch is not None:
