@@ -111,7 +111,8 @@ HOST_ONLY_TESTS = {
                                        "test_attr_events check on every kernel (its resolver "
                                        "test runs everywhere, listed above)",
     "tests/kernel/test_inventory.py": "the persistence inventory lists and hashes files in "
-                                      "userspace; every agent on every kernel runs it",
+                                      "userspace; its kernel part (rg_persist_inodes, read as "
+                                      "an open's inode is) loads with file.bpf.o everywhere",
     "tests/kernel/test_patterns.py": "watch_patterns through the kernel filter's suffix tables: "
                                      "the same BPF code and maps on every kernel, which every "
                                      "other file test loads there",

@@ -29,9 +29,13 @@ def toml_list(items: list[str]) -> str:
 
 
 def write_config(path: Path, watch: list[str], exclude: list[str] = (), read: list[str] = (),
-                 patterns: list[str] = (), extra: str = "", builtin: bool = True) -> Path:
+                 patterns: list[str] = (), extra: str = "", builtin: bool = True,
+                 inventory: bool = False) -> Path:
     """A config watching exactly these paths; `builtin=False` also drops the shipped detection
-    pack and rules, whose paths are always watched (for tests that count every event)."""
+    pack and rules, whose paths are always watched (for tests that count every event).
+    `inventory`: the persistence inventory runs, with a state file of this config's own (a
+    fresh baseline); off otherwise (listing and hashing the pack's files at every start costs
+    about a second of emulated CPU per agent on the qemu kernels), unless `extra` sets it."""
     path.write_text(
         "[agent]\nlog_level = \"info\"\n"
         + ("" if builtin else "[detections]\nbuiltin = false\nbuiltin_rules = false\n")
@@ -40,9 +44,9 @@ def write_config(path: Path, watch: list[str], exclude: list[str] = (), read: li
         f"watch_patterns = {toml_list(list(patterns))}\n"
         f"exclude_paths = {toml_list(list(exclude))}\n"
         f"read_paths = {toml_list(list(read))}\n" + extra
-        # each agent its own inventory state: a fresh baseline, no changes from other tests
         + ("" if "[inventory]" in extra
-           else f"[inventory]\nstate_file = \"{path.with_suffix('.state')}\"\n")
+           else f"[inventory]\nstate_file = \"{path.with_suffix('.state')}\"\n" if inventory
+           else "[inventory]\nenabled = false\n")
     )
     return path
 
@@ -53,7 +57,7 @@ def write_default_config(path: Path, markers: Path) -> Path:
 
     d = Config().file
     return write_config(path, watch=[*d.watch_paths, str(markers)], exclude=d.exclude_paths,
-                        read=d.read_paths, patterns=d.watch_patterns)
+                        read=d.read_paths, patterns=d.watch_patterns, inventory=True)
 
 
 class AgentProc:
