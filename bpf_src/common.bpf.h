@@ -16,8 +16,9 @@
 char LICENSE[] SEC("license") = "GPL";
 
 /*
- * The record layouts, kept in every object's BTF (libbpf skips this section) so that the agent
- * and the tests can check records.py against what was really compiled.
+ * The record layouts and the enums userspace mirrors, kept in every object's BTF (libbpf skips
+ * this section) so that the agent checks records.py against what was really compiled (the
+ * records carry the enums' values as plain integers: without this, no enum reaches the BTF).
  */
 struct rg_contract {
 	struct rg_file_event file;
@@ -26,6 +27,19 @@ struct rg_contract {
 	struct rg_proc_exit exit;
 	struct rg_proc_exec_failed exec_failed;
 	struct rg_net_event net;
+	enum rg_kind kind;
+	enum rg_header_flag header_flag;
+	enum rg_family family;
+	enum rg_file_op file_op;
+	enum rg_syscall syscall;
+	enum rg_abi abi;
+	enum rg_file_flag file_flag;
+	enum rg_exec_source exec_source;
+	enum rg_verdict verdict;
+	enum rg_net_op net_op;
+	enum rg_net_syscall net_syscall;
+	enum rg_net_family net_family;
+	enum rg_net_flag net_flag;
 };
 const struct rg_contract rg_contract __attribute__((section(".rg_contract"), used));
 

@@ -49,6 +49,7 @@ struct bpf_object_open_opts;
 struct btf_type { uint32_t name_off; uint32_t info; uint32_t size_or_type; };
 struct btf_var_secinfo { uint32_t type; uint32_t offset; uint32_t size; };
 struct btf_member { uint32_t name_off; uint32_t type; uint32_t offset; };
+struct btf_enum { uint32_t name_off; int32_t val; };
 struct btf_param { uint32_t name_off; uint32_t type; };
 
 /* The x86-64 System V va_list element; va_list itself is an array of one of these, so it is
@@ -129,6 +130,7 @@ _libc = ffi.dlopen("libc.so.6")
 
 _BTF_KIND_PTR = 2
 _BTF_KIND_STRUCT = 4
+_BTF_KIND_ENUM = 6
 _BTF_KIND_TYPEDEF = 8
 _BTF_KIND_FUNC_PROTO = 13
 _BTF_KIND_DATASEC = 15
@@ -684,6 +686,19 @@ class BpfObject(Handle):
             mname = _cstr(_lib.btf__name_by_offset(btf, m.name_off))
             layout[mname] = (bits // 8, int(_lib.btf__resolve_size(btf, m.type)))
         return int(t.size_or_type), layout
+
+    def enum_values(self, name: str) -> dict[str, int]:
+        """``{enumerator: value}`` of an enum in the object's BTF (raises KeyError if absent)."""
+        btf = _lib.bpf_object__btf(self._obj())
+        if btf == ffi.NULL:
+            raise KeyError(f"no enum {name} in the BTF of {self.path}: it has no BTF")
+        type_id = _lib.btf__find_by_name_kind(btf, name.encode(), _BTF_KIND_ENUM)
+        if type_id < 0:
+            raise KeyError(f"no enum {name} in the BTF of {self.path}")
+        t = _lib.btf__type_by_id(btf, type_id)
+        values = ffi.cast("const struct btf_enum *", t + 1)
+        return {_cstr(_lib.btf__name_by_offset(btf, values[i].name_off)): int(values[i].val)
+                for i in range(t.info & 0xFFFF)}
 
     def rodata_vars(self) -> dict[str, tuple[int, int]]:
         """``{name: (offset, size)}`` of the ``const volatile`` variables in .rodata."""

@@ -138,7 +138,23 @@ def _open(name: str) -> BpfObject:
     path = bpf_dir() / f"{name}.bpf.o"
     if not path.exists():
         raise LoadError(f"{path}: BPF object missing (run `make` to build it)")
-    return BpfObject(path)
+    obj = BpfObject(path)
+    try:
+        check_contract(obj)
+    except BaseException:
+        obj.close()
+        raise
+    return obj
+
+
+def check_contract(obj: BpfObject) -> None:
+    """Refuse an object built from another randguard.h than the one records.py mirrors: its
+    record layouts or enum values (as its BTF has them) differ from what the agent decodes."""
+    problems = (records.layout_mismatches(obj.struct_layout)
+                + records.enum_mismatches(obj.enum_values))
+    if problems:
+        raise LoadError(f"{obj.path}: built from another randguard.h than the agent decodes: "
+                        + "; ".join(problems))
 
 
 def _share(obj: BpfObject, owner: BpfObject, rodata: dict[str, int]) -> None:
@@ -500,10 +516,6 @@ def load(cfg: Config, file_filter: matcher.FileFilter) -> KernelSide:
     try:
         proc = _open("process")
         ks.objects.append(proc)
-        mismatches = records.layout_mismatches(proc.struct_layout)
-        if mismatches:
-            raise LoadError(f"{proc.path}: record layout differs from the decoder: "
-                            + "; ".join(mismatches))
         pc = cfg.process
         proc.set_rodata(rodata | {
             "rg_report_threads": int(pc.report_threads),

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from randguard.paths import normalize
+from randguard.records import VERDICT_EXCLUDE, VERDICT_FORCE, VERDICT_READ, VERDICT_WATCH
 
 if TYPE_CHECKING:
     from randguard.config import FileConfig
@@ -60,11 +61,8 @@ __all__ = [
     "pack_trie_value",
 ]
 
-# Mirrors bpf_src/randguard.h.
-VERDICT_WATCH = 1  # write-like operations pass
-VERDICT_READ = 2  # read-only opens pass
-VERDICT_EXCLUDE = 4  # nothing passes
-VERDICT_FORCE = 8  # with WATCH/READ on a suffix or pass_all: passes even excluded paths
+# Mirrors bpf_src/randguard.h (the verdicts are checked against the objects with the other enums:
+# records.ENUMS).
 KERNEL_TRIE_KEY_LEN = 256
 KERNEL_FILTER_MAX_SUFFIXES = 16
 KERNEL_SUFFIX_LEN = 30

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Final
 
 import msgspec
@@ -46,6 +46,12 @@ FF_OLD: Final = 1 << 6
 FF_INODE: Final = 1 << 7
 
 FAMILIES: Final = ("file", "process", "network")
+
+# enum rg_verdict: the kernel filter's verdict bits (matcher.py builds the tables)
+VERDICT_WATCH: Final = 1  # write-like operations pass
+VERDICT_READ: Final = 2  # read-only opens pass
+VERDICT_EXCLUDE: Final = 4  # nothing passes
+VERDICT_FORCE: Final = 8  # with WATCH/READ on a suffix or pass_all: passes even excluded paths
 
 # rg_net_event.op, .syscall, .nflags; address families and protocols (randguard.h)
 NET_OPS: Final = {1: "network_connect", 2: "network_bind", 3: "network_listen",
@@ -156,6 +162,49 @@ def expected_layout(name: str) -> tuple[int, dict[str, tuple[int, int]]]:
             members[field] = (off, size)
         off += size
     return off, members
+
+
+def _named(prefix: str, names: Iterable[tuple[int, str | None]]) -> dict[str, int]:
+    return {f"{prefix}{n.upper()}": i for i, n in names if n}
+
+
+def _flags(prefix: str) -> dict[str, int]:
+    """This module's constants named `prefix`*, as randguard.h names them (RG_ in front)."""
+    return {f"RG_{k}": v for k, v in globals().items() if k.startswith(prefix)}
+
+
+def expected_enums() -> dict[str, dict[str, int]]:
+    """randguard.h's enums as this module reads them, by C enumerator (enum_mismatches())."""
+    return {
+        "rg_kind": _flags("KIND_"),
+        "rg_header_flag": _flags("HF_"),
+        "rg_family": _named("RG_FAM_", enumerate(FAMILIES)),
+        "rg_file_op": _named("RG_OP_", ((i, n.removeprefix("file_")) for i, n in OPS.items())),
+        "rg_syscall": _named("RG_SYS_", enumerate(SYSCALLS)) | {"RG_SYS_MAX": len(SYSCALLS)},
+        "rg_abi": _named("RG_ABI_", enumerate(ABIS)),
+        "rg_file_flag": _flags("FF_"),
+        "rg_exec_source": _named("RG_SRC_", enumerate(EXEC_SOURCES)) | {"RG_SRC_UNKNOWN": 0},
+        "rg_verdict": {f"RG_V_{k.removeprefix('RG_VERDICT_')}": v
+                       for k, v in _flags("VERDICT_").items()},
+        "rg_net_op": _named("RG_NET_", ((i, n.removeprefix("network_"))
+                                        for i, n in NET_OPS.items())),
+        "rg_net_syscall": _named("RG_NSYS_", enumerate(NET_SYSCALLS)),
+        "rg_net_family": {"RG_AF_UNSPEC": AF_UNSPEC, "RG_AF_UNIX": AF_UNIX, "RG_AF_INET": AF_INET,
+                          "RG_AF_INET6": AF_INET6},
+        "rg_net_flag": _flags("NF_"),
+    }
+
+
+def enum_mismatches(compiled: Callable[[str], dict[str, int]]) -> list[str]:
+    """Differences between this module's values and the compiled enums (`compiled` gives an
+    enum's enumerators, e.g. BpfObject.enum_values); empty when the two sides agree. A C-side
+    `*_MAX` that this module has no use for is not compared."""
+    out = []
+    for name, want in expected_enums().items():
+        have = {k: v for k, v in compiled(name).items() if k in want or not k.endswith("_MAX")}
+        out += [f"enum {name}: {k} is {have.get(k)} compiled, {want.get(k)} here"
+                for k in sorted(set(want) | set(have)) if want.get(k) != have.get(k)]
+    return out
 
 
 def layout_mismatches(

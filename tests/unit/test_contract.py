@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from randguard import records
+from randguard import loader, records
 from randguard.libbpf import BpfObject
 
-BPF_DIR = Path(__file__).resolve().parents[2] / "agent" / "randguard" / "bpf"
+ROOT = Path(__file__).resolve().parents[2]
+BPF_DIR = ROOT / "agent" / "randguard" / "bpf"
 OBJECTS = ("process", "file", "network")
 
 
@@ -45,24 +48,40 @@ def test_a_drifted_layout_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
     assert any("rg_proc_exit.group_dead" in p for p in problems)
 
 
-HEADER = Path(__file__).resolve().parents[2] / "bpf_src" / "randguard.h"
+HEADER = ROOT / "bpf_src" / "randguard.h"
 
 
-def _c_enum(name: str) -> dict[str, int]:
-    """`NAME = value` members of a C enum in randguard.h."""
-    text = HEADER.read_text()
-    body = text[text.index(f"enum {name} {{"):]
-    body = body[: body.index("};")]
-    return {m: int(v) for m, v in re.findall(r"^\s*(RG_\w+)\s*=\s*(\d+)", body, re.M)}
+@pytest.mark.parametrize("name", (*OBJECTS, "dispatch", "resolve"))
+def test_enums_match_the_compiled_objects(name: str) -> None:
+    """records.py's ids and flags (syscalls, ops, flags, families, verdicts, ...) are the
+    compiled enums' values; the loader refuses an object where they are not."""
+    with BpfObject(_object(name)) as obj:
+        assert records.enum_mismatches(obj.enum_values) == []
+        loader.check_contract(obj)  # does not raise
 
 
-def test_syscall_and_op_ids_match_the_header() -> None:
-    """records.SYSCALLS and OPS are indexed by the kernel's enum values."""
-    syscalls = _c_enum("rg_syscall")
-    assert syscalls.pop("RG_SYS_MAX") == len(records.SYSCALLS)
-    assert {f"RG_SYS_{n.upper()}": i for i, n in enumerate(records.SYSCALLS) if n} == syscalls
-    ops = _c_enum("rg_file_op")
-    assert {f"RG_OP_{n.removeprefix('file_').upper()}": i for i, n in records.OPS.items()} == ops
+def test_an_object_built_from_a_drifted_header_is_refused(tmp_path: Path) -> None:
+    """One enum value changed in a copy of randguard.h: the object built from it is refused
+    before anything is loaded, naming the enum, the value compiled and the one expected."""
+    clang = shutil.which("clang")
+    if clang is None:
+        if os.environ.get("RANDGUARD_REQUIRE_KERNEL_TESTS") == "1":
+            pytest.fail("clang missing: the contract check must be shown on CI")
+        pytest.skip("clang not installed (make installs it)")
+    src = tmp_path / "bpf_src"
+    shutil.copytree(ROOT / "bpf_src", src)
+    header = src / "randguard.h"
+    text = header.read_text()
+    assert "\tRG_OP_WRITE = 2," in text
+    header.write_text(text.replace("\tRG_OP_WRITE = 2,", "\tRG_OP_WRITE = 17,"))
+    out = tmp_path / "process.bpf.o"
+    subprocess.run([clang, "-g", "-O2", "-target", "bpf", "-D__TARGET_ARCH_x86",
+                    f"-I{ROOT / 'vmlinux'}", f"-I{src}", "-I/usr/include", "-c",
+                    str(src / "process.bpf.c"), "-o", str(out)], check=True)
+    with BpfObject(out) as obj, pytest.raises(loader.LoadError) as e:
+        loader.check_contract(obj)
+    assert "enum rg_file_op: RG_OP_WRITE is 17 compiled, 2 here" in str(e.value)
+    assert str(out) in str(e.value)
 
 
 def test_mtime_markers_match_the_header() -> None:
@@ -71,16 +90,6 @@ def test_mtime_markers_match_the_header() -> None:
     assert {k: int(v, 16) for k, v in defines.items()} == {
         "RG_MTIME_NOW": records.MTIME_NOW, "RG_MTIME_KEPT": records.MTIME_KEPT,
         "RG_MTIME_UNKNOWN": records.MTIME_UNKNOWN}
-
-
-def test_file_flags_match_the_header() -> None:
-    """records.FF_* are randguard.h's enum rg_file_flag, bit for bit."""
-    text = HEADER.read_text()
-    body = text[text.index("enum rg_file_flag {"):]
-    body = body[:body.index("};")]
-    bits = re.findall(r"^\s*RG_(FF_\w+)\s*=\s*1 << (\d+)", body, re.M)
-    header = {m: 1 << int(b) for m, b in bits}
-    assert header == {n: getattr(records, n) for n in dir(records) if n.startswith("FF_")}
 
 
 def test_inode_key_matches_what_the_loader_packs() -> None:
