@@ -2249,12 +2249,15 @@ int BPF_PROG(rg_uring_complete_open)
 									   : RG_SYS_OPENAT2,
 	};
 	int write = open_is_write(in.flags);
+	/* another name of a persistence file, as for open(2) */
+	int pinned = write && persist_inode(BPF_CORE_READ(f, f_inode));
 	__u32 off = walk_to_key(s, k, &f->f_path, &trunc);
 
-	if (!trunc && !key_passes(k, write ? RG_V_WATCH : RG_V_READ))
+	if (!trunc && !pinned && !key_passes(k, write ? RG_V_WATCH : RG_V_READ))
 		return 0;
 	struct rg_file_event *e = event_init(s, &in, res, RG_FF_IO_URING |
-					     (write ? RG_FF_WRITE : 0));
+					     (write ? RG_FF_WRITE : 0) |
+					     (pinned ? RG_FF_INODE : 0));
 	if (trunc)
 		e->hdr.flags |= RG_HF_TRUNC_S0;
 	rg_put_walked(s, off, &s->pos, &e->path);

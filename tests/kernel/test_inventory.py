@@ -21,6 +21,8 @@ from randguard.inventory import read_state
 
 pytestmark = pytest.mark.kernel
 
+URINGOPS = Path(__file__).resolve().parents[2] / "build" / "tests" / "uringops"
+
 USER = "rg-inv-user"
 
 
@@ -152,8 +154,9 @@ def test_a_damaged_state_gives_a_record_and_a_fresh_baseline(tmp_path: Path, dam
 def test_a_write_through_a_hard_link_is_a_change_to_the_persistence_file(
         tmp_path: Path, tidy: Tidy) -> None:  # noqa: F811
     """A hard link made earlier from an unwatched directory to a cron.d file: a write through
-    it is reported and annotated as a write to the cron file (`persistence_path`), and so is an
-    fchmod through it; the inventory then hashes the cron file again."""
+    it is reported and annotated as a write to the cron file (`persistence_path`), and so are an
+    fchmod through it and an io_uring open and write; the inventory hashes the cron file
+    again."""
     tidy.dirs("/etc/cron.d")
     cron = tidy.new("/etc/cron.d/rg-inv-linked")
     Path(cron).write_text("# nothing yet\n")
@@ -169,18 +172,27 @@ def test_a_write_through_a_hard_link_is_a_change_to_the_persistence_file(
                 os.fchmod(f.fileno(), 0o644)
             live = a.wait_for(lambda e: e["event_type"] == "persistence_change"
                               and e["path"] == cron, timeout=20)
+            assert live["change"] == "modified" and live["current"]["sha256"] == sha(cron)
+            # through io_uring: judged at completion by the file it opened
+            uring = subprocess.run([str(URINGOPS), "openat", str(link), "2001", ",", "write",
+                                    "*/2 * * * * root /var/tmp/y"], capture_output=True)
+            assert uring.returncode == 0, uring.stderr
+            again = a.wait_for(lambda e: e["event_type"] == "persistence_change"
+                               and e["path"] == cron and e["seq"] > live["seq"], timeout=20)
+            assert again["previous"]["sha256"] == live["current"]["sha256"]
+            assert again["current"]["sha256"] == sha(cron)
             # a plain file in the same directory stays unreported
             (away / "plain.txt").write_text("x")
             assert a.stop() == 0
-        for typ in ("file_open", "file_write", "file_chmod"):
-            (ev,) = a.matching(lambda e, t=typ: e["event_type"] == t
+        for typ, ring in (("file_open", False), ("file_write", False), ("file_chmod", False),
+                          ("file_open", True), ("file_write", True)):
+            (ev,) = a.matching(lambda e, t=typ, r=ring: e["event_type"] == t and e["io_uring"] == r
                                and e["resolved_path"] == str(link))
             assert ev["persistence_path"] == cron, ev
             assert ev["alert"] and ev["detection_type"] == "cron_modified", ev
             (al,) = a.matching(lambda e, ev=ev: e["event_type"] == "alert"
                                and e["source_seq"] == ev["seq"])
             assert (al["rule_id"], al["path"]) == ("FILE-CRON-001", cron)
-        assert live["change"] == "modified" and live["current"]["sha256"] == sha(cron)
         assert not a.matching(lambda e: str(e.get("resolved_path", "")).endswith("plain.txt"))
     finally:
         shutil.rmtree(away, ignore_errors=True)
