@@ -116,11 +116,15 @@ class PersistenceWatch:
                         **fields)
 
     def _run(self) -> None:
+        # a failure here is logged and ends the inventory, never the event stream
         try:
             self._baseline()
-        except Exception:  # a bug here must not take the event stream down with it
-            log.exception("the persistence inventory failed")
-        self._live()
+        except Exception:
+            log.exception("the persistence inventory failed; live changes are still hashed")
+        try:
+            self._live()
+        except Exception:
+            log.exception("the persistence inventory stopped")
 
     def _baseline(self) -> None:
         t0 = time.monotonic()

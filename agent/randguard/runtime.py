@@ -366,6 +366,7 @@ class Agent:
         new.set_persist_paths(old.persist_paths)
         loader.fill_filter(self.ks, new.file_filter)
         if self.watch is not None:
+            self.watch.host = new.host
             self.watch.relocate(locations(new.detections, new.rules), time.monotonic_ns())
         self.losses.host = new.host
         self.pipeline, self.cfg, self.ruleset, self.homes = new, cfg, rs, homes
