@@ -5,8 +5,8 @@
  * One tp_btf program on sys_enter and one on sys_exit run for every syscall of every task, of
  * every ABI: unlike the syscalls/ tracepoints, these fire for i386 syscalls (int $0x80 from a
  * 64-bit process, or a 32-bit process) too. Each looks up the syscall's slot in a program array
- * and tail-calls the family program there; an empty slot (a syscall nobody traces) costs the
- * lookup and nothing more. Slots are syscall numbers: native ones from 0, i386 ones from
+ * and tail-calls the family program there; a syscall nobody traces returns after one bit test
+ * (dispatch.bpf.c's rg_enter_nrs / rg_exit_nrs). Slots are syscall numbers: native ones from 0, i386 ones from
  * RG_IA32_BASE. The loader fills the arrays and rg_sys_info (what each slot is) from the config's
  * hooks, and only then attaches the two dispatchers.
  */

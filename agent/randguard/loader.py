@@ -263,6 +263,21 @@ def fill_filter(ks: KernelSide, file_filter: matcher.FileFilter) -> None:
             _fill_filter(obj, matcher.compile_kernel_filter(file_filter))
 
 
+def traced_numbers(hooks: dict[str, set[str]], moves: bool) -> dict[str, bytes]:
+    """The dispatcher's rodata bitmaps: bit n of rg_enter_nrs (rg_exit_nrs) set when syscall
+    number n, native or i386, has an enter (exit) slot; any other syscall returns at once."""
+    bits = {"rg_enter_nrs": 0, "rg_exit_nrs": 0}
+    for name, wanted in hooks.items():
+        for slot in syscalls.slots(wanted, moves and name == "file"):
+            if slot.index >= syscalls.SOCKETCALL_BASE:
+                continue  # a socketcall call: its own slot is socketcall's
+            nr = slot.index % syscalls.IA32_BASE
+            bits["rg_exit_nrs"] |= 1 << nr
+            if slot.handler.enter:
+                bits["rg_enter_nrs"] |= 1 << nr
+    return {k: v.to_bytes(syscalls.IA32_BASE // 8, "little") for k, v in bits.items()}
+
+
 def _fill_dispatch(dispatch: BpfObject, objs: dict[str, BpfObject],
                    hooks: dict[str, set[str]], moves: bool) -> bool:
     """Put each hooked syscall's family programs into the dispatcher's slots, both ABIs.
@@ -296,6 +311,7 @@ def attach_syscalls(ks: KernelSide, owner: BpfObject, objs: dict[str, BpfObject]
     dispatch = _open("dispatch")
     ks.objects.append(dispatch)
     _share(dispatch, owner, rodata)
+    dispatch.set_rodata(traced_numbers(hooks, moves))
     dispatch.load()
     any_enter = _fill_dispatch(dispatch, objs, hooks, moves)
     # exit first: a syscall then never reaches an exit program without its enter program
