@@ -16,7 +16,7 @@ def test_each_slot_of_either_abi_has_its_bit_and_nothing_else_does() -> None:
     got = loader.traced_numbers(hooks, moves=False)
     assert {len(v) for v in got.values()} == {syscalls.IA32_BASE // 8}
     want_exit, want_enter = set(), set()
-    for name, wanted in hooks.items():
+    for wanted in hooks.values():
         for slot in syscalls.slots(wanted):
             if slot.index < syscalls.SOCKETCALL_BASE:
                 want_exit.add(slot.index % syscalls.IA32_BASE)

@@ -141,3 +141,11 @@ def test_every_kernel_test_file_runs_on_the_matrix_or_says_why_not() -> None:
              for p in (kernels.ROOT / "tests/kernel").glob("test_*.py")}
     listed = {t.split("::")[0] for t in kernels.DEFAULT_TESTS}
     assert files == listed | kernels.HOST_ONLY_TESTS.keys()
+
+
+def test_each_test_left_out_of_the_matrix_exists_in_a_file_it_runs() -> None:
+    """A renamed test must not leave a stale deselection (it would run again, silently)."""
+    for node in kernels.HOST_ONLY_NODES:
+        path, name = node.split("::")
+        assert path in kernels.DEFAULT_TESTS, node
+        assert f"\ndef {name}(" in (kernels.ROOT / path).read_text(), node
