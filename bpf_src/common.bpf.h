@@ -92,10 +92,10 @@ struct rg_scratch {
 	__u8 rec[RG_REC_MASK + 1];
 	__u8 path[2 * RG_PATH_MAX]; /* the path walk writes leaf-to-root, ending at RG_PATH_MAX */
 	__u8 slack[RG_PATH_MAX];
-	__u32 walk_used; /* rg_walk_path's progress */
+	__u32 walk_used; /* rg_walk()'s progress */
 	__u32 walk_root; /* it ended at the root of the mount namespace (not cut, not detached) */
 	__u32 pass;      /* the filter's verdict so far */
-	__u32 _pad;
+	__u32 walk_trunc; /* rg_walk() cut the path (RG_WALK_TRUNC) */
 	__u64 pos;       /* end of the record being assembled */
 };
 
@@ -195,20 +195,37 @@ static __always_inline void rg_dentry_up(struct dentry *d, struct rg_dentry_up *
 }
 
 /*
- * Walk a struct path up to the root of its mount namespace, crossing mount points, writing the
- * components right to left into s->path so that the result is contiguous. Returns the offset of
- * the first byte in s->path (the result ends at RG_PATH_MAX) and sets *trunc when the path was cut.
- * This is d_path() for programs that cannot call bpf_d_path (tracepoints).
+ * Global functions. A static function is inlined, and the verifier checks its body again at
+ * every call site and in every state a caller reaches it with; a global (non-static, noinline)
+ * one is checked once per program, on its own, and its callers see only its result. The
+ * heavy, shared pieces (the path walk, the filter's verdict, the name checks) are global,
+ * which keeps start-up (verification) short. Their arguments are scalars only (5.10 accepts
+ * nothing else); what they work on they look up themselves (the per-CPU scratch and key
+ * buffers); and they nest at most two deep below a program, so that the frames stay within
+ * the verifier's 512 bytes of stack.
  */
-static __always_inline __u32 rg_walk_path(struct rg_scratch *s, const struct path *p, int *trunc)
+
+/*
+ * Walk a path (dentry, mount) up to the root of its mount namespace, crossing mount points,
+ * writing the components right to left into s->path so that the result is contiguous. Returns
+ * the offset of the first byte in s->path (the result ends at RG_PATH_MAX), with RG_WALK_TRUNC
+ * set when the path was cut. This is d_path() for programs that cannot call bpf_d_path
+ * (tracepoints). Global: see above.
+ */
+#define RG_WALK_TRUNC (1u << 16)
+__noinline __u32 rg_walk(__u64 dentry_ptr, __u64 vfsmnt_ptr)
 {
-	struct dentry *dentry = BPF_CORE_READ(p, dentry);
-	struct vfsmount *vfsmnt = BPF_CORE_READ(p, mnt);
+	struct rg_scratch *s = rg_scratch();
+	struct dentry *dentry = (struct dentry *)dentry_ptr;
+	struct vfsmount *vfsmnt = (struct vfsmount *)vfsmnt_ptr;
 	struct mount *mnt = (void *)vfsmnt - bpf_core_field_offset(struct mount, mnt);
 	struct mount *mnt_parent = BPF_CORE_READ(mnt, mnt_parent);
 	struct dentry *mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
 	__u32 used;
 	int i;
+
+	if (!s)
+		return RG_WALK_TRUNC | (RG_PATH_MAX - 1);
 
 	/*
 	 * The length written so far lives in memory, not in a register: the verifier then sees
@@ -216,7 +233,7 @@ static __always_inline __u32 rg_walk_path(struct rg_scratch *s, const struct pat
 	 */
 	s->walk_used = 0;
 	s->walk_root = 0;
-	*trunc = 0;
+	s->walk_trunc = 0;
 	for (i = 0; i < RG_PATH_DEPTH; i++) {
 		struct rg_dentry_up up;
 
@@ -241,7 +258,7 @@ static __always_inline __u32 rg_walk_path(struct rg_scratch *s, const struct pat
 
 		used = s->walk_used & PATH_MASK_C;
 		if (used + len + 1 >= RG_PATH_MAX) {
-			*trunc = 1;
+			s->walk_trunc = RG_WALK_TRUNC;
 			break;
 		}
 		/* the component goes right before what is already there, the slash before it */
@@ -252,13 +269,22 @@ static __always_inline __u32 rg_walk_path(struct rg_scratch *s, const struct pat
 		dentry = parent;
 	}
 	if (i == RG_PATH_DEPTH)
-		*trunc = 1;
+		s->walk_trunc = RG_WALK_TRUNC;
 	used = s->walk_used & PATH_MASK_C;
 	if (!used) {
 		s->path[RG_PATH_MAX - 1] = '/';
 		used = 1;
 	}
-	return RG_PATH_MAX - used;
+	return s->walk_trunc | (RG_PATH_MAX - used);
+}
+
+/* The walk of a struct path: the offset, and *trunc set when it was cut. */
+static __always_inline __u32 rg_walk_path(const struct path *p, int *trunc)
+{
+	__u32 r = rg_walk((__u64)BPF_CORE_READ(p, dentry), (__u64)BPF_CORE_READ(p, mnt));
+
+	*trunc = !!(r & RG_WALK_TRUNC);
+	return r & PATH_MASK_C;
 }
 
 /* Append s->path[off..RG_PATH_MAX) to the record at *pos as string slot `slot`. */

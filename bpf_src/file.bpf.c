@@ -202,13 +202,17 @@ static __always_inline struct rg_filter_conf *filter_conf(void)
 	return bpf_map_lookup_elem(&rg_filter_conf_map, &zero);
 }
 
-/* Does the assembled path pass for an operation that needs `need` (RG_V_WATCH or RG_V_READ)? */
-static __always_inline int key_passes(struct rg_keybuf *k, __u8 need)
+/*
+ * Does the path assembled in the key buffer pass for an operation that needs `need`
+ * (RG_V_WATCH or RG_V_READ)? A global function (see common.bpf.h).
+ */
+__noinline int rg_key_passes(__u32 need)
 {
 	struct rg_filter_conf *conf = filter_conf();
+	struct rg_keybuf *k = rg_keybuf();
 	__u8 bits;
 
-	if (!conf)
+	if (!conf || !k)
 		return 1;
 	bits = trie_bits(k, k->len, k->len);
 	if (bits & need)
@@ -372,13 +376,16 @@ enum rg_dcache_says {
 	RG_DC_KNOWN = 2,    /* its directory's verdict is cached; the walk decides the rest */
 };
 
-static __always_inline int dcache_may_pass(struct rg_keybuf *k, struct file *f, __u8 need)
+/* A global function (see common.bpf.h): the unwatched open's hot path, and its biggest loop. */
+__noinline int rg_dcache_may_pass(__u64 file, __u32 need)
 {
 	struct rg_filter_conf *conf = filter_conf();
+	struct rg_keybuf *k = rg_keybuf();
+	struct file *f = (struct file *)file;
 	struct rg_dentry_up up;
 	struct path p;
 
-	if (!rg_dcache_on || !conf)
+	if (!rg_dcache_on || !conf || !k)
 		return RG_DC_KNOWN; /* nothing to learn */
 	bpf_probe_read_kernel(&p, sizeof(p), &f->f_path);
 	rg_dentry_up(p.dentry, &up);
@@ -386,7 +393,7 @@ static __always_inline int dcache_may_pass(struct rg_keybuf *k, struct file *f, 
 	 * A mount root's path is its mountpoint's, not its parent's. A file system's root is its
 	 * own parent: never judged by the cache. Another mount root (a bind mount of a directory
 	 * or a file) has a parent outside its mount, so no (parent, mount) entry is ever learned
-	 * for it (dcache_learn() skips mount roots, and no other file of that mount has that
+	 * for it (rg_dcache_learn() skips mount roots, and no other file of that mount has that
 	 * parent): its lookup misses without reading the mount.
 	 */
 	if (up.parent == p.dentry)
@@ -456,36 +463,38 @@ static __always_inline int local_fs(struct dentry *d)
  * After a walk of `f`'s path into the key (whole, to the namespace root): remember the verdict
  * of its directory when it cannot depend on the name and nothing moved since `snap`.
  */
-static __always_inline void dcache_learn(struct rg_scratch *s, struct rg_keybuf *k,
-					 struct file *f, const struct rg_dcache_snap *snap)
+__noinline int rg_dcache_learn(__u64 file, __u64 gen, __u64 epoch, __u32 ok)
 {
 	struct rg_dcache_state *st = dcache_state();
+	struct rg_scratch *s = rg_scratch();
+	struct rg_keybuf *k = rg_keybuf();
+	struct file *f = (struct file *)file;
 	struct rg_dentry_up up, dir_up;
 	struct path p;
 
-	if (!snap->ok || !s->walk_root || !st)
-		return;
+	if (!ok || !s || !k || !s->walk_root || !st)
+		return 0;
 	bpf_probe_read_kernel(&p, sizeof(p), &f->f_path);
 	struct dentry *d = p.dentry;
 	struct vfsmount *mnt = p.mnt;
 	if (d == BPF_CORE_READ(mnt, mnt_root) || !local_fs(d))
-		return;
+		return 0;
 	rg_dentry_up(d, &up);
 	__u32 len = k->len, namelen = up.hash_len >> 32;
 	__u32 dlen = len - namelen;
 	if (!namelen || namelen >= len || dlen >= RG_FILTER_KEY_LEN ||
 	    k->data[(dlen - 1) & KEY_MASK] != '/')
-		return;
+		return 0;
 	__u64 h = dir_hash(k, dlen);
 	if (bpf_map_lookup_elem(&rg_dir_below, &h))
-		return; /* the name decides */
+		return 0; /* the name decides */
 	struct dentry *dir = up.parent;
 	struct rg_dcache_key key = {.dir = (__u64)dir, .mnt = (__u64)mnt};
 
 	rg_dentry_up(dir, &dir_up);
 	struct rg_dcache_val v = {
-		.gen = snap->gen,
-		.epoch = snap->epoch,
+		.gen = gen,
+		.epoch = epoch,
 		.parent = (__u64)dir_up.parent,
 		.hash_len = dir_up.hash_len,
 		.dir = key.dir,
@@ -493,9 +502,10 @@ static __always_inline void dcache_learn(struct rg_scratch *s, struct rg_keybuf 
 		.bits = trie_bits(k, dlen, len), /* any longer path: as long as this one */
 	};
 	v.sum = dcache_sum(&v);
-	if (st->busy || st->off || st->gen != snap->gen || dcache_epoch() != snap->epoch)
-		return;
+	if (st->busy || st->off || st->gen != gen || dcache_epoch() != epoch)
+		return 0;
 	bpf_map_update_elem(&rg_dcache, &key, &v, BPF_ANY);
+	return 0;
 }
 
 /* 0x80 in each byte of x that equals the byte repeated in pat, 0 elsewhere (exact). */
@@ -511,17 +521,24 @@ static __always_inline __u64 bytes_equal(__u64 x, __u64 pat)
  * and a trailing slash: then the kernel cannot judge the prefix and leaves the decision to
  * userspace. Hidden files (`/.bashrc`) are not such a case. Eight bytes a step, patterns found
  * by where they end: a byte flag shifted by m bytes, the previous word supplying what moves
- * in, is the flag of the byte m before.
+ * in, is the flag of the byte m before. A name longer than RG_NORM_MAX is left to userspace
+ * too: every step is a state the verifier explores, and names that long are rare. Global (the
+ * name is at `off` in the scratch record): see common.bpf.h.
  */
+#define RG_NORM_MAX 512
 #define BACK(x, px, m) (((x) << (8 * (m))) | ((px) >> (64 - 8 * (m))))
-static __always_inline int name_needs_normalizing(const __u8 *rec, struct rg_str *str)
+__noinline int rg_name_needs_normalizing(__u32 off, __u32 len)
 {
-	__u32 len = str->len, off = str->off;
+	struct rg_scratch *s = rg_scratch();
+
+	if (!s || len >= RG_NORM_MAX)
+		return 1;
+	const __u8 *rec = s->rec;
 	__u64 hit = 0, pd = 0;
 	/* a relative name follows the slash that joins it to its directory */
 	__u64 ps = rec[off & REC_MASK] == '/' ? 0 : 0x8000000000000000ULL;
 
-	for (__u32 i = 0; i < RG_PATH_MAX / 8 + 1; i++) {
+	for (__u32 i = 0; i < RG_NORM_MAX / 8; i++) {
 		__u32 at = i * 8;
 		if (at > len)
 			break;
@@ -593,28 +610,41 @@ static __always_inline void event_submit(struct rg_scratch *s)
 	rg_submit(s->rec, size, RG_FAM_FILE);
 }
 
+/* A string slot's offset in a file record fits in one byte (rg_put_name's packed arguments). */
+#define SLOT_MASK 255
+_Static_assert(__builtin_offsetof(struct rg_file_event, name2) + sizeof(struct rg_str) <= SLOT_MASK,
+	       "rg_file_event's string slots lie past the first 256 bytes");
+
 /*
  * Put (dfd, name) into the record as slots dir+name (or dir2+name2) and judge it: `name` is a
  * user pointer, or with `kern` a kernel string (io_uring's copy). Returns 1 when the path passes
- * the filter for `need`.
+ * the filter for `need`. A global function (see common.bpf.h): its arguments come packed
+ * (slots: the two slots' offsets in the record, a byte each; truncs: their RG_HF_TRUNC_* flags,
+ * 16 bits each; need_kern: `need`, and 0x100 for `kern`) by put_name_from().
  */
-static __always_inline int put_name_from(struct rg_scratch *s, struct rg_keybuf *k,
-					 struct task_struct *task, int dfd, const char *uname,
-					 struct rg_str *dir, struct rg_str *name,
-					 __u16 dir_trunc, __u16 name_trunc, __u8 need, int kern)
+__noinline int rg_put_name(__s32 dfd, __u64 uname, __u32 slots, __u32 truncs, __u32 need_kern)
 {
-	struct rg_file_event *e = (void *)s->rec;
+	struct rg_scratch *s = rg_scratch();
+	struct rg_keybuf *k = rg_keybuf();
 	int trunc = 0;
 
-	if (rg_put_str(s, uname, &s->pos, name, kern))
+	if (!s || !k)
+		return 1;
+	struct rg_file_event *e = (void *)s->rec;
+	struct rg_str *dir = (void *)&s->rec[(slots & 0xff) & SLOT_MASK];
+	struct rg_str *name = (void *)&s->rec[(slots >> 8) & SLOT_MASK];
+	__u16 dir_trunc = truncs & 0xffff, name_trunc = truncs >> 16;
+	__u8 need = need_kern & 0xff;
+
+	if (rg_put_str(s, (const char *)uname, &s->pos, name, need_kern >> 8))
 		e->hdr.flags |= name_trunc;
 	if (!name->len)
 		return 1; /* unreadable: let userspace see what it can */
 	key_reset(k);
 	if (s->rec[name->off & REC_MASK] != '/') {
-		const struct path *p = dir_of(task, dfd);
+		const struct path *p = dir_of((void *)bpf_get_current_task(), dfd);
 		if (p) {
-			__u32 off = rg_walk_path(s, p, &trunc);
+			__u32 off = rg_walk_path(p, &trunc);
 			rg_put_walked(s, off, &s->pos, dir);
 			if (trunc) {
 				e->hdr.flags |= dir_trunc;
@@ -628,9 +658,19 @@ static __always_inline int put_name_from(struct rg_scratch *s, struct rg_keybuf 
 		}
 	}
 	key_append(k, &s->rec[name->off & REC_MASK], name->len & PATH_MASK);
-	if (name_needs_normalizing(s->rec, name))
+	if (rg_name_needs_normalizing(name->off, name->len))
 		return 1;
-	return key_passes(k, need);
+	return rg_key_passes(need);
+}
+
+static __always_inline int put_name_from(struct rg_scratch *s, struct rg_keybuf *k,
+					 struct task_struct *task, int dfd, const char *uname,
+					 struct rg_str *dir, struct rg_str *name,
+					 __u16 dir_trunc, __u16 name_trunc, __u8 need, int kern)
+{
+	return rg_put_name(dfd, (__u64)uname,
+			   (__u32)((__u8 *)dir - s->rec) | (__u32)((__u8 *)name - s->rec) << 8,
+			   dir_trunc | (__u32)name_trunc << 16, need | (kern ? 0x100 : 0));
 }
 
 static __always_inline int put_name(struct rg_scratch *s, struct rg_keybuf *k,
@@ -665,7 +705,7 @@ static __always_inline int key_above_watched(struct rg_keybuf *k, __u8 op)
 static __always_inline __u32 walk_to_key(struct rg_scratch *s, struct rg_keybuf *k,
 					 const struct path *p, int *trunc)
 {
-	__u32 off = rg_walk_path(s, p, trunc);
+	__u32 off = rg_walk_path(p, trunc);
 
 	key_reset(k);
 	key_append(k, &s->path[off & PATH_MASK], (RG_PATH_MAX - off) & PATH_MASK);
@@ -839,13 +879,13 @@ int BPF_PROG(rg_file_exit_open, struct pt_regs *regs, long ret)
 
 	if (ret >= 0) {
 		struct file *f = rg_fd_file(task, ret);
-		struct rg_dcache_snap snap;
+		struct rg_dcache_snap snap = {}; /* 5.10 reads no stack that was not written */
 
 		if (!f)
 			return 0;
 		/* a write to a persistence file through any of its names passes */
 		int pinned = write && persist_inode(BPF_CORE_READ(f, f_inode));
-		int says = dcache_may_pass(k, f, need);
+		int says = rg_dcache_may_pass((__u64)f, need);
 		if (says == RG_DC_FILTERED && !pinned) {
 			rg_count(&rg_filtered, RG_FAM_FILE);
 			return 0;
@@ -854,9 +894,9 @@ int BPF_PROG(rg_file_exit_open, struct pt_regs *regs, long ret)
 			dcache_snap(&snap);
 		__u32 off = walk_to_key(s, k, &f->f_path, &trunc);
 		if (!trunc && says == RG_DC_UNKNOWN)
-			dcache_learn(s, k, f, &snap);
+			rg_dcache_learn((__u64)f, snap.gen, snap.epoch, snap.ok);
 		/* a path cut at RG_PATH_MAX has lost its prefix: userspace reports it, marked */
-		if (!trunc && !pinned && !key_passes(k, need)) {
+		if (!trunc && !pinned && !rg_key_passes(need)) {
 			rg_count(&rg_filtered, RG_FAM_FILE);
 			return 0;
 		}
@@ -940,7 +980,7 @@ static __always_inline void write_record(struct rg_scratch *s, const struct rg_i
 	struct rg_file_event *e = event_init(s, in, ret, fflags);
 	struct file *f = (struct file *)in->file;
 	int trunc = 0;
-	__u32 off = rg_walk_path(s, &f->f_path, &trunc);
+	__u32 off = rg_walk_path(&f->f_path, &trunc);
 
 	if (trunc)
 		e->hdr.flags |= RG_HF_TRUNC_S0;
@@ -1020,7 +1060,7 @@ static __always_inline int put_target(struct rg_scratch *s, struct rg_keybuf *k,
 		e->hdr.flags |= RG_HF_TRUNC_S0;
 		return 1; /* no prefix to judge: userspace reports it, marked */
 	}
-	return key_passes(k, RG_V_WATCH);
+	return rg_key_passes(RG_V_WATCH);
 }
 
 SEC("tp_btf/sys_exit")
@@ -1508,7 +1548,7 @@ int BPF_PROG(rg_file_exit_attr_fd, struct pt_regs *regs, long ret)
 		pinned = persist_inode(inode);
 	}
 	__u32 off = walk_to_key(s, k, p, &trunc);
-	if (!trunc && !c->force && !pinned && !key_passes(k, RG_V_WATCH)) {
+	if (!trunc && !c->force && !pinned && !rg_key_passes(RG_V_WATCH)) {
 		rg_count(&rg_filtered, RG_FAM_FILE);
 		return 0;
 	}
@@ -1745,7 +1785,7 @@ static __always_inline void uring_truncate(struct io_kiocb *req, struct file *f,
 	if (bpf_core_type_exists(struct io_ftrunc___rg))
 		in.flags = BPF_CORE_READ((struct io_ftrunc___rg *)req, len);
 	__u32 off = walk_to_key(s, k, &f->f_path, &trunc);
-	if (!trunc && !key_passes(k, RG_V_WATCH)) {
+	if (!trunc && !rg_key_passes(RG_V_WATCH)) {
 		rg_count(&rg_filtered, RG_FAM_FILE);
 		return;
 	}
@@ -1897,7 +1937,7 @@ static __always_inline void uring_fsetxattr(struct io_kiocb *req, struct rg_urin
 	int forced = is_file_caps(in.name2, 1);
 	__u32 off = walk_to_key(s, k, &f->f_path, &trunc);
 
-	if (!trunc && !forced && !key_passes(k, RG_V_WATCH)) {
+	if (!trunc && !forced && !rg_key_passes(RG_V_WATCH)) {
 		rg_count(&rg_filtered, RG_FAM_FILE);
 		return;
 	}
@@ -2253,7 +2293,7 @@ int BPF_PROG(rg_uring_complete_open)
 	int pinned = write && persist_inode(BPF_CORE_READ(f, f_inode));
 	__u32 off = walk_to_key(s, k, &f->f_path, &trunc);
 
-	if (!trunc && !pinned && !key_passes(k, write ? RG_V_WATCH : RG_V_READ))
+	if (!trunc && !pinned && !rg_key_passes(write ? RG_V_WATCH : RG_V_READ))
 		return 0;
 	struct rg_file_event *e = event_init(s, &in, res, RG_FF_IO_URING |
 					     (write ? RG_FF_WRITE : 0) |

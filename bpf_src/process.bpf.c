@@ -107,7 +107,7 @@ int BPF_PROG(rg_proc_exec, struct task_struct *task, pid_t old_pid, struct linux
 
 	struct file *exe = BPF_CORE_READ(bprm, file);
 	if (exe) {
-		__u32 off = rg_walk_path(s, &exe->f_path, &trunc);
+		__u32 off = rg_walk_path(&exe->f_path, &trunc);
 		if (trunc)
 			e->hdr.flags |= RG_HF_TRUNC_S0;
 		rg_put_walked(s, off, &s->pos, &e->exe);
@@ -128,7 +128,7 @@ int BPF_PROG(rg_proc_exec, struct task_struct *task, pid_t old_pid, struct linux
 		put_args(s, task, e);
 	if (rg_collect_cwd) {
 		struct fs_struct *fs = BPF_CORE_READ(task, fs);
-		__u32 off = rg_walk_path(s, &fs->pwd, &trunc);
+		__u32 off = rg_walk_path(&fs->pwd, &trunc);
 		if (trunc)
 			e->hdr.flags |= RG_HF_TRUNC_S3;
 		rg_put_walked(s, off, &s->pos, &e->cwd);
