@@ -3,8 +3,6 @@ none crashes or hangs."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from randguard.config import ConfigError, parse_config
@@ -43,13 +41,13 @@ def test_empty_lists_are_valid_and_watch_nothing() -> None:
     assert kf.trie == [] and kf.suffixes == [] and kf.pass_all == 0
 
 
-def test_huge_lists_load_and_compile_quickly() -> None:
+def test_huge_lists_load_and_compile() -> None:
+    """20,000 watch paths: every one in the kernel's trie, judged alike in userspace (how long
+    it takes is the benchmarks' business, not a test's)."""
     paths = [f"/srv/tenant{i:05d}/conf" for i in range(20_000)]
     text = "[file]\nwatch_paths = [" + ", ".join(f'"{p}"' for p in paths) + "]\n"
-    t0 = time.perf_counter()
     cfg = parse_config(text)
     f = FileFilter.from_config(cfg.file)
     kf = compile_kernel_filter(f)
-    assert time.perf_counter() - t0 < 10
     assert len(kf.trie) >= 2 * len(paths)  # plus the default excludes and read paths
     assert f.wants("/srv/tenant19999/conf/x", True) and not f.wants("/srv/tenant1/conf", True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import time
 from pathlib import Path
 
 import msgspec
@@ -805,14 +804,12 @@ def test_no_homes_does_not_make_home_entries_match_everything() -> None:
     assert first(det, "/etc/pam.d/sshd") == "pam_modified"
 
 
-def test_kernel_filter_compiles_fast_with_many_homes() -> None:
+def test_kernel_filter_compiles_with_many_homes() -> None:
     det = PersistenceDetections(PACK, [f"/home/user{i:03d}" for i in range(100)])
     paths, patterns = det.watched()
     ff = FileFilter.from_config(FileConfig(), force=(paths, patterns))
-    t0 = time.perf_counter()
     kf = compile_kernel_filter(ff)
     assert len(kf.trie) > 100 * 29  # every home's paths are in it
-    assert time.perf_counter() - t0 < 1.0
 
 
 def test_pack_paths_pass_the_kernel_filter() -> None:
