@@ -59,7 +59,7 @@ struct {
 	__uint(max_entries, 131072);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct rg_inode_key);
-	__type(value, __u8);
+	__type(value, __u32); /* i_generation, or 0: not compared */
 } rg_persist_inodes SEC(".maps");
 
 static __always_inline int persist_inode(struct inode *inode)
@@ -67,10 +67,12 @@ static __always_inline int persist_inode(struct inode *inode)
 	struct rg_inode_key key = {
 		.ino = BPF_CORE_READ(inode, i_ino),
 		.dev = BPF_CORE_READ(inode, i_sb, s_dev),
-		.gen = BPF_CORE_READ(inode, i_generation),
 	};
+	__u32 *gen;
 
-	return key.ino && bpf_map_lookup_elem(&rg_persist_inodes, &key);
+	if (!key.ino || !(gen = bpf_map_lookup_elem(&rg_persist_inodes, &key)))
+		return 0;
+	return !*gen || *gen == BPF_CORE_READ(inode, i_generation);
 }
 
 struct {

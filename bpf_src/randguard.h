@@ -208,12 +208,14 @@ struct rg_file_event {
 
 /*
  * The key of rg_persist_inodes: a persistence file the inventory listed, by inode, so that a
- * change through another name of it (a hard link from an unwatched directory) passes too.
+ * change through another name of it (a hard link from an unwatched directory) passes too. The
+ * value is the inode's i_generation (a reused inode number is another file), 0 where the file
+ * system does not tell userspace (tmpfs: no FS_IOC_GETVERSION) and it is not compared.
  */
 struct rg_inode_key {
 	__u64 ino;
 	__u32 dev; /* the superblock's s_dev (kernel encoding: major << 20 | minor) */
-	__u32 gen; /* i_generation: a reused inode number is another file (0 where unknown) */
+	__u32 _pad;
 };
 
 /* A new process or thread (sched_process_fork); the header is the parent's. */

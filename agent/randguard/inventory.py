@@ -227,8 +227,9 @@ FS_IOC_GETVERSION = 0x80087601  # _IOR('v', 1, long)
 
 
 def _generation(fd: int) -> int:
-    """The inode's generation: a reused inode number gets a new one (ext4, xfs, btrfs, tmpfs),
-    so the kernel's by-inode watch does not mistake a new file for a listed one."""
+    """The inode's generation: a reused inode number gets a new one, so the kernel's by-inode
+    watch does not mistake a new file for a listed one. 0 where the file system does not say
+    (tmpfs has a generation but no FS_IOC_GETVERSION): the kernel then does not compare it."""
     try:
         buf = fcntl.ioctl(fd, FS_IOC_GETVERSION, bytes(8))
     except OSError:

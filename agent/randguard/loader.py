@@ -115,16 +115,17 @@ class KernelSide(Handle):
         return out
 
     def set_persist_inodes(self, keys: set[tuple[int, int, int]]) -> None:
-        """The persistence files the kernel passes by inode, as (kernel dev, inode, generation):
-        the map is brought to exactly `keys` (entries gone are deleted, new ones added)."""
+        """The persistence files the kernel passes by inode, as (kernel dev, inode, generation;
+        0: unknown, not compared): the map is brought to exactly `keys` (entries gone are
+        deleted, new ones added; a changed generation is both)."""
         m = next((o.map("rg_persist_inodes") for o in self.objects
                   if "rg_persist_inodes" in o.maps()), None)
         if m is None:
             return  # no file object: nothing to pass
-        for dev, ino, gen in self._persist - keys:
-            m.delete(records.INODE_KEY.pack(ino, dev, gen))
+        for dev, ino, _gen in self._persist - keys:
+            m.delete(records.INODE_KEY.pack(ino, dev))
         for dev, ino, gen in keys - self._persist:
-            m.update(records.INODE_KEY.pack(ino, dev, gen), b"\x01")
+            m.update(records.INODE_KEY.pack(ino, dev), records.INODE_GEN.pack(gen))
         self._persist = set(keys)
 
     def close(self) -> None:

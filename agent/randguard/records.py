@@ -231,8 +231,10 @@ def _fmt(fields: tuple[tuple[str, str], ...]) -> str:
 
 
 HEADER: Final = struct.Struct("<" + _fmt(HEADER_FIELDS))
-# struct rg_inode_key (ino, dev, gen): the key of the kernel's rg_persist_inodes
-INODE_KEY: Final = struct.Struct("<QII")
+# struct rg_inode_key (ino, dev, pad): the key of the kernel's rg_persist_inodes; its value is
+# the inode's generation (u32, 0: not compared)
+INODE_KEY: Final = struct.Struct("<QI4x")
+INODE_GEN: Final = struct.Struct("<I")
 FILE: Final = struct.Struct("<" + _fmt(HEADER_FIELDS) + _fmt(FILE_FIELDS))
 FORK: Final = struct.Struct("<" + _fmt(HEADER_FIELDS) + _fmt(FORK_FIELDS))
 EXEC: Final = struct.Struct("<" + _fmt(HEADER_FIELDS) + _fmt(EXEC_FIELDS))

@@ -196,3 +196,39 @@ def test_a_write_through_a_hard_link_is_a_change_to_the_persistence_file(
         assert not a.matching(lambda e: str(e.get("resolved_path", "")).endswith("plain.txt"))
     finally:
         shutil.rmtree(away, ignore_errors=True)
+
+
+def test_a_hard_link_on_tmpfs_is_watched_without_an_inode_generation(tmp_path: Path) -> None:
+    """tmpfs gives its inodes a generation but no FS_IOC_GETVERSION to read it with: the kernel
+    must not compare what userspace cannot know. A user's home on a tmpfs, an authorized_keys
+    in it with a second name outside the watched paths; a write through that name is a change
+    to the keys file."""
+    mnt = tmp_path / "tmpfs"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "rg-inv", str(mnt)], check=True)
+    subprocess.run(["userdel", USER], capture_output=True)
+    try:
+        h = mnt / "home"
+        subprocess.run(["useradd", "-M", "-d", str(h), "-s", "/bin/sh", USER], check=True,
+                       capture_output=True)
+        keys = h / ".ssh" / "authorized_keys"
+        keys.parent.mkdir(parents=True)
+        keys.write_text("ssh-ed25519 AAAAC3Nz test@lab\n")
+        (mnt / "away").mkdir()
+        link = mnt / "away" / "notes.txt"
+        os.link(keys, link)
+        with AgentProc(config(tmp_path, tmp_path / "inventory.state")) as a:
+            assert inventory_of(a)["files"] > 0
+            with open(link, "a") as f:
+                f.write("ssh-ed25519 AAAAC3Nz attacker@far\n")
+            live = a.wait_for(lambda e: e["event_type"] == "persistence_change"
+                              and e["path"] == str(keys), timeout=20)
+            assert live["current"]["sha256"] == sha(keys)
+            assert a.stop() == 0
+        writes = a.matching(lambda e: e["event_type"] == "file_write"
+                            and e["resolved_path"] == str(link))
+        assert [e["persistence_path"] for e in writes] == [str(keys)]
+    finally:
+        subprocess.run(["userdel", USER], capture_output=True)
+        subprocess.run(["umount", str(mnt)], capture_output=True)
+

@@ -93,8 +93,10 @@ def test_mtime_markers_match_the_header() -> None:
 
 
 def test_inode_key_matches_what_the_loader_packs() -> None:
-    """rg_persist_inodes' key, as loader.KernelSide.set_persist_inodes packs it."""
+    """rg_persist_inodes' key and value, as loader.KernelSide.set_persist_inodes packs them."""
     with BpfObject(_object("file")) as obj:
         size, members = obj.struct_layout("rg_inode_key")
+        value_size = obj.map("rg_persist_inodes").value_size
     assert size == records.INODE_KEY.size
-    assert members == {"ino": (0, 8), "dev": (8, 4), "gen": (12, 4)}
+    assert members == {"ino": (0, 8), "dev": (8, 4), "_pad": (12, 4)}
+    assert value_size == records.INODE_GEN.size  # the generation
