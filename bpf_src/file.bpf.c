@@ -1605,8 +1605,18 @@ int BPF_PROG(rg_file_exit_attr, struct pt_regs *regs, long ret)
 	set_old(e, &noted);
 	if (resolved) {
 		/* the file the name led to, through any symlink; the name as passed too */
+		struct dentry *target = (struct dentry *)noted.target_dentry;
+		struct inode *inode = BPF_CORE_READ(target, d_inode);
+
 		noted.name = c->in.name;
 		pass = put_target(s, k, &noted, 1);
+		if (persist_inode(inode)) {
+			/* a persistence file changed through another name of it */
+			e->fflags |= RG_FF_INODE;
+			e->ino = BPF_CORE_READ(inode, i_ino);
+			e->dev = BPF_CORE_READ(inode, i_sb, s_dev);
+			pass = 1;
+		}
 	} else {
 		pass = put_name(s, k, task, c->in.dfd, (const char *)c->in.name, &e->dir, &e->name,
 				RG_HF_TRUNC_S1, RG_HF_TRUNC_S2, RG_V_WATCH);

@@ -232,3 +232,33 @@ def test_a_hard_link_on_tmpfs_is_watched_without_an_inode_generation(tmp_path: P
         subprocess.run(["userdel", USER], capture_output=True)
         subprocess.run(["umount", str(mnt)], capture_output=True)
 
+
+def test_calls_by_name_through_a_hard_link_change_the_file_where_the_kernel_resolves_them(
+        tmp_path: Path, tidy: Tidy) -> None:  # noqa: F811
+    """chmod and truncate by the other name of a listed cron file: with the resolver (fentry on
+    security_path_chmod and _truncate: the qemu kernels, lab hosts) reported as changes to the
+    cron file (`persistence_path`); without it the kernel judges the name given, an unwatched
+    one, and they are not reported: the documented limit (calls on an open file are, above)."""
+    tidy.dirs("/etc/cron.d")
+    cron = tidy.new("/etc/cron.d/rg-inv-byname")
+    Path(cron).write_text("* * * * * root /bin/true\n")
+    away = Path(tempfile.mkdtemp(prefix="rg-inv-", dir="/var/tmp"))  # unwatched, same fs
+    try:
+        link = away / "innocent.txt"
+        os.link(cron, link)
+        with AgentProc(config(tmp_path, tmp_path / "inventory.state"),
+                       marker_dir=Path("/etc/cron.d")) as a:
+            start = a.wait_for(lambda e: e["event_type"] == "agent_start")
+            inventory_of(a)
+            os.chmod(link, 0o600)
+            os.truncate(link, 0)
+            a.sync()
+        got = [(e["event_type"], e["persistence_path"], e["ret"])
+               for e in a.matching(lambda e: e.get("resolved_path") == str(link))]
+        want = [(kind, cron, 0)
+                for hook, kind in (("security_path_chmod", "file_chmod"),
+                                   ("security_path_truncate", "file_truncate"))
+                if hook in start["hooks_attached"]]
+        assert got == want
+    finally:
+        shutil.rmtree(away, ignore_errors=True)
