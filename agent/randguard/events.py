@@ -12,8 +12,9 @@ import time
 import msgspec
 
 
-class Record(msgspec.Struct, kw_only=True):
-    """What every output line starts with: its number in the stream, its type, when, where."""
+class Record(msgspec.Struct, kw_only=True, gc=False):
+    """What every output line starts with: its number in the stream, its type, when, where.
+    (No cycle can go through an event: the garbage collector need not track them.)"""
 
     seq: int = 0
     event_type: str
@@ -22,7 +23,7 @@ class Record(msgspec.Struct, kw_only=True):
     host: str
 
 
-class Ancestor(msgspec.Struct):
+class Ancestor(msgspec.Struct, gc=False):
     """A process above the one that made an annotated event, as the process table knows it."""
 
     pid: int

@@ -103,6 +103,10 @@ _RAW_SOURCE = (SYSCALLS.index("symlink"), SYSCALLS.index("symlinkat"), SYSCALLS.
 _NET_DIRECTIONS = {1: "outbound", 2: "local", 3: "inbound", 4: "inbound"}
 _OTHER_FAMILIES = {16: "netlink", 17: "packet", 40: "vsock", 44: "xdp"}
 _NET_ACCEPT = 4
+# file events memoized by their record's static part (Pipeline.file_event), at most this many
+_MEMO_OPS = frozenset({_OPEN, _WRITE})
+_MEMO_MAX = 4096
+_replace = msgspec.structs.replace
 
 
 _PROCESS_EVENT = {ExecRecord: "process_start", ForkRecord: "process_fork",
@@ -259,6 +263,8 @@ class Pipeline:
         # (shared with the inventory that published it: copied before a change)
         self.persist_paths: dict[tuple[int, int], str] = {}
         self._persist_keys: dict[str, tuple[int, int]] = {}  # the same, by path
+        # file_event's memo: a record's static part (and its process's exe) -> _judged()
+        self._memo: dict[tuple, tuple] = {}
 
     def feed(self, raws: list[bytes]) -> list[Event]:
         """Process a batch of raw records in ring order; returns the events to write."""
@@ -587,18 +593,60 @@ class Pipeline:
         """Normalize, filter, judge and rate-limit one file record; append its event and the
         alerts of the rules it matches to `out`."""
         op = r.op
-        path, name, old_path, old_name, wanted, truncated = self._locate(r)
-        if not wanted:
-            self.filtered += 1
-            return
-        if path == PASSWD and r.ret >= 0 and op != _OPEN:
-            self.passwd_changed = True
-        if r.ret >= 0 and op in (_UNLINK, _RENAME) and self.persist_paths:
-            self._forget_inodes((path, old_path))
-
-        ret = r.ret
         info = self.procs.get(r.pid)
         exe = info.exe_path if info is not None else None
+        ret = r.ret
+        # opens and writes (nearly every file event) of a record seen before: its verdicts and
+        # event, bar the per-call fields, are what they were then
+        memo = op in _MEMO_OPS and not r.fflags & FF_INODE
+        if memo:
+            key = (op, r.syscall, r.flags, r.fflags, r.open_flags, r.abi, r.path, r.dir, r.name,
+                   r.comm, exe, ret >= 0)
+            judged = self._memo.get(key)
+            if judged is None:
+                if len(self._memo) >= _MEMO_MAX:
+                    self._memo.clear()
+                judged = self._memo[key] = self._judged(r, exe)
+        else:
+            judged = self._judged(r, exe)
+        ev, old_path, det, hits = judged
+        if ev is None:
+            self.filtered += 1
+            return
+        path = ev.resolved_path
+        if path == PASSWD and ret >= 0 and op != _OPEN:
+            self.passwd_changed = True
+        if ret >= 0 and op in (_UNLINK, _RENAME) and self.persist_paths:
+            self._forget_inodes((path, old_path))
+        # the limit applies to what matched nothing: it cannot be used to hide an attack
+        if det is None and not hits and not self.limiter.allow("file", r.ts_ns):
+            self.rate_limited["file"] += 1
+            return
+        if memo:
+            ev = _replace(ev, timestamp=self.clock.format(r.ts_ns), timestamp_ns=r.ts_ns,
+                          pid=r.pid, tid=r.tid, ppid=r.ppid, uid=r.uid, gid=r.gid, ret=ret,
+                          error=errno_name(ret), fd=_fd(r), inode=r.ino or None,
+                          ancestors=self._ancestors(r.ppid) if det is not None or hits
+                          else None)
+        out.append(ev)
+        if det is not None or hits:
+            self.touched.append(ev)
+        for rule, p in hits:
+            out.append(self._alert(
+                rule, ev, pid=ev.pid, ppid=ev.ppid, comm=ev.comm, exe_path=exe, path=p,
+                operation=ev.event_type, direction=None, port=None, addr=None,
+            ))
+
+    def _judged(self, r: FileRecord, exe: str | None) -> tuple[
+            FileEvent | None, str | None, PersistenceDetection | None,
+            list[tuple[Rule, str | None]]]:
+        """(event, old path, detection, rule hits) of a file record; the event is None when the
+        filter does not want it."""
+        op = r.op
+        path, name, old_path, old_name, wanted, truncated = self._locate(r)
+        if not wanted:
+            return None, old_path, None, []
+        ret = r.ret
         comm = decode_path(r.comm)
         is_open = op == _OPEN
         event_type = OPS.get(op, "file_unknown")
@@ -608,10 +656,6 @@ class Pipeline:
             ppath = None
         det, hits = (self._judge_file(r, event_type, ppath or path, old_path, comm, exe)
                      if ret >= 0 else (None, []))
-        # the limit applies to what matched nothing: it cannot be used to hide an attack
-        if det is None and not hits and not self.limiter.allow("file", r.ts_ns):
-            self.rate_limited["file"] += 1
-            return
         ev = FileEvent(
             event_type=event_type,
             timestamp=self.clock.format(r.ts_ns),
@@ -647,14 +691,7 @@ class Pipeline:
         )
         if op in _ATTR_OPS:
             ev = attr_event(ev, r)
-        out.append(ev)
-        if det is not None or hits:
-            self.touched.append(ev)
-        for rule, p in hits:
-            out.append(self._alert(
-                rule, ev, pid=ev.pid, ppid=ev.ppid, comm=comm, exe_path=exe, path=p,
-                operation=event_type, direction=None, port=None, addr=None,
-            ))
+        return ev, old_path, det, hits
 
     def persistence_alerts(self, ev: PersistenceChange) -> list[Alert]:
         """The alerts of the file rules that match a change found at start (operation

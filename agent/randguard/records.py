@@ -251,7 +251,7 @@ class DecodeError(ValueError):
         self.reason = reason
 
 
-class FileRecord(msgspec.Struct, frozen=True):
+class FileRecord(msgspec.Struct, frozen=True, gc=False):
     """struct rg_file_event, with its string slots cut out of the record."""
 
     kind: int
@@ -280,7 +280,7 @@ class FileRecord(msgspec.Struct, frozen=True):
     old: int = 0  # with FF_OLD: the mode, uid << 32 | gid or size before the call
 
 
-class ForkRecord(msgspec.Struct, frozen=True):
+class ForkRecord(msgspec.Struct, frozen=True, gc=False):
     """struct rg_proc_fork."""
 
     ts_ns: int
@@ -294,7 +294,7 @@ class ForkRecord(msgspec.Struct, frozen=True):
     comm: bytes
 
 
-class ExecRecord(msgspec.Struct, frozen=True):
+class ExecRecord(msgspec.Struct, frozen=True, gc=False):
     """struct rg_proc_exec."""
 
     flags: int
@@ -318,7 +318,7 @@ class ExecRecord(msgspec.Struct, frozen=True):
     abi: int = 0
 
 
-class ExecFailedRecord(msgspec.Struct, frozen=True):
+class ExecFailedRecord(msgspec.Struct, frozen=True, gc=False):
     """struct rg_proc_exec_failed."""
 
     flags: int
@@ -335,7 +335,7 @@ class ExecFailedRecord(msgspec.Struct, frozen=True):
     abi: int = 0
 
 
-class ExitRecord(msgspec.Struct, frozen=True):
+class ExitRecord(msgspec.Struct, frozen=True, gc=False):
     """struct rg_proc_exit."""
 
     ts_ns: int
@@ -347,7 +347,7 @@ class ExitRecord(msgspec.Struct, frozen=True):
     lifetime_ns: int = 0
 
 
-class NetRecord(msgspec.Struct, frozen=True):
+class NetRecord(msgspec.Struct, frozen=True, gc=False):
     """struct rg_net_event, addresses formatted (see randguard.h for what each field means).
 
     ``local_addr``/``local_port`` and ``remote_addr``/``remote_port`` are None where the record
@@ -417,11 +417,18 @@ def decode(rec: bytes) -> Record:
         (_, _, _, hflags, ts, pid, tid, uid, gid, ret, oflags, ino, dev, ppid, sysc, op, fflags,
          fd, comm, p_off, p_len, d_off, d_len, n_off, n_len, d2_off, d2_len, n2_off,
          n2_len, abi, old) = FILE.unpack_from(rec)
+        if max(p_off + p_len, d_off + d_len, n_off + n_len, d2_off + d2_len,
+               n2_off + n2_len) > size:  # (the hot path: every file record) one check for all
+            for off, length in ((p_off, p_len), (d_off, d_len), (n_off, n_len),
+                                (d2_off, d2_len), (n2_off, n2_len)):
+                _slot(rec, off, length, size)  # raises for the slot past the end
         return FileRecord(
             kind, hflags, ts, pid, tid, uid, gid, ret, oflags, ino, dev, ppid, sysc, op, fflags,
-            fd, _cstr(comm), _slot(rec, p_off, p_len, size), _slot(rec, d_off, d_len, size),
-            _slot(rec, n_off, n_len, size), _slot(rec, d2_off, d2_len, size),
-            _slot(rec, n2_off, n2_len, size), abi, old,
+            fd, comm.partition(b"\0")[0], rec[p_off:p_off + p_len] if p_len else None,
+            rec[d_off:d_off + d_len] if d_len else None,
+            rec[n_off:n_off + n_len] if n_len else None,
+            rec[d2_off:d2_off + d2_len] if d2_len else None,
+            rec[n2_off:n2_off + n2_len] if n2_len else None, abi, old,
         )
     if kind == KIND_PROC_EXEC:
         if size < EXEC.size:
