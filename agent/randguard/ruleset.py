@@ -26,7 +26,6 @@ from .config import (
     Section,
     parse_toml_as,
     read_trusted,
-    validate_network_detection,
     validate_persistence,
     validate_rules,
 )
@@ -74,8 +73,6 @@ def load_ruleset(cfg: Config, config_path: Path, pack_dir: Path = PACK_DIR) -> R
 
             for i, d in enumerate(pack.detections.persistence):
                 validate_persistence(d, f"detections.persistence[{i}] ({d.name})", fail)
-            for i, d in enumerate(pack.detections.network):
-                validate_network_detection(d, f"detections.network[{i}] ({d.name})", fail)
             persistence += pack.detections.persistence
             network += pack.detections.network
     if cfg.detections.builtin_rules:

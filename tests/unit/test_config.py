@@ -175,11 +175,11 @@ POSITIVE = "must be a finite number > 0"
         ("[ebpf]\nbuffer_size = 1000\n", "cfg.toml: ebpf.buffer_size: must be a power of two"),
         (
             "[ebpf]\nbuffer_size = 32\n",
-            "cfg.toml: ebpf.buffer_size: must be between 64 and 1048576",
+            "cfg.toml: ebpf.buffer_size: must be between 64 and 1048576, got 32",
         ),
         (
             "[ebpf]\nbuffer_size = 2097152\n",
-            "cfg.toml: ebpf.buffer_size: must be between 64 and 1048576",
+            "cfg.toml: ebpf.buffer_size: must be between 64 and 1048576, got 2097152",
         ),
         (
             "[agent]\nlog_level = 'trace'\n",
@@ -210,15 +210,17 @@ POSITIVE = "must be a finite number > 0"
         ),
         (
             "[performance]\nmax_process_cache_entries = 10\n",
-            "cfg.toml: performance.max_process_cache_entries: must be between 64 and 4194304",
+            "cfg.toml: performance.max_process_cache_entries: must be between 64 and 4194304, "
+            "got 10",
         ),
         (
             "[performance]\nmax_syscalls_in_flight = 63\n",
-            "cfg.toml: performance.max_syscalls_in_flight: must be between 64 and 1048576",
+            "cfg.toml: performance.max_syscalls_in_flight: must be between 64 and 1048576, got 63",
         ),
         (
             "[performance]\nmax_pending_exec_sources = 1048577\n",
-            "cfg.toml: performance.max_pending_exec_sources: must be between 64 and 1048576",
+            "cfg.toml: performance.max_pending_exec_sources: must be between 64 and 1048576, "
+            "got 1048577",
         ),
     ],
 )

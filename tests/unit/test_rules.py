@@ -225,9 +225,9 @@ ports = [22]
     ('type = "network"\naddresses = ["example.com"]',
      "c.toml: rules[3] (id FILE-9).addresses[0]: not an address or CIDR network: 'example.com'"),
     ('type = "network"\nports = [22, 70000]',
-     "c.toml: rules[3] (id FILE-9).ports[1]: port must be 1..65535, got 70000"),
+     "c.toml: rules[3] (id FILE-9).ports[1]: must be between 1 and 65535, got 70000"),
     ('type = "network"\nports = [0]',
-     "c.toml: rules[3] (id FILE-9).ports[0]: port must be 1..65535, got 0"),
+     "c.toml: rules[3] (id FILE-9).ports[0]: must be between 1 and 65535, got 0"),
     ('type = "network"\ndirection = "sideways"',
      "c.toml: rules[3] (id FILE-9).direction: unknown direction 'sideways' "
      "(expected one of: outbound, inbound, local)"),
@@ -246,7 +246,7 @@ ports = [22]
      "c.toml: rules[3] (id FILE-9): matches everything: give at least one of paths, patterns, "
      "operations, process_names"),
     ('type = "file"\npaths = ["/etc"]\npath = "/x"',
-     "c.toml: rules[3].path: unknown key"),
+     "c.toml: rules[3] (id FILE-9).path: unknown key"),
 ])
 def test_rule_errors_name_rule_and_field(body: str, expected: str) -> None:
     text = OK_RULES + f'\n[[rules]]\nid = "FILE-9"\nname = "bad"\n{body}\n'
