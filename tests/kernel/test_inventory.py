@@ -4,6 +4,7 @@ clear record and a fresh baseline. Real /etc files, the shipped pack and rules."
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -40,6 +41,20 @@ def config(tmp_path: Path, state: Path) -> Path:
 
 def inventory_of(a: AgentProc) -> dict:
     return a.wait_for(lambda e: e["event_type"] == "persistence_inventory", timeout=60)
+
+
+@contextlib.contextmanager
+def linked_cron(tidy: Tidy, name: str, text: str) -> Iterator[tuple[str, Path]]:  # noqa: F811
+    """A cron.d file and a hard link to it made earlier in an unwatched directory (same fs)."""
+    tidy.dirs("/etc/cron.d")
+    cron = tidy.new(f"/etc/cron.d/{name}")
+    Path(cron).write_text(text)
+    away = Path(tempfile.mkdtemp(prefix="rg-inv-", dir="/var/tmp"))
+    try:
+        os.link(cron, away / "innocent.txt")
+        yield cron, away / "innocent.txt"
+    finally:
+        shutil.rmtree(away, ignore_errors=True)
 
 
 @pytest.fixture
@@ -157,13 +172,8 @@ def test_a_write_through_a_hard_link_is_a_change_to_the_persistence_file(
     it is reported and annotated as a write to the cron file (`persistence_path`), and so are an
     fchmod through it and an io_uring open and write; the inventory hashes the cron file
     again."""
-    tidy.dirs("/etc/cron.d")
-    cron = tidy.new("/etc/cron.d/rg-inv-linked")
-    Path(cron).write_text("# nothing yet\n")
-    away = Path(tempfile.mkdtemp(prefix="rg-inv-", dir="/var/tmp"))  # unwatched, same fs
-    try:
-        link = away / "innocent.txt"
-        os.link(cron, link)
+    with linked_cron(tidy, "rg-inv-linked", "# nothing yet\n") as (cron, link):
+        away = link.parent
         with AgentProc(config(tmp_path, tmp_path / "inventory.state")) as a:
             inventory_of(a)
             with open(link, "a") as f:
@@ -194,8 +204,6 @@ def test_a_write_through_a_hard_link_is_a_change_to_the_persistence_file(
                                and e["source_seq"] == ev["seq"])
             assert (al["rule_id"], al["path"]) == ("FILE-CRON-001", cron)
         assert not a.matching(lambda e: str(e.get("resolved_path", "")).endswith("plain.txt"))
-    finally:
-        shutil.rmtree(away, ignore_errors=True)
 
 
 def test_a_hard_link_on_tmpfs_is_watched_without_an_inode_generation(tmp_path: Path) -> None:
@@ -239,13 +247,7 @@ def test_calls_by_name_through_a_hard_link_change_the_file_where_the_kernel_reso
     security_path_chmod and _truncate: the qemu kernels, lab hosts) reported as changes to the
     cron file (`persistence_path`); without it the kernel judges the name given, an unwatched
     one, and they are not reported: the documented limit (calls on an open file are, above)."""
-    tidy.dirs("/etc/cron.d")
-    cron = tidy.new("/etc/cron.d/rg-inv-byname")
-    Path(cron).write_text("* * * * * root /bin/true\n")
-    away = Path(tempfile.mkdtemp(prefix="rg-inv-", dir="/var/tmp"))  # unwatched, same fs
-    try:
-        link = away / "innocent.txt"
-        os.link(cron, link)
+    with linked_cron(tidy, "rg-inv-byname", "* * * * * root /bin/true\n") as (cron, link):
         with AgentProc(config(tmp_path, tmp_path / "inventory.state"),
                        marker_dir=Path("/etc/cron.d")) as a:
             start = a.wait_for(lambda e: e["event_type"] == "agent_start")
@@ -260,5 +262,3 @@ def test_calls_by_name_through_a_hard_link_change_the_file_where_the_kernel_reso
                                    ("security_path_truncate", "file_truncate"))
                 if hook in start["hooks_attached"]]
         assert got == want
-    finally:
-        shutil.rmtree(away, ignore_errors=True)
