@@ -7,9 +7,12 @@ is null.
 
 from __future__ import annotations
 
+import errno
 import time
 
 import msgspec
+
+from .records import KERNEL_ERRNO_NAMES
 
 
 class Record(msgspec.Struct, kw_only=True, gc=False):
@@ -349,3 +352,10 @@ class WallClock:
             self._start = mono_ns - ns
             self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(sec))
         return "%s%09dZ" % (self._prefix, ns)  # noqa: UP031 (faster than an f-string here)
+
+
+def errno_name(ret: int) -> str | None:
+    """The `error` field: "ENOENT" for -2; None for a result that is not an error."""
+    if ret >= 0:
+        return None
+    return errno.errorcode.get(-ret) or KERNEL_ERRNO_NAMES.get(-ret) or f"E{-ret}"

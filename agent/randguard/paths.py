@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["decode_comm", "decode_path", "encode_path", "join", "normalize"]
+__all__ = ["CUT", "decode_comm", "decode_path", "encode_path", "join", "normalize", "walked"]
 
 _ESCAPE_RE = re.compile(r"\\(\\|x[0-9a-f]{2})")
 
@@ -38,6 +38,16 @@ def decode_path(raw: bytes) -> str:
     # 0x5c never occurs inside a multi-byte UTF-8 sequence, so doubling it first does not change
     # which bytes are invalid; "backslashreplace" then writes each invalid byte as \xNN.
     return raw.replace(b"\\", b"\\\\").decode("utf-8", "backslashreplace")
+
+
+CUT = "..."  # starts a resolved path whose beginning the kernel had to cut (over 4095 bytes)
+
+
+def walked(raw: bytes | None, cut: int) -> str | None:
+    """A path the kernel walked (None: none); one it had to cut starts with CUT."""
+    if raw is None:
+        return None
+    return CUT + decode_path(raw) if cut else decode_path(raw)
 
 
 def decode_comm(raw: bytes) -> str:

@@ -24,7 +24,8 @@ from .matcher import FileFilter
 from .netinventory import listening_sockets
 from .output import Output
 from .persistence import PersistenceWatch
-from .pipeline import PASSWD, Pipeline, ProcessOutput
+from .pipeline import PASSWD, Pipeline
+from .process_events import ProcessOutput
 from .proctable import ProcessTable
 from .ratelimit import RateLimiter
 from .ringbuf import RingBuffer

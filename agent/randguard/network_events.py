@@ -1,0 +1,77 @@
+"""The network family's records as events: pure builders, no state (the process table and the
+judges are the pipeline's)."""
+
+from __future__ import annotations
+
+import errno
+
+from .config import NetworkDetection
+from .events import NetworkEvent, errno_name
+from .records import (
+    NET_FAMILY_NAMES,
+    NET_OPS,
+    NET_PROTOCOL_NAMES,
+    NET_SYSCALLS,
+    SOCK_TYPE_NAMES,
+    NetRecord,
+    abi_name,
+    unix_path_text,
+)
+
+_NET_DIRECTIONS = {1: "outbound", 2: "local", 3: "inbound", 4: "inbound"}
+_OTHER_FAMILIES = {16: "netlink", 17: "packet", 40: "vsock", 44: "xdp"}
+_NET_ACCEPT = 4
+
+
+def family_name(family: int) -> str:
+    return NET_FAMILY_NAMES.get(family) or _OTHER_FAMILIES.get(family) or f"af_{family}"
+
+
+def net_direction(r: NetRecord) -> str:
+    """outbound (connect), inbound (listen, accept) or local (bind)."""
+    return _NET_DIRECTIONS.get(r.op, "local")
+
+
+def net_result(r: NetRecord) -> str:
+    """success, in_progress (a non-blocking connect under way) or failure."""
+    ret = r.ret
+    return "success" if ret >= 0 else "in_progress" if ret == -errno.EINPROGRESS else "failure"
+
+
+def network_event(r: NetRecord, stamp: str, host: str, comm: str, exe: str | None,
+                  det: NetworkDetection | None) -> NetworkEvent:
+    """network_connect, _bind, _listen, _accept (`det`: the detection it matched)."""
+    ret = r.ret
+    inet = r.family in (2, 10)
+    return NetworkEvent(
+        event_type=NET_OPS.get(r.op, "network_unknown"),
+        timestamp=stamp,
+        timestamp_ns=r.ts_ns,
+        host=host,
+        syscall=NET_SYSCALLS[r.syscall] if 0 < r.syscall < len(NET_SYSCALLS) else None,
+        abi=abi_name(r.abi),
+        pid=r.pid,
+        tid=r.tid,
+        ppid=r.ppid,
+        uid=r.uid,
+        gid=r.gid,
+        comm=comm,
+        exe_path=exe,
+        family=family_name(r.family),
+        protocol=NET_PROTOCOL_NAMES.get(r.protocol, str(r.protocol)) if inet else None,
+        sock_type=SOCK_TYPE_NAMES.get(r.sock_type) if r.sock_type else None,
+        socket_fd=ret if r.op == _NET_ACCEPT and ret >= 0 else r.fd,
+        direction=net_direction(r),
+        local_addr=r.local_addr,
+        local_port=r.local_port,
+        remote_addr=r.remote_addr,
+        remote_port=r.remote_port,
+        scope_id=r.scope_id if r.family == 10 else None,
+        unix_path=unix_path_text(r),
+        ret=ret,
+        error=errno_name(ret),
+        result=net_result(r),
+        alert=det is not None,
+        detection_type=det.name if det is not None else None,
+        mitre=det.mitre if det is not None else None,
+    )
