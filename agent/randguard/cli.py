@@ -85,7 +85,7 @@ def _replay(cfg: Config, config_path: Path, path: str) -> int:
     with open(path, "rb") as f:
         rec = recording.Recording(f)
         if rec.agent_pid is not None:
-            pipe.hidden_parents.add(rec.agent_pid)
+            pipe.state.hidden_parents.add(rec.agent_pid)
         out.submit(pipe.feed(list(rec.records())))
     out.close(timeout=60)
     return 0

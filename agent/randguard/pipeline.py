@@ -71,30 +71,15 @@ _PROCESS_EVENT = {ExecRecord: "process_start", ForkRecord: "process_fork",
                   ExitRecord: "process_exit", ExecFailedRecord: "process_exec_failed"}
 
 
-class Pipeline:
-    """Turns records into events, keeping the process table and the loss counters."""
+class PipelineState:
+    """What records leave behind for the records after them, and what a reload (a new Pipeline
+    for a new config, or for new homes) takes over whole: the process table, the clock, the
+    loss counters, the self-test child's hidden PIDs, the events to hash again, and the
+    inventory's files by inode."""
 
-    def __init__(
-        self,
-        file_filter: FileFilter,
-        procs: ProcessTable,
-        host: str,
-        clock: WallClock | None = None,
-        process: ProcessOutput | None = None,
-        detections: PersistenceDetections | None = None,
-        rules: RuleEngine | None = None,
-        limiter: RateLimiter | None = None,
-        net_detections: NetworkDetections | None = None,
-    ) -> None:
-        self.file_filter = file_filter
+    def __init__(self, procs: ProcessTable, clock: WallClock | None = None) -> None:
         self.procs = procs
-        self.host = host
         self.clock = clock or WallClock()
-        self.process = process or ProcessOutput()
-        self.detections = detections
-        self.rules = rules
-        self.limiter = limiter or RateLimiter(0)
-        self.net_detections = net_detections
         # the agent's own self-test child: its records are noted here, never turned into events
         self.hidden_pids: set[int] = set()
         self.hidden_parents: set[int] = set()  # whose new children are hidden (replay)
@@ -110,22 +95,62 @@ class Pipeline:
         # (shared with the inventory that published it: copied before a change)
         self.persist_paths: dict[tuple[int, int], str] = {}
         self._persist_keys: dict[str, tuple[int, int]] = {}  # the same, by path
-        # file_event's memo: a record's static part (and its process's exe) -> _judged()
+
+    def set_persist_paths(self, paths: dict[tuple[int, int], str]) -> None:
+        """The inventory's listed files by (kernel dev, inode), as it last published them."""
+        self.persist_paths = paths
+        self._persist_keys = {p: key for key, p in paths.items()}
+
+    def forget_inodes(self, paths: tuple[str | None, str | None]) -> None:
+        """A listed file unlinked, renamed away or replaced: its inode is not it any more (and
+        may be reused at once), until the inventory hashes it again and says what is there."""
+        gone = [key for p in paths if p is not None
+                and (key := self._persist_keys.get(p)) is not None]
+        if gone:
+            self.set_persist_paths({k: p for k, p in self.persist_paths.items()
+                                    if k not in gone})
+
+
+class Pipeline:
+    """Turns records into events: the judges of a config (filter, detections, rules, rate
+    limit) over a PipelineState."""
+
+    def __init__(
+        self,
+        file_filter: FileFilter,
+        state: PipelineState,
+        host: str,
+        process: ProcessOutput | None = None,
+        detections: PersistenceDetections | None = None,
+        rules: RuleEngine | None = None,
+        limiter: RateLimiter | None = None,
+        net_detections: NetworkDetections | None = None,
+    ) -> None:
+        self.file_filter = file_filter
+        self.state = state
+        self.host = host
+        self.process = process or ProcessOutput()
+        self.detections = detections
+        self.rules = rules
+        self.limiter = limiter or RateLimiter(0)
+        self.net_detections = net_detections
+        # file_event's memo: a record's static part (and its process's exe) -> _judged(); the
+        # judges' verdicts, so it lives and dies with them
         self._memo: dict[tuple, tuple] = {}
 
     def feed(self, raws: list[bytes]) -> list[Event]:
         """Process a batch of raw records in ring order; returns the events to write."""
         out: list[Event] = []
         append = out.append
-        procs = self.procs
-        self.records += len(raws)
+        procs = self.state.procs
+        self.state.records += len(raws)
         for raw in raws:
             try:
                 rec = decode(raw)
             except DecodeError as e:
-                self.decode_errors[e.reason] += 1
+                self.state.decode_errors[e.reason] += 1
                 continue
-            if (self.hidden_pids or self.hidden_parents) and self._hidden(rec):
+            if (self.state.hidden_pids or self.state.hidden_parents) and self._hidden(rec):
                 continue
             if type(rec) is FileRecord:
                 self.file_event(rec, out)
@@ -133,7 +158,7 @@ class Pipeline:
                 parent = procs.get(rec.ppid)
                 procs.on_exec(rec, walked(rec.exe, rec.flags & HF_TRUNC_S0))
                 if self.process.exec:
-                    ev = process_start(rec, self.clock.format(rec.ts_ns), self.host,
+                    ev = process_start(rec, self.state.clock.format(rec.ts_ns), self.host,
                                        parent.exe_path if parent else None,
                                        self.process.max_args)
                     append(ev)
@@ -143,19 +168,19 @@ class Pipeline:
                 procs.on_fork(rec)
                 if self.process.fork:
                     info = procs.get(rec.child_tgid)
-                    append(process_fork(rec, self.clock.format(rec.ts_ns), self.host,
+                    append(process_fork(rec, self.state.clock.format(rec.ts_ns), self.host,
                                         info.exe_path if info is not None else None))
             elif type(rec) is ExitRecord:
                 info = procs.on_exit(rec)
                 if self.process.exit:
-                    append(process_exit(rec, self.clock.format(rec.ts_ns), self.host, info))
+                    append(process_exit(rec, self.state.clock.format(rec.ts_ns), self.host, info))
             elif type(rec) is ExecFailedRecord:
                 if rec.ret != -errno.ENOENT or self.process.exec_enoent:
                     info = procs.get(rec.pid)
-                    append(exec_failed(rec, self.clock.format(rec.ts_ns), self.host,
+                    append(exec_failed(rec, self.state.clock.format(rec.ts_ns), self.host,
                                        info.exe_path if info is not None else None))
                 else:
-                    self.filtered += 1
+                    self.state.filtered += 1
             elif type(rec) is NetRecord:
                 self.network_event(rec, out)
         return out
@@ -164,24 +189,24 @@ class Pipeline:
         """Note and swallow a record of a hidden process (the self-test child)."""
         t = type(rec)
         pid = rec.child_tgid if t is ForkRecord else rec.pid
-        if t is ForkRecord and rec.parent_tgid in self.hidden_parents:
-            self.hidden_pids.add(pid)
-        if pid not in self.hidden_pids:
+        if t is ForkRecord and rec.parent_tgid in self.state.hidden_parents:
+            self.state.hidden_pids.add(pid)
+        if pid not in self.state.hidden_pids:
             return False
         if t is FileRecord:
-            self.hidden_seen.append(OPS.get(rec.op, "file_unknown"))
+            self.state.hidden_seen.append(OPS.get(rec.op, "file_unknown"))
         elif t is NetRecord:
-            self.hidden_seen.append(NET_OPS.get(rec.op, "network_unknown"))
+            self.state.hidden_seen.append(NET_OPS.get(rec.op, "network_unknown"))
         else:
-            self.hidden_seen.append(_PROCESS_EVENT[t])
+            self.state.hidden_seen.append(_PROCESS_EVENT[t])
         if t is ExitRecord and rec.group_dead:
-            self.hidden_pids.discard(pid)
-            self.procs.on_exit(rec)
+            self.state.hidden_pids.discard(pid)
+            self.state.procs.on_exit(rec)
         return True
 
     def network_event(self, r: NetRecord, out: list[Event]) -> None:
         """Judge and rate-limit one network record into `out` (with its alerts)."""
-        info = self.procs.get(r.pid)
+        info = self.state.procs.get(r.pid)
         exe = info.exe_path if info is not None else None
         comm = decode_path(r.comm)
         direction, result = net_direction(r), net_result(r)
@@ -196,9 +221,9 @@ class Pipeline:
                 hits = [c.rule for c in self.rules.network_rules
                         if c.network(direction, port, addr, comm, exe)]
         if det is None and not hits and not self.limiter.allow("network", r.ts_ns):
-            self.rate_limited["network"] += 1
+            self.state.rate_limited["network"] += 1
             return
-        ev = network_event(r, self.clock.format(r.ts_ns), self.host, comm, exe, det)
+        ev = network_event(r, self.state.clock.format(r.ts_ns), self.host, comm, exe, det)
         out.append(ev)
         for rule in hits:
             out.append(self._alert(
@@ -224,24 +249,10 @@ class Pipeline:
                     path=ev.exe_path, operation="exec", direction=None, port=None, addr=None,
                 ))
 
-    def set_persist_paths(self, paths: dict[tuple[int, int], str]) -> None:
-        """The inventory's listed files by (kernel dev, inode), as it last published them."""
-        self.persist_paths = paths
-        self._persist_keys = {p: key for key, p in paths.items()}
-
-    def _forget_inodes(self, paths: tuple[str | None, str | None]) -> None:
-        """A listed file unlinked, renamed away or replaced: its inode is not it any more (and
-        may be reused at once), until the inventory hashes it again and says what is there."""
-        gone = [key for p in paths if p is not None
-                and (key := self._persist_keys.get(p)) is not None]
-        if gone:
-            self.set_persist_paths({k: p for k, p in self.persist_paths.items()
-                                    if k not in gone})
-
     def _set_back(self, r: FileRecord) -> bool:
         """Did a utime-family call set the file's mtime well before the call itself?"""
         mtime = explicit_mtime(r)
-        return mtime is not None and mtime < r.ts_ns + self.clock.offset_ns - _SET_BACK_NS
+        return mtime is not None and mtime < r.ts_ns + self.state.clock.offset_ns - _SET_BACK_NS
 
     def _judge_file(self, r: FileRecord, event_type: str, path: str | None,
                     old_path: str | None, comm: str, exe: str | None,
@@ -270,13 +281,13 @@ class Pipeline:
     def _ancestors(self, ppid: int) -> list[Ancestor]:
         """The process lineage an annotated event carries, parent first."""
         return [Ancestor(pid, info.comm, info.exe_path)
-                for pid, info in self.procs.lineage(ppid or None)]
+                for pid, info in self.state.procs.lineage(ppid or None)]
 
     def file_event(self, r: FileRecord, out: list[Event]) -> None:
         """Normalize, filter, judge and rate-limit one file record; append its event and the
         alerts of the rules it matches to `out`."""
         op = r.op
-        info = self.procs.get(r.pid)
+        info = self.state.procs.get(r.pid)
         exe = info.exe_path if info is not None else None
         ret = r.ret
         # opens and writes (nearly every file event) of a record seen before: its verdicts and
@@ -294,26 +305,26 @@ class Pipeline:
             judged = self._judged(r, exe)
         ev, old_path, det, hits = judged
         if ev is None:
-            self.filtered += 1
+            self.state.filtered += 1
             return
         path = ev.resolved_path
         if path == PASSWD and ret >= 0 and op != _OPEN:
-            self.passwd_changed = True
-        if ret >= 0 and op in (_UNLINK, _RENAME) and self.persist_paths:
-            self._forget_inodes((path, old_path))
+            self.state.passwd_changed = True
+        if ret >= 0 and op in (_UNLINK, _RENAME) and self.state.persist_paths:
+            self.state.forget_inodes((path, old_path))
         # the limit applies to what matched nothing: it cannot be used to hide an attack
         if det is None and not hits and not self.limiter.allow("file", r.ts_ns):
-            self.rate_limited["file"] += 1
+            self.state.rate_limited["file"] += 1
             return
         if memo:
-            ev = _replace(ev, timestamp=self.clock.format(r.ts_ns), timestamp_ns=r.ts_ns,
+            ev = _replace(ev, timestamp=self.state.clock.format(r.ts_ns), timestamp_ns=r.ts_ns,
                           pid=r.pid, tid=r.tid, ppid=r.ppid, uid=r.uid, gid=r.gid, ret=ret,
                           error=errno_name(ret), fd=event_fd(r), inode=r.ino or None,
                           ancestors=self._ancestors(r.ppid) if det is not None or hits
                           else None)
         out.append(ev)
         if det is not None or hits:
-            self.touched.append(ev)
+            self.state.touched.append(ev)
         for rule, p in hits:
             out.append(self._alert(
                 rule, ev, pid=ev.pid, ppid=ev.ppid, comm=ev.comm, exe_path=exe, path=p,
@@ -327,19 +338,19 @@ class Pipeline:
         filter does not want it."""
         op = r.op
         path, name, old_path, old_name, wanted, truncated = locate(r, self.file_filter,
-                                                                 self.persist_paths)
+                                                                 self.state.persist_paths)
         if not wanted:
             return None, old_path, None, []
         ret = r.ret
         comm = decode_path(r.comm)
         event_type = OPS.get(op, "file_unknown")
         # another name of a persistence file (a hard link): judged as that file
-        ppath = (self.persist_paths.get((r.dev, r.ino)) if r.fflags & FF_INODE else None)
+        ppath = (self.state.persist_paths.get((r.dev, r.ino)) if r.fflags & FF_INODE else None)
         if ppath == path:
             ppath = None
         det, hits = (self._judge_file(r, event_type, ppath or path, old_path, comm, exe)
                      if ret >= 0 else (None, []))
-        ev = file_event(r, self.clock.format(r.ts_ns), self.host, comm, exe,
+        ev = file_event(r, self.state.clock.format(r.ts_ns), self.host, comm, exe,
                         (path, name, old_path, old_name, truncated), det,
                         self._ancestors(r.ppid) if det is not None or hits else None, ppath)
         return ev, old_path, det, hits

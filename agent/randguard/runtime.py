@@ -24,7 +24,7 @@ from .matcher import FileFilter
 from .netinventory import listening_sockets
 from .output import Output
 from .persistence import PersistenceWatch
-from .pipeline import PASSWD, Pipeline
+from .pipeline import PASSWD, Pipeline, PipelineState
 from .process_events import ProcessOutput
 from .proctable import ProcessTable
 from .ratelimit import RateLimiter
@@ -42,7 +42,7 @@ FLUSH_SECONDS = 1.0  # at stop: how long queued lines may take to go out (exit w
 
 
 def make_pipeline(cfg: Config, config_path: Path, rs: RuleSet | None = None,
-                  homes: list[str] | None = None) -> Pipeline:
+                  homes: list[str] | None = None, state: PipelineState | None = None) -> Pipeline:
     """The pipeline for a config: its filter, process table, detections and rules (the shipped
     pack and rules, the config's, rules.d's: `rs`, else read now), with `~/` expanded to every
     home (`homes`, else the passwd database's). /etc/passwd always passes the filter: its
@@ -59,7 +59,9 @@ def make_pipeline(cfg: Config, config_path: Path, rs: RuleSet | None = None,
         force_read=rule_r,
     )
     return Pipeline(
-        file_filter, ProcessTable(cfg.performance.max_process_cache_entries), cfg.host(),
+        file_filter,
+        state or PipelineState(ProcessTable(cfg.performance.max_process_cache_entries)),
+        cfg.host(),
         process=ProcessOutput.from_config(cfg), detections=detections, rules=rules,
         limiter=RateLimiter(cfg.performance.max_events_per_second),
         net_detections=NetworkDetections(rs.network),
@@ -107,12 +109,12 @@ class Agent:
         with loader.load(self.cfg, self.pipeline.file_filter) as ks:
             self.ks = ks
             # Seed after attaching: a process that starts in between is seen by the kernel side.
-            seeded = procfs.seed(self.pipeline.procs)
+            seeded = procfs.seed(self.pipeline.state.procs)
             events = ks.events
             with RingBuffer(events.fd, events.max_entries) as ring:
                 self.ring = ring
                 self.output = Output(self.out_fd, self.cfg.performance.output_queue_events)
-                self.losses = LossTracker(self.pipeline.host, self.pipeline.clock)
+                self.losses = LossTracker(self.pipeline.host, self.pipeline.state.clock)
                 log.info("attached %d programs, %d processes known, ring %d KiB",
                          len(ks.attached), seeded, events.max_entries // 1024)
                 code = self._start()
@@ -121,7 +123,7 @@ class Agent:
                     self._loop()
                 self._finish()
         log.info("detached; %d records read, %d events written",
-                 self.pipeline.records, sum(self.output.written.values()))
+                 self.pipeline.state.records, sum(self.output.written.values()))
         return code
 
     def _drain(self, sink: Callable[[list[Event]], None], max_batches: int = 64,
@@ -146,7 +148,7 @@ class Agent:
 
     def _touched(self) -> None:
         """Hand the files of the persistence events just written to the inventory."""
-        touched = self.pipeline.touched
+        touched = self.pipeline.state.touched
         if not touched:
             return
         if self.watch is not None:
@@ -174,7 +176,7 @@ class Agent:
             self._inodes_seen = self.watch.inodes_version
             inodes = self.watch.inodes  # published whole by the worker: read once
             self.ks.set_persist_inodes(set(inodes))
-            self.pipeline.set_persist_paths({(d, i): p for (d, i, _), p in inodes.items()})
+            self.pipeline.state.set_persist_paths({(d, i): p for (d, i, _), p in inodes.items()})
         out = []
         for rec in self.watch.take():
             out.append(rec)
@@ -196,7 +198,7 @@ class Agent:
     def _start(self) -> int:
         """Self-test, then the agent_start record (and what arrived meanwhile) goes out."""
         families = self._families()
-        test = SelfTest(self.pipeline, network="network" in families)
+        test = SelfTest(self.pipeline.state, network="network" in families)
         held: list[Event] = []
         deadline = time.monotonic() + SELF_TEST_SECONDS
         while time.monotonic() < deadline and not self.stopping and not test.done:
@@ -206,11 +208,12 @@ class Agent:
         # reaped: everything the child did is in the ring now; take it, then stop hiding
         # its pid, so that a later process reusing it is seen
         self._drain(held.extend)
-        self.pipeline.hidden_pids.discard(test.pid)
+        test.done_with()
         proven = test.proven(families)
         now = time.monotonic_ns()
         self.output.submit([AgentStart(
-            event_type="agent_start", timestamp=self.pipeline.clock.format(now), timestamp_ns=now,
+            event_type="agent_start", timestamp=self.pipeline.state.clock.format(now),
+            timestamp_ns=now,
             host=self.pipeline.host, version=__version__, libbpf=libbpf_version(),
             kernel=os.uname().release, config=str(self.config_path),
             hooks_attached=sorted(self.ks.hooks), hooks_missing=self.ks.missing_hooks,
@@ -233,11 +236,11 @@ class Agent:
     def _inventory(self) -> list[Event]:
         """One network_listen (inventory: true) per socket listening at start."""
         now = time.monotonic_ns()
-        stamp = self.pipeline.clock.format(now)
+        stamp = self.pipeline.state.clock.format(now)
         host = self.pipeline.host
         out: list[Event] = []
         for s in listening_sockets():
-            info = self.pipeline.procs.get(s.pid) if s.pid is not None else None
+            info = self.pipeline.state.procs.get(s.pid) if s.pid is not None else None
             out.append(NetworkEvent(
                 event_type="network_listen", timestamp=stamp, timestamp_ns=now, host=host,
                 syscall=None, abi=None, pid=s.pid, tid=None,
@@ -260,8 +263,8 @@ class Agent:
             if self.reload_requested:
                 self.reload_requested = False
                 self._reload()
-            if self.pipeline.passwd_changed:
-                self.pipeline.passwd_changed = False
+            if self.pipeline.state.passwd_changed:
+                self.pipeline.state.passwd_changed = False
                 self._follow_homes()
             if perf.drop_when_full or out.room():
                 self.ring.wait(POLL_MS)
@@ -297,7 +300,7 @@ class Agent:
         out.close(FLUSH_SECONDS / 3)
 
     def _loss_counters(self) -> dict[str, dict[str | None, int]]:
-        p, out = self.pipeline, self.output
+        p, out = self.pipeline.state, self.output
         return {
             "kernel_ring_full": dict(self.ks.drop_counts()),
             "kernel_table_full": dict(self.ks.table_full_counts()),
@@ -310,9 +313,9 @@ class Agent:
         }
 
     def _health(self, now: int, final: bool) -> Health:
-        p, out, procs = self.pipeline, self.output, self.pipeline.procs
+        p, out, procs = self.pipeline.state, self.output, self.pipeline.state.procs
         return health_record(
-            host=p.host, clock=p.clock, now_ns=now, start_ns=self.start_ns, final=final,
+            host=self.pipeline.host, clock=p.clock, now_ns=now, start_ns=self.start_ns, final=final,
             counters=dict(
                 records_read=p.records, events_written=dict(out.written),
                 kernel_ring_drops=self.ks.drop_counts(),
@@ -334,7 +337,7 @@ class Agent:
             new_cfg = load_config(self.config_path)
             cfg, restart = reloadable(self.cfg, new_cfg)
             rs, homes = load_ruleset(cfg, self.config_path), passwd_homes()
-            new = make_pipeline(cfg, self.config_path, rs, homes)
+            new = make_pipeline(cfg, self.config_path, rs, homes, self.pipeline.state)
         except ConfigError as e:
             log.error("reload rejected, the running config stays in force: %s", e)
             return
@@ -353,18 +356,13 @@ class Agent:
         if homes == self.homes:
             return
         added, gone = sorted(set(homes) - set(self.homes)), sorted(set(self.homes) - set(homes))
-        self._swap(make_pipeline(self.cfg, self.config_path, self.ruleset, homes),
-                   self.cfg, self.ruleset, homes)
+        self._swap(make_pipeline(self.cfg, self.config_path, self.ruleset, homes,
+                                 self.pipeline.state), self.cfg, self.ruleset, homes)
         log.info("home directories changed (new: %s; gone: %s): ~/ paths expanded again",
                  ", ".join(added) or "none", ", ".join(gone) or "none")
 
     def _swap(self, new: Pipeline, cfg: Config, rs: RuleSet, homes: list[str]) -> None:
-        """Put `new` in place: it takes over the running one's state, the kernel its filter."""
-        old = self.pipeline
-        new.procs, new.clock = old.procs, old.clock
-        new.records, new.filtered = old.records, old.filtered
-        new.decode_errors, new.rate_limited = old.decode_errors, old.rate_limited
-        new.set_persist_paths(old.persist_paths)
+        """Put `new` (built over the running one's state) in place, and the kernel its filter."""
         loader.fill_filter(self.ks, new.file_filter)
         if self.watch is not None:
             self.watch.host = new.host

@@ -4,7 +4,7 @@ A child process writes and removes self_test_path() (a path the file filter alwa
 and, with network events on, connects to itself over an abstract unix socket (bind, listen,
 connect, accept: the packaged unit allows AF_UNIX only); then it execs `rm` to remove the
 file. So one short-lived process exercises fork, exec, open, write, unlink, exit and every
-network hook. The pipeline swallows its records (Pipeline.hidden_pids), before filtering and
+network hook. The pipeline swallows its records (PipelineState.hidden_pids), before filtering and
 rate limiting, even late ones; what arrived is reported in agent_start.
 """
 
@@ -14,7 +14,7 @@ import os
 import subprocess
 import sys
 
-from .pipeline import Pipeline
+from .pipeline import PipelineState
 
 SELF_TEST_DIR = "/run/randguard"
 
@@ -47,7 +47,7 @@ def self_test_path() -> str:
 class SelfTest:
     """Runs the child; the pipeline notes its events."""
 
-    def __init__(self, pipeline: Pipeline, network: bool = False) -> None:
+    def __init__(self, state: PipelineState, network: bool = False) -> None:
         os.makedirs(SELF_TEST_DIR, mode=0o700, exist_ok=True)
         path = self_test_path()
         self.proc = subprocess.Popen(
@@ -55,9 +55,9 @@ class SelfTest:
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         self.pid = self.proc.pid
-        self.pipeline = pipeline
-        pipeline.hidden_pids.add(self.pid)
-        self.seen = pipeline.hidden_seen
+        self.state = state
+        state.hidden_pids.add(self.pid)
+        self.seen = state.hidden_seen
 
     def proven(self, families: list[str]) -> dict[str, bool]:
         """Which enabled families delivered at least one event of the child's."""
@@ -66,7 +66,11 @@ class SelfTest:
     @property
     def done(self) -> bool:
         """Its exit was seen: nothing more of it can come."""
-        return self.pid not in self.pipeline.hidden_pids
+        return self.pid not in self.state.hidden_pids
 
     def reap(self) -> None:
         self.proc.wait()
+
+    def done_with(self) -> None:
+        """Stop hiding its PID (once what it did was read): a later process may reuse it."""
+        self.state.hidden_pids.discard(self.pid)

@@ -33,7 +33,7 @@ from randguard.config import (
 from randguard.detections import PathRule, PersistenceDetections, expand_homes
 from randguard.events import FileAttrEvent, FileEvent, WallClock
 from randguard.matcher import FileFilter, compile_kernel_filter, has_glob
-from randguard.pipeline import Pipeline
+from randguard.pipeline import Pipeline, PipelineState
 from randguard.proctable import ProcessTable
 from randguard.rules import RuleEngine
 from randguard.ruleset import PACK_DIR, RuleSet, load_ruleset
@@ -513,7 +513,8 @@ def default_pipeline(file_cfg: FileConfig | None = None) -> Pipeline:
     (rw, rr), (dp, dpat) = rules.watched(), detections.watched()
     ff = FileFilter.from_config(file_cfg or FileConfig(), force=(dp + rw[0], dpat + rw[1]),
                                 force_read=rr)
-    return Pipeline(ff, ProcessTable(64), "test-host", WallClock(0), detections=detections,
+    return Pipeline(ff, PipelineState(ProcessTable(64), WallClock(0)), "test-host",
+                    detections=detections,
                     rules=rules)
 
 
@@ -619,7 +620,7 @@ def test_attribute_changes_carry_what_was_set_and_are_judged_like_writes() -> No
     assert [(e.flags, e.access, e.created) for e in evs] == [(None, None, None)] * 5
     assert evs[1].fd == 3 and evs[0].fd is None  # on an fd, on a name
     assert [a.rule_id for a in out if a.event_type == "alert"] == ["FILE-CRON-001"]
-    assert pipe.filtered == 2
+    assert pipe.state.filtered == 2
 
 
 def test_new_directories_nodes_and_attributes_are_judged_like_writes() -> None:
@@ -650,7 +651,7 @@ def test_new_directories_nodes_and_attributes_are_judged_like_writes() -> None:
          "file_capabilities_set"),
         ("file_setxattr", "/srv/app/conf", None, None, "user.note", None),
     ]
-    assert pipe.filtered == 2
+    assert pipe.state.filtered == 2
 
 
 def test_a_mount_or_a_new_directory_above_watched_paths_is_reported() -> None:
@@ -677,7 +678,7 @@ def test_a_mount_or_a_new_directory_above_watched_paths_is_reported() -> None:
     assert not evs[1].alert and not evs[2].alert
     assert {a.rule_id for a in out if a.event_type == "alert"} == {"FILE-CRON-001",
                                                                    "FILE-SYSTEMD-001"}
-    assert pipe.filtered == 3
+    assert pipe.state.filtered == 3
 
 
 def test_timestamps_set_back_on_a_persistence_location_are_timestomping() -> None:
@@ -863,4 +864,4 @@ def test_a_change_to_etc_passwd_is_noted_for_the_homes() -> None:
     ):
         pipe = default_pipeline()
         pipe.feed([rec])
-        assert pipe.passwd_changed is noted, rec
+        assert pipe.state.passwd_changed is noted, rec

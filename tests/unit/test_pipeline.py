@@ -12,7 +12,7 @@ from randguard import recording
 from randguard.config import load_config
 from randguard.events import WallClock, encode_lines
 from randguard.matcher import FileFilter
-from randguard.pipeline import Pipeline
+from randguard.pipeline import Pipeline, PipelineState
 from randguard.proctable import ProcessTable
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -22,11 +22,11 @@ W = "/var/tmp/rg-scenario/watched"
 @pytest.fixture(scope="module")
 def events() -> list[dict]:
     cfg = load_config(DATA / "scenario.toml")
-    pipe = Pipeline(FileFilter.from_config(cfg.file), ProcessTable(4096), "test-host",
-                    WallClock(0))
+    pipe = Pipeline(FileFilter.from_config(cfg.file),
+                    PipelineState(ProcessTable(4096), WallClock(0)), "test-host")
     with open(DATA / "scenario.rgrec", "rb") as f:
         out = pipe.feed(list(recording.read(f)))
-    assert not pipe.decode_errors
+    assert not pipe.state.decode_errors
     return [msgspec.json.decode(line) for line in encode_lines(out).splitlines()]
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from randguard import records
 from randguard.matcher import FileFilter
-from randguard.pipeline import Pipeline
+from randguard.pipeline import Pipeline, PipelineState
 from randguard.proctable import ProcessTable
 
 
@@ -56,10 +56,10 @@ def test_bad_records_raise_decode_error(raw: bytes, reason: str) -> None:
 
 
 def test_pipeline_counts_bad_records_and_goes_on() -> None:
-    pipe = Pipeline(FileFilter(["/etc"], [], [], []), ProcessTable(64), "h")
+    pipe = Pipeline(FileFilter(["/etc"], [], [], []), PipelineState(ProcessTable(64)), "h")
     out = pipe.feed([file_record(kind=99), b"", file_record(version=7), file_record()])
     assert [e.resolved_path for e in out] == ["/etc/x"]
-    assert pipe.decode_errors == {"unknown_kind": 1, "short_record": 1, "bad_version": 1}
+    assert pipe.state.decode_errors == {"unknown_kind": 1, "short_record": 1, "bad_version": 1}
 
 
 def test_resolved_rename_target_is_the_kernels_path_and_the_name_stays_raw() -> None:
@@ -70,7 +70,7 @@ def test_resolved_rename_target_is_the_kernels_path_and_the_name_stays_raw() -> 
         real + src + given, sysc=records.SYSCALLS.index("renameat2"), op=3, ret=0, fflags=0,
         path=(base, len(real)), name=(base + len(real), len(src)),
         name2=(base + len(real) + len(src), len(given)))
-    pipe = Pipeline(FileFilter(["/etc/cron.d"], [], [], []), ProcessTable(64), "h")
+    pipe = Pipeline(FileFilter(["/etc/cron.d"], [], [], []), PipelineState(ProcessTable(64)), "h")
     (ev,) = pipe.feed([raw])
     assert ev.event_type == "file_rename" and ev.syscall == "renameat2"
     assert ev.resolved_path == "/etc/cron.d/job" and ev.filename == "/tmp/x/job"
@@ -79,4 +79,4 @@ def test_resolved_rename_target_is_the_kernels_path_and_the_name_stays_raw() -> 
     lexical = file_record(
         src + given, sysc=records.SYSCALLS.index("renameat2"), op=3, ret=0, fflags=0,
         name=(base, len(src)), name2=(base + len(src), len(given)))
-    assert pipe.feed([lexical]) == [] and pipe.filtered == 1
+    assert pipe.feed([lexical]) == [] and pipe.state.filtered == 1

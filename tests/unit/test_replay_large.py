@@ -145,7 +145,7 @@ def replay(raws: list[bytes], tmp_path: Path) -> tuple[bytes, dict[str, int]]:
     how many events the rate limit dropped)."""
     cfg = parse_config(CONFIG)
     pipe = make_pipeline(cfg, NO_CONFIG, homes=HOMES)
-    pipe.clock = WallClock(0)
+    pipe.state.clock = WallClock(0)
     path = tmp_path / "out.ndjson"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
@@ -155,8 +155,8 @@ def replay(raws: list[bytes], tmp_path: Path) -> tuple[bytes, dict[str, int]]:
         out.close(30)
     finally:
         os.close(fd)
-    assert not pipe.decode_errors
-    return path.read_bytes(), dict(pipe.rate_limited)
+    assert not pipe.state.decode_errors
+    return path.read_bytes(), dict(pipe.state.rate_limited)
 
 
 def test_a_large_mixed_recording_gives_the_known_output(tmp_path: Path) -> None:

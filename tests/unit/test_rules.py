@@ -19,7 +19,7 @@ from randguard.config import Config, ConfigError, FileConfig, Rule, load_config,
 from randguard.events import Alert, Event, FileEvent, ProcessStart, WallClock
 from randguard.matcher import FileFilter
 from randguard.output import Output
-from randguard.pipeline import Pipeline
+from randguard.pipeline import Pipeline, PipelineState
 from randguard.proctable import ProcessTable
 from randguard.rules import CompiledRule, RuleEngine
 from randguard.ruleset import RuleSet, load_ruleset
@@ -432,7 +432,7 @@ def stream_pipeline(extra_rules: list[Rule]) -> Pipeline:
     rules = RuleEngine(load_ruleset(Config(), NO_CONFIG).rules + extra_rules, HOMES)
     (rw, rr) = rules.watched()
     ff = FileFilter.from_config(FileConfig(), force=rw, force_read=rr)
-    return Pipeline(ff, ProcessTable(64), "test-host", WallClock(0), rules=rules)
+    return Pipeline(ff, PipelineState(ProcessTable(64), WallClock(0)), "test-host", rules=rules)
 
 
 def written(batches: list[list[Event]], tmp_path: Path) -> list[dict]:
@@ -545,8 +545,8 @@ def test_replayed_scenario_alerts_are_joined_and_gap_free(tmp_path: Path) -> Non
         rule("file", "SCN-ANY", paths=[w], operations=["*"]),
         rule("process", "SCN-PROC", process_names=["python3", "python3.11", "python"]),
     ], HOMES)
-    pipe = Pipeline(FileFilter.from_config(cfg.file), ProcessTable(4096), "test-host",
-                    WallClock(0), rules=rules)
+    pipe = Pipeline(FileFilter.from_config(cfg.file),
+                    PipelineState(ProcessTable(4096), WallClock(0)), "test-host", rules=rules)
     with open(DATA / "scenario.rgrec", "rb") as f:
         raws = list(recording.read(f))
     half = len(raws) // 2
