@@ -531,22 +531,10 @@ def load(cfg: Config, file_filter: matcher.FileFilter) -> KernelSide:
     objs: dict[str, BpfObject] = {}
     hooks: dict[str, set[str]] = {}  # object name -> the syscalls it serves
     try:
-        proc = _open("process")
-        ks.objects.append(proc)
-        pc = cfg.process
-        proc.set_rodata(rodata | {
-            "rg_report_threads": int(pc.report_threads),
-            "rg_args_bytes": pc.max_args_bytes if pc.collect_args else 0,
-            "rg_collect_cwd": int(pc.collect_cwd),
-        })
-        proc.set_max_entries("rg_events", ring_bytes)
-        # indexed by CPU id: every possible CPU needs its slot
-        proc.set_max_entries("rg_scratch_map", possible_cpus())
-        proc.set_max_entries("rg_exec_pending_map", cfg.performance.max_pending_exec_sources)
-        proc.load()
+        proc = _load_process(ks, cfg, rodata, ring_bytes)
         objs["process"] = proc
-        if cfg.events.process and pc.enabled:
-            hooks["process"] = set(pc.hooks) & syscalls.HANDLERS.keys()
+        if cfg.events.process and cfg.process.enabled:
+            hooks["process"] = set(cfg.process.hooks) & syscalls.HANDLERS.keys()
 
         def add(name: str, extra_rodata: dict[str, int],
                 sizes: dict[str, int] | None = None, skip: tuple[str, ...] = ()) -> BpfObject:
@@ -592,6 +580,26 @@ def load(cfg: Config, file_filter: matcher.FileFilter) -> KernelSide:
         raise
     _give_back_heap()
     return ks
+
+
+def _load_process(ks: KernelSide, cfg: Config, rodata: dict[str, int],
+                  ring_bytes: int) -> BpfObject:
+    """process.bpf.o, loaded first: it owns the maps the other objects share (the ring, the
+    scratch record, the counters)."""
+    proc = _open("process")
+    ks.objects.append(proc)
+    pc = cfg.process
+    proc.set_rodata(rodata | {
+        "rg_report_threads": int(pc.report_threads),
+        "rg_args_bytes": pc.max_args_bytes if pc.collect_args else 0,
+        "rg_collect_cwd": int(pc.collect_cwd),
+    })
+    proc.set_max_entries("rg_events", ring_bytes)
+    # indexed by CPU id: every possible CPU needs its slot
+    proc.set_max_entries("rg_scratch_map", possible_cpus())
+    proc.set_max_entries("rg_exec_pending_map", cfg.performance.max_pending_exec_sources)
+    proc.load()
+    return proc
 
 
 def _give_back_heap() -> None:

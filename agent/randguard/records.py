@@ -401,81 +401,98 @@ def _slot(rec: bytes, off: int, length: int, size: int) -> bytes | None:
     return rec[off : off + length]
 
 
+def _file(rec: bytes, size: int) -> FileRecord:
+    if size < FILE.size:
+        raise DecodeError("short_record", f"file record of {size} bytes")
+    (kind, _, _, hflags, ts, pid, tid, uid, gid, ret, oflags, ino, dev, ppid, sysc, op, fflags,
+     fd, comm, p_off, p_len, d_off, d_len, n_off, n_len, d2_off, d2_len, n2_off,
+     n2_len, abi, old) = FILE.unpack_from(rec)
+    if max(p_off + p_len, d_off + d_len, n_off + n_len, d2_off + d2_len,
+           n2_off + n2_len) > size:  # (the hot path: every file record) one check for all
+        for off, length in ((p_off, p_len), (d_off, d_len), (n_off, n_len), (d2_off, d2_len),
+                            (n2_off, n2_len)):
+            _slot(rec, off, length, size)  # raises for the slot past the end
+    return FileRecord(
+        kind, hflags, ts, pid, tid, uid, gid, ret, oflags, ino, dev, ppid, sysc, op, fflags,
+        fd, comm.partition(b"\0")[0], rec[p_off:p_off + p_len] if p_len else None,
+        rec[d_off:d_off + d_len] if d_len else None,
+        rec[n_off:n_off + n_len] if n_len else None,
+        rec[d2_off:d2_off + d2_len] if d2_len else None,
+        rec[n2_off:n2_off + n2_len] if n2_len else None, abi, old,
+    )
+
+
+def _exec(rec: bytes, size: int) -> ExecRecord:
+    if size < EXEC.size:
+        raise DecodeError("short_record", f"exec record of {size} bytes")
+    (_, _, _, hflags, ts, pid, tid, uid, gid, ppid, old_tid, euid, egid, cgid, src, abi,
+     comm, pcomm, e_off, e_len, f_off, f_len, a_off, a_len, c_off, c_len) = EXEC.unpack_from(rec)
+    return ExecRecord(
+        hflags, ts, pid, tid, uid, gid, ppid, old_tid, euid, egid, cgid, src, _cstr(comm),
+        _cstr(pcomm), _slot(rec, e_off, e_len, size), _slot(rec, f_off, f_len, size),
+        _slot(rec, a_off, a_len, size), _slot(rec, c_off, c_len, size), abi,
+    )
+
+
+def _fork(rec: bytes, size: int) -> ForkRecord:
+    if size < FORK.size:
+        raise DecodeError("short_record", f"fork record of {size} bytes")
+    (_, _, _, _, ts, pid, tid, uid, gid, ptgid, ctgid, ctid, comm) = FORK.unpack_from(rec)
+    return ForkRecord(ts, pid, tid, uid, gid, ptgid, ctgid, ctid, _cstr(comm))
+
+
+def _exit(rec: bytes, size: int) -> ExitRecord:
+    if size < EXIT.size:
+        raise DecodeError("short_record", f"exit record of {size} bytes")
+    (_, _, _, _, ts, pid, tid, _, _, code, dead, life, comm) = EXIT.unpack_from(rec)
+    return ExitRecord(ts, pid, tid, code, bool(dead), _cstr(comm), life)
+
+
+def _exec_failed(rec: bytes, size: int) -> ExecFailedRecord:
+    if size < EXEC_FAILED.size:
+        raise DecodeError("short_record", f"exec-failed record of {size} bytes")
+    (_, _, _, hflags, ts, pid, tid, uid, gid, ret, ppid, src, comm, f_off,
+     f_len, abi) = EXEC_FAILED.unpack_from(rec)
+    return ExecFailedRecord(hflags, ts, pid, tid, uid, gid, ret, ppid, src, _cstr(comm),
+                            _slot(rec, f_off, f_len, size), abi)
+
+
+def _net(rec: bytes, size: int) -> NetRecord:
+    if size < NET.size:
+        raise DecodeError("short_record", f"network record of {size} bytes")
+    (_, _, _, hflags, ts, pid, tid, uid, gid, ret, ino, ppid, fd, scope, arg, fam, sa_fam,
+     stype, proto, lport, rport, op, sysc, nflags, laddr, raddr, comm, u_off,
+     u_len, abi) = NET.unpack_from(rec)
+    local = _net_addr(fam, laddr) if nflags & NF_LOCAL else None
+    remote = _net_addr(fam, raddr) if nflags & NF_REMOTE else None
+    return NetRecord(
+        hflags, ts, pid, tid, uid, gid, ret, ino, ppid, fd, scope, arg, fam, sa_fam, stype,
+        proto, op, sysc, nflags, local, lport if local is not None else None, remote,
+        rport if remote is not None else None, _cstr(comm), _slot(rec, u_off, u_len, size),
+        bool(nflags & NF_UNIX_ABSTRACT), abi,
+    )
+
+
+_DECODERS: dict[int, Callable[[bytes, int], Record]] = {
+    KIND_FILE: _file, KIND_PROC_EXEC: _exec, KIND_PROC_FORK: _fork, KIND_PROC_EXIT: _exit,
+    KIND_PROC_EXEC_FAILED: _exec_failed, KIND_NET: _net,
+}
+
+
 def decode(rec: bytes) -> Record:
     """Decode one ring-buffer record; raises DecodeError (never anything else) when it is bad."""
     n = len(rec)
     if n < HEADER.size:
         raise DecodeError("short_record", f"{n} bytes, header needs {HEADER.size}")
-    kind, version, size, flags = struct.unpack_from("<HHHH", rec)
+    kind, version, size = struct.unpack_from("<HHH", rec)
     if version != SCHEMA_VERSION:
         raise DecodeError("bad_version", f"schema version {version}, expected {SCHEMA_VERSION}")
     if size > n:
         raise DecodeError("short_record", f"record says {size} bytes, ring gave {n}")
-    if kind == KIND_FILE:
-        if size < FILE.size:
-            raise DecodeError("short_record", f"file record of {size} bytes")
-        (_, _, _, hflags, ts, pid, tid, uid, gid, ret, oflags, ino, dev, ppid, sysc, op, fflags,
-         fd, comm, p_off, p_len, d_off, d_len, n_off, n_len, d2_off, d2_len, n2_off,
-         n2_len, abi, old) = FILE.unpack_from(rec)
-        if max(p_off + p_len, d_off + d_len, n_off + n_len, d2_off + d2_len,
-               n2_off + n2_len) > size:  # (the hot path: every file record) one check for all
-            for off, length in ((p_off, p_len), (d_off, d_len), (n_off, n_len),
-                                (d2_off, d2_len), (n2_off, n2_len)):
-                _slot(rec, off, length, size)  # raises for the slot past the end
-        return FileRecord(
-            kind, hflags, ts, pid, tid, uid, gid, ret, oflags, ino, dev, ppid, sysc, op, fflags,
-            fd, comm.partition(b"\0")[0], rec[p_off:p_off + p_len] if p_len else None,
-            rec[d_off:d_off + d_len] if d_len else None,
-            rec[n_off:n_off + n_len] if n_len else None,
-            rec[d2_off:d2_off + d2_len] if d2_len else None,
-            rec[n2_off:n2_off + n2_len] if n2_len else None, abi, old,
-        )
-    if kind == KIND_PROC_EXEC:
-        if size < EXEC.size:
-            raise DecodeError("short_record", f"exec record of {size} bytes")
-        (_, _, _, hflags, ts, pid, tid, uid, gid, ppid, old_tid, euid, egid, cgid, src, abi,
-         comm, pcomm, e_off, e_len, f_off, f_len, a_off, a_len, c_off,
-         c_len) = EXEC.unpack_from(rec)
-        return ExecRecord(
-            hflags, ts, pid, tid, uid, gid, ppid, old_tid, euid, egid, cgid, src, _cstr(comm),
-            _cstr(pcomm), _slot(rec, e_off, e_len, size), _slot(rec, f_off, f_len, size),
-            _slot(rec, a_off, a_len, size), _slot(rec, c_off, c_len, size), abi,
-        )
-    if kind == KIND_PROC_FORK:
-        if size < FORK.size:
-            raise DecodeError("short_record", f"fork record of {size} bytes")
-        (_, _, _, _, ts, pid, tid, uid, gid, ptgid, ctgid, ctid, comm) = FORK.unpack_from(rec)
-        return ForkRecord(ts, pid, tid, uid, gid, ptgid, ctgid, ctid, _cstr(comm))
-    if kind == KIND_PROC_EXIT:
-        if size < EXIT.size:
-            raise DecodeError("short_record", f"exit record of {size} bytes")
-        (_, _, _, _, ts, pid, tid, _, _, code, dead, life, comm) = EXIT.unpack_from(rec)
-        return ExitRecord(ts, pid, tid, code, bool(dead), _cstr(comm), life)
-    if kind == KIND_PROC_EXEC_FAILED:
-        if size < EXEC_FAILED.size:
-            raise DecodeError("short_record", f"exec-failed record of {size} bytes")
-        (_, _, _, hflags, ts, pid, tid, uid, gid, ret, ppid, src, comm, f_off,
-         f_len, abi) = EXEC_FAILED.unpack_from(rec)
-        return ExecFailedRecord(hflags, ts, pid, tid, uid, gid, ret, ppid, src, _cstr(comm),
-                                _slot(rec, f_off, f_len, size), abi)
-    if kind == KIND_NET:
-        if size < NET.size:
-            raise DecodeError("short_record", f"network record of {size} bytes")
-        (_, _, _, hflags, ts, pid, tid, uid, gid, ret, ino, ppid, fd, scope, arg, fam, sa_fam,
-         stype, proto, lport, rport, op, sysc, nflags, laddr, raddr, comm, u_off,
-         u_len, abi) = NET.unpack_from(rec)
-        local = remote = None
-        if nflags & NF_LOCAL:
-            local = _net_addr(fam, laddr)
-        if nflags & NF_REMOTE:
-            remote = _net_addr(fam, raddr)
-        return NetRecord(
-            hflags, ts, pid, tid, uid, gid, ret, ino, ppid, fd, scope, arg, fam, sa_fam, stype,
-            proto, op, sysc, nflags, local, lport if local is not None else None, remote,
-            rport if remote is not None else None, _cstr(comm), _slot(rec, u_off, u_len, size),
-            bool(nflags & NF_UNIX_ABSTRACT), abi,
-        )
-    raise DecodeError("unknown_kind", f"record kind {kind}")
+    fn = _DECODERS.get(kind)
+    if fn is None:
+        raise DecodeError("unknown_kind", f"record kind {kind}")
+    return fn(rec, size)
 
 
 def abi_name(abi: int) -> str:
