@@ -653,129 +653,145 @@ def compile_kernel_filter(f: FileFilter) -> KernelFilter:
     * Exclude globs are not compiled (the kernel just excludes less), nor excludes longer than
       the trie can hold. Prefixes longer than 255 bytes are cut to raw 255-byte prefixes.
     """
-    # Directory sources: normalized literal path (raw bytes) -> bits. Raw sources: prefix -> bits.
-    # Forced sources (detections, rules) carry VERDICT_FORCE: excludes do not apply to them.
-    dirs: dict[bytes, int] = {}
-    raws: dict[bytes, int] = {}
-    excl_dirs: set[bytes] = set()
-    pass_all = 0
+    src = _FilterSources()
+    src.add_paths(f)
+    suffixes, n_suffixes = src.add_patterns(f)
+    if src.widened:
+        _log_widened(src.widened, n_suffixes)
+    return KernelFilter(
+        src.trie(), sorted(suffixes.items()), src.pass_all,
+        tuple(sorted((w, sfx) for w, (sfx, _) in src.widened.items())),
+    )
 
-    def add_raw(prefix: bytes, bits: int) -> None:
-        nonlocal pass_all
+
+class _FilterSources:
+    """What compile_kernel_filter() builds its tables from. Directory sources: normalized
+    literal path (raw bytes) -> bits; raw sources: prefix -> bits; forced sources (detections,
+    rules) carry VERDICT_FORCE: excludes do not apply to them."""
+
+    def __init__(self) -> None:
+        self.dirs: dict[bytes, int] = {}
+        self.raws: dict[bytes, int] = {}
+        self.excl_dirs: set[bytes] = set()
+        self.pass_all = 0
+        self.widened: dict[str, tuple[bytes, int]] = {}  # pattern or path -> (suffix or b"", bits)
+
+    def add_raw(self, prefix: bytes, bits: int) -> None:
         if prefix in (b"", b"/"):
-            pass_all |= bits
+            self.pass_all |= bits
         else:
             prefix = prefix[:KERNEL_TRIE_MAX_PREFIX]
-            raws[prefix] = raws.get(prefix, 0) | bits
+            self.raws[prefix] = self.raws.get(prefix, 0) | bits
 
-    force_w, force_r = VERDICT_WATCH | VERDICT_FORCE, VERDICT_READ | VERDICT_FORCE
-    sources = (
-        (f.watch_paths, VERDICT_WATCH), (f.read_paths, VERDICT_READ),
-        (f.force[0], force_w), (f.force_read[0], force_r),
-    )
-    widened: dict[str, tuple[bytes, int]] = {}  # pattern or path -> (suffix or b"", bits)
+    def widen(self, what: str, sfx: bytes, bits: int) -> None:
+        old = self.widened.get(what, (sfx, 0))
+        self.widened[what] = (sfx if sfx == old[0] else b"", old[1] | bits)
 
-    def widen(what: str, sfx: bytes, bits: int) -> None:
-        old = widened.get(what, (sfx, 0))
-        widened[what] = (sfx if sfx == old[0] else b"", old[1] | bits)
-
-    for paths, bits in sources:
-        for p in paths:
+    def add_paths(self, f: FileFilter) -> None:
+        """Watch, read and forced paths (a glob by its literal prefix), and literal excludes."""
+        force_w, force_r = VERDICT_WATCH | VERDICT_FORCE, VERDICT_READ | VERDICT_FORCE
+        sources = (
+            (f.watch_paths, VERDICT_WATCH), (f.read_paths, VERDICT_READ),
+            (f.force[0], force_w), (f.force_read[0], force_r),
+        )
+        for paths, bits in sources:
+            for p in paths:
+                n = normalize(p)
+                if has_glob(n):
+                    lit = _literal_prefix(n).encode("utf-8")
+                    self.add_raw(lit, bits)
+                    if lit in (b"", b"/"):
+                        self.widen(p, b"", bits)
+                else:
+                    b = n.encode("utf-8")
+                    self.dirs[b] = self.dirs.get(b, 0) | bits
+        for p in f.exclude_paths:
             n = normalize(p)
-            if has_glob(n):
-                lit = _literal_prefix(n).encode("utf-8")
-                add_raw(lit, bits)
-                if lit in (b"", b"/"):
-                    widen(p, b"", bits)
+            if not has_glob(n):
+                self.excl_dirs.add(n.encode("utf-8"))
+
+    def add_patterns(self, f: FileFilter) -> tuple[dict[bytes, int], int]:
+        """The patterns as raw prefixes, suffixes or pass_all; returns (suffixes fitted to the
+        kernel's slots, how many there were before fitting)."""
+        force_w, force_r = VERDICT_WATCH | VERDICT_FORCE, VERDICT_READ | VERDICT_FORCE
+        suffixes: dict[bytes, int] = {}
+        origins: dict[bytes, set[str]] = {}  # suffix -> the patterns it stands for
+        pat_bits: dict[str, int] = {}
+        patterns = (
+            (f.watch_patterns, VERDICT_WATCH), (f.force[1], force_w), (f.force_read[1], force_r),
+        )
+        for pats, bits in patterns:
+            for pat in pats:
+                kind, lit = kernel_form(pat)
+                pat_bits[pat] = pat_bits.get(pat, 0) | bits
+                if kind == "prefix":
+                    self.add_raw(lit, bits)
+                elif kind == "suffix":
+                    suffixes[lit] = suffixes.get(lit, 0) | bits
+                    origins.setdefault(lit, set()).add(pat)
+                else:
+                    self.pass_all |= bits
+                    self.widen(pat, b"", bits)
+        suffixes, self.pass_all, merged, n_suffixes = _fit_suffixes(suffixes, origins,
+                                                                    self.pass_all)
+        for pat, sfx in merged.items():
+            self.widen(pat, sfx, pat_bits[pat])
+        return suffixes, n_suffixes
+
+    def _keys(self) -> dict[bytes, bool]:
+        """The trie's keys: prefix -> exact? (a directory gives "d/" and the exact "d")."""
+        keys: dict[bytes, bool] = {}
+
+        def add_key(prefix: bytes, exact: bool) -> None:
+            if len(prefix) > KERNEL_TRIE_MAX_PREFIX:
+                prefix, exact = prefix[:KERNEL_TRIE_MAX_PREFIX], False
+            keys[prefix] = keys.get(prefix, False) or exact
+
+        for d in (*self.dirs, *self.excl_dirs):
+            if d == b"/":
+                add_key(b"/", False)
             else:
-                b = n.encode("utf-8")
-                dirs[b] = dirs.get(b, 0) | bits
-    for p in f.exclude_paths:
-        n = normalize(p)
-        if not has_glob(n):
-            excl_dirs.add(n.encode("utf-8"))
+                add_key(d + b"/", False)
+                add_key(d, True)
+                if len(d) + 1 > KERNEL_TRIE_MAX_PREFIX and d in self.dirs:
+                    # "d/" does not fit: its bits must hold for everything under the cut prefix
+                    self.add_raw(d + b"/", self.dirs[d])
+        for r in self.raws:
+            add_key(r, False)
+        return keys
 
-    suffixes: dict[bytes, int] = {}
-    origins: dict[bytes, set[str]] = {}  # suffix -> the patterns it stands for
-    pat_bits: dict[str, int] = {}
-    patterns = (
-        (f.watch_patterns, VERDICT_WATCH), (f.force[1], force_w), (f.force_read[1], force_r),
-    )
-    for pats, bits in patterns:
-        for pat in pats:
-            kind, lit = kernel_form(pat)
-            pat_bits[pat] = pat_bits.get(pat, 0) | bits
-            if kind == "prefix":
-                add_raw(lit, bits)
-            elif kind == "suffix":
-                suffixes[lit] = suffixes.get(lit, 0) | bits
-                origins.setdefault(lit, set()).add(pat)
-            else:
-                pass_all |= bits
-                widen(pat, b"", bits)
-    suffixes, pass_all, merged, n_suffixes = _fit_suffixes(suffixes, origins, pass_all)
-    for pat, sfx in merged.items():
-        widen(pat, sfx, pat_bits[pat])
-
-    # Candidate keys: prefix -> exact?
-    keys: dict[bytes, bool] = {}
-
-    def add_key(prefix: bytes, exact: bool) -> None:
-        if len(prefix) > KERNEL_TRIE_MAX_PREFIX:
-            prefix, exact = prefix[:KERNEL_TRIE_MAX_PREFIX], False
-        keys[prefix] = keys.get(prefix, False) or exact
-
-    for d in (*dirs, *excl_dirs):
-        if d == b"/":
-            add_key(b"/", False)
-        else:
-            add_key(d + b"/", False)
-            add_key(d, True)
-            if len(d) + 1 > KERNEL_TRIE_MAX_PREFIX and d in dirs:
-                # "d/" does not fit: its bits must hold for everything under the cut prefix
-                add_raw(d + b"/", dirs[d])
-    for r in raws:
-        add_key(r, False)
-
-    def covering(key: bytes, exact: bool) -> list[bytes]:
-        """The directories whose trees hold every path reaching `key` (equal to it if `exact`,
-        else starting with it): its ancestors, and itself if exact. Looked up one by one rather
-        than scanning every source (thousands of them with many homes)."""
-        out = [b"/"]
+    def _bits_for(self, key: bytes, exact: bool) -> int:
+        """The verdict of every path reaching `key` (equal to it if `exact`, else starting with
+        it), from the directories whose trees hold them all (its ancestors, and itself if
+        exact: looked up one by one rather than scanning every source, thousands of them with
+        many homes) and the raw prefixes it starts with."""
+        ancestors = [b"/"]
         i = key.find(b"/", 1)
         while i != -1:
-            out.append(key[:i])
+            ancestors.append(key[:i])
             i = key.find(b"/", i + 1)
         if exact:
-            out.append(key)
-        return out
-
-    def bits_for(key: bytes, exact: bool) -> int:
-        ancestors = covering(key, exact)
+            ancestors.append(key)
         bits = 0
         for d in ancestors:
-            bits |= dirs.get(d, 0)
-        for r, b in raws.items():
+            bits |= self.dirs.get(d, 0)
+        for r, b in self.raws.items():
             if key.startswith(r):
                 bits |= b
         forced = bits & VERDICT_FORCE
-        if any(d in excl_dirs for d in ancestors):
+        if any(d in self.excl_dirs for d in ancestors):
             # exclude wins, except over what detections and rules look at
             return bits & ~VERDICT_FORCE if forced else VERDICT_EXCLUDE
         return bits & ~VERDICT_FORCE
 
-    trie = []
-    for key in sorted(keys):
-        exact = keys[key]
-        generic = bits_for(key, False)
-        if exact:
-            trie.append(TrieEntry(key, True, bits_for(key, True), generic))
-        else:
-            trie.append(TrieEntry(key, False, generic, 0))
-
-    if widened:
-        _log_widened(widened, n_suffixes)
-    return KernelFilter(
-        trie, sorted(suffixes.items()), pass_all,
-        tuple(sorted((w, sfx) for w, (sfx, _) in widened.items())),
-    )
+    def trie(self) -> list[TrieEntry]:
+        keys = self._keys()
+        trie = []
+        for key in sorted(keys):
+            exact = keys[key]
+            generic = self._bits_for(key, False)
+            if exact:
+                trie.append(TrieEntry(key, True, self._bits_for(key, True), generic))
+            else:
+                trie.append(TrieEntry(key, False, generic, 0))
+        return trie
