@@ -71,6 +71,17 @@ _PROCESS_EVENT = {ExecRecord: "process_start", ForkRecord: "process_fork",
                   ExitRecord: "process_exit", ExecFailedRecord: "process_exec_failed"}
 
 
+def alert_of(rule: Rule, src: Event, **fields: object) -> Alert:
+    """The alert of `rule` on the event `src`; its `seq` and `source_seq` are given when it is
+    written."""
+    return Alert(
+        event_type="alert", timestamp=src.timestamp, timestamp_ns=src.timestamp_ns,
+        host=src.host, rule_id=rule.id, rule_name=rule.name, rule_type=rule.type,
+        severity=rule.severity, action=rule.action, mitre=rule.mitre,
+        source_event_type=src.event_type, source_seq=0, **fields,
+    )
+
+
 class PipelineState:
     """What records leave behind for the records after them, and what a reload (a new Pipeline
     for a new config, or for new homes) takes over whole: the process table, the clock, the
@@ -226,25 +237,15 @@ class Pipeline:
         ev = network_event(r, self.state.clock.format(r.ts_ns), self.host, comm, exe, det)
         out.append(ev)
         for rule in hits:
-            out.append(self._alert(
+            out.append(alert_of(
                 rule, ev, pid=r.pid, ppid=r.ppid, comm=comm, exe_path=exe, path=ev.unix_path,
                 operation=ev.event_type, direction=direction, port=port, addr=addr,
             ))
 
-    def _alert(self, rule: Rule, src: Event, **fields: object) -> Alert:
-        """An alert record; its `seq` and `source_seq` are given when it is written."""
-        return Alert(
-            event_type="alert", timestamp=src.timestamp, timestamp_ns=src.timestamp_ns,
-            host=self.host,
-            rule_id=rule.id, rule_name=rule.name, rule_type=rule.type, severity=rule.severity,
-            action=rule.action, mitre=rule.mitre, source_event_type=src.event_type,
-            source_seq=0, **fields,
-        )
-
     def _process_alerts(self, ev: ProcessStart, out: list[Event]) -> None:
         for c in self.rules.process_rules:
             if c.process(ev.comm, ev.exe_path, ev.parent_comm, ev.parent_exe_path):
-                out.append(self._alert(
+                out.append(alert_of(
                     c.rule, ev, pid=ev.pid, ppid=ev.ppid, comm=ev.comm, exe_path=ev.exe_path,
                     path=ev.exe_path, operation="exec", direction=None, port=None, addr=None,
                 ))
@@ -326,7 +327,7 @@ class Pipeline:
         if det is not None or hits:
             self.state.touched.append(ev)
         for rule, p in hits:
-            out.append(self._alert(
+            out.append(alert_of(
                 rule, ev, pid=ev.pid, ppid=ev.ppid, comm=ev.comm, exe_path=exe, path=p,
                 operation=ev.event_type, direction=None, port=None, addr=None,
             ))
@@ -360,7 +361,7 @@ class Pipeline:
         persistence_change; a live change already went through the rules as its event)."""
         if self.rules is None:
             return []
-        return [self._alert(c.rule, ev, pid=None, ppid=None, comm=None, exe_path=None,
+        return [alert_of(c.rule, ev, pid=None, ppid=None, comm=None, exe_path=None,
                             path=ev.path, operation="persistence_change", direction=None,
                             port=None, addr=None)
                 for c in self.rules.file_rules if c.file("persistence_change", ev.path, None, None)]
