@@ -47,6 +47,7 @@ __all__ = [
     "InventoryConfig",
     "PerformanceConfig",
     "ProcessConfig",
+    "enabled_families",
     "load_config",
     "parse_config",
     "resolve_config_path",
@@ -302,6 +303,15 @@ class Config(Section):
     def host(self) -> str:
         """The agent id for output: the configured id, else this machine's hostname."""
         return self.agent.id if self.agent.id is not None else socket.gethostname()
+
+
+def enabled_families(cfg: Config) -> list[str]:
+    """The event families this config collects: "process", "file", "network"."""
+    return [fam for fam, on in (
+        ("process", cfg.events.process and cfg.process.enabled),
+        ("file", cfg.events.file and cfg.file.enabled),
+        ("network", cfg.events.network and cfg.network.enabled),
+    ) if on]
 
 
 def resolve_config_path(cli_path: str | None) -> Path:

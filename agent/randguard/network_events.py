@@ -7,6 +7,8 @@ import errno
 
 from .config import NetworkDetection
 from .events import NetworkEvent, errno_name
+from .netinventory import ListeningSocket
+from .proctable import ProcessTable
 from .records import (
     NET_FAMILY_NAMES,
     NET_OPS,
@@ -75,3 +77,23 @@ def network_event(r: NetRecord, stamp: str, host: str, comm: str, exe: str | Non
         detection_type=det.name if det is not None else None,
         mitre=det.mitre if det is not None else None,
     )
+
+
+def listen_inventory(sockets: list[ListeningSocket], stamp: str, now: int, host: str,
+                     procs: ProcessTable) -> list[NetworkEvent]:
+    """One network_listen (inventory: true) per socket listening at start."""
+    out: list[NetworkEvent] = []
+    for s in sockets:
+        info = procs.get(s.pid) if s.pid is not None else None
+        out.append(NetworkEvent(
+            event_type="network_listen", timestamp=stamp, timestamp_ns=now, host=host,
+            syscall=None, abi=None, pid=s.pid, tid=None,
+            ppid=info.ppid if info else None, uid=s.uid,
+            gid=None, comm=s.comm, exe_path=info.exe_path if info else None,
+            family=s.family, protocol=s.protocol, sock_type=s.sock_type, socket_fd=None,
+            direction="inbound", local_addr=s.local_addr, local_port=s.local_port,
+            remote_addr=None, remote_port=None,
+            scope_id=s.scope_id if s.family == "ipv6" else None, unix_path=s.unix_path,
+            ret=None, error=None, result="success", inventory=True,
+        ))
+    return out

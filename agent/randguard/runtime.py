@@ -14,14 +14,15 @@ from typing import BinaryIO
 import msgspec
 
 from . import __version__, loader, procfs, recording
-from .config import Config, ConfigError, load_config
+from .config import Config, ConfigError, enabled_families, load_config
 from .detections import NetworkDetections, PersistenceDetections
-from .events import AgentStart, Event, Health, NetworkEvent, PersistenceChange
+from .events import AgentStart, Event, Health, PersistenceChange
 from .health import LossTracker, health_record
 from .inventory import locations
 from .libbpf import libbpf_version
 from .matcher import FileFilter
 from .netinventory import listening_sockets
+from .network_events import listen_inventory
 from .output import Output
 from .persistence import PersistenceWatch
 from .pipeline import PASSWD, Pipeline, PipelineState
@@ -184,20 +185,9 @@ class Agent:
                 out += self.pipeline.persistence_alerts(rec)
         self.output.submit(out)
 
-    def _families(self) -> list[str]:
-        cfg = self.cfg
-        fams = []
-        if cfg.events.process and cfg.process.enabled:
-            fams.append("process")
-        if cfg.events.file and cfg.file.enabled:
-            fams.append("file")
-        if cfg.events.network and cfg.network.enabled:
-            fams.append("network")
-        return fams
-
     def _start(self) -> int:
         """Self-test, then the agent_start record (and what arrived meanwhile) goes out."""
-        families = self._families()
+        families = enabled_families(self.cfg)
         test = SelfTest(self.pipeline.state, network="network" in families)
         held: list[Event] = []
         deadline = time.monotonic() + SELF_TEST_SECONDS
@@ -220,7 +210,10 @@ class Agent:
             self_test=proven, self_test_events=sorted(set(test.seen)),
         )])
         if self.cfg.events.network and self.cfg.network.inventory:
-            self.output.submit(self._inventory())
+            now = time.monotonic_ns()
+            self.output.submit(listen_inventory(
+                listening_sockets(), self.pipeline.state.clock.format(now), now,
+                self.pipeline.host, self.pipeline.state.procs))
         self.output.submit(held)
         log.info("ready: self-test %s", ", ".join(f"{k}={'ok' if v else 'NO EVENTS'}"
                                                   for k, v in proven.items()))
@@ -232,27 +225,6 @@ class Agent:
                 log.error("--strict: stopping")
                 return 1
         return 0
-
-    def _inventory(self) -> list[Event]:
-        """One network_listen (inventory: true) per socket listening at start."""
-        now = time.monotonic_ns()
-        stamp = self.pipeline.state.clock.format(now)
-        host = self.pipeline.host
-        out: list[Event] = []
-        for s in listening_sockets():
-            info = self.pipeline.state.procs.get(s.pid) if s.pid is not None else None
-            out.append(NetworkEvent(
-                event_type="network_listen", timestamp=stamp, timestamp_ns=now, host=host,
-                syscall=None, abi=None, pid=s.pid, tid=None,
-                ppid=info.ppid if info else None, uid=s.uid,
-                gid=None, comm=s.comm, exe_path=info.exe_path if info else None,
-                family=s.family, protocol=s.protocol, sock_type=s.sock_type, socket_fd=None,
-                direction="inbound", local_addr=s.local_addr, local_port=s.local_port,
-                remote_addr=None, remote_port=None,
-                scope_id=s.scope_id if s.family == "ipv6" else None, unix_path=s.unix_path,
-                ret=None, error=None, result="success", inventory=True,
-            ))
-        return out
 
     def _loop(self) -> None:
         perf = self.cfg.performance
