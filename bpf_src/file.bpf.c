@@ -665,8 +665,7 @@ __noinline int rg_put_name(__s32 dfd, __u64 uname, __u32 slots, __u32 truncs, __
 	return rg_key_passes(need);
 }
 
-static __always_inline int put_name_from(struct rg_scratch *s, struct rg_keybuf *k,
-					 struct task_struct *task, int dfd, const char *uname,
+static __always_inline int put_name_from(struct rg_scratch *s, int dfd, const char *uname,
 					 struct rg_str *dir, struct rg_str *name,
 					 __u16 dir_trunc, __u16 name_trunc, __u8 need, int kern)
 {
@@ -675,12 +674,11 @@ static __always_inline int put_name_from(struct rg_scratch *s, struct rg_keybuf 
 			   dir_trunc | (__u32)name_trunc << 16, need | (kern ? 0x100 : 0));
 }
 
-static __always_inline int put_name(struct rg_scratch *s, struct rg_keybuf *k,
-				    struct task_struct *task, int dfd, const char *uname,
+static __always_inline int put_name(struct rg_scratch *s, int dfd, const char *uname,
 				    struct rg_str *dir, struct rg_str *name,
 				    __u16 dir_trunc, __u16 name_trunc, __u8 need)
 {
-	return put_name_from(s, k, task, dfd, uname, dir, name, dir_trunc, name_trunc, need, 0);
+	return put_name_from(s, dfd, uname, dir, name, dir_trunc, name_trunc, need, 0);
 }
 
 /*
@@ -917,7 +915,7 @@ int BPF_PROG(rg_file_exit_open, struct pt_regs *regs, long ret)
 			watch_file(f);
 	} else {
 		e = event_init(s, &in_copy, ret, write ? RG_FF_WRITE : 0);
-		if (!put_name(s, k, task, in_copy.dfd, (const char *)in_copy.name, &e->dir,
+		if (!put_name(s, in_copy.dfd, (const char *)in_copy.name, &e->dir,
 			      &e->name, RG_HF_TRUNC_S1, RG_HF_TRUNC_S2, need)) {
 			rg_count(&rg_filtered, RG_FAM_FILE);
 			return 0;
@@ -1068,7 +1066,6 @@ static __always_inline int put_target(struct rg_scratch *s, struct rg_keybuf *k,
 SEC("tp_btf/sys_exit")
 int BPF_PROG(rg_file_exit_names, struct pt_regs *regs, long ret)
 {
-	struct task_struct *task = (void *)bpf_get_current_task();
 	struct rg_inflight in_copy;
 	struct rg_scratch *s;
 	struct rg_keybuf *k;
@@ -1098,13 +1095,13 @@ int BPF_PROG(rg_file_exit_names, struct pt_regs *regs, long ret)
 		if (rg_put_user_str(s, (const char *)in_copy.name, &s->pos, &e->name))
 			e->hdr.flags |= RG_HF_TRUNC_S2;
 	} else if (!(resolved && unlink)) {
-		s->pass = put_name(s, k, task, in_copy.dfd, (const char *)in_copy.name, &e->dir,
+		s->pass = put_name(s, in_copy.dfd, (const char *)in_copy.name, &e->dir,
 				   &e->name, RG_HF_TRUNC_S1, RG_HF_TRUNC_S2, RG_V_WATCH);
 	}
 	if (resolved) {
 		if (put_target(s, k, &in_copy, unlink))
 			s->pass = 1;
-	} else if (in_copy.name2 && put_name(s, k, task, in_copy.dfd2,
+	} else if (in_copy.name2 && put_name(s, in_copy.dfd2,
 					     (const char *)in_copy.name2, &e->dir2, &e->name2,
 					     RG_HF_TRUNC_S3, RG_HF_TRUNC_S4, RG_V_WATCH)) {
 		s->pass = 1;
@@ -1581,7 +1578,6 @@ struct {
 SEC("tp_btf/sys_exit")
 int BPF_PROG(rg_file_exit_attr, struct pt_regs *regs, long ret)
 {
-	struct task_struct *task = (void *)bpf_get_current_task();
 	struct rg_attr_call *c = attr_call(regs);
 	struct rg_inflight noted = {};
 	struct rg_file_event *e;
@@ -1618,7 +1614,7 @@ int BPF_PROG(rg_file_exit_attr, struct pt_regs *regs, long ret)
 			pass = 1;
 		}
 	} else {
-		pass = put_name(s, k, task, c->in.dfd, (const char *)c->in.name, &e->dir, &e->name,
+		pass = put_name(s, c->in.dfd, (const char *)c->in.name, &e->dir, &e->name,
 				RG_HF_TRUNC_S1, RG_HF_TRUNC_S2, RG_V_WATCH);
 	}
 	if (!pass && !c->force && !key_above_watched(k, c->in.op)) {
@@ -2042,7 +2038,6 @@ static __always_inline struct rg_uring_call *uring_call(struct io_kiocb *req)
  * its result (or sent now, when no result will come). */
 static __always_inline int uring_submit(struct io_kiocb *req, struct rg_uring_key *key)
 {
-	struct task_struct *task = (void *)bpf_get_current_task();
 	struct rg_uring_call *c;
 	struct rg_scratch *s;
 	struct rg_keybuf *k;
@@ -2066,7 +2061,7 @@ static __always_inline int uring_submit(struct io_kiocb *req, struct rg_uring_ke
 			e->hdr.flags |= RG_HF_TRUNC_S2;
 		s->pass = 0;
 	} else {
-		s->pass = put_name_from(s, k, task, c->in.dfd, (const char *)c->in.name, &e->dir,
+		s->pass = put_name_from(s, c->in.dfd, (const char *)c->in.name, &e->dir,
 					&e->name, RG_HF_TRUNC_S1, RG_HF_TRUNC_S2,
 					write ? RG_V_WATCH : RG_V_READ, 1);
 	}
@@ -2078,7 +2073,7 @@ static __always_inline int uring_submit(struct io_kiocb *req, struct rg_uring_ke
 			e->fflags |= RG_FF_FORCED;
 			s->pass = 1;
 		}
-	} else if (c->in.name2 && put_name_from(s, k, task, c->in.dfd2, (const char *)c->in.name2,
+	} else if (c->in.name2 && put_name_from(s, c->in.dfd2, (const char *)c->in.name2,
 						&e->dir2, &e->name2, RG_HF_TRUNC_S3, RG_HF_TRUNC_S4,
 						RG_V_WATCH, 1)) {
 		s->pass = 1;
