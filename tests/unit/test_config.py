@@ -228,6 +228,34 @@ def test_error_messages(text: str, message: str) -> None:
     assert _err(text, "cfg.toml") == message
 
 
+DET = '[[detections.persistence]]\nname = "mine"\n'
+NET = '[[detections.network]]\nname = "out"\n'
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (DET + 'paths = ["etc/x"]\n', "detections.persistence[0] (mine).paths[0]: must be an "
+                                  "absolute path or start with ~/, got 'etc/x'"),
+    (DET + 'paths = ["/etc/x"]\nmodes = ["sticky"]\n',
+     "detections.persistence[0] (mine).modes[0]: unknown mode bit 'sticky' "
+     "(expected one of: setuid, setgid)"),
+    (DET + 'paths = ["/etc/x"]\nmitre = ["T1053.3"]\n',
+     "detections.persistence[0] (mine).mitre[0]: not an ATT&CK technique id (like T1543.002): "
+     "'T1053.3'"),
+    (DET + 'patterns = [""]\n', "detections.persistence[0] (mine).patterns[0]: must not be "
+                                 "empty"),
+    ('[[detections.persistence]]\nname = " "\npaths = ["/etc/x"]\n',
+     "detections.persistence[0].name: must not be empty"),  # a blank name names nothing
+    (NET + 'directions = ["up"]\n', "detections.network[0] (out).directions[0]: unknown "
+                                   "direction 'up' (expected one of: outbound, inbound, local)"),
+    (NET + "ports = [65536]\n", "detections.network[0] (out).ports[0]: must be between 1 and "
+                               "65535, got 65536"),
+])
+def test_detection_errors_are_worded_from_their_types(text: str, message: str) -> None:
+    """What the types say (choices in declared order, ranges, what a pattern means) reads as
+    the hand-written checks did, the entry named by its name."""
+    assert _err(text, "cfg.toml") == f"cfg.toml: {message}"
+
+
 @pytest.mark.parametrize(
     ("text", "line"),
     [
