@@ -61,7 +61,7 @@ _OPEN, _WRITE, _RENAME, _UNLINK, _CHMOD, _SETXATTR, _UTIMES = (
                         "file_setxattr", "file_utimes"))
 _SET_BACK_NS = 60 * 1_000_000_000  # an mtime this far before the call is a time set back
 PASSWD = "/etc/passwd"  # where `~/` paths get their home directories
-# file events memoized by their record's static part (Pipeline.file_event), at most this many
+# file events memoized by their record's static part (Pipeline._file_record), at most this many
 _MEMO_OPS = frozenset({_OPEN, _WRITE})
 _MEMO_MAX = 4096
 _replace = msgspec.structs.replace
@@ -145,7 +145,7 @@ class Pipeline:
         self.rules = rules
         self.limiter = limiter or RateLimiter(0)
         self.net_detections = net_detections
-        # file_event's memo: a record's static part (and its process's exe) -> _judged(); the
+        # _file_record's memo: a record's static part (and its process's exe) -> _judged(); the
         # judges' verdicts, so it lives and dies with them
         self._memo: dict[tuple, tuple] = {}
 
@@ -164,7 +164,7 @@ class Pipeline:
             if (self.state.hidden_pids or self.state.hidden_parents) and self._hidden(rec):
                 continue
             if type(rec) is FileRecord:
-                self.file_event(rec, out)
+                self._file_record(rec, out)
             elif type(rec) is ExecRecord:
                 parent = procs.get(rec.ppid)
                 procs.on_exec(rec, walked(rec.exe, rec.flags & HF_TRUNC_S0))
@@ -193,7 +193,7 @@ class Pipeline:
                 else:
                     self.state.filtered += 1
             elif type(rec) is NetRecord:
-                self.network_event(rec, out)
+                self._net_record(rec, out)
         return out
 
     def _hidden(self, rec: Record) -> bool:
@@ -215,7 +215,7 @@ class Pipeline:
             self.state.procs.on_exit(rec)
         return True
 
-    def network_event(self, r: NetRecord, out: list[Event]) -> None:
+    def _net_record(self, r: NetRecord, out: list[Event]) -> None:
         """Judge and rate-limit one network record into `out` (with its alerts)."""
         info = self.state.procs.get(r.pid)
         exe = info.exe_path if info is not None else None
@@ -284,7 +284,7 @@ class Pipeline:
         return [Ancestor(pid, info.comm, info.exe_path)
                 for pid, info in self.state.procs.lineage(ppid or None)]
 
-    def file_event(self, r: FileRecord, out: list[Event]) -> None:
+    def _file_record(self, r: FileRecord, out: list[Event]) -> None:
         """Normalize, filter, judge and rate-limit one file record; append its event and the
         alerts of the rules it matches to `out`."""
         op = r.op
