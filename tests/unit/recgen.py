@@ -1,6 +1,8 @@
 """Raw ring-buffer records built from randguard.records' field lists (the kernel's layouts), for
 tests that feed the pure pipeline without a kernel: `record(KIND_FILE, op=1, path=b"/etc/x")`.
-String slots take bytes (appended after the fixed part, as the kernel does) or None."""
+String slots take bytes (appended after the fixed part, as the kernel does) or None. The
+header's `flags` (truncated slots) is `hflags` here: `flags` is the record's own field (a file
+record's open flags)."""
 
 from __future__ import annotations
 
@@ -27,7 +29,8 @@ def record(kind: int, **values: object) -> bytes:
     blob = b""
     out: list[object] = []
     for name, _fmt in records.HEADER_FIELDS:
-        out.append(values.get(name, head.get(name, 0)))
+        key = "hflags" if name == "flags" else name
+        out.append(values.get(key, head.get(name, 0)))
     for name, fmt in fields:
         if fmt.endswith("x"):
             continue

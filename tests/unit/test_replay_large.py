@@ -48,9 +48,9 @@ PATHS = [b"/etc/cron.d/job%d", b"/etc/systemd/system/rg%d.service", b"/root/.ssh
 OP = {name: op for op, name in records.OPS.items()}
 SYS = records.SYSCALLS.index
 
-# what the pipeline gave for workload(100_000) when this test was written
-DIGEST = "822ee15fa2ef45a64f1905e272dd010679072854273b9d54f30955e981f9fdd5"
-COUNTS = {"alert": 4454, "file_chmod": 2744, "file_open": 51162, "file_rename": 3845,
+# what the pipeline gave for workload(100_000) at 382f63e, the baseline of issue 15's work
+DIGEST = "4728040d5e15ca092e86a29ce35c238f63761134f37da0d94a571657c8a916ab"
+COUNTS = {"alert": 7075, "file_chmod": 2432, "file_open": 45479, "file_rename": 3845,
           "file_unlink": 3354, "file_write": 9815, "network_connect": 4257, "process_exit": 2859,
           "process_fork": 3483, "process_start": 3483}
 RATE_LIMITED = {"file": 4501}
