@@ -20,6 +20,8 @@ try:
 except ModuleNotFoundError:  # Python < 3.11
     import tomli as tomllib  # type: ignore[no-redef]
 
+from recgen import record
+
 from randguard import records
 from randguard.config import (
     FILE_OPERATIONS,
@@ -487,22 +489,13 @@ def file_rec(op: str, *, path: bytes | None = None, name: bytes | None = None,
              ts: int = 1_000_000, old: int | None = None) -> bytes:
     """A file record laid out as the kernel writes it (absolute names, no dir slots); `old`:
     the value before the call (FF_OLD)."""
-    blob, slots = b"", []
     if old is not None:
         fflags |= records.FF_OLD
-    for s in (path, None, name, None, name2):
-        if s is None:
-            slots += [0, 0]
-        else:
-            slots += [records.FILE.size + len(blob), len(s)]
-            blob += s
-    fixed = records.FILE.pack(
-        records.KIND_FILE, records.SCHEMA_VERSION, records.FILE.size + len(blob), 0, ts, pid,
-        pid, uid, uid, ret, oflags, 7, 0, 1, records.SYSCALLS.index(syscall), OP[op], fflags,
-        3 if op == "file_write" or (path and op in ATTR_OPS) else -100, comm, *slots, 0,
-        old or 0,
-    )
-    return fixed + blob
+    return record(records.KIND_FILE, ts_ns=ts, pid=pid, uid=uid, gid=uid, ret=ret, flags=oflags,
+                  ino=7, ppid=1, syscall=records.SYSCALLS.index(syscall), op=OP[op],
+                  fflags=fflags,
+                  fd=3 if op == "file_write" or (path and op in ATTR_OPS) else -100, comm=comm,
+                  path=path, name=name, name2=name2, old=old or 0)
 
 
 def default_pipeline(file_cfg: FileConfig | None = None) -> Pipeline:

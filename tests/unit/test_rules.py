@@ -14,6 +14,8 @@ try:
 except ModuleNotFoundError:  # Python < 3.11
     import tomli as tomllib  # type: ignore[no-redef]
 
+from recgen import record
+
 from randguard import recording, records
 from randguard.config import Config, ConfigError, FileConfig, Rule, load_config, parse_config
 from randguard.events import Alert, Event, FileEvent, ProcessStart, WallClock
@@ -396,36 +398,20 @@ def test_disable_builtin_rule_by_id_alone(tmp_path: Path) -> None:
 OP = {v: k for k, v in records.OPS.items()}
 
 
-def _slots(strings: list[bytes | None], base: int) -> tuple[list[int], bytes]:
-    blob, slots = b"", []
-    for s in strings:
-        if s is None:
-            slots += [0, 0]
-        else:
-            slots += [base + len(blob), len(s)]
-            blob += s
-    return slots, blob
-
-
 def file_rec(op: str, *, path: bytes | None = None, name: bytes | None = None,
              name2: bytes | None = None, ret: int = 0, fflags: int = 0, oflags: int = 0,
              syscall: str = "openat", pid: int = 200, comm: bytes = b"sh",
              ts: int = 2_000_000) -> bytes:
-    slots, blob = _slots([path, None, name, None, name2], records.FILE.size)
-    return records.FILE.pack(
-        records.KIND_FILE, records.SCHEMA_VERSION, records.FILE.size + len(blob), 0, ts, pid,
-        pid, 0, 0, ret, oflags, 7, 0, 1, records.SYSCALLS.index(syscall), OP[op], fflags,
-        3 if op == "file_write" else -100, comm, *slots, 0, 0,
-    ) + blob
+    return record(records.KIND_FILE, ts_ns=ts, pid=pid, ret=ret, flags=oflags, ino=7, ppid=1,
+                  syscall=records.SYSCALLS.index(syscall), op=OP[op], fflags=fflags,
+                  fd=3 if op == "file_write" else -100, comm=comm, path=path, name=name,
+                  name2=name2)
 
 
 def exec_rec(pid: int, ppid: int, comm: bytes, exe: bytes, parent_comm: bytes,
              ts: int = 1_000_000) -> bytes:
-    slots, blob = _slots([exe, exe, None, None], records.EXEC.size)
-    return records.EXEC.pack(
-        records.KIND_PROC_EXEC, records.SCHEMA_VERSION, records.EXEC.size + len(blob), 0, ts,
-        pid, pid, 0, 0, ppid, pid, 0, 0, 1, 1, 0, comm, parent_comm, *slots,
-    ) + blob
+    return record(records.KIND_PROC_EXEC, ts_ns=ts, pid=pid, ppid=ppid, old_tid=pid, cgroup_id=1,
+                  source=1, comm=comm, parent_comm=parent_comm, exe=exe, filename=exe)
 
 
 def stream_pipeline(extra_rules: list[Rule]) -> Pipeline:
