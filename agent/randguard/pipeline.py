@@ -288,22 +288,23 @@ class Pipeline:
         """Normalize, filter, judge and rate-limit one file record; append its event and the
         alerts of the rules it matches to `out`."""
         op = r.op
-        info = self.state.procs.get(r.pid)
-        exe = info.exe_path if info is not None else None
         ret = r.ret
         # opens and writes (nearly every file event) of a record seen before: its verdicts and
-        # event, bar the per-call fields, are what they were then
+        # event, bar the per-call fields, are what they were then (for the same exe: rules look
+        # at it)
         memo = op in _MEMO_OPS and not r.fflags & FF_INODE
         if memo:
+            info = self.state.procs.get(r.pid)
+            exe = info.exe_path if info is not None else None
             key = (op, r.syscall, r.flags, r.fflags, r.open_flags, r.abi, r.path, r.dir, r.name,
                    r.comm, exe, ret >= 0)
             judged = self._memo.get(key)
             if judged is None:
                 if len(self._memo) >= _MEMO_MAX:
                     self._memo.clear()
-                judged = self._memo[key] = self._judged(r, exe)
+                judged = self._memo[key] = self._judged(r)
         else:
-            judged = self._judged(r, exe)
+            judged = self._judged(r)
         ev, old_path, det, hits = judged
         if ev is None:
             self.state.filtered += 1
@@ -328,20 +329,22 @@ class Pipeline:
             self.state.touched.append(ev)
         for rule, p in hits:
             out.append(alert_of(
-                rule, ev, pid=ev.pid, ppid=ev.ppid, comm=ev.comm, exe_path=exe, path=p,
+                rule, ev, pid=ev.pid, ppid=ev.ppid, comm=ev.comm, exe_path=ev.exe_path, path=p,
                 operation=ev.event_type, direction=None, port=None, addr=None,
             ))
 
-    def _judged(self, r: FileRecord, exe: str | None) -> tuple[
+    def _judged(self, r: FileRecord) -> tuple[
             FileEvent | None, str | None, PersistenceDetection | None,
             list[tuple[Rule, str | None]]]:
         """(event, old path, detection, rule hits) of a file record; the event is None when the
-        filter does not want it."""
+        filter does not want it (the process table is not asked then)."""
         op = r.op
         path, name, old_path, old_name, wanted, truncated = locate(r, self.file_filter,
                                                                  self.state.persist_paths)
         if not wanted:
             return None, old_path, None, []
+        info = self.state.procs.get(r.pid)
+        exe = info.exe_path if info is not None else None
         ret = r.ret
         comm = decode_path(r.comm)
         event_type = OPS.get(op, "file_unknown")
