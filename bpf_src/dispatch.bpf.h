@@ -13,11 +13,16 @@
 #ifndef RG_DISPATCH_BPF_H
 #define RG_DISPATCH_BPF_H
 
-#define RG_IA32_BASE 1024       /* slot of i386 syscall 0 */
-#define RG_SOCKETCALL_BASE 2048 /* rg_sys_info slot of i386 socketcall(2)'s call n */
-#define RG_SYS_SLOTS 2048       /* program array size */
-#define RG_SYS_INFO_SLOTS 2080
-#define RG_TS_COMPAT 0x0002     /* x86 thread_info.status: the running syscall is i386 */
+/* The slot numbering, shared with the agent (syscalls.py; checked at load through BTF). */
+enum rg_dispatch_slot {
+	RG_IA32_BASE = 1024,       /* slot of i386 syscall 0 */
+	RG_SOCKETCALL_BASE = 2048, /* rg_sys_info slot of i386 socketcall(2)'s call n */
+	RG_SYS_SLOTS = 2048,       /* program array size */
+	RG_SYS_INFO_SLOTS = 2080,
+};
+const enum rg_dispatch_slot rg_dispatch_contract __attribute__((section(".rg_contract"), used));
+
+#define RG_TS_COMPAT 0x0002 /* x86 thread_info.status: the running syscall is i386 */
 
 /* What a slot is. */
 struct rg_sysinfo {

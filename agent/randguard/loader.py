@@ -150,9 +150,15 @@ def _open(name: str) -> BpfObject:
 
 def check_contract(obj: BpfObject) -> None:
     """Refuse an object built from another randguard.h than the one records.py mirrors: its
-    record layouts or enum values (as its BTF has them) differ from what the agent decodes."""
+    record layouts, enum values or (where it has them) the path filter's structs or the
+    dispatcher's slot numbering, as its BTF has them, differ from what the agent decodes and
+    packs."""
     problems = (records.layout_mismatches(obj.struct_layout)
                 + records.enum_mismatches(obj.enum_values))
+    if "rg_filter_trie" in obj.maps():
+        problems += matcher.filter_mismatches(obj.struct_layout)
+    if "rg_sys_info" in obj.maps():
+        problems += syscalls.dispatch_mismatches(obj.enum_values, obj.struct_layout)
     if problems:
         raise LoadError(f"{obj.path}: built from another randguard.h than the agent decodes: "
                         + "; ".join(problems))
@@ -180,11 +186,7 @@ def _fill_filter(obj: BpfObject, kf: matcher.KernelFilter) -> None:
             trie.delete(key)
     for key, value in new.items():
         trie.update(key, value)
-    conf = struct.pack("<II", len(kf.suffixes), kf.pass_all)
-    conf += b"".join(matcher.pack_suffix(s, v) for s, v in kf.suffixes)
-    conf_map = obj.map("rg_filter_conf_map")
-    conf = conf.ljust(conf_map.value_size, b"\0")
-    conf_map.update(struct.pack("<I", 0), conf)
+    obj.map("rg_filter_conf_map").update(struct.pack("<I", 0), matcher.pack_filter_conf(kf))
     _fill_dir_below(obj, kf)
 
 
@@ -290,7 +292,7 @@ def _fill_dispatch(dispatch: BpfObject, objs: dict[str, BpfObject],
         obj = objs[name]
         for slot in syscalls.slots(wanted, moves and name == "file"):
             key = struct.pack("<I", slot.index)
-            info.update(key, struct.pack("<HBx", slot.id, slot.abi))
+            info.update(key, syscalls.SYSINFO.pack(slot.id, slot.abi))
             if slot.index >= exit_.max_entries:
                 continue  # a socketcall call: described, served by socketcall's own slot
             exit_.update(key, struct.pack("<I", obj.program_fd(slot.handler.exit)))

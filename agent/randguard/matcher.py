@@ -32,7 +32,19 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from randguard.paths import normalize
-from randguard.records import VERDICT_EXCLUDE, VERDICT_FORCE, VERDICT_READ, VERDICT_WATCH
+from randguard.records import (
+    VERDICT_EXCLUDE,
+    VERDICT_FORCE,
+    VERDICT_READ,
+    VERDICT_WATCH,
+    Compiled,
+    Field,
+    field_layout,
+    num,
+    octets,
+    pad,
+    struct_mismatches,
+)
 
 if TYPE_CHECKING:
     from randguard.config import FileConfig
@@ -53,22 +65,33 @@ __all__ = [
     "PathMatcher",
     "TrieEntry",
     "compile_kernel_filter",
+    "filter_mismatches",
     "glob_to_regex",
     "has_glob",
     "kernel_form",
+    "pack_filter_conf",
     "pack_suffix",
     "pack_trie_key",
     "pack_trie_value",
 ]
 
-# Mirrors bpf_src/randguard.h (the verdicts are checked against the objects with the other enums:
-# records.ENUMS).
+# randguard.h's filter limits; FILTER_STRUCTS lays its structs out with them and the loader
+# checks those against the object's BTF (filter_mismatches), the verdicts with the other enums.
 KERNEL_TRIE_KEY_LEN = 256
 KERNEL_FILTER_MAX_SUFFIXES = 16
 KERNEL_SUFFIX_LEN = 30
 # sizeof(struct rg_suffix): len, verdict, then s[RG_SUFFIX_LEN + 2] (two bytes of slack that keep
 # the kernel's masked indexes in bounds). The suffixes of rg_filter_conf are this far apart.
 KERNEL_SUFFIX_SIZE = 2 + KERNEL_SUFFIX_LEN + 2
+FILTER_STRUCTS: dict[str, tuple[Field, ...]] = {
+    "rg_filter_key": (num("prefixlen", "I"), octets("data", KERNEL_TRIE_KEY_LEN)),
+    "rg_filter_val": (num("verdict", "B"), num("exact", "B"), num("fallback", "B"), pad(1)),
+    "rg_suffix": (num("len", "B"), num("verdict", "B"), octets("s", KERNEL_SUFFIX_LEN + 2)),
+    "rg_filter_conf": (num("nr_suffixes", "I"), num("pass_all", "I"),
+                       octets("suffixes", KERNEL_FILTER_MAX_SUFFIXES * KERNEL_SUFFIX_SIZE)),
+}
+_PACK = {name: struct.Struct("=" + "".join(f.fmt for f in fields))
+         for name, fields in FILTER_STRUCTS.items()}
 # The value's `exact` byte holds the prefix length, so an exact entry is at most 255 bytes; longer
 # prefixes are cut to this many bytes (a shorter prefix passes more: still a superset).
 KERNEL_TRIE_MAX_PREFIX = 255
@@ -444,7 +467,7 @@ def pack_trie_key(prefix: bytes) -> bytes:
     """`struct rg_filter_key` for a prefix (prefixlen in bits, host order; data zero padded)."""
     if len(prefix) > KERNEL_TRIE_KEY_LEN:
         raise ValueError(f"trie prefix longer than {KERNEL_TRIE_KEY_LEN} bytes: {prefix!r}")
-    return struct.pack(f"=I{KERNEL_TRIE_KEY_LEN}s", len(prefix) * 8, prefix)
+    return _PACK["rg_filter_key"].pack(len(prefix) * 8, prefix)
 
 
 def pack_trie_value(e: TrieEntry) -> bytes:
@@ -453,7 +476,7 @@ def pack_trie_value(e: TrieEntry) -> bytes:
     exact = len(e.prefix) if e.exact else 0
     if exact > KERNEL_TRIE_MAX_PREFIX:
         raise ValueError(f"exact trie prefix longer than {KERNEL_TRIE_MAX_PREFIX} bytes")
-    return struct.pack("=BBBB", e.verdict, exact, e.fallback, 0)
+    return _PACK["rg_filter_val"].pack(e.verdict, exact, e.fallback)
 
 
 def pack_suffix(s: bytes, verdict: int) -> bytes:
@@ -462,7 +485,20 @@ def pack_suffix(s: bytes, verdict: int) -> bytes:
     the kernel reads `conf->suffixes[i]` (KERNEL_SUFFIX_SIZE bytes apart)."""
     if len(s) > KERNEL_SUFFIX_LEN:
         raise ValueError(f"suffix longer than {KERNEL_SUFFIX_LEN} bytes: {s!r}")
-    return struct.pack(f"=BB{KERNEL_SUFFIX_SIZE - 2}s", len(s), verdict, s)
+    return _PACK["rg_suffix"].pack(len(s), verdict, s)
+
+
+def pack_filter_conf(kf: KernelFilter) -> bytes:
+    """`struct rg_filter_conf`: the suffixes in their slots, and the pass_all verdict bits."""
+    return _PACK["rg_filter_conf"].pack(
+        len(kf.suffixes), kf.pass_all, b"".join(pack_suffix(s, v) for s, v in kf.suffixes))
+
+
+def filter_mismatches(compiled: Compiled) -> list[str]:
+    """Differences between FILTER_STRUCTS and an object's compiled filter structs (`compiled`:
+    BpfObject.struct_layout); empty when they agree."""
+    return [p for name, fields in FILTER_STRUCTS.items()
+            for p in struct_mismatches(compiled, name, field_layout(fields))]
 
 
 def _norm_pattern(pat: str) -> str:

@@ -1,8 +1,9 @@
 """Decoding of the kernel's ring-buffer records: the Python mirror of bpf_src/randguard.h.
 
-Every layout here is written once as a field list; the struct formats are derived from it, and
-tests/unit/test_contract.py checks each field's offset and size against the BTF of the
-compiled objects, so the two sides cannot drift apart silently.
+Every record is declared once, as a list of `Field`s in the C order; its struct format, its
+msgspec record type and its decoder are derived from that list, and the loader (and
+tests/unit/test_contract.py) checks each field's offset and size, and every enum value here,
+against the BTF of the compiled objects, so the two sides cannot drift apart silently.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import socket
 import struct
 from collections.abc import Callable, Iterable
-from typing import Final
+from typing import Final, NamedTuple
 
 import msgspec
 
@@ -100,68 +101,232 @@ SYSCALLS: Final = (
     "utimensat_time64", "removexattr", "lremovexattr", "fremovexattr", "removexattrat",
 )
 
-# (C field name, struct format char(s)) in declaration order; "x" entries are padding.
-HEADER_FIELDS: Final = (
-    ("kind", "H"), ("version", "H"), ("size", "H"), ("flags", "H"), ("ts_ns", "Q"),
-    ("pid", "I"), ("tid", "I"), ("uid", "I"), ("gid", "I"),
-)
-STR_FIELD: Final = "HH"  # struct rg_str {u16 off; u16 len;}
+class Field(NamedTuple):
+    """One member of a C struct in randguard.h, as the agent reads it: the C name (checked
+    against the objects' BTF), its struct format, the decoded record's attribute (None: not
+    kept) and how the value becomes it (INT as is, RAW bytes as they are, CSTR a char array cut
+    at its NUL, SLOT a struct rg_str: the bytes it points at or None, BOOL, PAD padding)."""
 
+    c: str
+    fmt: str
+    attr: str | None
+    conv: str
+
+
+INT, RAW, CSTR, SLOT, BOOL, PAD = "int", "raw", "cstr", "slot", "bool", "pad"
+_TYPES: Final = {INT: int, RAW: bytes, CSTR: bytes, SLOT: bytes | None, BOOL: bool}
+
+
+def num(c: str, fmt: str, attr: str | None = "") -> Field:
+    """An integer member (`attr` "": kept under its C name; None: not kept)."""
+    return Field(c, fmt, c if attr == "" else attr, INT)
+
+
+def chars(c: str, n: int = 16) -> Field:
+    """A char array, kept up to its NUL (comm)."""
+    return Field(c, f"{n}s", c, CSTR)
+
+
+def octets(c: str, n: int) -> Field:
+    """A byte array kept whole (an address)."""
+    return Field(c, f"{n}s", c, RAW)
+
+
+def string(c: str) -> Field:
+    """A struct rg_str {u16 off; u16 len;}: a string after the fixed part, or None."""
+    return Field(c, "HH", c, SLOT)
+
+
+def flag(c: str, fmt: str) -> Field:
+    return Field(c, fmt, c, BOOL)
+
+
+def pad(n: int) -> Field:
+    return Field("_pad", f"{n}x", None, PAD)
+
+
+HEADER_FIELDS: Final = (
+    num("kind", "H"), num("version", "H", None), num("size", "H", None), num("flags", "H"),
+    num("ts_ns", "Q"), num("pid", "I"), num("tid", "I"), num("uid", "I"), num("gid", "I"),
+)
 FILE_FIELDS: Final = (
-    ("ret", "q"), ("flags", "Q"), ("ino", "Q"), ("dev", "I"), ("ppid", "I"), ("syscall", "H"),
-    ("op", "B"), ("fflags", "B"), ("fd", "i"), ("comm", "16s"), ("path", STR_FIELD),
-    ("dir", STR_FIELD), ("name", STR_FIELD), ("dir2", STR_FIELD), ("name2", STR_FIELD),
-    ("abi", "B"), ("_pad", "3x"), ("old", "Q"),
+    num("ret", "q"), num("flags", "Q", "open_flags"), num("ino", "Q"), num("dev", "I"),
+    num("ppid", "I"), num("syscall", "H"), num("op", "B"), num("fflags", "B"), num("fd", "i"),
+    chars("comm"), string("path"), string("dir"), string("name"), string("dir2"),
+    string("name2"), num("abi", "B"), pad(3),
+    num("old", "Q"),  # with FF_OLD: the mode, uid << 32 | gid or size before the call
 )
 FORK_FIELDS: Final = (
-    ("parent_tgid", "I"), ("child_tgid", "I"), ("child_tid", "I"), ("_pad", "4x"),
-    ("comm", "16s"),
+    num("parent_tgid", "I"), num("child_tgid", "I"), num("child_tid", "I"), pad(4),
+    chars("comm"),
 )
 EXEC_FIELDS: Final = (
-    ("ppid", "I"), ("old_tid", "I"), ("euid", "I"), ("egid", "I"), ("cgroup_id", "Q"),
-    ("source", "I"), ("abi", "B"), ("_pad", "3x"), ("comm", "16s"), ("parent_comm", "16s"),
-    ("exe", STR_FIELD), ("filename", STR_FIELD), ("args", STR_FIELD), ("cwd", STR_FIELD),
+    num("ppid", "I"), num("old_tid", "I"), num("euid", "I"), num("egid", "I"),
+    num("cgroup_id", "Q"), num("source", "I"), num("abi", "B"), pad(3), chars("comm"),
+    chars("parent_comm"), string("exe"), string("filename"), string("args"), string("cwd"),
 )
 EXEC_FAILED_FIELDS: Final = (
-    ("ret", "q"), ("ppid", "I"), ("source", "I"), ("comm", "16s"), ("filename", STR_FIELD),
-    ("abi", "B"), ("_pad", "3x"),
+    num("ret", "q"), num("ppid", "I"), num("source", "I"), chars("comm"), string("filename"),
+    num("abi", "B"), pad(3),
 )
 EXIT_FIELDS: Final = (
-    ("exit_code", "i"), ("group_dead", "B"), ("_pad", "3x"), ("lifetime_ns", "Q"),
-    ("comm", "16s"),
+    num("exit_code", "i"), flag("group_dead", "B"), pad(3), num("lifetime_ns", "Q"),
+    chars("comm"),
 )
 NET_FIELDS: Final = (
-    ("ret", "q"), ("sock_ino", "Q"), ("ppid", "I"), ("fd", "i"), ("scope_id", "I"),
-    ("arg", "I"), ("family", "H"), ("sa_family", "H"), ("sock_type", "H"), ("protocol", "H"),
-    ("lport", "H"), ("rport", "H"), ("op", "B"), ("syscall", "B"), ("nflags", "H"),
-    ("laddr", "16s"), ("raddr", "16s"), ("comm", "16s"), ("unix_path", STR_FIELD),
-    ("abi", "B"), ("_pad", "3x"),
+    num("ret", "q"), num("sock_ino", "Q"), num("ppid", "I"), num("fd", "i"),
+    num("scope_id", "I"), num("arg", "I"), num("family", "H"), num("sa_family", "H"),
+    num("sock_type", "H"), num("protocol", "H"), num("lport", "H"), num("rport", "H"),
+    num("op", "B"), num("syscall", "B"), num("nflags", "H"), octets("laddr", 16),
+    octets("raddr", 16), chars("comm"), string("unix_path"), num("abi", "B"), pad(3),
 )
+# struct rg_inode_key (ino, dev, pad): the key of the kernel's rg_persist_inodes; its value is
+# the inode's generation (u32, 0: not compared)
+INODE_KEY: Final = struct.Struct("<QI4x")
+INODE_GEN: Final = struct.Struct("<I")
 
-# C struct name -> fields after the header (None: the header itself)
+
+class DecodeError(ValueError):
+    """A record that cannot be trusted; `reason` is the counter it is accounted under."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+
+
+def _past_end(size: int, slots: Iterable[tuple[int, int]]) -> None:
+    for off, length in slots:
+        if length and off + length > size:
+            raise DecodeError("bad_string", f"string at {off}+{length} past record size {size}")
+
+
+def _decoder(name: str, what: str, fields: tuple[Field, ...], st: struct.Struct,
+             record: type) -> Callable[[bytes, int], Record]:
+    """The decoder of one layout, written out from its fields (as dataclasses writes __init__):
+    one unpack_from, one bounds check for all string slots, one constructor call."""
+    names, args, slots = [], [], []
+    for f in fields:
+        if f.conv == PAD:
+            continue
+        v = f"v{len(names)}"
+        names.append(v)
+        expr = {INT: v, RAW: v, CSTR: f"{v}.partition(b'\\0')[0]", BOOL: f"bool({v})"}.get(f.conv)
+        if f.conv == SLOT:
+            n = f"v{len(names)}"
+            names.append(n)
+            slots.append((v, n))
+            expr = f"rec[{v}:{v} + {n}] if {n} else None"
+        if f.attr is not None:
+            args.append(expr)
+    check = (f"    if max({', '.join(f'{v} + {n}' for v, n in slots)}, 0) > size:\n"
+             f"        _past_end(size, ({', '.join(f'({v}, {n})' for v, n in slots)},))\n"
+             if slots else "")
+    src = (f"def decode_{name}(rec, size):\n"
+           f"    if size < {st.size}:\n"
+           f"        raise DecodeError('short_record', f'{what} record of {{size}} bytes')\n"
+           f"    ({', '.join(names)},) = unpack_from(rec)\n{check}"
+           f"    return record({', '.join(args)})\n")
+    scope = {"DecodeError": DecodeError, "_past_end": _past_end, "unpack_from": st.unpack_from,
+             "record": record}
+    exec(compile(src, f"<records: {name}>", "exec"), scope)  # the fields, written out once
+    return scope[f"decode_{name}"]
+
+
+class _NetSides(msgspec.Struct, frozen=True, gc=False):
+    """What rg_net_event's raw address fields mean: ``local_addr``/``local_port`` and
+    ``remote_addr``/``remote_port`` are None where the record has no such side (RG_NF_LOCAL /
+    RG_NF_REMOTE unset) or the family has no addresses; ``unix_path`` is the raw AF_UNIX name
+    (abstract names without their leading NUL, ``unix_abstract`` set); `unix_path_text` gives
+    the display form."""
+
+    @property
+    def local_addr(self) -> str | None:
+        return _net_addr(self.family, self.laddr) if self.nflags & NF_LOCAL else None
+
+    @property
+    def local_port(self) -> int | None:
+        return self.lport if self.local_addr is not None else None
+
+    @property
+    def remote_addr(self) -> str | None:
+        return _net_addr(self.family, self.raddr) if self.nflags & NF_REMOTE else None
+
+    @property
+    def remote_port(self) -> int | None:
+        return self.rport if self.remote_addr is not None else None
+
+    @property
+    def unix_abstract(self) -> bool:
+        return bool(self.nflags & NF_UNIX_ABSTRACT)
+
+
+class Layout(NamedTuple):
+    """One record struct of randguard.h: its fields after the header, the struct that unpacks
+    the fixed part, the msgspec record it decodes to and that decoder, all from `fields`."""
+
+    kind: int
+    fields: tuple[Field, ...]
+    struct: struct.Struct
+    record: type
+    decode: Callable[[bytes, int], Record]
+
+
+def _layout(c_name: str, kind: int, what: str, fields: tuple[Field, ...], doc: str,
+            base: type = msgspec.Struct) -> Layout:
+    full = HEADER_FIELDS + fields
+    st = struct.Struct("<" + "".join(f.fmt for f in full))
+    kept = [(f.attr, _TYPES[f.conv]) for f in full if f.attr is not None]
+    name = "".join(w.title() for w in what.split("-")) + "Record"
+    record = msgspec.defstruct(name, kept, bases=(base,), module=__name__,
+                               namespace={"__doc__": f"struct {c_name}: {doc}"},
+                               frozen=True, gc=False)
+    return Layout(kind, fields, st, record, _decoder(c_name, what, full, st, record))
+
+
 LAYOUTS: Final = {
-    "rg_header": HEADER_FIELDS,
-    "rg_file_event": FILE_FIELDS,
-    "rg_proc_fork": FORK_FIELDS,
-    "rg_proc_exec": EXEC_FIELDS,
-    "rg_proc_exit": EXIT_FIELDS,
-    "rg_proc_exec_failed": EXEC_FAILED_FIELDS,
-    "rg_net_event": NET_FIELDS,
+    "rg_file_event": _layout("rg_file_event", KIND_FILE, "file", FILE_FIELDS,
+                             "a file operation, its string slots cut out of the record."),
+    "rg_proc_fork": _layout("rg_proc_fork", KIND_PROC_FORK, "fork", FORK_FIELDS,
+                            "a new process or thread."),
+    "rg_proc_exec": _layout("rg_proc_exec", KIND_PROC_EXEC, "exec", EXEC_FIELDS,
+                            "a successful execve/execveat."),
+    "rg_proc_exit": _layout("rg_proc_exit", KIND_PROC_EXIT, "exit", EXIT_FIELDS,
+                            "a thread's exit (group_dead: the process's)."),
+    "rg_proc_exec_failed": _layout("rg_proc_exec_failed", KIND_PROC_EXEC_FAILED, "exec-failed",
+                                   EXEC_FAILED_FIELDS, "an execve/execveat that failed."),
+    "rg_net_event": _layout("rg_net_event", KIND_NET, "network", NET_FIELDS,
+                            "a connect, bind, listen or accept.", _NetSides),
 }
+HEADER: Final = struct.Struct("<" + "".join(f.fmt for f in HEADER_FIELDS))
+FILE: Final = LAYOUTS["rg_file_event"].struct
+NET: Final = LAYOUTS["rg_net_event"].struct
+FileRecord = LAYOUTS["rg_file_event"].record
+ForkRecord = LAYOUTS["rg_proc_fork"].record
+ExecRecord = LAYOUTS["rg_proc_exec"].record
+ExitRecord = LAYOUTS["rg_proc_exit"].record
+ExecFailedRecord = LAYOUTS["rg_proc_exec_failed"].record
+NetRecord = LAYOUTS["rg_net_event"].record
+Record = FileRecord | ForkRecord | ExecRecord | ExecFailedRecord | ExitRecord | NetRecord
+_DECODERS: Final = {lay.kind: lay.decode for lay in LAYOUTS.values()}
+
+
+def field_layout(fields: Iterable[Field], off: int = 0) -> tuple[int, dict[str, tuple[int, int]]]:
+    """``(end, {member: (offset, size)})`` of `fields` laid out from `off` (padding unnamed)."""
+    members = {}
+    for f in fields:
+        size = struct.calcsize("<" + f.fmt)
+        if f.conv != PAD:
+            members[f.c] = (off, size)
+        off += size
+    return off, members
 
 
 def expected_layout(name: str) -> tuple[int, dict[str, tuple[int, int]]]:
     """``(size, {field: (offset, size)})`` of a C struct as this module reads it."""
-    off, members = 0, {}
-    if name != "rg_header":
-        off = struct.calcsize("<" + _fmt(HEADER_FIELDS))
-        members["hdr"] = (0, off)
-    for field, fmt in LAYOUTS[name]:
-        size = struct.calcsize("<" + fmt)
-        if not field.startswith("_"):
-            members[field] = (off, size)
-        off += size
-    return off, members
+    if name == "rg_header":
+        return field_layout(HEADER_FIELDS)
+    size, members = field_layout(LAYOUTS[name].fields, HEADER.size)
+    return size, {"hdr": (0, HEADER.size), **members}
 
 
 def _named(prefix: str, names: Iterable[tuple[int, str | None]]) -> dict[str, int]:
@@ -207,276 +372,27 @@ def enum_mismatches(compiled: Callable[[str], dict[str, int]]) -> list[str]:
     return out
 
 
-def layout_mismatches(
-    compiled: Callable[[str], tuple[int, dict[str, tuple[int, int]]]],
-) -> list[str]:
-    """Differences between this module and the compiled structs (`compiled` gives a struct's
-    layout, e.g. BpfObject.struct_layout); empty when the two sides agree."""
-    out = []
-    for name in LAYOUTS:
-        want_size, want = expected_layout(name)
-        size, have = compiled(name)
-        have = {k: v for k, v in have.items() if not k.startswith("_")}
-        if size != want_size:
-            out.append(f"struct {name}: {size} bytes compiled, {want_size} decoded")
-        for field in sorted(set(want) | set(have)):
-            if want.get(field) != have.get(field):
-                out.append(f"struct {name}.{field}: (offset, size) compiled {have.get(field)}, "
-                           f"decoded {want.get(field)}")
-    return out
+Compiled = Callable[[str], tuple[int, dict[str, tuple[int, int]]]]
 
 
-def _fmt(fields: tuple[tuple[str, str], ...]) -> str:
-    return "".join(f for _, f in fields)
+def struct_mismatches(compiled: Compiled, name: str,
+                      expected: tuple[int, dict[str, tuple[int, int]]]) -> list[str]:
+    """Differences between one compiled struct (`compiled` gives a struct's layout, e.g.
+    BpfObject.struct_layout) and the `(size, members)` the agent expects of it."""
+    want_size, want = expected
+    size, have = compiled(name)
+    have = {k: v for k, v in have.items() if not k.startswith("_")}
+    out = [f"struct {name}: {size} bytes compiled, {want_size} decoded"] * (size != want_size)
+    return out + [f"struct {name}.{field}: (offset, size) compiled {have.get(field)}, "
+                  f"decoded {want.get(field)}"
+                  for field in sorted(set(want) | set(have)) if want.get(field) != have.get(field)]
 
 
-HEADER: Final = struct.Struct("<" + _fmt(HEADER_FIELDS))
-# struct rg_inode_key (ino, dev, pad): the key of the kernel's rg_persist_inodes; its value is
-# the inode's generation (u32, 0: not compared)
-INODE_KEY: Final = struct.Struct("<QI4x")
-INODE_GEN: Final = struct.Struct("<I")
-FILE: Final = struct.Struct("<" + _fmt(HEADER_FIELDS) + _fmt(FILE_FIELDS))
-FORK: Final = struct.Struct("<" + _fmt(HEADER_FIELDS) + _fmt(FORK_FIELDS))
-EXEC: Final = struct.Struct("<" + _fmt(HEADER_FIELDS) + _fmt(EXEC_FIELDS))
-EXIT: Final = struct.Struct("<" + _fmt(HEADER_FIELDS) + _fmt(EXIT_FIELDS))
-EXEC_FAILED: Final = struct.Struct("<" + _fmt(HEADER_FIELDS) + _fmt(EXEC_FAILED_FIELDS))
-NET: Final = struct.Struct("<" + _fmt(HEADER_FIELDS) + _fmt(NET_FIELDS))
-
-
-class DecodeError(ValueError):
-    """A record that cannot be trusted; `reason` is the counter it is accounted under."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-
-
-class FileRecord(msgspec.Struct, frozen=True, gc=False):
-    """struct rg_file_event, with its string slots cut out of the record."""
-
-    kind: int
-    flags: int
-    ts_ns: int
-    pid: int
-    tid: int
-    uid: int
-    gid: int
-    ret: int
-    open_flags: int
-    ino: int
-    dev: int
-    ppid: int
-    syscall: int
-    op: int
-    fflags: int
-    fd: int
-    comm: bytes
-    path: bytes | None
-    dir: bytes | None
-    name: bytes | None
-    dir2: bytes | None
-    name2: bytes | None
-    abi: int = 0
-    old: int = 0  # with FF_OLD: the mode, uid << 32 | gid or size before the call
-
-
-class ForkRecord(msgspec.Struct, frozen=True, gc=False):
-    """struct rg_proc_fork."""
-
-    ts_ns: int
-    pid: int
-    tid: int
-    uid: int
-    gid: int
-    parent_tgid: int
-    child_tgid: int
-    child_tid: int
-    comm: bytes
-
-
-class ExecRecord(msgspec.Struct, frozen=True, gc=False):
-    """struct rg_proc_exec."""
-
-    flags: int
-    ts_ns: int
-    pid: int
-    tid: int
-    uid: int
-    gid: int
-    ppid: int
-    old_tid: int
-    euid: int
-    egid: int
-    cgroup_id: int
-    source: int
-    comm: bytes
-    parent_comm: bytes
-    exe: bytes | None
-    filename: bytes | None
-    args: bytes | None = None
-    cwd: bytes | None = None
-    abi: int = 0
-
-
-class ExecFailedRecord(msgspec.Struct, frozen=True, gc=False):
-    """struct rg_proc_exec_failed."""
-
-    flags: int
-    ts_ns: int
-    pid: int
-    tid: int
-    uid: int
-    gid: int
-    ret: int
-    ppid: int
-    source: int
-    comm: bytes
-    filename: bytes | None
-    abi: int = 0
-
-
-class ExitRecord(msgspec.Struct, frozen=True, gc=False):
-    """struct rg_proc_exit."""
-
-    ts_ns: int
-    pid: int
-    tid: int
-    exit_code: int
-    group_dead: bool
-    comm: bytes
-    lifetime_ns: int = 0
-
-
-class NetRecord(msgspec.Struct, frozen=True, gc=False):
-    """struct rg_net_event, addresses formatted (see randguard.h for what each field means).
-
-    ``local_addr``/``local_port`` and ``remote_addr``/``remote_port`` are None where the record
-    has no such side (RG_NF_LOCAL / RG_NF_REMOTE unset). ``unix_path`` is the raw AF_UNIX name
-    (abstract names without their leading NUL, ``unix_abstract`` set); `unix_path_text` gives
-    the display form.
-    """
-
-    flags: int
-    ts_ns: int
-    pid: int
-    tid: int
-    uid: int
-    gid: int
-    ret: int
-    sock_ino: int
-    ppid: int
-    fd: int
-    scope_id: int
-    arg: int
-    family: int
-    sa_family: int
-    sock_type: int
-    protocol: int
-    op: int
-    syscall: int
-    nflags: int
-    local_addr: str | None
-    local_port: int | None
-    remote_addr: str | None
-    remote_port: int | None
-    comm: bytes
-    unix_path: bytes | None
-    unix_abstract: bool
-    abi: int = 0
-
-
-Record = FileRecord | ForkRecord | ExecRecord | ExecFailedRecord | ExitRecord | NetRecord
-
-
-def _cstr(raw: bytes) -> bytes:
-    n = raw.find(b"\0")
-    return raw if n < 0 else raw[:n]
-
-
-def _slot(rec: bytes, off: int, length: int, size: int) -> bytes | None:
-    if not length:
-        return None
-    if off + length > size:
-        raise DecodeError("bad_string", f"string at {off}+{length} past record size {size}")
-    return rec[off : off + length]
-
-
-def _file(rec: bytes, size: int) -> FileRecord:
-    if size < FILE.size:
-        raise DecodeError("short_record", f"file record of {size} bytes")
-    (kind, _, _, hflags, ts, pid, tid, uid, gid, ret, oflags, ino, dev, ppid, sysc, op, fflags,
-     fd, comm, p_off, p_len, d_off, d_len, n_off, n_len, d2_off, d2_len, n2_off,
-     n2_len, abi, old) = FILE.unpack_from(rec)
-    if max(p_off + p_len, d_off + d_len, n_off + n_len, d2_off + d2_len,
-           n2_off + n2_len) > size:  # (the hot path: every file record) one check for all
-        for off, length in ((p_off, p_len), (d_off, d_len), (n_off, n_len), (d2_off, d2_len),
-                            (n2_off, n2_len)):
-            _slot(rec, off, length, size)  # raises for the slot past the end
-    return FileRecord(
-        kind, hflags, ts, pid, tid, uid, gid, ret, oflags, ino, dev, ppid, sysc, op, fflags,
-        fd, comm.partition(b"\0")[0], rec[p_off:p_off + p_len] if p_len else None,
-        rec[d_off:d_off + d_len] if d_len else None,
-        rec[n_off:n_off + n_len] if n_len else None,
-        rec[d2_off:d2_off + d2_len] if d2_len else None,
-        rec[n2_off:n2_off + n2_len] if n2_len else None, abi, old,
-    )
-
-
-def _exec(rec: bytes, size: int) -> ExecRecord:
-    if size < EXEC.size:
-        raise DecodeError("short_record", f"exec record of {size} bytes")
-    (_, _, _, hflags, ts, pid, tid, uid, gid, ppid, old_tid, euid, egid, cgid, src, abi,
-     comm, pcomm, e_off, e_len, f_off, f_len, a_off, a_len, c_off, c_len) = EXEC.unpack_from(rec)
-    return ExecRecord(
-        hflags, ts, pid, tid, uid, gid, ppid, old_tid, euid, egid, cgid, src, _cstr(comm),
-        _cstr(pcomm), _slot(rec, e_off, e_len, size), _slot(rec, f_off, f_len, size),
-        _slot(rec, a_off, a_len, size), _slot(rec, c_off, c_len, size), abi,
-    )
-
-
-def _fork(rec: bytes, size: int) -> ForkRecord:
-    if size < FORK.size:
-        raise DecodeError("short_record", f"fork record of {size} bytes")
-    (_, _, _, _, ts, pid, tid, uid, gid, ptgid, ctgid, ctid, comm) = FORK.unpack_from(rec)
-    return ForkRecord(ts, pid, tid, uid, gid, ptgid, ctgid, ctid, _cstr(comm))
-
-
-def _exit(rec: bytes, size: int) -> ExitRecord:
-    if size < EXIT.size:
-        raise DecodeError("short_record", f"exit record of {size} bytes")
-    (_, _, _, _, ts, pid, tid, _, _, code, dead, life, comm) = EXIT.unpack_from(rec)
-    return ExitRecord(ts, pid, tid, code, bool(dead), _cstr(comm), life)
-
-
-def _exec_failed(rec: bytes, size: int) -> ExecFailedRecord:
-    if size < EXEC_FAILED.size:
-        raise DecodeError("short_record", f"exec-failed record of {size} bytes")
-    (_, _, _, hflags, ts, pid, tid, uid, gid, ret, ppid, src, comm, f_off,
-     f_len, abi) = EXEC_FAILED.unpack_from(rec)
-    return ExecFailedRecord(hflags, ts, pid, tid, uid, gid, ret, ppid, src, _cstr(comm),
-                            _slot(rec, f_off, f_len, size), abi)
-
-
-def _net(rec: bytes, size: int) -> NetRecord:
-    if size < NET.size:
-        raise DecodeError("short_record", f"network record of {size} bytes")
-    (_, _, _, hflags, ts, pid, tid, uid, gid, ret, ino, ppid, fd, scope, arg, fam, sa_fam,
-     stype, proto, lport, rport, op, sysc, nflags, laddr, raddr, comm, u_off,
-     u_len, abi) = NET.unpack_from(rec)
-    local = _net_addr(fam, laddr) if nflags & NF_LOCAL else None
-    remote = _net_addr(fam, raddr) if nflags & NF_REMOTE else None
-    return NetRecord(
-        hflags, ts, pid, tid, uid, gid, ret, ino, ppid, fd, scope, arg, fam, sa_fam, stype,
-        proto, op, sysc, nflags, local, lport if local is not None else None, remote,
-        rport if remote is not None else None, _cstr(comm), _slot(rec, u_off, u_len, size),
-        bool(nflags & NF_UNIX_ABSTRACT), abi,
-    )
-
-
-_DECODERS: dict[int, Callable[[bytes, int], Record]] = {
-    KIND_FILE: _file, KIND_PROC_EXEC: _exec, KIND_PROC_FORK: _fork, KIND_PROC_EXIT: _exit,
-    KIND_PROC_EXEC_FAILED: _exec_failed, KIND_NET: _net,
-}
+def layout_mismatches(compiled: Compiled) -> list[str]:
+    """Differences between this module's records and the compiled structs; empty when the two
+    sides agree."""
+    return [p for name in ("rg_header", *LAYOUTS)
+            for p in struct_mismatches(compiled, name, expected_layout(name))]
 
 
 def decode(rec: bytes) -> Record:

@@ -8,12 +8,26 @@ arch/x86/entry/syscalls/syscall_64.tbl and syscall_32.tbl); the loader fills the
 
 from __future__ import annotations
 
+import struct
+from collections.abc import Callable
 from typing import Final, NamedTuple
 
-from .records import ABIS, EXEC_SOURCES, NET_SYSCALLS, SYSCALLS
+from .records import (
+    ABIS,
+    EXEC_SOURCES,
+    NET_SYSCALLS,
+    SYSCALLS,
+    Compiled,
+    field_layout,
+    num,
+    pad,
+    struct_mismatches,
+)
 
-IA32_BASE: Final = 1024  # dispatch.bpf.h RG_IA32_BASE
-SOCKETCALL_BASE: Final = 2048  # dispatch.bpf.h RG_SOCKETCALL_BASE
+IA32_BASE: Final = 1024  # dispatch.bpf.h enum rg_dispatch_slot
+SOCKETCALL_BASE: Final = 2048
+SYSINFO_FIELDS: Final = (num("id", "H"), num("abi", "B"), pad(1))  # struct rg_sysinfo
+SYSINFO: Final = struct.Struct("<" + "".join(f.fmt for f in SYSINFO_FIELDS))
 ABI_X86_64: Final = ABIS.index("x86_64")
 ABI_I386: Final = ABIS.index("i386")
 
@@ -143,3 +157,14 @@ def slots(hooks: set[str], moves: bool = False) -> list[Slot]:
         out += [Slot(SOCKETCALL_BASE + SOCKETCALL_CALLS[n], HANDLERS[n].id, ABI_I386, h)
                 for n in net]
     return out
+
+
+def dispatch_mismatches(enums: Callable[[str], dict[str, int]], compiled: Compiled) -> list[str]:
+    """Differences between this module's slot numbering and rg_sysinfo and what an object with
+    the dispatcher's maps was compiled with (`enums`: BpfObject.enum_values, `compiled`:
+    BpfObject.struct_layout); empty when they agree."""
+    have = enums("rg_dispatch_slot")
+    want = {"RG_IA32_BASE": IA32_BASE, "RG_SOCKETCALL_BASE": SOCKETCALL_BASE}
+    return [f"enum rg_dispatch_slot: {k} is {have.get(k)} compiled, {v} here"
+            for k, v in want.items() if have.get(k) != v] + struct_mismatches(
+                compiled, "rg_sysinfo", field_layout(SYSINFO_FIELDS))

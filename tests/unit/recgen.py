@@ -6,36 +6,28 @@ record's open flags)."""
 
 from __future__ import annotations
 
-import struct
-
 from randguard import records
 
-_LAYOUTS: dict[int, tuple[struct.Struct, tuple[tuple[str, str], ...]]] = {
-    records.KIND_FILE: (records.FILE, records.FILE_FIELDS),
-    records.KIND_PROC_EXEC: (records.EXEC, records.EXEC_FIELDS),
-    records.KIND_PROC_FORK: (records.FORK, records.FORK_FIELDS),
-    records.KIND_PROC_EXIT: (records.EXIT, records.EXIT_FIELDS),
-    records.KIND_PROC_EXEC_FAILED: (records.EXEC_FAILED, records.EXEC_FAILED_FIELDS),
-    records.KIND_NET: (records.NET, records.NET_FIELDS),
-}
+_BY_KIND = {lay.kind: lay for lay in records.LAYOUTS.values()}
 
 
 def record(kind: int, **values: object) -> bytes:
     """One record of `kind`; fields not given are 0 (b"" for char arrays, None for strings),
     `tid` defaults to `pid` and `version` to the schema's."""
-    st, fields = _LAYOUTS[kind]
+    lay = _BY_KIND[kind]
+    st = lay.struct
     head = {"kind": kind, "version": records.SCHEMA_VERSION, "size": 0,
             "tid": values.get("pid", 0)}
     blob = b""
     out: list[object] = []
-    for name, _fmt in records.HEADER_FIELDS:
-        key = "hflags" if name == "flags" else name
-        out.append(values.get(key, head.get(name, 0)))
-    for name, fmt in fields:
-        if fmt.endswith("x"):
+    for f in records.HEADER_FIELDS:
+        key = "hflags" if f.c == "flags" else f.c
+        out.append(values.get(key, head.get(f.c, 0)))
+    for f in lay.fields:
+        if f.conv == records.PAD:
             continue
-        if fmt == records.STR_FIELD:
-            s = values.get(name)
+        if f.conv == records.SLOT:
+            s = values.get(f.c)
             if s is None:
                 out += [0, 0]
             else:
@@ -43,6 +35,6 @@ def record(kind: int, **values: object) -> bytes:
                 out += [st.size + len(blob), len(s)]
                 blob += s
         else:
-            out.append(values.get(name, b"" if fmt.endswith("s") else 0))
+            out.append(values.get(f.c, b"" if f.conv in (records.CSTR, records.RAW) else 0))
     out[2] = st.size + len(blob)  # the header's size
     return st.pack(*out) + blob

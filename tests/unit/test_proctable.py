@@ -4,17 +4,34 @@ from __future__ import annotations
 
 import os
 
+from recgen import record
+
 from randguard import procfs
 from randguard.proctable import ProcessTable, ProcInfo
-from randguard.records import ExecRecord, ExitRecord, ForkRecord
+from randguard.records import (
+    KIND_PROC_EXEC,
+    KIND_PROC_EXIT,
+    KIND_PROC_FORK,
+    ExecRecord,
+    ExitRecord,
+    ForkRecord,
+    decode,
+)
 
 
 def fork(parent: int, child: int, comm: bytes = b"bash") -> ForkRecord:
-    return ForkRecord(1, parent, parent, 0, 0, parent, child, child, comm)
+    return decode(record(KIND_PROC_FORK, ts_ns=1, pid=parent, parent_tgid=parent,
+                         child_tgid=child, child_tid=child, comm=comm))
 
 
 def exec_(pid: int, ppid: int, exe: bytes, comm: bytes) -> ExecRecord:
-    return ExecRecord(0, 2, pid, pid, 0, 0, ppid, pid, 0, 0, 1, 1, comm, b"bash", exe, exe)
+    return decode(record(KIND_PROC_EXEC, ts_ns=2, pid=pid, ppid=ppid, old_tid=pid, source=1,
+                         comm=comm, parent_comm=b"bash", exe=exe, filename=exe))
+
+
+def exit_(ts: int, pid: int, tid: int, group_dead: bool) -> ExitRecord:
+    return decode(record(KIND_PROC_EXIT, ts_ns=ts, pid=pid, tid=tid, group_dead=group_dead,
+                         comm=b"nginx"))
 
 
 def test_fork_inherits_exe_then_exec_replaces_it() -> None:
@@ -30,9 +47,9 @@ def test_fork_inherits_exe_then_exec_replaces_it() -> None:
 def test_exit_of_the_group_frees_the_entry_and_reuse_starts_clean() -> None:
     t = ProcessTable(16)
     t.on_exec(exec_(300, 1, b"/usr/sbin/nginx", b"nginx"), "/usr/sbin/nginx")
-    t.on_exit(ExitRecord(3, 300, 301, 0, False, b"nginx"))  # a thread: the process lives on
+    t.on_exit(exit_(3, 300, 301, False))  # a thread: the process lives on
     assert t.get(300) is not None
-    t.on_exit(ExitRecord(4, 300, 300, 0, True, b"nginx"))
+    t.on_exit(exit_(4, 300, 300, True))
     assert t.get(300) is None and len(t) == 0
     t.on_fork(fork(1, 300, b"sh"))  # PID reused by an unrelated process
     assert t.get(300).exe_path is None and t.get(300).comm == "sh"
