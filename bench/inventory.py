@@ -24,10 +24,9 @@ CHILD = r"""
 import json, sys, tempfile, time
 from pathlib import Path
 from randguard.config import Config, InventoryConfig, PersistenceDetection
-from randguard.detections import PersistenceDetections
+from randguard.engine import RuleEngine
 from randguard.inventory import locations, read_state, scan, write_state
-from randguard.rules import RuleEngine
-from randguard.ruleset import load_ruleset, passwd_homes
+from randguard.ruleset import RuleSet, load_ruleset, passwd_homes
 
 def rss():
     for line in open("/proc/self/status"):
@@ -39,10 +38,10 @@ if tree == "pack":
     cfg = Config()
     rs = load_ruleset(cfg, Path(sys.argv[2]))
     homes = passwd_homes()
-    locs = locations(PersistenceDetections(rs.persistence, homes), RuleEngine(rs.rules, homes))
+    locs = locations(RuleEngine(rs, homes))
 else:
-    locs = locations(PersistenceDetections([PersistenceDetection(name="bench", paths=[tree])],
-                                           []), None)
+    locs = locations(RuleEngine(RuleSet([PersistenceDetection(name="bench", paths=[tree])],
+                                        [], []), []))
 before, _ = rss()
 t0 = time.perf_counter()
 inv = scan(locs, InventoryConfig(max_files=10_000_000))  # all of them: what would it cost?

@@ -215,12 +215,21 @@ ModeBit = Literal[tuple(MODE_BITS)]
 Direction = Literal[DIRECTIONS]
 
 
-class PersistenceDetection(Section):
+class Detection(Section):
+    """What every ``[[detections.*]]`` entry has: the name a match puts in the event's
+    `detection_type`, the ATT&CK techniques it puts in `mitre`, and whether it is on."""
+
+    name: Name
+    mitre: list[Mitre] = msgspec.field(default_factory=list)
+    enabled: bool = True
+    description: str | None = None
+
+
+class PersistenceDetection(Detection):
     """``[[detections.persistence]]``: file operations on persistence locations.
 
     Paths may start with ``~/``: one path per home directory in the passwd database."""
 
-    name: Name
     paths: list[DetectionPath] = msgspec.field(default_factory=list)
     patterns: list[Pattern] = msgspec.field(default_factory=list)
     operations: list[Operation] = msgspec.field(default_factory=lambda: ["*"])
@@ -228,21 +237,14 @@ class PersistenceDetection(Section):
     # of these attributes; then paths and patterns, if given, narrow where (else: anywhere)
     modes: list[ModeBit] = msgspec.field(default_factory=list)
     xattrs: list[str] = msgspec.field(default_factory=list)
-    mitre: list[Mitre] = msgspec.field(default_factory=list)
-    enabled: bool = True
-    description: str | None = None
 
 
-class NetworkDetection(Section):
+class NetworkDetection(Detection):
     """``[[detections.network]]``: connections by direction, port and process."""
 
-    name: Name
     directions: list[Direction] = msgspec.field(default_factory=lambda: ["outbound"])
     ports: list[Port] = msgspec.field(default_factory=list)
     process_names: list[str] = msgspec.field(default_factory=list)
-    mitre: list[Mitre] = msgspec.field(default_factory=list)
-    enabled: bool = True
-    description: str | None = None
 
 
 class DetectionsConfig(Section):

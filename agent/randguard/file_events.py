@@ -8,7 +8,7 @@ import os
 
 import msgspec
 
-from .config import PersistenceDetection
+from .config import Detection
 from .events import Ancestor, FileAttrEvent, FileEvent, errno_name
 from .matcher import FileFilter
 from .paths import CUT, decode_path, join, walked
@@ -167,7 +167,7 @@ def locate(r: FileRecord, file_filter: FileFilter, persist_paths: dict[tuple[int
 
 def file_event(r: FileRecord, stamp: str, host: str, comm: str, exe: str | None,
                located: tuple[str | None, str | None, str | None, str | None, bool],
-               det: PersistenceDetection | None, ancestors: list[Ancestor] | None,
+               det: Detection | None, ancestors: list[Ancestor] | None,
                ppath: str | None) -> FileEvent:
     """The event of a file record: `located` is locate()'s (path, name, old path, old name,
     truncated), `det` the detection it matched, `ppath` the persistence file it is another name

@@ -24,9 +24,8 @@ from typing import NamedTuple
 import msgspec
 
 from .config import InventoryConfig
-from .detections import PersistenceDetections
+from .engine import RuleEngine
 from .events import FileFacts
-from .rules import RuleEngine
 
 STATE_FORMAT = "randguard-inventory/1"
 CHUNK = 1 << 20
@@ -57,20 +56,13 @@ class Location(NamedTuple):
     matches: Callable[[str], bool]
 
 
-def locations(detections: PersistenceDetections | None, rules: RuleEngine | None,
-              ) -> list[Location]:
+def locations(rules: RuleEngine) -> list[Location]:
     """What to inventory, in the pack's order (the first detection that claims a file names
     it, as for events), then the file rules' concrete paths."""
-    out: list[Location] = []
-    if detections is not None:
-        for d, rule, _ in detections.entries:
-            if rule.paths:
-                out.append(Location(d.name, list(d.mitre), rule.paths, rule.matches))
-    if rules is not None:
-        for c in rules.file_rules:
-            if c.paths is not None and c.paths.paths:
-                out.append(Location(None, list(c.rule.mitre), c.paths.paths, c.paths.matches))
-    return out
+    named = [(c.rule.name, c) for c in rules.file_detections]
+    named += [(None, c) for c in rules.file_rules]
+    return [Location(name, list(c.rule.mitre), c.paths.paths, c.paths.matches)
+            for name, c in named if c.paths is not None and c.paths.paths]
 
 
 class Change(NamedTuple):

@@ -1,4 +1,4 @@
-"""The one path matcher (file filter today, detections and rules later) and the kernel filter.
+"""The one path matcher (of the file filter, the detections and the rules) and the kernel filter.
 
 Matching works on decoded, normalized paths (`randguard.paths.decode_path` then
 `randguard.paths.normalize`/`join`). Config strings are plain text: a backslash in a config path

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import errno
 
-from .config import NetworkDetection
+from .config import Detection
 from .events import NetworkEvent, errno_name
 from .netinventory import ListeningSocket
 from .proctable import ProcessTable
@@ -41,7 +41,7 @@ def net_result(r: NetRecord) -> str:
 
 
 def network_event(r: NetRecord, stamp: str, host: str, comm: str, exe: str | None,
-                  det: NetworkDetection | None) -> NetworkEvent:
+                  det: Detection | None) -> NetworkEvent:
     """network_connect, _bind, _listen, _accept (`det`: the detection it matched)."""
     ret = r.ret
     inet = r.family in (2, 10)

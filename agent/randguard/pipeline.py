@@ -12,7 +12,7 @@ from collections import Counter
 import msgspec
 
 from .config import PersistenceDetection, Rule
-from .detections import NetworkDetections, PersistenceDetections, set_back
+from .engine import RuleEngine, set_back
 from .events import (
     Alert,
     Ancestor,
@@ -53,7 +53,6 @@ from .records import (
     Record,
     decode,
 )
-from .rules import RuleEngine
 
 _OP_ID = {name: op for op, name in OPS.items()}
 _OPEN, _WRITE, _RENAME, _UNLINK, _CHMOD, _SETXATTR, _UTIMES = (
@@ -123,7 +122,7 @@ class PipelineState:
 
 
 class Pipeline:
-    """Turns records into events: the judges of a config (filter, detections, rules, rate
+    """Turns records into events: the judges of a config (filter, detections and rules, rate
     limit) over a PipelineState."""
 
     def __init__(
@@ -132,19 +131,15 @@ class Pipeline:
         state: PipelineState,
         host: str,
         process: ProcessOutput | None = None,
-        detections: PersistenceDetections | None = None,
         rules: RuleEngine | None = None,
         limiter: RateLimiter | None = None,
-        net_detections: NetworkDetections | None = None,
     ) -> None:
         self.file_filter = file_filter
         self.state = state
         self.host = host
         self.process = process or ProcessOutput()
-        self.detections = detections
         self.rules = rules
         self.limiter = limiter or RateLimiter(0)
-        self.net_detections = net_detections
         # _file_record's memo: a record's static part (and its process's exe) -> _judged(); the
         # judges' verdicts, so it lives and dies with them
         self._memo: dict[tuple, tuple] = {}
@@ -225,12 +220,8 @@ class Pipeline:
                       else (r.local_port, r.local_addr))
         det = None
         hits: list[Rule] = []
-        if result != "failure":
-            if self.net_detections is not None:
-                det = self.net_detections.match(direction, port, comm, exe)
-            if self.rules is not None:
-                hits = [c.rule for c in self.rules.network_rules
-                        if c.network(direction, port, addr, comm, exe)]
+        if result != "failure" and self.rules is not None:
+            det, hits = self.rules.network(direction, port, addr, comm, exe)
         if det is None and not hits and not self.limiter.allow("network", r.ts_ns):
             self.state.rate_limited["network"] += 1
             return
@@ -243,12 +234,12 @@ class Pipeline:
             ))
 
     def _process_alerts(self, ev: ProcessStart, out: list[Event]) -> None:
-        for c in self.rules.process_rules:
-            if c.process(ev.comm, ev.exe_path, ev.parent_comm, ev.parent_exe_path):
-                out.append(alert_of(
-                    c.rule, ev, pid=ev.pid, ppid=ev.ppid, comm=ev.comm, exe_path=ev.exe_path,
-                    path=ev.exe_path, operation="exec", direction=None, port=None, addr=None,
-                ))
+        for rule in self.rules.process_alerts(ev.comm, ev.exe_path, ev.parent_comm,
+                                              ev.parent_exe_path):
+            out.append(alert_of(
+                rule, ev, pid=ev.pid, ppid=ev.ppid, comm=ev.comm, exe_path=ev.exe_path,
+                path=ev.exe_path, operation="exec", direction=None, port=None, addr=None,
+            ))
 
     def _set_back(self, r: FileRecord) -> bool:
         """Did a utime-family call set the file's mtime well before the call itself?"""
@@ -260,24 +251,17 @@ class Pipeline:
                     ) -> tuple[PersistenceDetection | None, list[tuple[Rule, str | None]]]:
         """The built-in detection a successful file call matches, and the rules it hits (with
         the path each matched)."""
+        if self.rules is None:
+            return None, []
         op = r.op
         write = op != _OPEN or bool(r.fflags & (FF_WRITE | FF_CREATED))
-        det = None
-        hits: list[tuple[Rule, str | None]] = []
-        if self.detections is not None:
-            det = self.detections.match(
-                event_type, path, True, write, r.open_flags if op == _CHMOD else None,
-                decode_path(r.name2) if op == _SETXATTR and r.name2 is not None else None)
-            if det is not None and op == _UTIMES and self._set_back(r):
-                det = set_back(det)
-        if self.rules is not None:
-            paths = (path, old_path) if op == _RENAME else (path,)
-            for c in self.rules.file_rules:
-                for p in paths:
-                    if c.file(event_type, p, comm, exe, write):
-                        hits.append((c.rule, p))
-                        break
-        return det, hits
+        det = self.rules.file_detection(
+            event_type, path, write, r.open_flags if op == _CHMOD else None,
+            decode_path(r.name2) if op == _SETXATTR and r.name2 is not None else None)
+        if det is not None and op == _UTIMES and self._set_back(r):
+            det = set_back(det)
+        paths = (path, old_path) if op == _RENAME else (path,)
+        return det, self.rules.file_alerts(event_type, paths, comm, exe, write)
 
     def _ancestors(self, ppid: int) -> list[Ancestor]:
         """The process lineage an annotated event carries, parent first."""
@@ -364,7 +348,8 @@ class Pipeline:
         persistence_change; a live change already went through the rules as its event)."""
         if self.rules is None:
             return []
-        return [alert_of(c.rule, ev, pid=None, ppid=None, comm=None, exe_path=None,
-                            path=ev.path, operation="persistence_change", direction=None,
-                            port=None, addr=None)
-                for c in self.rules.file_rules if c.file("persistence_change", ev.path, None, None)]
+        return [alert_of(rule, ev, pid=None, ppid=None, comm=None, exe_path=None,
+                         path=p, operation="persistence_change", direction=None,
+                         port=None, addr=None)
+                for rule, p in self.rules.file_alerts("persistence_change", (ev.path,), None,
+                                                      None)]

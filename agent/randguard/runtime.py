@@ -15,7 +15,7 @@ import msgspec
 
 from . import __version__, loader, procfs, recording
 from .config import Config, ConfigError, enabled_families, load_config
-from .detections import NetworkDetections, PersistenceDetections
+from .engine import RuleEngine
 from .events import AgentStart, Event, Health, PersistenceChange
 from .health import LossTracker, health_record
 from .inventory import locations
@@ -30,7 +30,6 @@ from .process_events import ProcessOutput
 from .proctable import ProcessTable
 from .ratelimit import RateLimiter
 from .ringbuf import RingBuffer
-from .rules import RuleEngine
 from .ruleset import RuleSet, load_ruleset, passwd_homes
 from .selftest import SelfTest, self_test_path
 
@@ -50,22 +49,16 @@ def make_pipeline(cfg: Config, config_path: Path, rs: RuleSet | None = None,
     changes are what the agent follows homes by."""
     rs = rs if rs is not None else load_ruleset(cfg, config_path)
     homes = homes if homes is not None else passwd_homes()
-    detections = PersistenceDetections(rs.persistence, homes)
-    rules = RuleEngine(rs.rules, homes)
-    rule_w, rule_r = rules.watched()
-    det_paths, det_patterns = detections.watched()
+    rules = RuleEngine(rs, homes)
+    (paths, patterns), reads = rules.watched()
     file_filter = FileFilter.from_config(
-        cfg.file,
-        force=(det_paths + rule_w[0] + [self_test_path(), PASSWD], det_patterns + rule_w[1]),
-        force_read=rule_r,
-    )
+        cfg.file, force=(paths + [self_test_path(), PASSWD], patterns), force_read=reads)
     return Pipeline(
         file_filter,
         state or PipelineState(ProcessTable(cfg.performance.max_process_cache_entries)),
         cfg.host(),
-        process=ProcessOutput.from_config(cfg), detections=detections, rules=rules,
+        process=ProcessOutput.from_config(cfg), rules=rules,
         limiter=RateLimiter(cfg.performance.max_events_per_second),
-        net_detections=NetworkDetections(rs.network),
     )
 
 
@@ -166,7 +159,7 @@ class Agent:
         if not self.cfg.inventory.enabled:
             return
         p = self.pipeline
-        self.watch = PersistenceWatch(self.cfg.inventory, locations(p.detections, p.rules),
+        self.watch = PersistenceWatch(self.cfg.inventory, locations(p.rules),
                                       p.host, self.state_file)
         self.watch.start()
 
@@ -338,7 +331,7 @@ class Agent:
         loader.fill_filter(self.ks, new.file_filter)
         if self.watch is not None:
             self.watch.host = new.host
-            self.watch.relocate(locations(new.detections, new.rules), time.monotonic_ns())
+            self.watch.relocate(locations(new.rules), time.monotonic_ns())
         self.losses.host = new.host
         self.pipeline, self.cfg, self.ruleset, self.homes = new, cfg, rs, homes
 

@@ -12,7 +12,7 @@ import msgspec
 import pytest
 
 from randguard.config import InventoryConfig, PersistenceDetection, Rule
-from randguard.detections import PersistenceDetections
+from randguard.engine import RuleEngine
 from randguard.inventory import (
     FileState,
     StateProblem,
@@ -26,7 +26,7 @@ from randguard.inventory import (
     scan,
     write_state,
 )
-from randguard.rules import RuleEngine
+from randguard.ruleset import RuleSet
 
 
 def det(name: str, paths: list[str], patterns: list[str] = (), **kw: object
@@ -50,17 +50,16 @@ def tree(tmp_path: Path) -> tuple[list, Path]:
     homes = [str(tmp_path / "home" / "u")]
     (tmp_path / "home" / "u" / ".ssh").mkdir(parents=True)
     (tmp_path / "home" / "u" / ".ssh" / "authorized_keys").write_text("ssh-ed25519 AAAA\n")
-    detections = PersistenceDetections([
+    detections = [
         det("cron_modified", [str(cron)]),
         det("systemd_service_modified", [str(units)], ["*.service"]),
         det("ssh_authorized_keys_modified", ["~/.ssh/authorized_keys"]),
         det("python_startup_modified", [], ["sitecustomize.py"]),  # no place: not listed
         det("setid_bit_set", [], modes=["setuid"]),
-    ], homes)
-    rules = RuleEngine([Rule(id="R1", name="r", type="file", paths=[str(tmp_path / "r")],
-                             mitre=["T1098"])], homes)
+    ]
+    rules = [Rule(id="R1", name="r", type="file", paths=[str(tmp_path / "r")], mitre=["T1098"])]
     (tmp_path / "r").write_text("rule file\n")
-    return locations(detections, rules), tmp_path
+    return locations(RuleEngine(RuleSet(detections, [], rules), homes)), tmp_path
 
 
 def test_scan_lists_what_the_detections_name(tmp_path: Path) -> None:

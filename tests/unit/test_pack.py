@@ -32,12 +32,12 @@ from randguard.config import (
     load_config,
     parse_config,
 )
-from randguard.detections import PathRule, PersistenceDetections, expand_homes
+from randguard.engine import RuleEngine
 from randguard.events import FileAttrEvent, FileEvent, WallClock
 from randguard.matcher import FileFilter, compile_kernel_filter, has_glob
 from randguard.pipeline import Pipeline, PipelineState
 from randguard.proctable import ProcessTable
-from randguard.rules import RuleEngine
+from randguard.rules import PathRule, expand_homes
 from randguard.ruleset import PACK_DIR, RuleSet, load_ruleset
 
 REPO_CONFIG = Path(__file__).resolve().parents[2] / "config"
@@ -298,13 +298,17 @@ WRITE_OPS = tuple(FILE_OPERATIONS)  # file_open counts as a write when `write` i
 
 
 @pytest.fixture(scope="module")
-def det() -> PersistenceDetections:
-    return PersistenceDetections(PACK, HOMES)
+def det() -> RuleEngine:
+    return detections(PACK)
 
 
-def first(det: PersistenceDetections, path: str, op: str = "file_write", ok: bool = True,
-          write: bool = True) -> str | None:
-    d = det.match(op, path, ok, write)
+def detections(entries: list[PersistenceDetection], homes: list[str] = HOMES) -> RuleEngine:
+    """The engine over these persistence detections alone."""
+    return RuleEngine(RuleSet(entries, [], []), homes)
+
+
+def first(det: RuleEngine, path: str, op: str = "file_write", write: bool = True) -> str | None:
+    d = det.file_detection(op, path, write)
     return None if d is None else d.name
 
 
@@ -364,31 +368,30 @@ def test_pack_entries_are_well_formed() -> None:
         assert set(d.operations) <= {"*", *FILE_OPERATIONS}, d.name
 
 
-def test_setid_bits_are_detected_on_any_chmod_path(det: PersistenceDetections) -> None:
+def test_setid_bits_are_detected_on_any_chmod_path(det: RuleEngine) -> None:
     assert VALUE_NAMES == ["setid_bit_set", "file_capabilities_set"]
     for path in ("/var/tmp/x/bash", "/usr/bin/rg", "/etc/cron.d/rg", "/home/alice/sh"):
         for mode in (0o4755, 0o2755, 0o6711, 0o4000):
-            d = det.match("file_chmod", path, True, True, mode)
+            d = det.file_detection("file_chmod", path, True, mode)
             assert d is not None and d.name == "setid_bit_set", (path, oct(mode))
             assert d.mitre == ["T1548.001"]
-    # no setid bit, a failed chmod, or not a chmod: the path entries decide as before
-    assert det.match("file_chmod", "/var/tmp/x/bash", True, True, 0o1777) is None
-    assert det.match("file_chmod", "/var/tmp/x/bash", False, True, 0o4755) is None
-    assert det.match("file_chown", "/var/tmp/x/bash", True, True, None) is None
-    d = det.match("file_chmod", "/etc/cron.d/rg", True, True, 0o644)
+    # no setid bit, or not a chmod: the path entries decide as before (a failed chmod: see
+    # test_failed_operations_never_trigger)
+    assert det.file_detection("file_chmod", "/var/tmp/x/bash", True, 0o1777) is None
+    assert det.file_detection("file_chown", "/var/tmp/x/bash", True, None) is None
+    d = det.file_detection("file_chmod", "/etc/cron.d/rg", True, 0o644)
     assert d is not None and d.name == "cron_modified"
 
 
-def test_file_capabilities_are_detected_on_any_setxattr_path(det: PersistenceDetections) -> None:
+def test_file_capabilities_are_detected_on_any_setxattr_path(det: RuleEngine) -> None:
     for path in ("/var/tmp/x/python3", "/usr/bin/rg", "/home/alice/bin/tool"):
-        d = det.match("file_setxattr", path, True, True, None, "security.capability")
+        d = det.file_detection("file_setxattr", path, True, None, "security.capability")
         assert d is not None and (d.name, d.mitre) == ("file_capabilities_set", ["T1548"])
     for xattr in ("user.x", "security.selinux", "security.capabilityx", None):
-        assert det.match("file_setxattr", "/var/tmp/x/python3", True, True, None, xattr) is None
-    assert det.match("file_setxattr", "/usr/bin/rg", False, True, None,
-                     "security.capability") is None
+        assert det.file_detection("file_setxattr", "/var/tmp/x/python3", True, None,
+                                  xattr) is None
     # a path entry still judges other attributes on its paths
-    d = det.match("file_setxattr", "/etc/cron.d/rg", True, True, None, "user.x")
+    d = det.file_detection("file_setxattr", "/etc/cron.d/rg", True, None, "user.x")
     assert d is not None and d.name == "cron_modified"
 
 
@@ -404,19 +407,19 @@ def test_pack_covers_the_issues_techniques() -> None:
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_entry_triggers_on_its_paths(det: PersistenceDetections, name: str) -> None:
+def test_entry_triggers_on_its_paths(det: RuleEngine, name: str) -> None:
     assert name in TRIGGERS, f"pack entry {name!r} has no trigger examples in TRIGGERS"
     d = entry(name)
     paths = TRIGGERS[name] + listed_triggers(d)
     for op in ops_of(d):
         for p in paths:
-            got = det.match(op, p, True, True)
+            got = det.file_detection(op, p, True)
             assert got is not None and got.name == name, (op, p, got and got.name)
             assert got.mitre == d.mitre
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_entry_near_misses(det: PersistenceDetections, name: str) -> None:
+def test_entry_near_misses(det: RuleEngine, name: str) -> None:
     assert name in NEAR_MISSES, f"pack entry {name!r} has no near misses in NEAR_MISSES"
     for p in NEAR_MISSES[name]:
         for op in WRITE_OPS:
@@ -426,20 +429,26 @@ def test_entry_near_misses(det: PersistenceDetections, name: str) -> None:
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_reading_never_triggers(det: PersistenceDetections, name: str) -> None:
+def test_reading_never_triggers(det: RuleEngine, name: str) -> None:
     for p in TRIGGERS[name] + listed_triggers(entry(name)):
         assert first(det, p, "file_open", write=False) is None, p
         assert first(det, p, "file_open", write=True) == name, p
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_failed_operations_never_trigger(det: PersistenceDetections, name: str) -> None:
+def test_failed_operations_never_trigger(name: str) -> None:
+    """Through the pipeline, which judges successful calls only (a failed chmod setting a
+    setuid bit, a failed setxattr of file capabilities among them)."""
+    pipe = default_pipeline()
     for p in TRIGGERS[name]:
         for op in WRITE_OPS:
-            assert first(det, p, op, ok=False) is None, (op, p)
+            rec = file_rec(op, path=p.encode(), ret=-13, oflags=0o4755,
+                           fflags=records.FF_WRITE | FORCED, name2=b"security.capability")
+            (ev,) = pipe.feed([rec])  # an event (a FileAttrEvent too), no alert
+            assert ev.ret == -13 and ev.detection_type is None, (op, p)
 
 
-def test_examples_cover_every_home_kind(det: PersistenceDetections) -> None:
+def test_examples_cover_every_home_kind(det: RuleEngine) -> None:
     """`~/` entries expand to every given home, also one outside /home."""
     for name in ("ssh_authorized_keys_modified", "shell_profile_modified",
                  "systemd_service_modified", "xdg_autostart_modified"):
@@ -450,7 +459,7 @@ def test_examples_cover_every_home_kind(det: PersistenceDetections) -> None:
                 assert first(det, home + p[1:]) == name, (home, p)
 
 
-def test_no_path_of_an_entry_is_shadowed_by_an_earlier_one(det: PersistenceDetections) -> None:
+def test_no_path_of_an_entry_is_shadowed_by_an_earlier_one(det: RuleEngine) -> None:
     """First match wins: a literal path listed by an entry must reach that entry."""
     for d in PACK:
         for p in listed_triggers(d):
@@ -501,13 +510,10 @@ def file_rec(op: str, *, path: bytes | None = None, name: bytes | None = None,
 def default_pipeline(file_cfg: FileConfig | None = None) -> Pipeline:
     """What runtime.make_pipeline builds for the default config, with explicit homes."""
     rs = load_ruleset(Config(), NO_CONFIG)
-    detections = PersistenceDetections(rs.persistence, HOMES)
-    rules = RuleEngine(rs.rules, HOMES)
-    (rw, rr), (dp, dpat) = rules.watched(), detections.watched()
-    ff = FileFilter.from_config(file_cfg or FileConfig(), force=(dp + rw[0], dpat + rw[1]),
-                                force_read=rr)
+    rules = RuleEngine(rs, HOMES)
+    writes, reads = rules.watched()
+    ff = FileFilter.from_config(file_cfg or FileConfig(), force=writes, force_read=reads)
     return Pipeline(ff, PipelineState(ProcessTable(64), WallClock(0)), "test-host",
-                    detections=detections,
                     rules=rules)
 
 
@@ -740,7 +746,7 @@ mitre = ["T1546"]
     # the override keeps the shipped entry's place (first match wins); new entries come last
     assert names == [d.name for d in PACK if d.name != "sudoers_modified"] + [
         "rg_custom_modified"]
-    det = PersistenceDetections(rs.persistence, HOMES)
+    det = detections(rs.persistence)
     assert first(det, "/etc/crontab") == "cron_modified"
     assert first(det, "/etc/cron.d/rg-job") is None
     assert first(det, "/etc/sudoers.d/rg") is None and first(det, "/etc/sudoers") is None
@@ -756,14 +762,14 @@ def test_parse_config_override_matches_load_config(tmp_path: Path) -> None:
     rs = load_ruleset(parse_config(text, "c.toml"), NO_CONFIG)
     assert rs == ruleset_for(tmp_path, text)
     assert "ld_preload_modified" not in [d.name for d in rs.persistence]
-    assert first(PersistenceDetections(rs.persistence, HOMES), "/etc/ld.so.preload") is None
+    assert first(detections(rs.persistence), "/etc/ld.so.preload") is None
 
 
 def test_builtin_false_drops_the_pack(tmp_path: Path) -> None:
     rs = ruleset_for(tmp_path, "[detections]\nbuiltin = false\n")
     assert rs.persistence == [] and rs.network == []
     assert [r.id for r in rs.rules] == [r.id for r in load_ruleset(Config(), NO_CONFIG).rules]
-    det = PersistenceDetections(rs.persistence, HOMES)
+    det = detections(rs.persistence)
     for name in NAMES:
         for p in TRIGGERS[name]:
             assert first(det, p) is None, p
@@ -793,22 +799,20 @@ def test_pack_file_errors_name_the_pack(tmp_path: Path) -> None:
 
 
 def test_no_homes_does_not_make_home_entries_match_everything() -> None:
-    det = PersistenceDetections(PACK, [])
+    det = detections(PACK, [])
     assert first(det, "/etc/ld.so.preload") == "ld_preload_modified"
     assert first(det, "/etc/pam.d/sshd") == "pam_modified"
 
 
 def test_kernel_filter_compiles_with_many_homes() -> None:
-    det = PersistenceDetections(PACK, [f"/home/user{i:03d}" for i in range(100)])
-    paths, patterns = det.watched()
+    (paths, patterns), _ = detections(PACK, [f"/home/user{i:03d}" for i in range(100)]).watched()
     ff = FileFilter.from_config(FileConfig(), force=(paths, patterns))
     kf = compile_kernel_filter(ff)
     assert len(kf.trie) > 100 * 29  # every home's paths are in it
 
 
 def test_pack_paths_pass_the_kernel_filter() -> None:
-    det = PersistenceDetections(PACK, HOMES)
-    paths, patterns = det.watched()
+    (paths, patterns), _ = detections(PACK).watched()
     # every pack path passes the kernel filter for writes, even with /srv excluded
     excl = compile_kernel_filter(FileFilter.from_config(
         FileConfig(exclude_paths=["/srv", "/tmp"]), force=(paths, patterns)))
@@ -828,18 +832,16 @@ def test_shipped_pack_and_rules_fit_the_kernel_filter_exactly(
     name pattern has its own suffix slot (the file names `/sitecustomize.py` and
     `/usercustomize.py` among them), nothing sets pass_all, nothing is logged."""
     rs = load_ruleset(parse_config(""), NO_CONFIG)
-    det = PersistenceDetections(rs.persistence, HOMES)
-    rule_w, rule_r = RuleEngine(rs.rules, HOMES).watched()
-    paths, patterns = det.watched()
-    ff = FileFilter.from_config(FileConfig(), force=(paths + rule_w[0], patterns + rule_w[1]),
-                                force_read=rule_r)
+    det = RuleEngine(rs, HOMES)
+    writes, reads = det.watched()
+    ff = FileFilter.from_config(FileConfig(), force=writes, force_read=reads)
     with caplog.at_level("WARNING", logger="randguard.matcher"):
         kf = compile_kernel_filter(ff)
     assert (kf.pass_all, kf.widened, caplog.records) == (0, (), [])
     sfx = dict(kf.suffixes)
     assert sfx[b"/sitecustomize.py"] & 1 and sfx[b"/usercustomize.py"] & 1
     for p in ("/var/tmp/x/site-packages/sitecustomize.py", "/tmp/u/usercustomize.py"):
-        assert kf.passes(p.encode(), True) and det.match("file_open", p, True, True), p
+        assert kf.passes(p.encode(), True) and det.file_detection("file_open", p, True), p
     assert not kf.passes(b"/var/tmp/x/site-packages/xsitecustomize.py", True)
 
 

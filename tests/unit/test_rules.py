@@ -18,12 +18,13 @@ from recgen import record
 
 from randguard import recording, records
 from randguard.config import Config, ConfigError, FileConfig, Rule, load_config, parse_config
+from randguard.engine import RuleEngine
 from randguard.events import Alert, Event, FileEvent, ProcessStart, WallClock
 from randguard.matcher import FileFilter
 from randguard.output import Output
 from randguard.pipeline import Pipeline, PipelineState
 from randguard.proctable import ProcessTable
-from randguard.rules import CompiledRule, RuleEngine
+from randguard.rules import CompiledRule, compile_rule
 from randguard.ruleset import RuleSet, load_ruleset
 
 HOMES = ["/root", "/home/alice", "/srv/bob"]
@@ -39,8 +40,13 @@ def rule(type: str = "file", id: str = "R-1", **kw: object) -> Rule:
     return Rule(id=id, name=f"rule {id}", type=type, **kw)
 
 
+def engine(rules: list[Rule]) -> RuleEngine:
+    """The engine over these rules alone (no detections)."""
+    return RuleEngine(RuleSet([], [], rules), HOMES)
+
+
 def compiled(type: str = "file", **kw: object) -> CompiledRule:
-    return CompiledRule(rule(type, **kw), HOMES)
+    return compile_rule(rule(type, **kw), HOMES)
 
 
 # --- process rules ---------------------------------------------------------------------------
@@ -154,19 +160,19 @@ def test_engine_keeps_enabled_rules_by_type_in_order() -> None:
     rs = [rule("file", "F-1", paths=["/etc"]), rule("process", "P-1", process_names=["a"]),
           rule("file", "F-2", paths=["/x"], enabled=False), rule("network", "N-1", ports=[1]),
           rule("file", "F-3", patterns=["*.so"])]
-    e = RuleEngine(rs, HOMES)
+    e = engine(rs)
     assert [c.rule.id for c in e.file_rules] == ["F-1", "F-3"]
     assert [c.rule.id for c in e.process_rules] == ["P-1"]
     assert [c.rule.id for c in e.network_rules] == ["N-1"]
 
 
 def test_engine_watched_splits_writes_and_reads() -> None:
-    e = RuleEngine([
+    e = engine([
         rule("file", "W", paths=["/opt/w", "~/.w"], operations=["file_write"]),
         rule("file", "R", paths=["/opt/r"], operations=["file_open"]),
         rule("file", "S", patterns=["*.so"], operations=["*"]),
         rule("file", "B", paths=["/opt/b"], patterns=["*.b"]),  # the path stands for it
-    ], HOMES)
+    ])
     (wp, wpat), (rp, rpat) = e.watched()
     # a file_open rule also sees writable opens: its paths pass for writes too
     assert wp == ["/opt/w", "/root/.w", "/home/alice/.w", "/srv/bob/.w", "/opt/r", "/opt/b"]
@@ -415,7 +421,7 @@ def exec_rec(pid: int, ppid: int, comm: bytes, exe: bytes, parent_comm: bytes,
 
 
 def stream_pipeline(extra_rules: list[Rule]) -> Pipeline:
-    rules = RuleEngine(load_ruleset(Config(), NO_CONFIG).rules + extra_rules, HOMES)
+    rules = engine(load_ruleset(Config(), NO_CONFIG).rules + extra_rules)
     (rw, rr) = rules.watched()
     ff = FileFilter.from_config(FileConfig(), force=rw, force_read=rr)
     return Pipeline(ff, PipelineState(ProcessTable(64), WallClock(0)), "test-host", rules=rules)
@@ -525,12 +531,12 @@ def test_replayed_scenario_alerts_are_joined_and_gap_free(tmp_path: Path) -> Non
     """The recording of tests/data/scenario.py, replayed with rules over its directory."""
     cfg = load_config(DATA / "scenario.toml")
     w = "/var/tmp/rg-scenario/watched"
-    rules = RuleEngine([
+    rules = engine([
         rule("file", "SCN-CONF", paths=[w], patterns=["*.conf"],
              operations=["file_open", "file_write"]),
         rule("file", "SCN-ANY", paths=[w], operations=["*"]),
         rule("process", "SCN-PROC", process_names=["python3", "python3.11", "python"]),
-    ], HOMES)
+    ])
     pipe = Pipeline(FileFilter.from_config(cfg.file),
                     PipelineState(ProcessTable(4096), WallClock(0)), "test-host", rules=rules)
     with open(DATA / "scenario.rgrec", "rb") as f:
