@@ -48,7 +48,7 @@ def main() -> int:
     paths = [decode_path(r.path) for r in files]
     writes = [r.op != 1 or bool(r.fflags & FF_WRITE) for r in files]
     pipe = make_pipeline(cfg, cfg_path)
-    ff, det, rules = pipe.file_filter, pipe.detections, pipe.rules
+    ff, rules = pipe.file_filter, pipe.rules
 
     def decode_all() -> None:
         for r in raws:
@@ -65,7 +65,7 @@ def main() -> int:
 
     def detect() -> None:
         for p in paths:
-            det.match("file_open", p, True, True)
+            rules.file_detection("file_open", p, True)
 
     def rule_loop() -> None:
         fr = rules.file_rules
@@ -87,7 +87,7 @@ def main() -> int:
         "decode (struct unpack + record struct)": best(decode_all),
         "decode_path of path and comm": best(decode_paths),
         "file filter (FileFilter.wants)": best(filt),
-        "persistence detections (match)": best(detect),
+        "persistence detections (file_detection)": best(detect),
         f"file rules ({len(rules.file_rules)} rules, per path)": best(rule_loop),
         "full Pipeline.feed (all of the above, process table, event struct)":
             best(feed) - t_make,
