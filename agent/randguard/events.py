@@ -12,7 +12,16 @@ import time
 
 import msgspec
 
-from .records import KERNEL_ERRNO_NAMES
+from .records import (
+    KERNEL_ERRNO_NAMES,
+    ExecFailedRecord,
+    ExecRecord,
+    FileRecord,
+    NetRecord,
+)
+from .records import Record as KernelRecord
+
+_Subject = ExecRecord | ExecFailedRecord | FileRecord | NetRecord
 
 
 class Record(msgspec.Struct, kw_only=True, gc=False):
@@ -323,6 +332,18 @@ Event = (
 )
 
 _encoder = msgspec.json.Encoder()
+
+
+def stamped(r: KernelRecord, stamp: str, host: str) -> dict[str, object]:
+    """The fields every event of a record starts with: when (`stamp`: r.ts_ns as text) and
+    where."""
+    return {"timestamp": stamp, "timestamp_ns": r.ts_ns, "host": host}
+
+
+def subject(r: _Subject, stamp: str, host: str) -> dict[str, object]:
+    """stamped(), then which thread of which process (and its parent) made the call, as whom."""
+    return {"timestamp": stamp, "timestamp_ns": r.ts_ns, "host": host, "pid": r.pid,
+            "tid": r.tid, "ppid": r.ppid, "uid": r.uid, "gid": r.gid}
 
 
 def encode_lines(events: list[Event]) -> bytes:

@@ -9,7 +9,7 @@ import os
 import msgspec
 
 from .config import Detection
-from .events import Ancestor, FileAttrEvent, FileEvent, errno_name
+from .events import Ancestor, FileAttrEvent, FileEvent, errno_name, subject
 from .matcher import FileFilter
 from .paths import CUT, decode_path, join, walked
 from .records import (
@@ -178,16 +178,9 @@ def file_event(r: FileRecord, stamp: str, host: str, comm: str, exe: str | None,
     path, name, old_path, old_name, truncated = located
     ev = FileEvent(
         event_type=OPS.get(op, "file_unknown"),
-        timestamp=stamp,
-        timestamp_ns=r.ts_ns,
-        host=host,
+        **subject(r, stamp, host),
         syscall=SYSCALLS[r.syscall] if 0 < r.syscall < len(SYSCALLS) else "unknown",
         abi=abi_name(r.abi),
-        pid=r.pid,
-        tid=r.tid,
-        ppid=r.ppid,
-        uid=r.uid,
-        gid=r.gid,
         comm=comm,
         exe_path=exe,
         resolved_path=path,

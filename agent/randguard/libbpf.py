@@ -18,7 +18,7 @@ import logging
 import os
 import platform
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import cffi
@@ -347,6 +347,17 @@ class Link(Handle):
         return f"<Link {self.program} {state}>"
 
 
+def _map_int(what: str, doc: str) -> property:
+    """A read-only Map property: libbpf's bpf_map__`what`()."""
+    fn = getattr(_lib, f"bpf_map__{what}")
+
+    def get(self: Map) -> int:
+        self._check()
+        return int(fn(self._ptr))
+
+    return property(get, doc=doc)
+
+
 class Map:
     """A map of a ``BpfObject``; valid while the object is open. Element access goes through the
     map fd (bpf_map_*_elem), so it sees what the kernel side sees."""
@@ -369,29 +380,11 @@ class Map:
             raise LibbpfError(_errno.EBADF, "fd of map", f"{self.name} (object not loaded)")
         return fd
 
-    @property
-    def key_size(self) -> int:
-        """Key size in bytes."""
-        self._check()
-        return int(_lib.bpf_map__key_size(self._ptr))
-
-    @property
-    def value_size(self) -> int:
-        """Value size in bytes (of one CPU's value for per-CPU maps)."""
-        self._check()
-        return int(_lib.bpf_map__value_size(self._ptr))
-
-    @property
-    def max_entries(self) -> int:
-        """max_entries (the byte size for a ring buffer)."""
-        self._check()
-        return int(_lib.bpf_map__max_entries(self._ptr))
-
-    @property
-    def type(self) -> int:
-        """The BPF_MAP_TYPE_* number."""
-        self._check()
-        return int(_lib.bpf_map__type(self._ptr))
+    key_size = _map_int("key_size", "Key size in bytes.")
+    value_size = _map_int("value_size",
+                          "Value size in bytes (of one CPU's value for per-CPU maps).")
+    max_entries = _map_int("max_entries", "max_entries (the byte size for a ring buffer).")
+    type = _map_int("type", "The BPF_MAP_TYPE_* number.")
 
     def _key(self, key: bytes) -> object:
         if len(key) != self.key_size:
@@ -616,13 +609,7 @@ class BpfObject(Handle):
 
     def maps(self) -> list[str]:
         """Names of all maps, including internal ones such as "<obj>.rodata"."""
-        obj = self._obj()
-        names = []
-        m = _lib.bpf_object__next_map(obj, ffi.NULL)
-        while m != ffi.NULL:
-            names.append(_cstr(_lib.bpf_map__name(m)))
-            m = _lib.bpf_object__next_map(obj, m)
-        return names
+        return self._names(_lib.bpf_object__next_map, _lib.bpf_map__name)
 
     def reuse_map(self, name: str, fd: int) -> None:
         """Use an existing map (e.g. another object's ring buffer) instead of creating ``name``
@@ -753,12 +740,17 @@ class BpfObject(Handle):
 
     def programs(self) -> list[str]:
         """Names of the programs (function names, not section names)."""
+        return self._names(_lib.bpf_object__next_program, _lib.bpf_program__name)
+
+    def _names(self, next_of: Callable[[object, object], object],
+               name_of: Callable[[object], object]) -> list[str]:
+        """The names of the object's maps or programs, walked with libbpf's iterator."""
         obj = self._obj()
         names = []
-        p = _lib.bpf_object__next_program(obj, ffi.NULL)
+        p = next_of(obj, ffi.NULL)
         while p != ffi.NULL:
-            names.append(_cstr(_lib.bpf_program__name(p)))
-            p = _lib.bpf_object__next_program(obj, p)
+            names.append(_cstr(name_of(p)))
+            p = next_of(obj, p)
         return names
 
     def program_section(self, name: str) -> str:

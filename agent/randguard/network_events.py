@@ -6,7 +6,7 @@ from __future__ import annotations
 import errno
 
 from .config import Detection
-from .events import NetworkEvent, errno_name
+from .events import NetworkEvent, errno_name, subject
 from .netinventory import ListeningSocket
 from .proctable import ProcessTable
 from .records import (
@@ -47,16 +47,9 @@ def network_event(r: NetRecord, stamp: str, host: str, comm: str, exe: str | Non
     inet = r.family in (2, 10)
     return NetworkEvent(
         event_type=NET_OPS.get(r.op, "network_unknown"),
-        timestamp=stamp,
-        timestamp_ns=r.ts_ns,
-        host=host,
+        **subject(r, stamp, host),
         syscall=NET_SYSCALLS[r.syscall] if 0 < r.syscall < len(NET_SYSCALLS) else None,
         abi=abi_name(r.abi),
-        pid=r.pid,
-        tid=r.tid,
-        ppid=r.ppid,
-        uid=r.uid,
-        gid=r.gid,
         comm=comm,
         exe_path=exe,
         family=family_name(r.family),

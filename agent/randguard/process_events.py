@@ -6,7 +6,15 @@ from __future__ import annotations
 import msgspec
 
 from .config import Config
-from .events import ProcessExecFailed, ProcessExit, ProcessFork, ProcessStart, errno_name
+from .events import (
+    ProcessExecFailed,
+    ProcessExit,
+    ProcessFork,
+    ProcessStart,
+    errno_name,
+    stamped,
+    subject,
+)
 from .paths import decode_path, walked
 from .proctable import ProcInfo
 from .records import (
@@ -62,14 +70,7 @@ def process_start(r: ExecRecord, stamp: str, host: str, parent_exe: str | None,
     argv, argv_cut = _argv(r.args, bool(r.flags & HF_TRUNC_S2), max_args)
     return ProcessStart(
         event_type="process_start",
-        timestamp=stamp,
-        timestamp_ns=r.ts_ns,
-        host=host,
-        pid=r.pid,
-        tid=r.tid,
-        ppid=r.ppid,
-        uid=r.uid,
-        gid=r.gid,
+        **subject(r, stamp, host),
         euid=r.euid,
         egid=r.egid,
         comm=decode_path(r.comm),
@@ -91,14 +92,7 @@ def exec_failed(r: ExecFailedRecord, stamp: str, host: str, exe: str | None) -> 
     """process_exec_failed (`exe`: what the process still runs)."""
     return ProcessExecFailed(
         event_type="process_exec_failed",
-        timestamp=stamp,
-        timestamp_ns=r.ts_ns,
-        host=host,
-        pid=r.pid,
-        tid=r.tid,
-        ppid=r.ppid,
-        uid=r.uid,
-        gid=r.gid,
+        **subject(r, stamp, host),
         comm=decode_path(r.comm),
         exe_path=exe,
         filename=decode_path(r.filename) if r.filename is not None else None,
@@ -113,9 +107,7 @@ def process_fork(r: ForkRecord, stamp: str, host: str, exe: str | None) -> Proce
     """process_fork (`exe`: the child's, which is the parent's)."""
     return ProcessFork(
         event_type="process_fork",
-        timestamp=stamp,
-        timestamp_ns=r.ts_ns,
-        host=host,
+        **stamped(r, stamp, host),
         parent_pid=r.parent_tgid,
         child_pid=r.child_tgid,
         child_tid=r.child_tid,
@@ -133,9 +125,7 @@ def process_exit(r: ExitRecord, stamp: str, host: str, info: ProcInfo | None) ->
     sig = status & 0x7F
     return ProcessExit(
         event_type="process_exit",
-        timestamp=stamp,
-        timestamp_ns=r.ts_ns,
-        host=host,
+        **stamped(r, stamp, host),
         pid=r.pid,
         tid=r.tid,
         ppid=info.ppid if info is not None else None,

@@ -30,21 +30,11 @@ EXEC_SOURCES: Final = (None, "execve", "execveat")
 ABIS: Final = ("x86_64", "i386")  # enum rg_abi
 
 # rg_header.flags: string slot n was cut
-HF_TRUNC_S0: Final = 1 << 0
-HF_TRUNC_S1: Final = 1 << 1
-HF_TRUNC_S2: Final = 1 << 2
-HF_TRUNC_S3: Final = 1 << 3
-HF_TRUNC_S4: Final = 1 << 4
+HF_TRUNC_S0, HF_TRUNC_S1, HF_TRUNC_S2, HF_TRUNC_S3, HF_TRUNC_S4 = (1 << i for i in range(5))
 
 # rg_file_event.fflags
-FF_CREATED: Final = 1 << 0
-FF_WRITE: Final = 1 << 1
-FF_IO_URING: Final = 1 << 2
-FF_DIRECT: Final = 1 << 3
-FF_NO_RESULT: Final = 1 << 4
-FF_FORCED: Final = 1 << 5
-FF_OLD: Final = 1 << 6
-FF_INODE: Final = 1 << 7
+FF_CREATED, FF_WRITE, FF_IO_URING, FF_DIRECT, FF_NO_RESULT, FF_FORCED, FF_OLD, FF_INODE = (
+    1 << i for i in range(8))
 
 FAMILIES: Final = ("file", "process", "network")
 
@@ -58,11 +48,7 @@ VERDICT_FORCE: Final = 8  # with WATCH/READ on a suffix or pass_all: passes even
 NET_OPS: Final = {1: "network_connect", 2: "network_bind", 3: "network_listen",
                   4: "network_accept"}
 NET_SYSCALLS: Final = (None, "connect", "bind", "listen", "accept", "accept4", "socketcall")
-NF_LOCAL: Final = 1 << 0
-NF_REMOTE: Final = 1 << 1
-NF_SOCK: Final = 1 << 2
-NF_UNIX_ABSTRACT: Final = 1 << 3
-NF_LOCAL_SOCK: Final = 1 << 4
+NF_LOCAL, NF_REMOTE, NF_SOCK, NF_UNIX_ABSTRACT, NF_LOCAL_SOCK = (1 << i for i in range(5))
 AF_UNSPEC: Final = 0
 AF_UNIX: Final = 1
 AF_INET: Final = 2
@@ -239,25 +225,17 @@ class _NetSides(msgspec.Struct, frozen=True, gc=False):
     (abstract names without their leading NUL, ``unix_abstract`` set); `unix_path_text` gives
     the display form."""
 
-    @property
-    def local_addr(self) -> str | None:
-        return _net_addr(self.family, self.laddr) if self.nflags & NF_LOCAL else None
+    def side(self, flag: int, raw: bytes, port: int) -> tuple[str | None, int | None]:
+        """(address, port) of one side: RG_NF_LOCAL with laddr and lport, or RG_NF_REMOTE
+        with raddr and rport."""
+        addr = _net_addr(self.family, raw) if self.nflags & flag else None
+        return addr, (port if addr is not None else None)
 
-    @property
-    def local_port(self) -> int | None:
-        return self.lport if self.local_addr is not None else None
-
-    @property
-    def remote_addr(self) -> str | None:
-        return _net_addr(self.family, self.raddr) if self.nflags & NF_REMOTE else None
-
-    @property
-    def remote_port(self) -> int | None:
-        return self.rport if self.remote_addr is not None else None
-
-    @property
-    def unix_abstract(self) -> bool:
-        return bool(self.nflags & NF_UNIX_ABSTRACT)
+    local_addr = property(lambda self: self.side(NF_LOCAL, self.laddr, self.lport)[0])
+    local_port = property(lambda self: self.side(NF_LOCAL, self.laddr, self.lport)[1])
+    remote_addr = property(lambda self: self.side(NF_REMOTE, self.raddr, self.rport)[0])
+    remote_port = property(lambda self: self.side(NF_REMOTE, self.raddr, self.rport)[1])
+    unix_abstract = property(lambda self: bool(self.nflags & NF_UNIX_ABSTRACT))
 
 
 class Layout(NamedTuple):
