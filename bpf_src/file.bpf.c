@@ -62,6 +62,13 @@ struct {
 	__type(value, __u32); /* i_generation, or 0: not compared */
 } rg_persist_inodes SEC(".maps");
 
+/* A file record the filter does not want: counted (health's `filtered`), never sent. */
+static __always_inline int filtered(void)
+{
+	rg_count(&rg_filtered, RG_FAM_FILE);
+	return 0;
+}
+
 static __always_inline int persist_inode(struct inode *inode)
 {
 	struct rg_inode_key key = {
@@ -886,20 +893,16 @@ int BPF_PROG(rg_file_exit_open, struct pt_regs *regs, long ret)
 		/* a write to a persistence file through any of its names passes */
 		int pinned = write && persist_inode(BPF_CORE_READ(f, f_inode));
 		int says = rg_dcache_may_pass((__u64)f, need);
-		if (says == RG_DC_FILTERED && !pinned) {
-			rg_count(&rg_filtered, RG_FAM_FILE);
-			return 0;
-		}
+		if (says == RG_DC_FILTERED && !pinned)
+			return filtered();
 		if (says == RG_DC_UNKNOWN)
 			dcache_snap(&snap);
 		__u32 off = walk_to_key(s, k, &f->f_path, &trunc);
 		if (!trunc && says == RG_DC_UNKNOWN)
 			rg_dcache_learn((__u64)f, snap.gen, snap.epoch, snap.ok);
 		/* a path cut at RG_PATH_MAX has lost its prefix: userspace reports it, marked */
-		if (!trunc && !pinned && !rg_key_passes(need)) {
-			rg_count(&rg_filtered, RG_FAM_FILE);
-			return 0;
-		}
+		if (!trunc && !pinned && !rg_key_passes(need))
+			return filtered();
 		/* the record is built only for what passed (the walk wrote to s->path, not s->rec) */
 		e = event_init(s, &in_copy, ret,
 			       (write ? RG_FF_WRITE : 0) | (pinned ? RG_FF_INODE : 0));
@@ -916,10 +919,8 @@ int BPF_PROG(rg_file_exit_open, struct pt_regs *regs, long ret)
 	} else {
 		e = event_init(s, &in_copy, ret, write ? RG_FF_WRITE : 0);
 		if (!put_name(s, in_copy.dfd, (const char *)in_copy.name, &e->dir,
-			      &e->name, RG_HF_TRUNC_S1, RG_HF_TRUNC_S2, need)) {
-			rg_count(&rg_filtered, RG_FAM_FILE);
-			return 0;
-		}
+			      &e->name, RG_HF_TRUNC_S1, RG_HF_TRUNC_S2, need))
+			return filtered();
 	}
 	event_submit(s);
 	return 0;
@@ -1108,10 +1109,8 @@ int BPF_PROG(rg_file_exit_names, struct pt_regs *regs, long ret)
 	}
 	if (!s->pass && key_above_watched(k, in_copy.op)) /* the key: the mount point */
 		s->pass = 1;
-	if (!s->pass) {
-		rg_count(&rg_filtered, RG_FAM_FILE);
-		return 0;
-	}
+	if (!s->pass)
+		return filtered();
 	event_submit(s);
 	return 0;
 }
@@ -1547,10 +1546,8 @@ int BPF_PROG(rg_file_exit_attr_fd, struct pt_regs *regs, long ret)
 		pinned = persist_inode(inode);
 	}
 	__u32 off = walk_to_key(s, k, p, &trunc);
-	if (!trunc && !c->force && !pinned && !rg_key_passes(RG_V_WATCH)) {
-		rg_count(&rg_filtered, RG_FAM_FILE);
-		return 0;
-	}
+	if (!trunc && !c->force && !pinned && !rg_key_passes(RG_V_WATCH))
+		return filtered();
 	struct rg_file_event *e = event_init(s, &c->in, ret, (c->force ? RG_FF_FORCED : 0) |
 					     (pinned ? RG_FF_INODE : 0));
 	set_old(e, &noted);
@@ -1617,10 +1614,8 @@ int BPF_PROG(rg_file_exit_attr, struct pt_regs *regs, long ret)
 		pass = put_name(s, c->in.dfd, (const char *)c->in.name, &e->dir, &e->name,
 				RG_HF_TRUNC_S1, RG_HF_TRUNC_S2, RG_V_WATCH);
 	}
-	if (!pass && !c->force && !key_above_watched(k, c->in.op)) {
-		rg_count(&rg_filtered, RG_FAM_FILE);
-		return 0;
-	}
+	if (!pass && !c->force && !key_above_watched(k, c->in.op))
+		return filtered();
 	attr_submit(s, &c->in);
 	return 0;
 }
@@ -1794,7 +1789,7 @@ static __always_inline void uring_truncate(struct io_kiocb *req, struct file *f,
 		in.flags = BPF_CORE_READ((struct io_ftrunc___rg *)req, len);
 	__u32 off = walk_to_key(s, k, &f->f_path, &trunc);
 	if (!trunc && !rg_key_passes(RG_V_WATCH)) {
-		rg_count(&rg_filtered, RG_FAM_FILE);
+		filtered();
 		return;
 	}
 	struct rg_file_event *e = event_init(s, &in, res, RG_FF_IO_URING |
@@ -1946,7 +1941,7 @@ static __always_inline void uring_fsetxattr(struct io_kiocb *req, struct rg_urin
 	__u32 off = walk_to_key(s, k, &f->f_path, &trunc);
 
 	if (!trunc && !forced && !rg_key_passes(RG_V_WATCH)) {
-		rg_count(&rg_filtered, RG_FAM_FILE);
+		filtered();
 		return;
 	}
 	struct rg_file_event *e = event_init(s, &in, 0, RG_FF_IO_URING |
@@ -2079,10 +2074,8 @@ static __always_inline int uring_submit(struct io_kiocb *req, struct rg_uring_ke
 		s->pass = 1;
 	}
 	/* a new directory above watched paths is passed too */
-	if (!s->pass && !key_above_watched(k, c->in.op)) {
-		rg_count(&rg_filtered, RG_FAM_FILE);
-		return 0;
-	}
+	if (!s->pass && !key_above_watched(k, c->in.op))
+		return filtered();
 	if (c->now) {
 		e->fflags |= RG_FF_NO_RESULT; /* (an open's fd and inode are not known yet) */
 		event_submit(s);

@@ -141,36 +141,36 @@ static __always_inline int ipv6_linklocal(const __u8 *a)
 	return a[0] == 0xfe && (a[1] & 0xc0) == 0x80;
 }
 
-/* The local side as the socket has it now: the bound (or chosen) address and port. */
-static __always_inline void local_from_sock(struct rg_net_event *e, struct sock *sk)
+/*
+ * One side as the socket has it now: the local one (the bound or chosen address and port) or,
+ * with `peer`, the remote one of a connected socket.
+ */
+static __always_inline void side_from_sock(struct rg_net_event *e, struct sock *sk, int peer)
 {
-	if (e->family == AF_INET) {
-		bpf_core_read(&e->laddr, 4, &sk->__sk_common.skc_rcv_saddr);
-	} else if (e->family == AF_INET6) {
-		bpf_core_read(&e->laddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
-		if (!e->scope_id && ipv6_linklocal(e->laddr))
-			e->scope_id = BPF_CORE_READ(sk, __sk_common.skc_bound_dev_if);
-	} else {
-		return;
-	}
-	e->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
-	e->nflags |= RG_NF_LOCAL | RG_NF_LOCAL_SOCK;
-}
+	__u8 *addr = peer ? e->raddr : e->laddr;
 
-/* The peer of a connected socket. */
-static __always_inline void remote_from_sock(struct rg_net_event *e, struct sock *sk)
-{
 	if (e->family == AF_INET) {
-		bpf_core_read(&e->raddr, 4, &sk->__sk_common.skc_daddr);
+		if (peer)
+			bpf_core_read(addr, 4, &sk->__sk_common.skc_daddr);
+		else
+			bpf_core_read(addr, 4, &sk->__sk_common.skc_rcv_saddr);
 	} else if (e->family == AF_INET6) {
-		bpf_core_read(&e->raddr, 16, &sk->__sk_common.skc_v6_daddr);
-		if (!e->scope_id && ipv6_linklocal(e->raddr))
+		if (peer)
+			bpf_core_read(addr, 16, &sk->__sk_common.skc_v6_daddr);
+		else
+			bpf_core_read(addr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+		if (!e->scope_id && ipv6_linklocal(addr))
 			e->scope_id = BPF_CORE_READ(sk, __sk_common.skc_bound_dev_if);
 	} else {
 		return;
 	}
-	e->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-	e->nflags |= RG_NF_REMOTE;
+	if (peer) {
+		e->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+		e->nflags |= RG_NF_REMOTE;
+	} else {
+		e->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+		e->nflags |= RG_NF_LOCAL | RG_NF_LOCAL_SOCK;
+	}
 }
 
 /*
@@ -337,7 +337,7 @@ int BPF_PROG(rg_net_exit, struct pt_regs *regs, long ret)
 	case RG_NET_CONNECT:
 		put_user_sockaddr(s, in.addr, in.addrlen, 1);
 		if (sk && (ret == 0 || ret == -EINPROGRESS))
-			local_from_sock(e, sk);
+			side_from_sock(e, sk, 0);
 		break;
 	case RG_NET_BIND:
 		if (sk && ret == 0) {
@@ -349,7 +349,7 @@ int BPF_PROG(rg_net_exit, struct pt_regs *regs, long ret)
 				s->pos = sizeof(*e);
 				unix_from_sock(s, sk);
 			} else {
-				local_from_sock(e, sk);
+				side_from_sock(e, sk, 0);
 			}
 		} else {
 			put_user_sockaddr(s, in.addr, in.addrlen, 0);
@@ -360,7 +360,7 @@ int BPF_PROG(rg_net_exit, struct pt_regs *regs, long ret)
 			if (e->family == AF_UNIX)
 				unix_from_sock(s, sk);
 			else
-				local_from_sock(e, sk);
+				side_from_sock(e, sk, 0);
 		}
 		break;
 	case RG_NET_ACCEPT:
@@ -368,9 +368,9 @@ int BPF_PROG(rg_net_exit, struct pt_regs *regs, long ret)
 			if (e->family == AF_UNIX) {
 				unix_from_sock(s, sk);
 			} else {
-				local_from_sock(e, sk);
+				side_from_sock(e, sk, 0);
 				if (ret >= 0)
-					remote_from_sock(e, sk);
+					side_from_sock(e, sk, 1);
 			}
 		}
 		break;

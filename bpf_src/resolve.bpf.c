@@ -37,35 +37,19 @@ static __always_inline int uring_running(void *req)
 	return 0;
 }
 
-SEC("fentry/io_renameat")
-int BPF_PROG(rg_resolve_io_renameat, void *req)
-{
-	return uring_running(req);
-}
+/* One fentry per io_uring handler whose path hooks are noted for the request. */
+#define RG_URING_HANDLER(op)                                   \
+	SEC("fentry/io_" #op)                                  \
+	int BPF_PROG(rg_resolve_io_##op, void *req)            \
+	{                                                      \
+		return uring_running(req);                     \
+	}
 
-SEC("fentry/io_unlinkat")
-int BPF_PROG(rg_resolve_io_unlinkat, void *req)
-{
-	return uring_running(req);
-}
-
-SEC("fentry/io_mkdirat")
-int BPF_PROG(rg_resolve_io_mkdirat, void *req)
-{
-	return uring_running(req);
-}
-
-SEC("fentry/io_symlinkat")
-int BPF_PROG(rg_resolve_io_symlinkat, void *req)
-{
-	return uring_running(req);
-}
-
-SEC("fentry/io_linkat")
-int BPF_PROG(rg_resolve_io_linkat, void *req)
-{
-	return uring_running(req);
-}
+RG_URING_HANDLER(renameat)
+RG_URING_HANDLER(unlinkat)
+RG_URING_HANDLER(mkdirat)
+RG_URING_HANDLER(symlinkat)
+RG_URING_HANDLER(linkat)
 
 /* A path hook inside an io_uring handler: the target noted for the request. 1: it was one. */
 static __always_inline int note_uring(struct dentry *dentry, struct vfsmount *mnt)
