@@ -75,55 +75,50 @@ static __always_inline __s64 next_seq(void)
 	return seq;
 }
 
-SEC("tracepoint/syscalls/sys_enter_getppid")
-int handle_getppid(void *ctx)
+/* A record of `size` bytes for the target's call, its head (seq, tag, tgid) filled; NULL when
+ * the call is not the target's or the ring is full (counted). */
+static __always_inline struct ringtest_event *start_event(__u64 size)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct ringtest_event *e;
 	__s64 seq;
 
 	if (tgid != target_tgid)
-		return 0;
+		return NULL;
 	seq = next_seq();
 	if (seq < 0)
-		return 0;
-
-	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+		return NULL;
+	e = bpf_ringbuf_reserve(&events, size, 0);
 	if (!e) {
 		count_drop();
-		return 0;
+		return NULL;
 	}
 	e->seq = seq;
 	e->tag = tag;
 	e->tgid = tgid;
-	bpf_ringbuf_submit(e, 0);
+	return e;
+}
+
+SEC("tracepoint/syscalls/sys_enter_getppid")
+int handle_getppid(void *ctx)
+{
+	struct ringtest_event *e = start_event(sizeof(*e));
+
+	if (e)
+		bpf_ringbuf_submit(e, 0);
 	return 0;
 }
 
 SEC("tracepoint/syscalls/sys_enter_getpgid")
 int handle_getpgid(void *ctx)
 {
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	struct ringtest_big_event *e;
-	__s64 seq;
+	struct ringtest_big_event *e = (void *)start_event(sizeof(*e));
 
-	if (tgid != target_tgid)
+	if (!e)
 		return 0;
-	seq = next_seq();
-	if (seq < 0)
-		return 0;
-
-	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		count_drop();
-		return 0;
-	}
-	e->seq = seq;
-	e->tag = tag;
-	e->tgid = tgid;
 	e->kind = 1;
-	e->check = seq ^ tag ^ RINGTEST_CHECK;
-	if (seq % 3 == 2)
+	e->check = e->seq ^ tag ^ RINGTEST_CHECK;
+	if (e->seq % 3 == 2)
 		bpf_ringbuf_discard(e, 0);
 	else
 		bpf_ringbuf_submit(e, 0);

@@ -13,11 +13,14 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -274,3 +277,43 @@ def fd_map_id(fd: int) -> int:
             if line.startswith("map_id:"):
                 return int(line.split()[1])
     raise ValueError(f"fd {fd} is not a BPF map")
+
+
+def scratch_dir(prefix: str, subs: Sequence[str] = ()) -> Iterator[Path]:
+    """A fresh directory in /var/tmp (a disk file system, where a host's watched paths are) with
+    these subdirectories, removed afterwards: what a module's `base` fixture yields from."""
+    d = Path(tempfile.mkdtemp(prefix=prefix, dir="/var/tmp"))
+    for sub in subs:
+        (d / sub).mkdir()
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def scratch_fixture(prefix: str, subs: Sequence[str] = ()) -> Callable[[], Iterator[Path]]:
+    """A module-scoped fixture of one scratch_dir: `base = scratch_fixture("rg-x-", ...)`."""
+
+    @pytest.fixture(scope="module")
+    def base() -> Iterator[Path]:
+        yield from scratch_dir(prefix, subs)
+
+    return base
+
+
+def agent_fixture(**config: object) -> Callable[..., Iterator[AgentProc]]:
+    """A module-scoped `agent` fixture on write_config(**config), by default watching the
+    module's `base`/watched and `base`/markers (where its markers go); the agent is stopped
+    with status 0 afterwards, having written nothing but NDJSON."""
+
+    @pytest.fixture(scope="module")
+    def agent(base: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProc]:
+        watch = config.get("watch", [str(base / "watched"), str(base / "markers")])
+        cfg = write_config(tmp_path_factory.mktemp("cfg") / "config.toml",
+                           **{**config, "watch": watch})
+        a = AgentProc(cfg, marker_dir=base / "markers")
+        yield a
+        assert a.stop() == 0
+        assert not a.bad_lines, "stdout must be pure NDJSON"
+
+    return agent

@@ -19,14 +19,13 @@ import shutil
 import socket
 import stat
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import NamedTuple
 
 import pytest
-from agent_proc import ROOT, AgentProc, in_cron_d, write_config
+from agent_proc import ROOT, AgentProc, agent_fixture, in_cron_d, scratch_fixture
 from conftest import unavailable
 
 pytestmark = pytest.mark.kernel
@@ -73,28 +72,14 @@ def ia32(request: pytest.FixtureRequest) -> None:
         unavailable(request.node, problem)
 
 
-@pytest.fixture(scope="module")
-def base() -> Path:
-    d = Path(tempfile.mkdtemp(prefix="rg-i386-", dir="/var/tmp"))
-    for sub in ("watched", "markers"):
-        (d / sub).mkdir()
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
+base = scratch_fixture("rg-i386-", ("watched", "markers"))
 
 
-@pytest.fixture(scope="module")
-def agent(base: Path, tmp_path_factory: pytest.TempPathFactory) -> AgentProc:
-    # the shipped pack stays on: its paths (/etc/cron.d) are watched and annotated
-    cfg = write_config(
-        tmp_path_factory.mktemp("cfg") / "config.toml",
-        watch=[str(base / "watched"), str(base / "markers")],
-        extra="[process]\ncollect_args = true\ncollect_cwd = true\nreport_exec_enoent = true\n"
-              "[events]\nnetwork = true\n[network]\nenabled = true\n",
-    )
-    a = AgentProc(cfg, marker_dir=base / "markers")
-    yield a
-    assert a.stop() == 0
-    assert not a.bad_lines, "stdout must be pure NDJSON"
+# the shipped pack stays on: its paths (/etc/cron.d) are watched and annotated
+agent = agent_fixture(
+    extra="[process]\ncollect_args = true\ncollect_cwd = true\nreport_exec_enoent = true\n"
+          "[events]\nnetwork = true\n[network]\nenabled = true\n",
+)
 
 
 class Run(NamedTuple):

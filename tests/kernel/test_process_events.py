@@ -7,12 +7,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 from pathlib import Path
 
 import pytest
-from agent_proc import AgentProc, write_config
+from agent_proc import AgentProc, agent_fixture, scratch_fixture, write_config
 
 pytestmark = pytest.mark.kernel
 
@@ -28,26 +27,13 @@ def run(args: list[str], **kw: object) -> subprocess.Popen:
     return p
 
 
-@pytest.fixture(scope="module")
-def base() -> Path:
-    d = Path(tempfile.mkdtemp(prefix="rg-proc-", dir="/var/tmp"))
-    (d / "watched").mkdir()
-    (d / "markers").mkdir()
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
+base = scratch_fixture("rg-proc-", ("watched", "markers"))
 
 
-@pytest.fixture(scope="module")
-def agent(base: Path, tmp_path_factory: pytest.TempPathFactory) -> AgentProc:
-    cfg = write_config(
-        tmp_path_factory.mktemp("cfg") / "config.toml",
-        watch=[str(base / "watched"), str(base / "markers")],
-        extra="[process]\ncollect_args = true\ncollect_cwd = true\nmax_args = 4\n"
-              "report_exec_enoent = true\n",
-    )
-    a = AgentProc(cfg, marker_dir=base / "markers")
-    yield a
-    assert a.stop() == 0
+agent = agent_fixture(
+    extra="[process]\ncollect_args = true\ncollect_cwd = true\nmax_args = 4\n"
+          "report_exec_enoent = true\n",
+)
 
 
 def starts(agent: AgentProc, **match: object) -> list[dict]:
