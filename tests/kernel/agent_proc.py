@@ -280,9 +280,11 @@ def fd_map_id(fd: int) -> int:
 
 
 def scratch_dir(prefix: str, subs: Sequence[str] = ()) -> Iterator[Path]:
-    """A fresh directory in /var/tmp (a disk file system, where a host's watched paths are) with
-    these subdirectories, removed afterwards: what a module's `base` fixture yields from."""
+    """A fresh directory in /var/tmp (a disk file system, where a host's watched paths are),
+    open to other users (tests drop privileges), with these subdirectories, removed afterwards:
+    what a module's `base` fixture yields from."""
     d = Path(tempfile.mkdtemp(prefix=prefix, dir="/var/tmp"))
+    d.chmod(0o755)
     for sub in subs:
         (d / sub).mkdir()
     try:

@@ -14,8 +14,12 @@ import errno
 import os
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from randguard import libbpf
 
 ROOT = Path(__file__).resolve().parents[2]
 RINGTEST_OBJ = ROOT / "build" / "tests" / "ringtest.bpf.o"
@@ -107,3 +111,23 @@ def ringtest_obj(request: pytest.FixtureRequest) -> Path:
     if problem:
         unavailable(request.node, problem)
     return RINGTEST_OBJ
+
+
+def loaded(path: Path, tag: int = 0, ring_size: int = 0, reuse_fd: int = -1,
+           ) -> libbpf.BpfObject:
+    """The ring test object, counting and emitting for this process only, loaded (not
+    attached); `ring_size` resizes its ring, `reuse_fd` shares another object's."""
+    from randguard import libbpf  # (here: an unimportable binding is a test failure)
+
+    obj = libbpf.BpfObject(path)
+    try:
+        obj.set_rodata({"target_tgid": os.getpid(), "tag": tag})
+        if ring_size:
+            obj.set_max_entries("events", ring_size)
+        if reuse_fd >= 0:
+            obj.reuse_map("events", reuse_fd)
+        obj.load()
+    except BaseException:
+        obj.close()
+        raise
+    return obj

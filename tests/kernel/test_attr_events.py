@@ -91,11 +91,7 @@ def agent(base: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Agen
 def cron_job() -> Iterator[str]:
     """A new file in /etc/cron.d (a comment only: cron runs nothing), removed at the end."""
     with in_cron_d() as path:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            os.write(fd, b"# rg test: no schedule\n")
-        finally:
-            os.close(fd)
+        new_file(Path(path), data=b"# rg test: no schedule\n")
         yield path
 
 
@@ -161,9 +157,9 @@ def error_of(ret: int) -> str | None:
     return errno.errorcode[-ret] if ret < 0 else None
 
 
-def new_file(path: Path, mode: int = 0o644) -> Path:
-    """A file made with `mode` (and its directories 0755) by open alone: no chmod, whose event
-    the tests would see."""
+def new_file(path: Path, mode: int = 0o644, data: bytes = b"hello\n") -> Path:
+    """A file of `data` made with `mode` (and its directories 0755) by open alone: no chmod,
+    whose event the tests would see."""
     old = os.umask(0o022)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -172,7 +168,7 @@ def new_file(path: Path, mode: int = 0o644) -> Path:
     finally:
         os.umask(old)
     try:
-        os.write(fd, b"hello\n")
+        os.write(fd, data)
     finally:
         os.close(fd)
     return path

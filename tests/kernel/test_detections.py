@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from agent_proc import AgentProc, find, running, the, write_default_config
+from agent_proc import AgentProc, find, running, scratch_fixture, the, write_default_config
 
 from randguard.config import Config
 from randguard.ruleset import load_ruleset
@@ -135,13 +135,7 @@ def exclusive() -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-@pytest.fixture(scope="module")
-def base() -> Iterator[Path]:
-    d = Path(tempfile.mkdtemp(prefix="rg-det-", dir="/var/tmp"))
-    d.chmod(0o755)
-    (d / "markers").mkdir()
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
+base = scratch_fixture("rg-det-", ("markers",))
 
 
 def _delete_user() -> None:

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import loaded
 
 from randguard import libbpf
 from randguard.libbpf import BpfObject, LibbpfError
@@ -28,18 +29,6 @@ EVENT = struct.Struct("<QQQ")  # struct ringtest_event: seq, tag, tgid
 BPF_MAP_TYPE_ARRAY = 2
 BPF_MAP_TYPE_PERCPU_ARRAY = 6
 BPF_MAP_TYPE_RINGBUF = 27
-
-
-def loaded(path: Path, tag: int = 0) -> BpfObject:
-    """The test object, filtering on this process, loaded (not attached)."""
-    obj = BpfObject(path)
-    try:
-        obj.set_rodata({"target_tgid": os.getpid(), "tag": tag})
-        obj.load()
-    except BaseException:
-        obj.close()
-        raise
-    return obj
 
 
 def counter(obj: BpfObject) -> int:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from agent_proc import AgentProc, running, write_config, write_default_config
+from agent_proc import AgentProc, running, scratch_fixture, write_config, write_default_config
 
 from randguard.config import Config, load_config
 from randguard.matcher import (
@@ -40,13 +39,7 @@ PY_STARTUP = next(d for d in PACK if "sitecustomize.py" in d.patterns)
 DEFAULTS = Config().file
 
 
-@pytest.fixture(scope="module")
-def base() -> Iterator[Path]:
-    d = Path(tempfile.mkdtemp(prefix="rg-pat-", dir="/var/tmp"))
-    d.chmod(0o755)
-    (d / "markers").mkdir()
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
+base = scratch_fixture("rg-pat-", ("markers",))
 
 
 @pytest.fixture(scope="module")

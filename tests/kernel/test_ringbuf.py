@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from conftest import loaded
 
 from randguard.libbpf import BpfObject
 from randguard.ringbuf import RingBuffer
@@ -32,21 +33,6 @@ def small_trigger(n: int) -> None:
 def big_trigger(n: int) -> None:
     for _ in range(n):
         os.getpgid(0)
-
-
-def loaded(path: Path, tag: int = 0, ring_size: int = 0, reuse_fd: int = -1) -> BpfObject:
-    obj = BpfObject(path)
-    try:
-        obj.set_rodata({"target_tgid": os.getpid(), "tag": tag})
-        if ring_size:
-            obj.set_max_entries("events", ring_size)
-        if reuse_fd >= 0:
-            obj.reuse_map("events", reuse_fd)
-        obj.load()
-    except BaseException:
-        obj.close()
-        raise
-    return obj
 
 
 def ring_of(obj: BpfObject) -> RingBuffer:

@@ -218,27 +218,26 @@ def test_glob_to_regex_crosses_slash_only_with_a_double_star() -> None:
 # --- FileFilter ----------------------------------------------------------------------------
 
 
-def test_default_filter_read_only_opens() -> None:
-    f = default_filter()
-    assert not f.wants("/etc/ld.so.cache", write=False)
-    assert not f.wants("/usr/bin/ls", write=False)
-    assert f.wants("/etc/shadow", write=False)
-    assert f.wants("/etc/sudoers.d/90-admin", write=False)
-    assert f.wants("/root/.ssh/authorized_keys", write=False)
-    assert not f.wants("/etc/shadowx", write=False)
-    assert not f.wants("/etc/x.service", write=False)
-
-
-def test_default_filter_writes() -> None:
-    f = default_filter()
-    assert f.wants("/etc/ld.so.cache", write=True)
-    assert f.wants("/etc/shadow", write=True)
-    assert f.wants("/usr/bin/sudo", write=True)
-    assert f.wants("/bin/sh", write=True)
-    assert f.wants("/home/u/.config/systemd/user/evil.service", write=True)
-    assert not f.wants("/home/u/notes.txt", write=True)
-    assert not f.wants("/etcd/x", write=True)
-    assert not f.wants("/usr/binx", write=True)
+@pytest.mark.parametrize(("path", "write", "wanted"), [
+    ("/etc/ld.so.cache", False, False),
+    ("/usr/bin/ls", False, False),
+    ("/etc/shadow", False, True),
+    ("/etc/sudoers.d/90-admin", False, True),
+    ("/root/.ssh/authorized_keys", False, True),
+    ("/etc/shadowx", False, False),
+    ("/etc/x.service", False, False),
+    ("/etc/ld.so.cache", True, True),
+    ("/etc/shadow", True, True),
+    ("/usr/bin/sudo", True, True),
+    ("/bin/sh", True, True),
+    ("/home/u/.config/systemd/user/evil.service", True, True),
+    ("/home/u/notes.txt", True, False),
+    ("/etcd/x", True, False),
+    ("/usr/binx", True, False),
+])
+def test_default_filter(path: str, write: bool, wanted: bool) -> None:
+    """Read-only opens pass only under read paths; writes under watch paths and patterns."""
+    assert default_filter().wants(path, write=write) is wanted
 
 
 def test_exclude_wins() -> None:
