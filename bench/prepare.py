@@ -1,0 +1,70 @@
+"""Getting the machine ready: the packages the bench needs, the load generator and the minimal
+probe built, scratch directories and agent configs written."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+from host import log, sh
+from layout import BENCH, BUILD, ROOT, UNWATCHED, WATCHED, WORK
+
+APT_NEEDED = {"gcc": "/usr/bin/gcc", "clang": "/usr/bin/clang",
+              "libbpf-dev": "/usr/include/bpf/libbpf.h", "libbpf-tools": "/usr/sbin/opensnoop",
+              "auditd": "/usr/sbin/auditd"}
+
+
+def ensure_packages(skip: tuple[str, ...] = ()) -> None:
+    missing = [p for p, f in APT_NEEDED.items() if p not in skip and not Path(f).exists()]
+    if not missing:
+        return
+    log(f"installing {' '.join(missing)}")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True, env=env,
+                   stdout=subprocess.DEVNULL)
+
+
+def build() -> None:
+    """Scratch directories with a file each, bench/gen.c and the minimal probe compiled."""
+    BUILD.mkdir(parents=True, exist_ok=True)
+    for d in (WATCHED, UNWATCHED):
+        d.mkdir(parents=True, exist_ok=True)
+    (UNWATCHED / "f").write_text("unwatched\n")
+    (WATCHED / "f").write_text("watched\n")
+    sh("gcc", "-O2", "-Wall", "-o", str(BUILD / "gen"), str(BENCH / "gen.c"))
+    sh("gcc", "-O2", "-Wall", "-o", str(BUILD / "minprobe_load"), str(BENCH / "minprobe_load.c"),
+       "-lbpf")
+    sh("clang", "-g", "-O2", "-target", "bpf", "-D__TARGET_ARCH_x86", "-Wall",
+       f"-I{ROOT / 'vmlinux'}", "-c", str(BENCH / "minprobe.bpf.c"),
+       "-o", str(BUILD / "minprobe.bpf.o"))
+
+
+def write_config(name: str, **perf: object) -> Path:
+    """The default config with the bench's watched directory added to watch_paths, and the
+    given overrides ([agent] health_interval, [performance] max_events_per_second)."""
+    text = (ROOT / "config" / "randguard.toml").read_text()
+    text, n = re.subn(r'^watch_paths = \[(.*)\]$',
+                      lambda m: f'watch_paths = [{m.group(1)}, "{WATCHED}"]', text, flags=re.M)
+    assert n == 1, "config/randguard.toml: no watch_paths line"
+    for key, value in perf.items():
+        text, n = re.subn(rf"^{key} = .*$", f"{key} = {value}", text, flags=re.M)
+        assert n == 1, f"config/randguard.toml: no {key} line"
+    path = WORK / f"{name}.toml"
+    path.write_text(text)
+    os.chmod(path, 0o600)  # the agent refuses configs others can write
+    return path
+
+
+def watch_set() -> tuple[list[str], list[str]]:
+    """(write-watched dirs, read-watched paths) of the bench config, for auditd's rules."""
+    text = (ROOT / "config" / "randguard.toml").read_text()
+
+    def paths(key: str) -> list[str]:
+        return re.findall(r'"([^"]+)"', re.search(rf"^{key} = \[(.*)\]$", text, re.M).group(1))
+
+    watch = [p for p in paths("watch_paths") + [str(WATCHED)] if not os.path.islink(p)]
+    reads = [p for p in paths("read_paths") if os.path.exists(p)]
+    return watch, reads
