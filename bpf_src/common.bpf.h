@@ -335,21 +335,28 @@ static __always_inline int rg_put_user_str(struct rg_scratch *s, const char *src
 /* The struct file behind one of the current task's fds, or NULL. */
 static __always_inline struct file *rg_fd_file(struct task_struct *task, int fd)
 {
-	struct files_struct *files = BPF_CORE_READ(task, files);
-	struct fdtable *fdt = BPF_CORE_READ(files, fdt);
+	struct fdtable *fdt;
 	struct {
 		__u64 max_fds; /* unsigned int, then padding */
 		struct file **fd;
 	} t = {};
 	struct file *f = NULL;
 
-	/* max_fds and fd side by side (every kernel so far): one read */
-	if (bpf_core_field_offset(struct fdtable, max_fds) == 0 &&
-	    bpf_core_field_offset(struct fdtable, fd) == 8) {
-		bpf_probe_read_kernel(&t, sizeof(t), fdt);
+	if (bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_get_current_task_btf)) {
+		/* the task's own table: BTF loads, no probe reads (each costs ~200 ns here) */
+		fdt = bpf_get_current_task_btf()->files->fdt;
+		t.max_fds = fdt->max_fds;
+		t.fd = fdt->fd;
 	} else {
-		t.max_fds = BPF_CORE_READ(fdt, max_fds);
-		t.fd = BPF_CORE_READ(fdt, fd);
+		fdt = BPF_CORE_READ(task, files, fdt);
+		/* max_fds and fd side by side (every kernel so far): one read */
+		if (bpf_core_field_offset(struct fdtable, max_fds) == 0 &&
+		    bpf_core_field_offset(struct fdtable, fd) == 8) {
+			bpf_probe_read_kernel(&t, sizeof(t), fdt);
+		} else {
+			t.max_fds = BPF_CORE_READ(fdt, max_fds);
+			t.fd = BPF_CORE_READ(fdt, fd);
+		}
 	}
 	if (fd < 0 || (unsigned int)fd >= (unsigned int)t.max_fds)
 		return NULL;
