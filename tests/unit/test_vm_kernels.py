@@ -4,18 +4,11 @@ trouble to boot again, and which are results. A result must never be retried awa
 from __future__ import annotations
 
 import base64
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "vm"))  # as when run as vm/kernels.py
-_spec = importlib.util.spec_from_file_location("kernels", ROOT / "vm" / "kernels.py")
-kernels = importlib.util.module_from_spec(_spec)
-sys.modules["kernels"] = kernels  # dataclasses look their module up
-_spec.loader.exec_module(kernels)
+import kernels  # vm/ is on pytest's pythonpath (pyproject.toml)
 
 STARTED = "============================= test session starts ==============================\n"
 LOCKUP = (STARTED + "tests/kernel/test_loader.py ...      [  8%]\n"
