@@ -610,7 +610,8 @@ def update_doc(doc: Path, results: list[Result], tests: list[str], total: float)
 
 # --------------------------------------------------------------------------- main
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
+    """The options, with the series and test files checked (a.series, a.tests)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--kernels", default=os.environ.get("RANDGUARD_KERNELS", ",".join(SERIES)),
                     help="comma-separated series (default: %(default)s)")
@@ -641,88 +642,104 @@ def main() -> int:
     ap.add_argument("--no-probe", action="store_true",
                     help="skip the agent_start probe after the tests")
     a = ap.parse_args()
-
-    series = [s.strip() for s in a.kernels.split(",") if s.strip()]
-    for s in series:
+    a.series = [s.strip() for s in a.kernels.split(",") if s.strip()]
+    for s in a.series:
         if s not in SERIES:
             ap.error(f"unknown series {s!r} (known: {', '.join(SERIES)})")
-    tests = a.tests or (os.environ.get("RANDGUARD_KERNEL_TESTS", "").split() or DEFAULT_TESTS)
-    for t in tests:
+    a.tests = a.tests or (os.environ.get("RANDGUARD_KERNEL_TESTS", "").split() or DEFAULT_TESTS)
+    for t in a.tests:
         if not (ROOT / t.split("::")[0]).exists():
             ap.error(f"no such test file: {t}")
-    need_tools(["qemu-system-x86_64", "dpkg-deb", "apt-get"], "qemu-system-x86 debootstrap")
+    return a
 
-    t_start = time.monotonic()
-    CACHE.mkdir(parents=True, exist_ok=True)
-    held = lock(CACHE / "lock", log)  # noqa: F841 (held until exit)
+
+def get_kernels(a: argparse.Namespace) -> dict[str, Kernel] | None:
+    """The newest kernel of each series, fetched when new; the cached ones offline or when
+    the archive cannot be reached. None when --list has printed them instead."""
     apt = Apt(CACHE / "apt", SOURCES)
-    kernels: dict[str, Kernel] = {}
     failed = "" if a.offline else apt.update()
     if failed:
         log(f"apt-get update failed:\n{failed}")
     if a.offline or failed:
-        kernels = cached_kernels(series)
-        missing = [s for s in series if s not in kernels]
+        kernels = cached_kernels(a.series)
+        missing = [s for s in a.series if s not in kernels]
         if missing:
             raise SystemExit(f"archive unreachable and no cached kernel for {missing}")
         log("using cached kernels (archive not asked)")
-    else:
-        pkgs = newest_packages(apt, series)
-        if a.list:
-            for p in pkgs.values():
-                print(f"{p.series:5} {p.package} {p.version} ({p.suite})")
+        return kernels
+    pkgs = newest_packages(apt, a.series)
+    if a.list:
+        for p in pkgs.values():
+            print(f"{p.series:5} {p.package} {p.version} ({p.suite})")
+        return None
+    return {s: fetch_kernel(apt, pkgs[s]) for s in a.series}
+
+
+def run_guest(k: Kernel, parts: list[Path], rundir: Path, a: argparse.Namespace) -> Result:
+    """Boot k on these archives until its run is a result. A guest whose clock came out
+    wrong, that died before its tests started, or that an emulator stall panicked is booted
+    again, three boots at most (each time said in the report)."""
+    s = k.series
+    log(f"{s}: booting {k.package} {k.version} ({k.image.name})")
+    initrd = rundir / s / "initrd.cpio"
+    initrd.parent.mkdir(parents=True, exist_ok=True)
+    concatenate(parts, initrd)
+    retries: list[str] = []
+    for attempt in range(1, 4):
+        r = boot(k, initrd, rundir / s, a)
+        why = emulation_trouble(r)
+        if not why:
+            break
+        detail = "\n".join(r.problem.splitlines()[1:])  # the console's tail, if any
+        r.problem = f"the guest failed {attempt} times: {why}" + (
+            f"\n{detail}" if detail else "")
+        retries.append(why)
+        if attempt < 3:
+            log(f"{s}: {why}; booting again")
+            if r.console is not None:  # kept: the next boot writes console.log anew
+                r.console.replace(r.console.with_name(f"console.boot{attempt}.log"))
+    r.retries = retries
+    initrd.unlink()
+    state = "ok" if r.ok else (r.problem.splitlines()[0] if r.problem else "FAILED")
+    log(f"{s}: {state} in {r.seconds:.0f}s")
+    if r.problem:
+        say(r.problem)
+    return r
+
+
+def main() -> int:
+    a = parse_args()
+    need_tools(["qemu-system-x86_64", "dpkg-deb", "apt-get"], "qemu-system-x86 debootstrap")
+    t_start = time.monotonic()
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with lock(CACHE / "lock", log):
+        kernels = get_kernels(a)
+        if kernels is None:
             return 0
-        for s in series:
-            kernels[s] = fetch_kernel(apt, pkgs[s])
-    base = build_image()
-    t_prep = time.monotonic() - t_start
+        base = build_image()
+        t_prep = time.monotonic() - t_start
+        rundir = CACHE / "run"
+        rundir.mkdir(exist_ok=True)
+        run_cpio = rundir / "run.cpio"
+        deselect = [f"--deselect={n}" for n in HOST_ONLY_NODES if n.split("::")[0] in a.tests]
+        build_run_cpio(run_cpio, a.tests, deselect + a.pytest_args.split(), a.guest_cmd,
+                       not a.no_probe)
+        log(f"prepared in {t_prep:.0f}s; tests: {' '.join(a.tests)}")
 
-    rundir = CACHE / "run"
-    rundir.mkdir(exist_ok=True)
-    run_cpio = rundir / "run.cpio"
-    deselect = [f"--deselect={n}" for n in HOST_ONLY_NODES if n.split("::")[0] in tests]
-    build_run_cpio(run_cpio, tests, deselect + a.pytest_args.split(), a.guest_cmd,
-                   not a.no_probe)
-    log(f"prepared in {t_prep:.0f}s; tests: {' '.join(tests)}")
+        def one(s: str) -> Result:
+            # the kernel unpacks concatenated archives in order: later files win
+            return run_guest(kernels[s], [base, kernels[s].modules, run_cpio], rundir, a)
 
-    def one(s: str) -> Result:
-        k = kernels[s]
-        log(f"{s}: booting {k.package} {k.version} ({k.image.name})")
-        # the kernel unpacks concatenated archives in order: later files win
-        initrd = rundir / s / "initrd.cpio"
-        initrd.parent.mkdir(parents=True, exist_ok=True)
-        concatenate([base, k.modules, run_cpio], initrd)
-        # A guest whose clock came out wrong, that died before its tests started, or that
-        # an emulator stall panicked is booted again (each time said in the report).
-        retries: list[str] = []
-        for attempt in range(1, 4):
-            r = boot(k, initrd, rundir / s, a)
-            why = emulation_trouble(r)
-            if not why:
-                break
-            detail = "\n".join(r.problem.splitlines()[1:])  # the console's tail, if any
-            r.problem = f"the guest failed {attempt} times: {why}" + (
-                f"\n{detail}" if detail else "")
-            retries.append(why)
-            if attempt < 3:
-                log(f"{s}: {why}; booting again")
-                if r.console is not None:  # kept: the next boot writes console.log anew
-                    r.console.replace(r.console.with_name(f"console.boot{attempt}.log"))
-        r.retries = retries
-        initrd.unlink()
-        state = "ok" if r.ok else (r.problem.splitlines()[0] if r.problem else "FAILED")
-        log(f"{s}: {state} in {r.seconds:.0f}s")
-        if r.problem:
-            say(r.problem)
-        return r
+        # The time goes into the verifier, one program at a time: two guests at once keep both
+        # host cores busy. Newest first: they run the most tests (io_uring, fentry), so the two
+        # queues end close together; the results keep the order asked for.
+        with ThreadPoolExecutor(max_workers=max(1, a.jobs)) as pool:
+            results = list(pool.map(one, a.series[::-1]))[::-1]
+        return report(results, a, time.monotonic() - t_start, t_prep)
 
-    # The time goes into the verifier, one program at a time: two guests at once keep both
-    # host cores busy. Newest first: they run the most tests (io_uring, fentry), so the two
-    # queues end close together; the results keep the order asked for.
-    with ThreadPoolExecutor(max_workers=max(1, a.jobs)) as pool:
-        results = list(pool.map(one, series[::-1]))[::-1]
 
-    total = time.monotonic() - t_start
+def report(results: list[Result], a: argparse.Namespace, total: float, t_prep: float) -> int:
+    """The tables, the JSON and docs/kernels.md if asked, what went wrong; the exit code."""
     print()
     print("kernels:")
     print(kernels_table(results))
@@ -734,18 +751,9 @@ def main() -> int:
     print(table(results))
     print()
     if a.doc and not a.guest_cmd:
-        update_doc(a.doc, results, tests, total)
+        update_doc(a.doc, results, a.tests, total)
     if a.json:
-        a.json.write_text(json.dumps({
-            "tests": tests, "seconds": round(total, 1), "prepare_seconds": round(t_prep, 1),
-            "kernels": [{"series": r.kernel.series, "package": r.kernel.package,
-                         "version": r.kernel.version, "seconds": round(r.seconds, 1),
-                         "uname": r.sections.get("uname", "").strip(),
-                         "lsm": r.sections.get("lsm", "").strip(),
-                         "agent_start": r.sections.get("agent_start", "").strip(),
-                         "problem": r.problem, "retries": r.retries, "rc": r.rc,
-                         "outcomes": r.outcomes}
-                        for r in results]}, indent=1))
+        write_json(a.json, results, a.tests, total, t_prep)
     # what went wrong, again at the end, where a log's tail shows it
     for r in results:
         for i, why in enumerate(r.retries, 1):
@@ -763,6 +771,20 @@ def main() -> int:
         log(f"FAILED on: {', '.join(bad)}")
     print(f"kernels: {npass} passed, {nfail} failed")
     return 1 if bad else 0
+
+
+def write_json(path: Path, results: list[Result], tests: list[str], total: float,
+               t_prep: float) -> None:
+    path.write_text(json.dumps({
+        "tests": tests, "seconds": round(total, 1), "prepare_seconds": round(t_prep, 1),
+        "kernels": [{"series": r.kernel.series, "package": r.kernel.package,
+                     "version": r.kernel.version, "seconds": round(r.seconds, 1),
+                     "uname": r.sections.get("uname", "").strip(),
+                     "lsm": r.sections.get("lsm", "").strip(),
+                     "agent_start": r.sections.get("agent_start", "").strip(),
+                     "problem": r.problem, "retries": r.retries, "rc": r.rc,
+                     "outcomes": r.outcomes}
+                    for r in results]}, indent=1))
 
 
 if __name__ == "__main__":
