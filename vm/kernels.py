@@ -20,7 +20,6 @@ apt-get download works without root, but debootstrap does not.
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
 import re
@@ -36,6 +35,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from matrix_report import kernels_table, support_table, table, update_doc, write_json
+from matrix_result import Result, emulation_trouble, how_it_died, parse_junit, parse_sections
 from testvm import image, kernel, qemu
 from testvm.archive import MIRROR, SECURITY, Apt, debootstrap, keep_only
 from testvm.cpio import Cpio, concatenate
@@ -352,58 +353,6 @@ def build_run_cpio(dest: Path, tests: list[str], pytest_args: list[str], guest_c
 
 # --------------------------------------------------------------------------- boot and run
 
-@dataclass
-class Result:
-    kernel: Kernel
-    outcomes: dict[str, str] = field(default_factory=dict)  # test id -> passed/failed/...
-    rc: int | None = None  # pytest's exit code in the guest
-    seconds: float = 0.0
-    problem: str = ""  # no result at all: timeout, panic, ...
-    sections: dict[str, str] = field(default_factory=dict)
-    console: Path | None = None
-    retries: list[str] = field(default_factory=list)  # why earlier boots were not used
-
-    @property
-    def ok(self) -> bool:
-        return (not self.problem and self.rc == 0
-                and ("junit" not in self.sections or bool(self.outcomes))
-                and all(o in ("passed", "skipped") for o in self.outcomes.values()))
-
-
-def parse_sections(raw: bytes) -> dict[str, str]:
-    """Sections the guest wrote on its second serial port: '@@RG name@@', base64, '@@END@@'."""
-    out = {}
-    text = raw.decode(errors="replace").replace("\r", "")
-    for m in re.finditer(r"@@RG (\S+)@@\n(.*?)@@END@@", text, re.S):
-        try:
-            out[m.group(1)] = base64.b64decode("".join(m.group(2).split())).decode(
-                errors="replace")
-        except ValueError:
-            out[m.group(1)] = ""
-    return out
-
-
-def parse_junit(xml: str) -> dict[str, str]:
-    outcomes = {}
-    root = ET.fromstring(xml)
-    for tc in root.iter("testcase"):
-        cls = tc.get("classname", "")
-        mod = cls.rsplit(".", 1)[-1] if "." in cls else cls
-        tid = f"{mod}::{tc.get('name')}"
-        if tc.find("failure") is not None:
-            o = "failed"
-        elif tc.find("error") is not None:
-            o = "error"
-        elif tc.find("skipped") is not None:
-            o = "skipped"
-        else:
-            o = "passed"
-        # an error in teardown comes as a second testcase with the same name
-        if outcomes.get(tid, "passed") == "passed" or o in ("failed", "error"):
-            outcomes[tid] = o
-    return outcomes
-
-
 # After qemu.APPEND. A task stuck in the kernel for two minutes panics the guest (panic prints
 # its backtrace whatever the loglevel, then the guest is gone at once) instead of using up the
 # timeout. Under emulation on a busy host a vCPU can stall for over a minute (seen: "soft
@@ -451,161 +400,6 @@ def boot(k: Kernel, initrd: Path, outdir: Path, opts: argparse.Namespace) -> Res
     elif r.rc is not None and r.rc != 0 and not r.outcomes:
         r.problem = f"pytest exited {r.rc} without a junit report"
     return r
-
-
-def running_test(console: str) -> str:
-    """The test file pytest was in when the console stopped, or ''."""
-    files = re.findall(r"^(tests/\S+\.py) ", console, re.M)
-    return files[-1] if files else ""
-
-
-def first_fault(console: str) -> tuple[str, str]:
-    """The console's first oops or BUG line and the kernel function it was in ('' if none)."""
-    fault = re.search(r"\] ((?:Oops|BUG|watchdog: BUG|kernel BUG)\b.*?)\s*$", console, re.M)
-    if not fault:
-        return "", ""
-    rip = re.compile(r"RIP: 0010:(\S+)").search(console, fault.end())
-    return fault.group(1), rip.group(1) if rip else ""
-
-
-def how_it_died(console: str) -> str:
-    """One line from a dead guest's console: its first oops or BUG, the kernel function it
-    was in, the panic, and the test file that was running (a CI log shows only its tail)."""
-    parts = []
-    fault, where = first_fault(console)
-    if fault:
-        parts.append(fault)
-        if where:
-            parts.append(f"at {where}")
-    panic = re.search(r"Kernel panic - not syncing: (.*?)\s*$", console, re.M)
-    if panic:
-        parts.append(f"(panic: {panic.group(1)})")
-    test = running_test(console)
-    if test:
-        parts.append(f"in {test}")
-    return " ".join(parts)
-
-
-def emulation_trouble(r: Result) -> str:
-    """Why a guest should be booted again, or '': its clock came out wrong, it died before
-    its tests started, or it panicked on emulator trouble: a soft lockup (a vCPU the busy
-    host did not run) or an int3 left over from live patching."""
-    why = r.sections.get("clock_bad", "").strip()
-    console = r.console.read_bytes() if r.console is not None else b""
-    if not why and not r.sections and b"test session starts" not in console:
-        why = r.problem.splitlines()[0] if r.problem else "no result"
-    text = console.decode(errors="replace")
-    test = running_test(text)
-    where = f" in {test}" if test else ""
-    m = re.search(r"soft lockup - (CPU#\d+ stuck for \d+s)", text)
-    if not why and r.rc is None and m:
-        why = f"soft lockup panic ({m.group(1)}){where}"
-    # A vCPU that ran a stale translation of kernel text the kernel had just live-patched
-    # (the int3 of a static key or call: tracepoints flip them as programs attach) oopses on
-    # an int3 that is no longer there. Seen with multi-threaded TCG (now single, see
-    # testvm/qemu.py); never on real hardware.
-    fault, at = first_fault(text)
-    if not why and r.rc is None and fault.startswith("Oops: int3"):
-        why = f"int3 oops at {at} (stale code after live patching){where}"
-    return why
-
-
-# --------------------------------------------------------------------------- report
-
-SYMBOL = {"passed": "pass", "failed": "FAIL", "error": "ERROR", "skipped": "skip", None: "-"}
-
-
-def table(results: list[Result], markdown: bool = False) -> str:
-    tests: list[str] = []
-    for r in results:
-        for t in r.outcomes:
-            if t not in tests:
-                tests.append(t)
-    cols = [r.kernel.series for r in results]
-    rows = [[t] + [SYMBOL.get(r.outcomes.get(t)) if not r.problem else "NO RESULT"
-                   for r in results] for t in tests]
-    totals = []
-    for r in results:
-        n = sum(o == "passed" for o in r.outcomes.values())
-        bad = sum(o in ("failed", "error") for o in r.outcomes.values())
-        totals.append("no result" if r.problem else f"{n} passed, {bad} failed")
-    head = ["test"] + cols
-    foot = ["total"] + totals
-    if markdown:
-        out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        out += ["| " + " | ".join([f"`{row[0]}`", *row[1:]]) + " |" for row in rows]
-        out.append("| " + " | ".join([f"**{foot[0]}**", *foot[1:]]) + " |")
-        return "\n".join(out)
-    widths = [max(len(str(x[i])) for x in [head, foot, *rows]) for i in range(len(head))]
-    fmt = "  ".join(f"{{:{'<' if i == 0 else '^'}{w}}}" for i, w in enumerate(widths))
-    sep = "  ".join("-" * w for w in widths)
-    return "\n".join([fmt.format(*head), sep, *(fmt.format(*row) for row in rows), sep,
-                      fmt.format(*foot)])
-
-
-def _render(head: list[str], rows: list[list[str]], markdown: bool) -> str:
-    if markdown:
-        out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        out += ["| " + " | ".join(row) + " |" for row in rows]
-        return "\n".join(out)
-    widths = [max(len(x[i]) for x in [head, *rows]) for i in range(len(head))]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    return "\n".join([fmt.format(*head), *(fmt.format(*row).rstrip() for row in rows)])
-
-
-def kernels_table(results: list[Result], markdown: bool = False) -> str:
-    head = ["series", "package", "version", "uname -r", "guest run"]
-    rows = [[r.kernel.series, r.kernel.package, r.kernel.version,
-             r.sections.get("uname", r.kernel.release).strip(), f"{r.seconds:.0f}s"]
-            for r in results]
-    return _render(head, rows, markdown)
-
-
-def support_table(results: list[Result], markdown: bool = False) -> str:
-    """What the agent found on each kernel: its agent_start record (file, process and network
-    on), and whether BPF LSM is active (the agent does not use it)."""
-    head = ["series", "hooks attached", "hooks missing", "self-test", "BPF LSM active"]
-    rows = []
-    for r in results:
-        try:
-            st = json.loads(r.sections.get("agent_start", ""))
-        except ValueError:
-            rows.append([r.kernel.series, "?", "?", "no agent_start record", "?"])
-            continue
-        proven = ", ".join(f"{k} {'ok' if v else 'NO EVENTS'}"
-                           for k, v in st.get("self_test", {}).items())
-        lsm = r.sections.get("lsm", "").strip().split(",")
-        rows.append([r.kernel.series, str(len(st.get("hooks_attached", []))),
-                     ", ".join(st.get("hooks_missing", [])) or "none", proven,
-                     "yes" if "bpf" in lsm else "no"])
-    return _render(head, rows, markdown)
-
-
-DOC_BEGIN, DOC_END = "<!-- kernels.py:begin -->", "<!-- kernels.py:end -->"
-
-
-def update_doc(doc: Path, results: list[Result], tests: list[str], total: float) -> None:
-    """Rewrite the generated part of docs/kernels.md (between the markers)."""
-    when = time.strftime("%Y-%m-%d", time.gmtime())
-    block = "\n\n".join([
-        DOC_BEGIN,
-        f"Measured {when} by `vm/kernels.py` ({total / 60:.1f} minutes for the whole run, "
-        "two guests at a time on 2 cores). Test files: "
-        + ", ".join(f"`{t}`" for t in tests) + ".",
-        kernels_table(results, markdown=True),
-        table(results, markdown=True),
-        "What the agent reported on each kernel (its `agent_start` record with file, process "
-        "and network events on):",
-        support_table(results, markdown=True),
-        DOC_END,
-    ])
-    text = doc.read_text() if doc.exists() else f"{DOC_BEGIN}\n{DOC_END}\n"
-    if DOC_BEGIN not in text or DOC_END not in text:
-        raise SystemExit(f"{doc}: no {DOC_BEGIN} ... {DOC_END} block to update")
-    head, rest = text.split(DOC_BEGIN, 1)
-    tail = rest.split(DOC_END, 1)[1]
-    doc.write_text(head + block + tail)
-    log(f"updated {doc}")
 
 
 # --------------------------------------------------------------------------- main
@@ -752,6 +546,7 @@ def report(results: list[Result], a: argparse.Namespace, total: float, t_prep: f
     print()
     if a.doc and not a.guest_cmd:
         update_doc(a.doc, results, a.tests, total)
+        log(f"updated {a.doc}")
     if a.json:
         write_json(a.json, results, a.tests, total, t_prep)
     # what went wrong, again at the end, where a log's tail shows it
@@ -772,19 +567,6 @@ def report(results: list[Result], a: argparse.Namespace, total: float, t_prep: f
     print(f"kernels: {npass} passed, {nfail} failed")
     return 1 if bad else 0
 
-
-def write_json(path: Path, results: list[Result], tests: list[str], total: float,
-               t_prep: float) -> None:
-    path.write_text(json.dumps({
-        "tests": tests, "seconds": round(total, 1), "prepare_seconds": round(t_prep, 1),
-        "kernels": [{"series": r.kernel.series, "package": r.kernel.package,
-                     "version": r.kernel.version, "seconds": round(r.seconds, 1),
-                     "uname": r.sections.get("uname", "").strip(),
-                     "lsm": r.sections.get("lsm", "").strip(),
-                     "agent_start": r.sections.get("agent_start", "").strip(),
-                     "problem": r.problem, "retries": r.retries, "rc": r.rc,
-                     "outcomes": r.outcomes}
-                    for r in results]}, indent=1))
 
 
 if __name__ == "__main__":
