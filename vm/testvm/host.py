@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TextIO
 
 # One lock for every line printed: guests booted in threads echo their consoles at once.
-print_lock = threading.Lock()
+_print_lock = threading.Lock()
 
 
 class Log:
@@ -26,7 +26,7 @@ class Log:
 
 def say(line: str) -> None:
     """One line on stdout, never interleaved with another thread's."""
-    with print_lock:
+    with _print_lock:
         print(line, flush=True)
 
 
