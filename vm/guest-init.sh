@@ -22,7 +22,7 @@ mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
 mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
 mount -t bpf bpf /sys/fs/bpf
 mount -t cgroup2 cgroup2 /sys/fs/cgroup 2>/dev/null
-# modules the kernel may load on demand, as on a real host (vm/kernels.py GUEST_MODULES)
+# modules the kernel may load on demand, as on a real host (vm/testvm/kernel.py GUEST_MODULES)
 [ -d /usr/lib/modules/"$(uname -r)" ] && depmod -a 2>/dev/null
 ip link set lo up
 hostname rg-guest

@@ -20,9 +20,6 @@ apt-get download works without root, but debootstrap does not.
 from __future__ import annotations
 
 import argparse
-import base64
-import fcntl
-import hashlib
 import json
 import os
 import re
@@ -30,9 +27,7 @@ import shutil
 import stat
 import subprocess
 import sys
-import tarfile
 import tempfile
-import threading
 import time
 import tomllib
 import xml.etree.ElementTree as ET
@@ -40,16 +35,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from debian_archive import (
-    MIRROR,
-    SECURITY,
-    Apt,
-    debootstrap,
-    decompress,
-    extract_vmlinux,
-    keep_only,
-    trim,
-)
+from matrix_report import kernels_table, support_table, table, update_doc, write_json
+from matrix_result import Result, emulation_trouble, how_it_died, parse_junit, parse_sections
+from testvm import image, kernel, qemu
+from testvm.archive import MIRROR, SECURITY, Apt, debootstrap, keep_only
+from testvm.cpio import Cpio, concatenate
+from testvm.host import Log, lock, need_tools, say
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get("RANDGUARD_KERNEL_CACHE", ROOT / ".cache" / "kernels"))
@@ -150,16 +141,7 @@ RUN_TREES = ["agent/randguard", "config", "tests"]
 RUN_FILES = ["pyproject.toml"]
 
 
-_print_lock = threading.Lock()
-
-
-def log(msg: str) -> None:
-    with _print_lock:
-        print(f"[kernels] {msg}", flush=True)
-
-
-def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, check=True, **kw)
+log = Log("kernels")
 
 
 def version_gt(a: str, b: str) -> bool:
@@ -211,69 +193,7 @@ def newest_packages(apt: Apt, series: list[str]) -> dict[str, KernelPkg]:
 
 # --------------------------------------------------------------------------- kernels
 
-# Modules the guest gets (with what they depend on). A Debian host loads these on demand; the
-# guest has no /lib/modules otherwise. The agent's network inventory asks sock_diag for TCP,
-# UDP and unix sockets, which are modules in Debian's kernels.
-GUEST_MODULES = {"inet_diag", "tcp_diag", "udp_diag", "unix_diag"}
-# what depmod wants besides the modules (else it warns, and modprobe of a built-in one fails)
-MODULE_INDEXES = ("modules.builtin", "modules.builtin.modinfo", "modules.order")
 KERNEL_FORMAT = 3  # bump when what is kept of a kernel changes: cached kernels are re-fetched
-
-
-def module_name(path: str) -> str | None:
-    base = path.rsplit("/", 1)[-1]
-    for ext in (".ko", ".ko.xz", ".ko.zst", ".ko.gz"):
-        if base.endswith(ext):
-            return base.removesuffix(ext).replace("-", "_")
-    return None
-
-
-def module_depends(ko: bytes) -> set[str]:
-    m = re.search(rb"(?:^|\0)depends=([^\0]*)", ko)
-    return {d.decode().replace("-", "_") for d in m.group(1).split(b",") if d} if m else set()
-
-
-def scan_debs(debs: list[Path], wanted: set[str]) -> dict[str, tuple[str, bytes]]:
-    """From the packages' data: 'vmlinuz' and 'config' (name, bytes), and every module in
-    `wanted` as 'mod:NAME' (path under lib/modules/RELEASE/, uncompressed bytes)."""
-    out: dict[str, tuple[str, bytes]] = {}
-    for deb in debs:
-        with subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)],
-                              stdout=subprocess.PIPE) as p:
-            with tarfile.open(fileobj=p.stdout, mode="r|") as tar:
-                for m in tar:
-                    if not m.isfile():
-                        continue
-                    base = m.name.rsplit("/", 1)[-1]
-                    mod = module_name(m.name)
-                    if base.startswith("vmlinuz"):
-                        out["vmlinuz"] = (m.name, tar.extractfile(m).read())
-                    elif base.startswith("config-") or (base == "config"
-                                                        and "/modules/" in m.name):
-                        out["config"] = (m.name, tar.extractfile(m).read())
-                    elif base in MODULE_INDEXES and "/modules/" in m.name:
-                        out[f"index:{base}"] = (base, tar.extractfile(m).read())
-                    elif mod in wanted:
-                        raw = tar.extractfile(m).read()
-                        data = raw if m.name.endswith(".ko") else decompress(raw)
-                        if data:
-                            rel = m.name.split("/modules/", 1)[1].split("/", 1)[1]
-                            rel = rel[: rel.index(".ko") + 3]
-                            out[f"mod:{mod}"] = (rel, data)
-            p.stdout.close()
-    return out
-
-
-def kernel_payload(debs: list[Path]) -> dict[str, tuple[str, bytes]]:
-    """scan_debs until the wanted modules' dependencies are all in."""
-    wanted = set(GUEST_MODULES)
-    for _ in range(4):
-        got = scan_debs(debs, wanted)
-        deps = set().union(*(module_depends(v[1]) for k, v in got.items() if k.startswith("mod:")))
-        if deps <= wanted:
-            return got
-        wanted |= deps
-    return got
 
 
 @dataclass
@@ -308,33 +228,25 @@ def fetch_kernel(apt: Apt, pkg: KernelPkg) -> Kernel:
         try:
             debs = apt.download([f"{p}={pkg.version}" for p in [pkg.package, *pkg.extra]],
                                 tmp)
-            got = kernel_payload(debs)
-            if "vmlinuz" not in got:
-                raise SystemExit(f"{pkg.package} {pkg.version}: no vmlinuz inside")
-            name, bz = got["vmlinuz"]
-            release = (name.split("/")[-2] if name.endswith("/vmlinuz.unsigned")
-                       else name.rsplit("/", 1)[-1].removeprefix("vmlinuz-"))
+            k = kernel.unpack(debs, f"{pkg.package} {pkg.version}")
             shutil.rmtree(d, ignore_errors=True)
             d.mkdir(parents=True)
-            elf = extract_vmlinux(bz)
-            image = "vmlinux" if elf else "vmlinuz"
-            (d / image).write_bytes(elf or bz)
-            (d / "config").write_bytes(got.get("config", ("", b""))[1])
-            mods = {k[4:]: v for k, v in got.items() if k.startswith("mod:")}
-            indexes = [v for k, v in got.items() if k.startswith("index:")]
+            (d / k.image).write_bytes(k.data)
+            (d / "config").write_bytes(k.config)
             with open(d / "modules.cpio", "wb") as f:
                 c = Cpio(f)
-                for rel, data in [*mods.values(), *indexes]:
-                    c.file(f"usr/lib/modules/{release}/{rel}", data)
+                for rel, data in k.module_files():
+                    c.file(f"usr/lib/modules/{k.release}/{rel}", data)
                 c.close()
             size = sum(deb.stat().st_size for deb in debs) // 2**20
             meta.write_text(json.dumps({
                 "format": KERNEL_FORMAT, "series": pkg.series, "package": pkg.package,
-                "version": pkg.version, "suite": pkg.suite, "release": release, "image": image,
-                "packages": [pkg.package, *pkg.extra], "modules": sorted(mods)}, indent=1))
+                "version": pkg.version, "suite": pkg.suite, "release": k.release,
+                "image": k.image, "packages": [pkg.package, *pkg.extra],
+                "modules": sorted(k.modules)}, indent=1))
             log(f"{pkg.series}: fetched {', '.join([pkg.package, *pkg.extra])} {pkg.version} "
                 f"({size} MiB) in {time.monotonic() - t0:.0f}s; modules: "
-                f"{', '.join(sorted(mods)) or 'none'}")
+                f"{', '.join(sorted(k.modules)) or 'none'}")
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         keep_only(d)  # older versions of the series are superseded
@@ -351,76 +263,6 @@ def cached_kernels(series: list[str]) -> dict[str, Kernel]:
     return out
 
 
-# --------------------------------------------------------------------------- cpio
-
-class Cpio:
-    """A writer for the newc format the kernel unpacks into its initial rootfs."""
-
-    def __init__(self, out) -> None:
-        self.out = out
-        self.ino = 1
-        self.dirs: set[str] = set()
-
-    def _entry(self, name: str, mode: int, data: bytes = b"", mtime: int = 0,
-               rdev: tuple[int, int] = (0, 0), nlink: int = 1) -> None:
-        nb = name.encode() + b"\0"
-        hdr = "070701" + "".join(f"{v:08x}" for v in (
-            self.ino, mode, 0, 0, nlink, int(mtime), len(data), 0, 0, rdev[0], rdev[1],
-            len(nb), 0))
-        self.ino += 1
-        buf = hdr.encode() + nb
-        buf += b"\0" * (-len(buf) % 4)
-        self.out.write(buf)
-        self.out.write(data)
-        self.out.write(b"\0" * (-len(data) % 4))
-
-    def mkdir(self, name: str, mode: int = 0o755, mtime: int = 0) -> None:
-        name = name.strip("/")
-        if not name or name in self.dirs:
-            return
-        parent = os.path.dirname(name)
-        if parent:
-            self.mkdir(parent)
-        self.dirs.add(name)
-        self._entry(name, stat.S_IFDIR | mode, mtime=mtime, nlink=2)
-
-    def file(self, name: str, data: bytes, mode: int = 0o644, mtime: int = 0) -> None:
-        name = name.strip("/")
-        self.mkdir(os.path.dirname(name))
-        self._entry(name, stat.S_IFREG | mode, data, mtime)
-
-    def chardev(self, name: str, major: int, minor: int, mode: int = 0o600) -> None:
-        self._entry(name.strip("/"), stat.S_IFCHR | mode, rdev=(major, minor))
-
-    def add_tree(self, src: Path, dest: str, skip=lambda p: False) -> None:
-        """Add src as dest (recursively), keeping modes, symlinks and mtimes; device nodes,
-        sockets and fifos are left out (the guest mounts devtmpfs)."""
-        for dirpath, dirnames, filenames in os.walk(src):
-            rel = os.path.relpath(dirpath, src)
-            base = dest.strip("/") if rel == "." else f"{dest.strip('/')}/{rel}".strip("/")
-            dirnames[:] = sorted(n for n in dirnames if not skip(Path(dirpath, n)))
-            if base:
-                st = os.lstat(dirpath)
-                self.mkdir(base, stat.S_IMODE(st.st_mode), int(st.st_mtime))
-            for n in sorted(dirnames) + sorted(filenames):
-                p = Path(dirpath, n)
-                if skip(p):
-                    continue
-                st = os.lstat(p)
-                name = f"{base}/{n}".strip("/")
-                if stat.S_ISLNK(st.st_mode):
-                    self._entry(name, st.st_mode, os.readlink(p).encode(), int(st.st_mtime))
-                elif stat.S_ISREG(st.st_mode):
-                    self._entry(name, st.st_mode, p.read_bytes(), int(st.st_mtime))
-                elif stat.S_ISDIR(st.st_mode) and n not in dirnames:
-                    pass  # a skipped directory
-
-    def close(self) -> None:
-        self._entry("TRAILER!!!", 0)
-        pad = -self.out.tell() % 512
-        self.out.write(b"\0" * pad)
-
-
 # --------------------------------------------------------------------------- guest image
 
 def python_requirements() -> list[str]:
@@ -432,9 +274,8 @@ def python_requirements() -> list[str]:
 
 
 def image_key() -> str:
-    h = hashlib.sha256(json.dumps([IMAGE_FORMAT, GUEST_SUITE, GUEST_PACKAGES, GUEST_PY,
-                                   python_requirements()]).encode())
-    return h.hexdigest()[:12]
+    return image.recipe_key([IMAGE_FORMAT, GUEST_SUITE, GUEST_PACKAGES, GUEST_PY,
+                             python_requirements()])
 
 
 def pip_for_wheels() -> list[str]:
@@ -445,57 +286,39 @@ def pip_for_wheels() -> list[str]:
     raise SystemExit("no pip to fetch the guest's wheels (run `make venv` first)")
 
 
-TRIM = ["usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale",
-        "usr/share/lintian", "usr/share/zoneinfo", "var/cache/apt", "var/lib/apt/lists",
-        "var/cache/debconf", "var/log", "usr/share/common-licenses"]
-
-
 def build_image() -> Path:
     """One Debian userspace for every kernel, as an uncompressed cpio (cached by recipe)."""
-    key = image_key()
-    img = CACHE / f"base-{key}.cpio"
-    if img.exists():
-        return img
-    if os.geteuid() != 0:
-        raise SystemExit("building the guest image needs root (debootstrap)")
-    t0 = time.monotonic()
-    tree = Path(tempfile.mkdtemp(dir=CACHE, prefix="rootfs-"))
-    try:
-        log(f"building the guest userspace ({GUEST_SUITE} minbase + "
-            f"{', '.join(GUEST_PACKAGES)}) ...")
-        debootstrap(tree, GUEST_SUITE, GUEST_PACKAGES, CACHE / "debootstrap-debs")
-        ver, abi, plat = GUEST_PY
-        site = tree / "usr/local/lib" / f"python{ver}" / "dist-packages"
-        site.mkdir(parents=True, exist_ok=True)
-        reqs = python_requirements()
-        log(f"installing wheels into the guest: {' '.join(reqs)}")
-        r = subprocess.run([*pip_for_wheels(), "install", "-q", "--disable-pip-version-check",
-                            "--no-warn-script-location", "--target", str(site),
-                            "--platform", plat, "--python-version", ver, "--implementation", "cp",
-                            "--abi", abi, "--only-binary=:all:", *reqs],
-                           capture_output=True, text=True)
-        if r.returncode != 0:
-            raise SystemExit(f"pip could not install the guest's wheels:\n{r.stdout}{r.stderr}")
-        trim(tree, TRIM)
-        # the guest mounts devtmpfs on /dev; /dev/console must exist before that for init
-        shutil.rmtree(tree / "dev", ignore_errors=True)
-        (tree / "dev").mkdir()
-        tmp = img.with_suffix(".tmp")
-        with open(tmp, "wb") as f:
-            c = Cpio(f)
-            c.add_tree(tree, "")
-            c.chardev("dev/console", 5, 1)
-            c.chardev("dev/null", 1, 3, 0o666)
-            c.close()
-        tmp.rename(img)
-        for old in CACHE.glob("base-*.cpio"):
-            if old != img:
-                old.unlink()
-        log(f"guest image {img.name}: {img.stat().st_size // 2**20} MiB "
-            f"in {time.monotonic() - t0:.0f}s")
-    finally:
-        shutil.rmtree(tree, ignore_errors=True)
+    (img,) = image.cached(CACHE, image_key(), [".cpio"], build_userspace, log)
     return img
+
+
+def build_userspace(tree: Path, outputs: list[Path]) -> None:
+    """debootstrap into tree, the Python dependencies as wheels, packed into outputs[0]."""
+    log(f"building the guest userspace ({GUEST_SUITE} minbase + "
+        f"{', '.join(GUEST_PACKAGES)}) ...")
+    debootstrap(tree, GUEST_SUITE, GUEST_PACKAGES, CACHE / "debootstrap-debs")
+    ver, abi, plat = GUEST_PY
+    site = tree / "usr/local/lib" / f"python{ver}" / "dist-packages"
+    site.mkdir(parents=True, exist_ok=True)
+    reqs = python_requirements()
+    log(f"installing wheels into the guest: {' '.join(reqs)}")
+    r = subprocess.run([*pip_for_wheels(), "install", "-q", "--disable-pip-version-check",
+                        "--no-warn-script-location", "--target", str(site),
+                        "--platform", plat, "--python-version", ver, "--implementation", "cp",
+                        "--abi", abi, "--only-binary=:all:", *reqs],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit(f"pip could not install the guest's wheels:\n{r.stdout}{r.stderr}")
+    image.trim(tree, image.TRIM_NO_APT)
+    # the guest mounts devtmpfs on /dev; /dev/console must exist before that for init
+    shutil.rmtree(tree / "dev", ignore_errors=True)
+    (tree / "dev").mkdir()
+    with open(outputs[0], "wb") as f:
+        c = Cpio(f)
+        c.add_tree(tree, "")
+        c.chardev("dev/console", 5, 1)
+        c.chardev("dev/null", 1, 3, 0o666)
+        c.close()
 
 
 def build_run_cpio(dest: Path, tests: list[str], pytest_args: list[str], guest_cmd: str = "",
@@ -530,131 +353,32 @@ def build_run_cpio(dest: Path, tests: list[str], pytest_args: list[str], guest_c
 
 # --------------------------------------------------------------------------- boot and run
 
-@dataclass
-class Result:
-    kernel: Kernel
-    outcomes: dict[str, str] = field(default_factory=dict)  # test id -> passed/failed/...
-    rc: int | None = None  # pytest's exit code in the guest
-    seconds: float = 0.0
-    problem: str = ""  # no result at all: timeout, panic, ...
-    sections: dict[str, str] = field(default_factory=dict)
-    console: Path | None = None
-    retries: list[str] = field(default_factory=list)  # why earlier boots were not used
-
-    @property
-    def ok(self) -> bool:
-        return (not self.problem and self.rc == 0
-                and ("junit" not in self.sections or bool(self.outcomes))
-                and all(o in ("passed", "skipped") for o in self.outcomes.values()))
-
-
-def parse_sections(raw: bytes) -> dict[str, str]:
-    """Sections the guest wrote on its second serial port: '@@RG name@@', base64, '@@END@@'."""
-    out = {}
-    text = raw.decode(errors="replace").replace("\r", "")
-    for m in re.finditer(r"@@RG (\S+)@@\n(.*?)@@END@@", text, re.S):
-        try:
-            out[m.group(1)] = base64.b64decode("".join(m.group(2).split())).decode(
-                errors="replace")
-        except ValueError:
-            out[m.group(1)] = ""
-    return out
-
-
-def parse_junit(xml: str) -> dict[str, str]:
-    outcomes = {}
-    root = ET.fromstring(xml)
-    for tc in root.iter("testcase"):
-        cls = tc.get("classname", "")
-        mod = cls.rsplit(".", 1)[-1] if "." in cls else cls
-        tid = f"{mod}::{tc.get('name')}"
-        if tc.find("failure") is not None:
-            o = "failed"
-        elif tc.find("error") is not None:
-            o = "error"
-        elif tc.find("skipped") is not None:
-            o = "skipped"
-        else:
-            o = "passed"
-        # an error in teardown comes as a second testcase with the same name
-        if outcomes.get(tid, "passed") == "passed" or o in ("failed", "error"):
-            outcomes[tid] = o
-    return outcomes
-
-
-# A task stuck in the kernel for two minutes panics the guest (panic prints its backtrace
-# whatever the loglevel, then the guest is gone at once) instead of using up the timeout. Under
-# emulation on a busy host a vCPU can stall for over a minute (seen: "soft lockup - CPU#0 stuck
-# for 67s" in syscall_trace_enter, on 5.10 and sid, each in one run of several), so the
-# threshold is the largest the kernel takes and such a guest is booted again. tsc=reliable:
-# the TSC (the host's, under TCG) stays the clocksource (5.10 would otherwise find the vCPUs'
-# TSCs "unsynchronized" and fall back to the slow HPET); guest_clock.py catches a bad TSC
-# calibration instead.
-APPEND = ("console=ttyS0 panic=-1 oops=panic softlockup_panic=1 watchdog_thresh=60 quiet "
-          "loglevel=3 mitigations=off random.trust_cpu=on tsc=reliable no_timer_check "
-          "rdinit=/init")
-
-
-def qemu_cmd(k: Kernel, initrd: Path, console: Path, results: Path, opts: argparse.Namespace
-             ) -> list[str]:
-    # thread=single: one host thread runs the vCPUs in turn. With one thread per vCPU
-    # (thread=multi) a vCPU could run a stale translation of kernel text another vCPU had
-    # just live-patched as a program attached, and oops on the int3 (sid here; most likely the
-    # 6.12 guest that died in CI). Two guests at once keep both host cores busy as before, in
-    # the same time.
-    return ["qemu-system-x86_64", "-accel", "tcg,thread=single", "-cpu", opts.cpu,
-            "-m", opts.mem, "-smp", str(opts.smp), "-nographic", "-no-reboot", "-nodefaults",
-            "-monitor", "none", "-serial", f"file:{console}", "-serial", f"file:{results}",
-            "-kernel", str(k.image), "-initrd", str(initrd),
-            "-append", f"{APPEND} {opts.append}".strip()]
-
-
+# After qemu.APPEND. A task stuck in the kernel for two minutes panics the guest (panic prints
+# its backtrace whatever the loglevel, then the guest is gone at once) instead of using up the
+# timeout. Under emulation on a busy host a vCPU can stall for over a minute (seen: "soft
+# lockup - CPU#0 stuck for 67s" in syscall_trace_enter, on 5.10 and sid, each in one run of
+# several), so the threshold is the largest the kernel takes and such a guest is booted again.
+# guest_clock.py catches a bad TSC calibration (qemu.APPEND's tsc=reliable keeps the TSC).
+APPEND = "oops=panic softlockup_panic=1 watchdog_thresh=60 rdinit=/init"
 ANSI = re.compile(r"\x1b(\[[0-9;?]*[A-Za-z]|c)")
 
 
 def boot(k: Kernel, initrd: Path, outdir: Path, opts: argparse.Namespace) -> Result:
-    timeout, echo = opts.timeout, not opts.quiet
-    outdir.mkdir(parents=True, exist_ok=True)
-    console, results = outdir / "console.log", outdir / "results.out"
-    for p in (console, results):
-        p.unlink(missing_ok=True)
-        p.touch()
-    cmd = ["timeout", "--kill-after=10", str(timeout),
-           *qemu_cmd(k, initrd, console, results, opts)]
-    (outdir / "qemu.cmd").write_text(" ".join(cmd) + "\n")
-    t0 = time.monotonic()
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
-    qemu_out: list[bytes] = []
-    reader = threading.Thread(target=lambda: qemu_out.extend(proc.stdout), daemon=True)
-    reader.start()
-    pos, partial = 0, b""
+    machine = qemu.Machine(k.image, initrd, f"{APPEND} {opts.append}".strip(), cpu=opts.cpu,
+                           mem=opts.mem, smp=opts.smp)
+    console = qemu.Tail(outdir / qemu.CONSOLE)
     prefix = f"  [{k.series}] "
 
-    def pump() -> None:
-        nonlocal pos, partial
-        with open(console, "rb") as f:
-            f.seek(pos)
-            chunk = f.read()
-        pos += len(chunk)
-        if not echo:
-            return
-        partial += chunk
-        *lines, partial = partial.split(b"\n")
-        for ln in lines:
+    def echo() -> None:
+        for ln in console.lines():
             # the last of \r-separated updates, without the firmware's escape sequences
-            text = ANSI.sub("", ln.decode(errors="replace")).rstrip("\r").split("\r")[-1]
+            text = ANSI.sub("", ln).rstrip("\r").split("\r")[-1]
             if text.strip():
-                with _print_lock:
-                    print(prefix + text, flush=True)
+                say(prefix + text)
 
-    while proc.poll() is None:
-        time.sleep(0.5)
-        pump()
-    pump()
-    reader.join(2)
-    r = Result(k, seconds=time.monotonic() - t0, console=console)
-    r.sections = parse_sections(results.read_bytes())
+    ran = qemu.boot(machine, outdir, opts.timeout, (lambda: None) if opts.quiet else echo)
+    r = Result(k, seconds=ran.seconds, console=console.path)
+    r.sections = parse_sections((outdir / qemu.RESULTS).read_bytes())
     if "junit" in r.sections:
         try:
             r.outcomes = parse_junit(r.sections["junit"])
@@ -663,179 +387,25 @@ def boot(k: Kernel, initrd: Path, outdir: Path, opts: argparse.Namespace) -> Res
     if "rc" in r.sections:
         r.rc = int(r.sections["rc"].strip() or "255")
     if not r.problem and r.rc is None:
-        if proc.returncode == 124:
-            r.problem = f"timed out after {timeout}s"
+        if ran.rc == 124:
+            r.problem = f"timed out after {opts.timeout}s"
         else:
-            text = console.read_bytes().decode(errors="replace").replace("\r", "")
+            text = console.path.read_bytes().decode(errors="replace").replace("\r", "")
             tail = "\n".join(text.splitlines()[-15:])
-            qo = b"".join(qemu_out).decode(errors="replace").strip()
             death = how_it_died(text)
-            r.problem = (f"no result (qemu exit {proc.returncode})"
+            r.problem = (f"no result (qemu exit {ran.rc})"
                          + (f": {death}" if death else "")
-                         + (f"; qemu: {qo}" if qo else "") + f"\nconsole tail:\n{tail}")
+                         + (f"; qemu: {ran.output}" if ran.output else "")
+                         + f"\nconsole tail:\n{tail}")
     elif r.rc is not None and r.rc != 0 and not r.outcomes:
         r.problem = f"pytest exited {r.rc} without a junit report"
     return r
 
 
-def running_test(console: str) -> str:
-    """The test file pytest was in when the console stopped, or ''."""
-    files = re.findall(r"^(tests/\S+\.py) ", console, re.M)
-    return files[-1] if files else ""
-
-
-def first_fault(console: str) -> tuple[str, str]:
-    """The console's first oops or BUG line and the kernel function it was in ('' if none)."""
-    fault = re.search(r"\] ((?:Oops|BUG|watchdog: BUG|kernel BUG)\b.*?)\s*$", console, re.M)
-    if not fault:
-        return "", ""
-    rip = re.compile(r"RIP: 0010:(\S+)").search(console, fault.end())
-    return fault.group(1), rip.group(1) if rip else ""
-
-
-def how_it_died(console: str) -> str:
-    """One line from a dead guest's console: its first oops or BUG, the kernel function it
-    was in, the panic, and the test file that was running (a CI log shows only its tail)."""
-    parts = []
-    fault, where = first_fault(console)
-    if fault:
-        parts.append(fault)
-        if where:
-            parts.append(f"at {where}")
-    panic = re.search(r"Kernel panic - not syncing: (.*?)\s*$", console, re.M)
-    if panic:
-        parts.append(f"(panic: {panic.group(1)})")
-    test = running_test(console)
-    if test:
-        parts.append(f"in {test}")
-    return " ".join(parts)
-
-
-def emulation_trouble(r: Result) -> str:
-    """Why a guest should be booted again, or '': its clock came out wrong, it died before
-    its tests started, or it panicked on emulator trouble: a soft lockup (a vCPU the busy
-    host did not run) or an int3 left over from live patching."""
-    why = r.sections.get("clock_bad", "").strip()
-    console = r.console.read_bytes() if r.console is not None else b""
-    if not why and not r.sections and b"test session starts" not in console:
-        why = r.problem.splitlines()[0] if r.problem else "no result"
-    text = console.decode(errors="replace")
-    test = running_test(text)
-    where = f" in {test}" if test else ""
-    m = re.search(r"soft lockup - (CPU#\d+ stuck for \d+s)", text)
-    if not why and r.rc is None and m:
-        why = f"soft lockup panic ({m.group(1)}){where}"
-    # A vCPU that ran a stale translation of kernel text the kernel had just live-patched
-    # (the int3 of a static key or call: tracepoints flip them as programs attach) oopses on
-    # an int3 that is no longer there. Seen with multi-threaded TCG (now single, see
-    # qemu_cmd); never on real hardware.
-    fault, at = first_fault(text)
-    if not why and r.rc is None and fault.startswith("Oops: int3"):
-        why = f"int3 oops at {at} (stale code after live patching){where}"
-    return why
-
-
-# --------------------------------------------------------------------------- report
-
-SYMBOL = {"passed": "pass", "failed": "FAIL", "error": "ERROR", "skipped": "skip", None: "-"}
-
-
-def table(results: list[Result], markdown: bool = False) -> str:
-    tests: list[str] = []
-    for r in results:
-        for t in r.outcomes:
-            if t not in tests:
-                tests.append(t)
-    cols = [r.kernel.series for r in results]
-    rows = [[t] + [SYMBOL.get(r.outcomes.get(t)) if not r.problem else "NO RESULT"
-                   for r in results] for t in tests]
-    totals = []
-    for r in results:
-        n = sum(o == "passed" for o in r.outcomes.values())
-        bad = sum(o in ("failed", "error") for o in r.outcomes.values())
-        totals.append("no result" if r.problem else f"{n} passed, {bad} failed")
-    head = ["test"] + cols
-    foot = ["total"] + totals
-    if markdown:
-        out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        out += ["| " + " | ".join([f"`{row[0]}`", *row[1:]]) + " |" for row in rows]
-        out.append("| " + " | ".join([f"**{foot[0]}**", *foot[1:]]) + " |")
-        return "\n".join(out)
-    widths = [max(len(str(x[i])) for x in [head, foot, *rows]) for i in range(len(head))]
-    fmt = "  ".join(f"{{:{'<' if i == 0 else '^'}{w}}}" for i, w in enumerate(widths))
-    sep = "  ".join("-" * w for w in widths)
-    return "\n".join([fmt.format(*head), sep, *(fmt.format(*row) for row in rows), sep,
-                      fmt.format(*foot)])
-
-
-def _render(head: list[str], rows: list[list[str]], markdown: bool) -> str:
-    if markdown:
-        out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        out += ["| " + " | ".join(row) + " |" for row in rows]
-        return "\n".join(out)
-    widths = [max(len(x[i]) for x in [head, *rows]) for i in range(len(head))]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    return "\n".join([fmt.format(*head), *(fmt.format(*row).rstrip() for row in rows)])
-
-
-def kernels_table(results: list[Result], markdown: bool = False) -> str:
-    head = ["series", "package", "version", "uname -r", "guest run"]
-    rows = [[r.kernel.series, r.kernel.package, r.kernel.version,
-             r.sections.get("uname", r.kernel.release).strip(), f"{r.seconds:.0f}s"]
-            for r in results]
-    return _render(head, rows, markdown)
-
-
-def support_table(results: list[Result], markdown: bool = False) -> str:
-    """What the agent found on each kernel: its agent_start record (file, process and network
-    on), and whether BPF LSM is active (the agent does not use it)."""
-    head = ["series", "hooks attached", "hooks missing", "self-test", "BPF LSM active"]
-    rows = []
-    for r in results:
-        try:
-            st = json.loads(r.sections.get("agent_start", ""))
-        except ValueError:
-            rows.append([r.kernel.series, "?", "?", "no agent_start record", "?"])
-            continue
-        proven = ", ".join(f"{k} {'ok' if v else 'NO EVENTS'}"
-                           for k, v in st.get("self_test", {}).items())
-        lsm = r.sections.get("lsm", "").strip().split(",")
-        rows.append([r.kernel.series, str(len(st.get("hooks_attached", []))),
-                     ", ".join(st.get("hooks_missing", [])) or "none", proven,
-                     "yes" if "bpf" in lsm else "no"])
-    return _render(head, rows, markdown)
-
-
-DOC_BEGIN, DOC_END = "<!-- kernels.py:begin -->", "<!-- kernels.py:end -->"
-
-
-def update_doc(doc: Path, results: list[Result], tests: list[str], total: float) -> None:
-    """Rewrite the generated part of docs/kernels.md (between the markers)."""
-    when = time.strftime("%Y-%m-%d", time.gmtime())
-    block = "\n\n".join([
-        DOC_BEGIN,
-        f"Measured {when} by `vm/kernels.py` ({total / 60:.1f} minutes for the whole run, "
-        "two guests at a time on 2 cores). Test files: "
-        + ", ".join(f"`{t}`" for t in tests) + ".",
-        kernels_table(results, markdown=True),
-        table(results, markdown=True),
-        "What the agent reported on each kernel (its `agent_start` record with file, process "
-        "and network events on):",
-        support_table(results, markdown=True),
-        DOC_END,
-    ])
-    text = doc.read_text() if doc.exists() else f"{DOC_BEGIN}\n{DOC_END}\n"
-    if DOC_BEGIN not in text or DOC_END not in text:
-        raise SystemExit(f"{doc}: no {DOC_BEGIN} ... {DOC_END} block to update")
-    head, rest = text.split(DOC_BEGIN, 1)
-    tail = rest.split(DOC_END, 1)[1]
-    doc.write_text(head + block + tail)
-    log(f"updated {doc}")
-
-
 # --------------------------------------------------------------------------- main
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
+    """The options, with the series and test files checked (a.series, a.tests)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--kernels", default=os.environ.get("RANDGUARD_KERNELS", ",".join(SERIES)),
                     help="comma-separated series (default: %(default)s)")
@@ -866,99 +436,104 @@ def main() -> int:
     ap.add_argument("--no-probe", action="store_true",
                     help="skip the agent_start probe after the tests")
     a = ap.parse_args()
-
-    series = [s.strip() for s in a.kernels.split(",") if s.strip()]
-    for s in series:
+    a.series = [s.strip() for s in a.kernels.split(",") if s.strip()]
+    for s in a.series:
         if s not in SERIES:
             ap.error(f"unknown series {s!r} (known: {', '.join(SERIES)})")
-    tests = a.tests or (os.environ.get("RANDGUARD_KERNEL_TESTS", "").split() or DEFAULT_TESTS)
-    for t in tests:
+    a.tests = a.tests or (os.environ.get("RANDGUARD_KERNEL_TESTS", "").split() or DEFAULT_TESTS)
+    for t in a.tests:
         if not (ROOT / t.split("::")[0]).exists():
             ap.error(f"no such test file: {t}")
-    for tool in ("qemu-system-x86_64", "dpkg-deb", "apt-get"):
-        if not shutil.which(tool):
-            raise SystemExit(f"{tool} missing (apt-get install qemu-system-x86 debootstrap)")
+    return a
 
-    t_start = time.monotonic()
-    CACHE.mkdir(parents=True, exist_ok=True)
-    # one run at a time per cache (the guests' folders and the image are shared)
-    lock = open(CACHE / "lock", "w")  # noqa: SIM115 (held until exit)
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        log(f"another run holds {CACHE / 'lock'}: waiting for it")
-        fcntl.flock(lock, fcntl.LOCK_EX)
+
+def get_kernels(a: argparse.Namespace) -> dict[str, Kernel] | None:
+    """The newest kernel of each series, fetched when new; the cached ones offline or when
+    the archive cannot be reached. None when --list has printed them instead."""
     apt = Apt(CACHE / "apt", SOURCES)
-    kernels: dict[str, Kernel] = {}
     failed = "" if a.offline else apt.update()
     if failed:
         log(f"apt-get update failed:\n{failed}")
     if a.offline or failed:
-        kernels = cached_kernels(series)
-        missing = [s for s in series if s not in kernels]
+        kernels = cached_kernels(a.series)
+        missing = [s for s in a.series if s not in kernels]
         if missing:
             raise SystemExit(f"archive unreachable and no cached kernel for {missing}")
         log("using cached kernels (archive not asked)")
-    else:
-        pkgs = newest_packages(apt, series)
-        if a.list:
-            for p in pkgs.values():
-                print(f"{p.series:5} {p.package} {p.version} ({p.suite})")
+        return kernels
+    pkgs = newest_packages(apt, a.series)
+    if a.list:
+        for p in pkgs.values():
+            print(f"{p.series:5} {p.package} {p.version} ({p.suite})")
+        return None
+    return {s: fetch_kernel(apt, pkgs[s]) for s in a.series}
+
+
+def run_guest(k: Kernel, parts: list[Path], rundir: Path, a: argparse.Namespace) -> Result:
+    """Boot k on these archives until its run is a result. A guest whose clock came out
+    wrong, that died before its tests started, or that an emulator stall panicked is booted
+    again, three boots at most (each time said in the report)."""
+    s = k.series
+    log(f"{s}: booting {k.package} {k.version} ({k.image.name})")
+    initrd = rundir / s / "initrd.cpio"
+    initrd.parent.mkdir(parents=True, exist_ok=True)
+    concatenate(parts, initrd)
+    retries: list[str] = []
+    for attempt in range(1, 4):
+        r = boot(k, initrd, rundir / s, a)
+        why = emulation_trouble(r)
+        if not why:
+            break
+        detail = "\n".join(r.problem.splitlines()[1:])  # the console's tail, if any
+        r.problem = f"the guest failed {attempt} times: {why}" + (
+            f"\n{detail}" if detail else "")
+        retries.append(why)
+        if attempt < 3:
+            log(f"{s}: {why}; booting again")
+            if r.console is not None:  # kept: the next boot writes console.log anew
+                r.console.replace(r.console.with_name(f"console.boot{attempt}.log"))
+    r.retries = retries
+    initrd.unlink()
+    state = "ok" if r.ok else (r.problem.splitlines()[0] if r.problem else "FAILED")
+    log(f"{s}: {state} in {r.seconds:.0f}s")
+    if r.problem:
+        say(r.problem)
+    return r
+
+
+def main() -> int:
+    a = parse_args()
+    need_tools(["qemu-system-x86_64", "dpkg-deb", "apt-get"], "qemu-system-x86 debootstrap")
+    t_start = time.monotonic()
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with lock(CACHE / "lock", log):
+        kernels = get_kernels(a)
+        if kernels is None:
             return 0
-        for s in series:
-            kernels[s] = fetch_kernel(apt, pkgs[s])
-    image = build_image()
-    t_prep = time.monotonic() - t_start
+        base = build_image()
+        t_prep = time.monotonic() - t_start
+        rundir = CACHE / "run"
+        rundir.mkdir(exist_ok=True)
+        run_cpio = rundir / "run.cpio"
+        deselect = [f"--deselect={n}" for n in HOST_ONLY_NODES if n.split("::")[0] in a.tests]
+        build_run_cpio(run_cpio, a.tests, deselect + a.pytest_args.split(), a.guest_cmd,
+                       not a.no_probe)
+        log(f"prepared in {t_prep:.0f}s; tests: {' '.join(a.tests)}")
 
-    rundir = CACHE / "run"
-    rundir.mkdir(exist_ok=True)
-    run_cpio = rundir / "run.cpio"
-    deselect = [f"--deselect={n}" for n in HOST_ONLY_NODES if n.split("::")[0] in tests]
-    build_run_cpio(run_cpio, tests, deselect + a.pytest_args.split(), a.guest_cmd,
-                   not a.no_probe)
-    log(f"prepared in {t_prep:.0f}s; tests: {' '.join(tests)}")
+        def one(s: str) -> Result:
+            # the kernel unpacks concatenated archives in order: later files win
+            return run_guest(kernels[s], [base, kernels[s].modules, run_cpio], rundir, a)
 
-    def one(s: str) -> Result:
-        k = kernels[s]
-        log(f"{s}: booting {k.package} {k.version} ({k.image.name})")
-        # the kernel unpacks concatenated archives in order: later files win
-        initrd = rundir / s / "initrd.cpio"
-        initrd.parent.mkdir(parents=True, exist_ok=True)
-        with open(initrd, "wb") as out:
-            for part in (image, k.modules, run_cpio):
-                with open(part, "rb") as f:
-                    shutil.copyfileobj(f, out, 1 << 20)
-        # A guest whose clock came out wrong, that died before its tests started, or that
-        # an emulator stall panicked is booted again (each time said in the report).
-        retries: list[str] = []
-        for attempt in range(1, 4):
-            r = boot(k, initrd, rundir / s, a)
-            why = emulation_trouble(r)
-            if not why:
-                break
-            detail = "\n".join(r.problem.splitlines()[1:])  # the console's tail, if any
-            r.problem = f"the guest failed {attempt} times: {why}" + (
-                f"\n{detail}" if detail else "")
-            retries.append(why)
-            if attempt < 3:
-                log(f"{s}: {why}; booting again")
-                if r.console is not None:  # kept: the next boot writes console.log anew
-                    r.console.replace(r.console.with_name(f"console.boot{attempt}.log"))
-        r.retries = retries
-        initrd.unlink()
-        state = "ok" if r.ok else (r.problem.splitlines()[0] if r.problem else "FAILED")
-        log(f"{s}: {state} in {r.seconds:.0f}s")
-        if r.problem:
-            print(r.problem, flush=True)
-        return r
+        # The time goes into the verifier, one program at a time: two guests at once keep both
+        # host cores busy. Newest first: they run the most tests (io_uring, fentry), so the two
+        # queues end close together; the results keep the order asked for.
+        with ThreadPoolExecutor(max_workers=max(1, a.jobs)) as pool:
+            results = list(pool.map(one, a.series[::-1]))[::-1]
+        return report(results, a, time.monotonic() - t_start, t_prep)
 
-    # The time goes into the verifier, one program at a time: two guests at once keep both
-    # host cores busy. Newest first: they run the most tests (io_uring, fentry), so the two
-    # queues end close together; the results keep the order asked for.
-    with ThreadPoolExecutor(max_workers=max(1, a.jobs)) as pool:
-        results = list(pool.map(one, series[::-1]))[::-1]
 
-    total = time.monotonic() - t_start
+def report(results: list[Result], a: argparse.Namespace, total: float, t_prep: float) -> int:
+    """The tables, the JSON and docs/kernels.md if asked, what went wrong; the exit code."""
     print()
     print("kernels:")
     print(kernels_table(results))
@@ -970,18 +545,10 @@ def main() -> int:
     print(table(results))
     print()
     if a.doc and not a.guest_cmd:
-        update_doc(a.doc, results, tests, total)
+        update_doc(a.doc, results, a.tests, total)
+        log(f"updated {a.doc}")
     if a.json:
-        a.json.write_text(json.dumps({
-            "tests": tests, "seconds": round(total, 1), "prepare_seconds": round(t_prep, 1),
-            "kernels": [{"series": r.kernel.series, "package": r.kernel.package,
-                         "version": r.kernel.version, "seconds": round(r.seconds, 1),
-                         "uname": r.sections.get("uname", "").strip(),
-                         "lsm": r.sections.get("lsm", "").strip(),
-                         "agent_start": r.sections.get("agent_start", "").strip(),
-                         "problem": r.problem, "retries": r.retries, "rc": r.rc,
-                         "outcomes": r.outcomes}
-                        for r in results]}, indent=1))
+        write_json(a.json, results, a.tests, total, t_prep)
     # what went wrong, again at the end, where a log's tail shows it
     for r in results:
         for i, why in enumerate(r.retries, 1):
@@ -999,6 +566,7 @@ def main() -> int:
         log(f"FAILED on: {', '.join(bad)}")
     print(f"kernels: {npass} passed, {nfail} failed")
     return 1 if bad else 0
+
 
 
 if __name__ == "__main__":

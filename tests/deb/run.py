@@ -11,8 +11,8 @@ port; a table is printed and any failure exits 1.
 
 Everything downloaded or built is cached in .cache/deb-vm/ (ignored by git); with a warm
 cache nothing is downloaded. Needs root (debootstrap), qemu-system-x86, debootstrap,
-dpkg-dev (dpkg-scanpackages) and cpio. TCG only: the KVM on these machines does not run
-stock kernels (/work/shared/notes/vm-testing.md).
+dpkg-dev (dpkg-scanpackages) and cpio. The archive, the image cache and qemu are vm/testvm's,
+as for the kernel matrix (vm/kernels.py).
 
     python3 tests/deb/run.py dist/randguard_0.1.0-1_amd64.deb
     python3 tests/deb/run.py --caps DEB     # the capability/hardening experiments instead
@@ -22,30 +22,24 @@ from __future__ import annotations
 
 import argparse
 import base64
-import fcntl
-import hashlib
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "vm"))
-from debian_archive import (  # noqa: E402 (vm/ is not a package)
-    MIRROR,
-    SECURITY,
-    Apt,
-    debootstrap,
-    extract_vmlinux,
-    keep_only,
-    trim,
-)
+sys.path.insert(0, str(ROOT / "vm"))  # where testvm is (as for vm/kernels.py, run from there)
+# ruff: noqa: E402 (imports after that)
+from testvm import image, qemu
+from testvm.archive import MIRROR, SECURITY, Apt, debootstrap, keep_only
+from testvm.cpio import concatenate, pack_tree
+from testvm.host import Log, lock, need_tools, run
+from testvm.kernel import unpack
 
 HERE = Path(__file__).resolve().parent
 CACHE = Path(os.environ.get("RANDGUARD_DEB_VM_CACHE", ROOT / ".cache" / "deb-vm"))
@@ -55,9 +49,7 @@ GUEST_PACKAGES = ["systemd", "systemd-sysv", "dbus", "udev", "kmod", "libbpf1", 
                   "bpftool"]
 IMAGE_FORMAT = 1  # bump when the image recipe changes in a way the key does not see
 # Trimmed from the image: nothing the test reads (the package's own docs are installed later).
-TRIM = ["usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale",
-        "usr/share/lintian", "usr/share/zoneinfo", "var/cache/apt/archives", "var/lib/apt/lists",
-        "var/cache/debconf/templates.dat-old", "var/log"]
+TRIM = image.TRIM_WITH_APT
 # Units that only cost boot time in the guest.
 MASK = ["apt-daily.timer", "apt-daily-upgrade.timer", "dpkg-db-backup.timer",
         "e2scrub_all.timer", "fstrim.timer", "systemd-tmpfiles-clean.timer",
@@ -66,12 +58,7 @@ MASK = ["apt-daily.timer", "apt-daily-upgrade.timer", "dpkg-db-backup.timer",
         "systemd-resolved.service"]
 
 
-def log(msg: str) -> None:
-    print(f"[deb-vm] {msg}", flush=True)
-
-
-def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, check=True, **kw)
+log = Log("deb-vm")
 
 
 # --------------------------------------------------------------------------- apt
@@ -91,16 +78,10 @@ def with_lists(apt: Apt, fn):
 
 # --------------------------------------------------------------------------- kernel
 
-# Modules the guest gets (no others: nothing needs them): the sock_diag handlers of the
-# agent's network inventory, which the kernel loads on demand (the --caps experiments).
-MODULES = ("net/ipv4/inet_diag.ko", "net/ipv4/tcp_diag.ko", "net/ipv4/udp_diag.ko",
-           "net/unix/unix_diag.ko")
-MODULE_LISTS = ("modules.builtin", "modules.builtin.modinfo", "modules.order")
-
-
 def kernel(apt: Apt) -> tuple[Path, str, Path]:
     """Debian 12's kernel, the image linux-image-amd64 depends on: the ELF vmlinux, a
-    description, and the few modules the guest gets (modules/RELEASE/..., for lib/modules)."""
+    description, and the few modules the guest gets (modules/RELEASE/..., for lib/modules:
+    testvm.kernel's, which the agent's network inventory and the --caps experiments load)."""
     def resolve() -> tuple[str, str]:
         info = apt.cache("show", "--no-all-versions", "linux-image-amd64")
         m = re.search(r"^Depends: (linux-image-[^ ,]+) \(= ([^)]+)\)", info, re.M)
@@ -118,30 +99,15 @@ def kernel(apt: Apt) -> tuple[Path, str, Path]:
         (d / "modules").mkdir(parents=True)
         try:
             (deb,) = with_lists(apt, lambda: apt.download([f"{pkg}={ver}"], tmp))
-            bz = release = None
-            with subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)],
-                                  stdout=subprocess.PIPE) as p, \
-                    tarfile.open(fileobj=p.stdout, mode="r|") as tar:
-                for m in tar:
-                    name = m.name.removeprefix("./")
-                    if not m.isfile():
-                        continue
-                    if name.startswith("boot/vmlinuz-"):
-                        bz = tar.extractfile(m).read()
-                        release = name.removeprefix("boot/vmlinuz-")
-                    elif (rel := name.removeprefix("usr/")).startswith("lib/modules/") and (
-                            rel.split("/", 3)[3].removeprefix("kernel/") in MODULES
-                            or rel.split("/")[-1] in MODULE_LISTS):
-                        out = d / "modules" / rel.removeprefix("lib/modules/")
-                        out.parent.mkdir(parents=True, exist_ok=True)
-                        out.write_bytes(tar.extractfile(m).read())
-            if bz is None:
-                raise SystemExit(f"{deb.name}: no vmlinuz inside")
-            elf = extract_vmlinux(bz)
-            (d / ("vmlinux" if elf else "vmlinuz")).write_bytes(elf or bz)
-            done.write_text(release)
+            k = unpack([deb], deb.name)
+            for rel, data in k.module_files():
+                out = d / "modules" / k.release / rel
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.write_bytes(data)
+            (d / k.image).write_bytes(k.data)
+            done.write_text(k.release)
             log(f"kernel {pkg} {ver}: {deb.stat().st_size >> 20} MiB downloaded, "
-                f"{'vmlinux' if elf else 'vmlinuz'} extracted in {time.monotonic() - t0:.0f}s")
+                f"{k.image} extracted in {time.monotonic() - t0:.0f}s")
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         keep_only(d)
@@ -152,61 +118,37 @@ def kernel(apt: Apt) -> tuple[Path, str, Path]:
 # --------------------------------------------------------------------------- guest image
 
 def image_key() -> str:
-    recipe = [IMAGE_FORMAT, SUITE, GUEST_PACKAGES, TRIM, MASK]
-    return hashlib.sha256(json.dumps(recipe).encode()).hexdigest()[:12]
+    return image.recipe_key([IMAGE_FORMAT, SUITE, GUEST_PACKAGES, TRIM, MASK])
 
 
-def cpio_tree(tree: Path, dest: Path) -> None:
-    """The tree as an uncompressed newc cpio (owners, modes and device nodes kept)."""
-    with open(dest, "wb") as f:
-        find = subprocess.Popen(["find", ".", "-mindepth", "1", "-print0"], cwd=tree,
-                                stdout=subprocess.PIPE)
-        run(["cpio", "--quiet", "--null", "-o", "-H", "newc"], cwd=tree, stdin=find.stdout,
-            stdout=f)
-        find.wait()
-
-
-def image() -> tuple[Path, Path]:
+def guest_image() -> tuple[Path, Path]:
     """The cached guest userspace (cpio) and its dpkg status file."""
-    key = image_key()
-    img, status = CACHE / f"base-{key}.cpio", CACHE / f"base-{key}.status"
-    if img.exists() and status.exists():
-        return img, status
-    if os.geteuid() != 0:
-        raise SystemExit("building the guest image needs root (debootstrap)")
-    t0 = time.monotonic()
-    tree = Path(tempfile.mkdtemp(dir=CACHE, prefix="rootfs-"))
-    try:
-        log(f"debootstrap --variant=minbase {SUITE} + {','.join(GUEST_PACKAGES)} ...")
-        debootstrap(tree, SUITE, GUEST_PACKAGES, CACHE / "debootstrap-debs")
-        # offline guest: no sources but the per-run local repository
-        (tree / "etc/apt/sources.list").write_text("")
-        (tree / "etc/hostname").write_text("rg-deb-guest\n")
-        (tree / "etc/machine-id").write_text("5a1d3c0e9b8f4e2a8c7d6b5a4f3e2d1c\n")
-        (tree / "etc/fstab").write_text("")
-        for unit in MASK:
-            link = tree / "etc/systemd/system" / unit
-            link.unlink(missing_ok=True)
-            link.symlink_to("/dev/null")
-        trim(tree, TRIM)
-        (tree / "var/cache/apt/archives/partial").mkdir(parents=True, exist_ok=True)
-        (tree / "var/lib/apt/lists/partial").mkdir(parents=True, exist_ok=True)
-        for b in (tree / "var/cache/apt").glob("*.bin"):
-            b.unlink()
-        tmp_img = img.with_name(img.name + ".tmp")
-        tmp_status = status.with_name(status.name + ".tmp")
-        shutil.copy(tree / "var/lib/dpkg/status", tmp_status)
-        cpio_tree(tree, tmp_img)
-        tmp_img.rename(img)
-        tmp_status.rename(status)
-        for old in CACHE.glob("base-*"):
-            if old not in (img, status):
-                old.unlink()
-        log(f"guest image {img.name}: {img.stat().st_size >> 20} MiB in "
-            f"{time.monotonic() - t0:.0f}s")
-    finally:
-        shutil.rmtree(tree, ignore_errors=True)
+    img, status = image.cached(CACHE, image_key(), [".cpio", ".status"], build_userspace, log)
     return img, status
+
+
+def build_userspace(tree: Path, outputs: list[Path]) -> None:
+    """debootstrap into tree, made an offline guest that boots fast, packed into outputs:
+    the cpio, and the dpkg status apt plans the dependencies against."""
+    img, status = outputs
+    log(f"debootstrap --variant=minbase {SUITE} + {','.join(GUEST_PACKAGES)} ...")
+    debootstrap(tree, SUITE, GUEST_PACKAGES, CACHE / "debootstrap-debs")
+    # offline guest: no sources but the per-run local repository
+    (tree / "etc/apt/sources.list").write_text("")
+    (tree / "etc/hostname").write_text("rg-deb-guest\n")
+    (tree / "etc/machine-id").write_text("5a1d3c0e9b8f4e2a8c7d6b5a4f3e2d1c\n")
+    (tree / "etc/fstab").write_text("")
+    for unit in MASK:
+        link = tree / "etc/systemd/system" / unit
+        link.unlink(missing_ok=True)
+        link.symlink_to("/dev/null")
+    image.trim(tree, TRIM)
+    (tree / "var/cache/apt/archives/partial").mkdir(parents=True, exist_ok=True)
+    (tree / "var/lib/apt/lists/partial").mkdir(parents=True, exist_ok=True)
+    for b in (tree / "var/cache/apt").glob("*.bin"):
+        b.unlink()
+    shutil.copy(tree / "var/lib/dpkg/status", status)
+    pack_tree(tree, img)
 
 
 # --------------------------------------------------------------------------- local repository
@@ -303,57 +245,43 @@ def run_cpio(dest: Path, deb: Path, deps: list[Path], mode: str, modules: Path) 
         for p in [stage, *stage.rglob("*")]:
             if p.is_dir() and not p.is_symlink():
                 p.chmod(0o755)
-        cpio_tree(stage, dest)
+        pack_tree(stage, dest)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- boot
 
+# After qemu.APPEND: systemd as PID 1, straight from the initramfs.
+APPEND = "rdinit=/lib/systemd/systemd systemd.show_status=auto systemd.log_level=warning"
+
+
 def boot(vmlinux: Path, initrd: Path, outdir: Path, timeout: int, echo: bool) -> dict:
-    console, results = outdir / "console.log", outdir / "results.out"
-    for p in (console, results):
-        p.write_bytes(b"")
-    append = ("console=ttyS0 panic=-1 rdinit=/lib/systemd/systemd quiet loglevel=3 "
-              "mitigations=off random.trust_cpu=on tsc=reliable no_timer_check "
-              "systemd.show_status=auto systemd.log_level=warning")
-    # thread=single: see qemu_cmd in vm/kernels.py (stale live-patched text under multi)
-    cmd = ["timeout", "--kill-after=10", str(timeout), "qemu-system-x86_64",
-           "-accel", "tcg,thread=single", "-cpu", "max", "-m", "2G", "-smp", "2",
-           "-nographic", "-no-reboot", "-nodefaults", "-monitor", "none",
-           "-serial", f"file:{console}", "-serial", f"file:{results}",
-           "-kernel", str(vmlinux), "-initrd", str(initrd), "-append", append]
-    (outdir / "qemu.cmd").write_text(" ".join(cmd) + "\n")
-    t0 = time.monotonic()
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
-    pos = 0
-    seen_steps = 0
-    while True:
-        done = proc.poll() is not None
-        if echo:
-            with open(console, "rb") as f:
-                f.seek(pos)
-                chunk = f.read()
-            pos += len(chunk)
-            for ln in chunk.decode(errors="replace").replace("\r", "").splitlines():
-                if "[guest]" in ln:
-                    print("  " + ln[ln.index("[guest]"):], flush=True)
-        else:
-            text = results.read_text(errors="replace")
-            for ln in text.splitlines()[seen_steps:]:
-                seen_steps += 1
-                if ln.startswith("@@STEP "):
-                    s = json.loads(ln[7:])
-                    print(f"  {'PASS' if s['ok'] else 'FAIL' if s['ok'] is False else 'skip'}"
-                          f" {s['name']} ({s['seconds']}s)", flush=True)
-        if done:
-            break
-        time.sleep(0.5)
-    qemu_out = proc.stdout.read().decode(errors="replace").strip()
-    res = {"seconds": time.monotonic() - t0, "rc": proc.returncode, "qemu": qemu_out,
-           "steps": [], "caps": [], "done": None, "boot": None, "journal": ""}
-    for ln in results.read_text(errors="replace").replace("\r", "").splitlines():
+    """Boot the guest, showing its test log (echo) or each step as it ends; its results."""
+    follow = qemu.Tail(outdir / (qemu.CONSOLE if echo else qemu.RESULTS))
+
+    def watch() -> None:
+        for ln in follow.lines():
+            ln = ln.replace("\r", "")
+            if echo and "[guest]" in ln:
+                print("  " + ln[ln.index("[guest]"):], flush=True)
+            elif not echo and ln.startswith("@@STEP "):
+                s = json.loads(ln[7:])
+                print(f"  {'PASS' if s['ok'] else 'FAIL' if s['ok'] is False else 'skip'}"
+                      f" {s['name']} ({s['seconds']}s)", flush=True)
+
+    ran = qemu.boot(qemu.Machine(vmlinux, initrd, APPEND), outdir, timeout, watch)
+    res = {"seconds": ran.seconds, "rc": ran.rc, "qemu": ran.output, "steps": [], "caps": [],
+           "done": None, "boot": None, "journal": ""}
+    read_results(outdir / qemu.RESULTS, res)
+    (outdir / "journal.txt").write_text(res["journal"])
+    (outdir / "debug.txt").write_text("\n".join(res.get("debug", [])))
+    return res
+
+
+def read_results(path: Path, res: dict) -> None:
+    """The guest's '@@TAG json' lines (tests/deb/guest_test.py) into res."""
+    for ln in path.read_text(errors="replace").replace("\r", "").splitlines():
         tag, _, rest = ln.partition(" ")
         try:
             if tag == "@@STEP":
@@ -370,9 +298,6 @@ def boot(vmlinux: Path, initrd: Path, outdir: Path, timeout: int, echo: bool) ->
                 res["journal"] = base64.b64decode(rest).decode(errors="replace")
         except ValueError:
             pass
-    (outdir / "journal.txt").write_text(res["journal"])
-    (outdir / "debug.txt").write_text("\n".join(res.get("debug", [])))
-    return res
 
 
 # --------------------------------------------------------------------------- main
@@ -389,31 +314,25 @@ def main() -> int:
                        default=None)
     if deb is None or not deb.is_file():
         raise SystemExit("no .deb: run `make deb` first")
-    for tool in ("qemu-system-x86_64", "debootstrap", "dpkg-scanpackages", "cpio", "apt-get"):
-        if not shutil.which(tool):
-            raise SystemExit(f"{tool} missing (apt-get install qemu-system-x86 debootstrap "
-                             "dpkg-dev cpio)")
+    need_tools(["qemu-system-x86_64", "debootstrap", "dpkg-scanpackages", "cpio", "apt-get"],
+               "qemu-system-x86 debootstrap dpkg-dev cpio")
 
     t_start = time.monotonic()
     CACHE.mkdir(parents=True, exist_ok=True)
-    with open(CACHE / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one run at a time: they share the cache
+    with lock(CACHE / ".lock", log):
         return test(a, deb, t_start)
 
 
 def test(a: argparse.Namespace, deb: Path, t_start: float) -> int:
     vmlinux, kdesc, modules = kernel(Apt(CACHE / "apt", SOURCES))
-    img, status = image()
+    img, status = guest_image()
     deps = dependency_debs(deb, status)
     rundir = CACHE / "run"
     rundir.mkdir(exist_ok=True)
     per_run = rundir / "run.cpio"
     run_cpio(per_run, deb, deps, "caps" if a.caps else "test", modules)
     initrd = rundir / "initrd.cpio"
-    with open(initrd, "wb") as out:
-        for part in (img, per_run):
-            with open(part, "rb") as f:
-                shutil.copyfileobj(f, out, 1 << 20)
+    concatenate([img, per_run], initrd)
     t_prep = time.monotonic() - t_start
     log(f"{deb.name} ({deb.stat().st_size >> 10} KiB) on {kdesc}; image {img.name}; "
         f"{len(deps)} dependencies from the local repository; prepared in {t_prep:.1f}s")

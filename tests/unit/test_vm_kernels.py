@@ -1,21 +1,15 @@
-"""The kernel matrix's judgement of a guest run (vm/kernels.py): which boots are emulator
+"""The kernel matrix's judgement of a guest run (vm/matrix_result.py): which boots are emulator
 trouble to boot again, and which are results. A result must never be retried away."""
 
 from __future__ import annotations
 
 import base64
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "vm"))  # as when run as vm/kernels.py
-_spec = importlib.util.spec_from_file_location("kernels", ROOT / "vm" / "kernels.py")
-kernels = importlib.util.module_from_spec(_spec)
-sys.modules["kernels"] = kernels  # dataclasses look their module up
-_spec.loader.exec_module(kernels)
+import kernels  # vm/ is on pytest's pythonpath (pyproject.toml)
+import matrix_result
 
 STARTED = "============================= test session starts ==============================\n"
 LOCKUP = (STARTED + "tests/kernel/test_loader.py ...      [  8%]\n"
@@ -28,11 +22,11 @@ def section(name: str, text: str) -> str:
     return f"@@RG {name}@@\n{base64.b64encode(text.encode()).decode()}\n@@END@@\n"
 
 
-def result(tmp_path: Path, console: str, sections: str = "") -> kernels.Result:
+def result(tmp_path: Path, console: str, sections: str = "") -> matrix_result.Result:
     c = tmp_path / "console.log"
     c.write_text(console)
-    r = kernels.Result(kernel=None, console=c)
-    r.sections = kernels.parse_sections(sections.encode())
+    r = matrix_result.Result(kernel=None, console=c)
+    r.sections = matrix_result.parse_sections(sections.encode())
     if "rc" in r.sections:
         r.rc = int(r.sections["rc"])
     if not r.sections:
@@ -41,19 +35,19 @@ def result(tmp_path: Path, console: str, sections: str = "") -> kernels.Result:
 
 
 def test_soft_lockup_panic_is_booted_again_and_says_where(tmp_path: Path) -> None:
-    why = kernels.emulation_trouble(result(tmp_path, LOCKUP))
+    why = matrix_result.emulation_trouble(result(tmp_path, LOCKUP))
     assert why == ("soft lockup panic (CPU#0 stuck for 67s) in "
                    "tests/kernel/test_network_events.py")
 
 
 def test_death_before_the_tests_is_booted_again(tmp_path: Path) -> None:
-    assert kernels.emulation_trouble(result(tmp_path, "Booting from ROM..\n")) == (
+    assert matrix_result.emulation_trouble(result(tmp_path, "Booting from ROM..\n")) == (
         "no result (qemu exit 0)")
 
 
 def test_bad_clock_is_booted_again(tmp_path: Path) -> None:
     r = result(tmp_path, "", section("clock_bad", "TSC 5.7 times too fast\n"))
-    assert kernels.emulation_trouble(r) == "TSC 5.7 times too fast"
+    assert matrix_result.emulation_trouble(r) == "TSC 5.7 times too fast"
 
 
 @pytest.mark.parametrize("console", [
@@ -62,20 +56,20 @@ def test_bad_clock_is_booted_again(tmp_path: Path) -> None:
 ])
 def test_results_and_other_panics_are_not_retried(tmp_path: Path, console: str) -> None:
     sections = section("rc", "1") if ".F." in console else ""
-    assert kernels.emulation_trouble(result(tmp_path, console, sections)) == ""
+    assert matrix_result.emulation_trouble(result(tmp_path, console, sections)) == ""
 
 
 def test_a_finished_run_with_a_lockup_warning_is_a_result(tmp_path: Path) -> None:
     # the tests ended and sent their exit code: what they say stands
     r = result(tmp_path, LOCKUP, section("rc", "0"))
-    assert kernels.emulation_trouble(r) == ""
+    assert matrix_result.emulation_trouble(r) == ""
 
 
 def test_junit_failure_in_teardown_wins_over_the_pass() -> None:
     xml = ('<testsuites><testsuite><testcase classname="tests.kernel.test_x" name="t"/>'
            '<testcase classname="tests.kernel.test_x" name="t"><error message="e"/></testcase>'
            '</testsuite></testsuites>')
-    assert kernels.parse_junit(xml) == {"test_x::t": "error"}
+    assert matrix_result.parse_junit(xml) == {"test_x::t": "error"}
 
 
 INT3_OOPS = (STARTED + "tests/kernel/test_file_events.py ....   [ 61%]\n"
@@ -89,17 +83,17 @@ INT3_OOPS = (STARTED + "tests/kernel/test_file_events.py ....   [ 61%]\n"
 
 
 def test_a_dead_guest_is_summed_up_in_one_line() -> None:
-    assert kernels.how_it_died(INT3_OOPS) == (
+    assert matrix_result.how_it_died(INT3_OOPS) == (
         "Oops: int3: 0000 [#1] SMP NOPTI at trace_syscall_enter+0xd/0xb0 "
         "(panic: Fatal exception in interrupt) in tests/kernel/test_detections.py")
-    assert kernels.how_it_died(LOCKUP) == (
+    assert matrix_result.how_it_died(LOCKUP) == (
         "watchdog: BUG: soft lockup - CPU#0 stuck for 67s! [python3:498] "
         "(panic: softlockup: hung tasks) in tests/kernel/test_network_events.py")
-    assert kernels.how_it_died("Booting from ROM..\n") == ""
+    assert matrix_result.how_it_died("Booting from ROM..\n") == ""
 
 
 def test_int3_oops_from_stale_patched_text_is_booted_again(tmp_path: Path) -> None:
-    assert kernels.emulation_trouble(result(tmp_path, INT3_OOPS)) == (
+    assert matrix_result.emulation_trouble(result(tmp_path, INT3_OOPS)) == (
         "int3 oops at trace_syscall_enter+0xd/0xb0 (stale code after live patching) in "
         "tests/kernel/test_detections.py")
 

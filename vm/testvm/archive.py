@@ -1,7 +1,5 @@
-"""Debian's archive for the qemu tests (vm/kernels.py, tests/deb/run.py): a private apt that
-leaves the host's apt setup alone, the kernel inside an image package, a minbase debootstrap.
-
-Not named `debian`: that is python3-debian's package."""
+"""Debian's archive for the guests: a private apt that leaves the host's apt setup alone, the
+kernel inside an image package, a minbase debootstrap."""
 
 from __future__ import annotations
 
@@ -13,13 +11,11 @@ import time
 import zlib
 from pathlib import Path
 
+from .host import run
+
 MIRROR = "http://deb.debian.org/debian"
 SECURITY = "http://deb.debian.org/debian-security"
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
-
-
-def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, check=True, **kw)
 
 
 class Apt:
@@ -135,15 +131,6 @@ def debootstrap(tree: Path, suite: str, packages: list[str], debs: Path,
         shutil.rmtree(tree)
         tree.mkdir()
         time.sleep(5 * attempt)
-
-
-def trim(tree: Path, paths: list[str]) -> None:
-    """Empty these directories of the tree (what the guest never reads)."""
-    for t in paths:
-        p = tree / t
-        if p.is_dir() and not p.is_symlink():
-            shutil.rmtree(p)
-            p.mkdir()
 
 
 def keep_only(current: Path) -> None:
