@@ -205,6 +205,24 @@ static __always_inline int rest_passes(struct rg_keybuf *k, struct rg_filter_con
 	return (conf->pass_all & k->want) == k->want;
 }
 
+/*
+ * Could a suffix or pass_all pass what wants the bits `want`, whatever the name is? Most
+ * configs have no suffix for reads: an unwatched read-only open is then filtered without its
+ * name being read.
+ */
+static __always_inline int rest_may_pass(struct rg_filter_conf *conf, __u8 want)
+{
+	if ((conf->pass_all & want) == want)
+		return 1;
+	for (__u32 i = 0; i < RG_FILTER_MAX_SUFFIXES; i++) {
+		if (i >= conf->nr_suffixes)
+			break;
+		if ((conf->suffixes[i].verdict & want) == want)
+			return 1;
+	}
+	return 0;
+}
+
 static __always_inline struct rg_filter_conf *filter_conf(void)
 {
 	__u32 zero = 0;
@@ -412,6 +430,8 @@ __noinline int rg_dcache_may_pass(__u64 file, __u32 need)
 		return RG_DC_UNKNOWN;
 	if (bits & need)
 		return RG_DC_KNOWN;
+	if (!rest_may_pass(conf, (bits & RG_V_EXCLUDE) ? need | RG_V_FORCE : need))
+		return RG_DC_FILTERED;
 	/* the suffixes see "/" and the name */
 	__u32 len = up.hash_len >> 32;
 	if (len > RG_FILTER_KEY_LEN - 2)
