@@ -28,7 +28,8 @@ def ensure_packages(skip: tuple[str, ...] = ()) -> None:
 
 
 def build() -> None:
-    """Scratch directories with a file each, bench/gen.c and the minimal probe compiled."""
+    """Scratch directories with a file each, bench/gen.c and the two floors (minprobe, minbtf)
+    compiled."""
     BUILD.mkdir(parents=True, exist_ok=True)
     for d in (WATCHED, UNWATCHED):
         d.mkdir(parents=True, exist_ok=True)
@@ -37,9 +38,10 @@ def build() -> None:
     sh("gcc", "-O2", "-Wall", "-o", str(BUILD / "gen"), str(BENCH / "gen.c"))
     sh("gcc", "-O2", "-Wall", "-o", str(BUILD / "minprobe_load"), str(BENCH / "minprobe_load.c"),
        "-lbpf")
-    sh("clang", "-g", "-O2", "-target", "bpf", "-D__TARGET_ARCH_x86", "-Wall",
-       f"-I{ROOT / 'vmlinux'}", "-c", str(BENCH / "minprobe.bpf.c"),
-       "-o", str(BUILD / "minprobe.bpf.o"))
+    for floor in ("minprobe", "minbtf"):
+        sh("clang", "-g", "-O2", "-target", "bpf", "-D__TARGET_ARCH_x86", "-Wall",
+           f"-I{ROOT / 'vmlinux'}", "-c", str(BENCH / f"{floor}.bpf.c"),
+           "-o", str(BUILD / f"{floor}.bpf.o"))
 
 
 def write_config(name: str, **perf: object) -> Path:

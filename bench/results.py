@@ -103,12 +103,15 @@ class OverheadRow:
     randguard: AddedCost
     opensnoop: AddedCost
     auditd: AddedCost
+    minbtf: AddedCost | None = omit()  # (runs before 2026-12-05 did not measure it)
 
-    def added(self, tool: str) -> Summary:
-        return getattr(self, tool).added_cpu_ns
+    def added(self, tool: str) -> Summary | None:
+        cost = getattr(self, tool)
+        return cost.added_cpu_ns if cost is not None else None
 
 
-TRACERS = ("minprobe", "randguard", "opensnoop", "auditd")  # OverheadRow's tools, in order
+# OverheadRow's tools, in the order they run
+TRACERS = ("minprobe", "minbtf", "randguard", "opensnoop", "auditd")
 
 
 @dataclass(kw_only=True)
@@ -120,8 +123,8 @@ class Overhead:
 
     def added_median(self, wl: str, tool: str) -> float | None:
         """A tool's median added CPU ns per iteration of a workload."""
-        row = self.table.get(wl)
-        return row.added(tool).median if row else None
+        added = self.table[wl].added(tool) if wl in self.table else None
+        return added.median if added else None
 
 
 # ---- kernel side profile ---------------------------------------------------------------------

@@ -100,27 +100,29 @@ def overhead(ov: Overhead, w: Write) -> None:
     w("## 1. Syscall overhead (ns added per call, vs no tracer, same run)\n")
     w("Each cell: CPU ns added per loop iteration over the baseline blocks right before "
       "and after it (agent on the default config plus the bench's watched directory; "
-      "`minprobe` is an enter+exit tracepoint pair that returns at once; opensnoop as "
+      "`minprobe` is an enter+exit tracepoint pair that returns at once; `minbtf` an empty "
+      "tp_btf program on sys_enter and one on sys_exit, the floor of a dispatcher that sees "
+      "every syscall (randguard's design); opensnoop as "
       "shipped, tracing everything; auditd with `-w` rules on the same watch set). "
       "getppid is traced by none of them: its row is what attaching a tool costs every "
       "other syscall. The i386 open goes through `int $0x80` (the compat entry), for which "
       "x86-64 kernels never run `syscalls/sys_*` tracepoint programs: a tracer built on "
       "those pays only the slower syscall path there and sees nothing.\n")
-    w("| workload | baseline ns/iter | randguard | minprobe | opensnoop | auditd |")
-    w("|---|---|---|---|---|---|")
-    others = ("minprobe", "opensnoop", "auditd")
+    others = ("minprobe", "minbtf", "opensnoop", "auditd")
+    w("| workload | baseline ns/iter | randguard | " + " | ".join(others) + " |")
+    w("|---|---|---|---|---|---|---|")
     for wl, desc in ov.workloads.items():
         row = ov.table[wl]
         cells = [fmt(row.added(k)) for k in ("randguard", *others)]
         w(f"| {desc} | {fmt(row.baseline_ns)} | " + " | ".join(cells) + " |")
     w("")
     w("Ratios (medians of the same run): randguard's added cost divided by the other's.\n")
-    w("| workload | randguard / minprobe | randguard / opensnoop | randguard / auditd |")
-    w("|---|---|---|---|")
+    w("| workload | " + " | ".join(f"randguard / {k}" for k in others) + " |")
+    w("|---|---|---|---|---|")
     for wl, desc in ov.workloads.items():
         a = ov.added_median(wl, "randguard")
-        w(f"| {desc} | " + " | ".join(str(ratio(a, ov.added_median(wl, k)))
-                                     for k in others) + " |")
+        rs = (ratio(a, ov.added_median(wl, k)) for k in others)
+        w(f"| {desc} | " + " | ".join("n/a" if r is None else str(r) for r in rs) + " |")
     w("\n**Targets of the sys_enter/sys_exit dispatcher issue** (ratios from this run): "
       + "; ".join(f"{what} {measured} (target {target}: {verdict(ok)})"
                   for what, measured, target, ok in dispatcher_targets(ov)) + ".")

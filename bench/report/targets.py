@@ -40,7 +40,8 @@ def dispatcher_targets(ov: Overhead) -> list[tuple[str, str, str, bool | None]]:
     a = med("getppid", "randguard")
     ref, src = BEFORE["getppid"]
     out.append(("getppid", f"{_ns(a)} (before: {_ns(ref)}, {src}; the minimal pair in this "
-                           f"run: {_ns(med('getppid', 'minprobe'))})",
+                           f"run: {_ns(med('getppid', 'minprobe'))}; an empty tp_btf "
+                           f"sys_enter+sys_exit pair: {_ns(med('getppid', 'minbtf'))})",
                 "n/a" if ref is None else f"≤ {_ns(ref + 40)}, before + 40 ns",
                 None if a is None or ref is None else a <= ref + 40))
     a = med("openat_watched", "randguard")

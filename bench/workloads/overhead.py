@@ -1,8 +1,9 @@
 """Table 1: the CPU ns each tool adds to every syscall loop, against no tool, in one run.
 
-Per round: none, minprobe, none, randguard, none, opensnoop, none, auditd, none. The added
-cost of a tool in a round is its median minus the median of the two baseline blocks around it
-(CPU ns of the generator per iteration), so that a machine whose speed drifts still compares."""
+Per round: none, minprobe, none, minbtf, none, randguard, none, opensnoop, none, auditd, none.
+The added cost of a tool in a round is its median minus the median of the two baseline blocks
+around it (CPU ns of the generator per iteration), so that a machine whose speed drifts still
+compares."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ def overhead(args: argparse.Namespace, res: Results) -> None:
                          "i386 open row was not measured")
     tools: dict[str, Callable[[], Tool]] = {
         "minprobe": MinProbe,
+        "minbtf": lambda: MinProbe("minbtf"),
         "randguard": lambda: RandGuard(cfg, WORK / "overhead-agent.ndjson"),
         "opensnoop": lambda: OpenSnoop(WORK / "overhead-opensnoop.out"),
         "auditd": Auditd}
