@@ -103,10 +103,15 @@ def attr_event(ev: FileEvent, r: FileRecord) -> FileAttrEvent:
 
 def event_fd(r: FileRecord) -> int | None:
     """The fd an event names: written to, changed through, or (open, io_uring_setup) made."""
-    if r.op == _WRITE or (r.op in _ATTR_OPS and r.name is None):
-        return r.fd if r.fd >= 0 else None  # an io_uring write's fd is not known
-    if r.op in (_OPEN, _IO_URING_SETUP) and r.ret >= 0 and not r.fflags & _NO_FD:
-        return r.ret
+    return fd_named(r.op, r.fflags, r.ret, r.fd, r.name is None)
+
+
+def fd_named(op: int, fflags: int, ret: int, fd: int, unnamed: bool) -> int | None:
+    """event_fd() of a record's fields (`unnamed`: a call on an fd, not on a name)."""
+    if op == _WRITE or (op in _ATTR_OPS and unnamed):
+        return fd if fd >= 0 else None  # an io_uring write's fd is not known
+    if op in (_OPEN, _IO_URING_SETUP) and ret >= 0 and not fflags & _NO_FD:
+        return ret
     return None
 
 

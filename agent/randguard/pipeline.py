@@ -23,7 +23,7 @@ from .events import (
     WallClock,
     errno_name,
 )
-from .file_events import event_fd, explicit_mtime, file_event, locate
+from .file_events import explicit_mtime, fd_named, file_event, locate
 from .matcher import FileFilter
 from .network_events import net_direction, net_result, network_event
 from .paths import decode_path, walked
@@ -40,7 +40,9 @@ from .records import (
     FF_CREATED,
     FF_INODE,
     FF_WRITE,
+    FILE,
     HF_TRUNC_S0,
+    KIND_FILE,
     NET_OPS,
     OPS,
     DecodeError,
@@ -52,6 +54,8 @@ from .records import (
     NetRecord,
     Record,
     decode,
+    expected_layout,
+    varying,
 )
 
 _OP_ID = {name: op for op, name in OPS.items()}
@@ -60,9 +64,16 @@ _OPEN, _WRITE, _RENAME, _UNLINK, _CHMOD, _SETXATTR, _UTIMES = (
                         "file_setxattr", "file_utimes"))
 _SET_BACK_NS = 60 * 1_000_000_000  # an mtime this far before the call is a time set back
 PASSWD = "/etc/passwd"  # where `~/` paths get their home directories
-# file events memoized by their record's static part (Pipeline._file_record), at most this many
+# Opens and writes (nearly every file event) are memoized by their record's bytes bar the
+# fields that vary from call to call (records.Varying), with the process's exe (rules look at
+# it) and success: a record seen before is not decoded, and its event is the one judged then,
+# with this call's fields. At most _MEMO_MAX of them.
 _MEMO_OPS = frozenset({_OPEN, _WRITE})
 _MEMO_MAX = 4096
+_PER_CALL = varying("rg_file_event", frozenset({
+    "ts_ns", "pid", "tid", "uid", "gid", "ret", "ino", "dev", "ppid", "fd", "old"}))
+_FILE_MEMBERS = expected_layout("rg_file_event")[1]
+_OP_AT, _FFLAGS_AT = _FILE_MEMBERS["op"][0], _FILE_MEMBERS["fflags"][0]
 _replace = msgspec.structs.replace
 
 
@@ -150,7 +161,17 @@ class Pipeline:
         append = out.append
         procs = self.state.procs
         self.state.records += len(raws)
+        # (while the self-test runs, every record is decoded: its process's are hidden)
+        memo_on = not (self.state.hidden_pids or self.state.hidden_parents)
         for raw in raws:
+            key = per = None
+            if (memo_on and len(raw) >= FILE.size and raw[0] == KIND_FILE
+                    and raw[_OP_AT] in _MEMO_OPS and not raw[_FFLAGS_AT] & FF_INODE):
+                key, per = self._memo_key(raw)
+                judged = self._memo.get(key)
+                if judged is not None:
+                    self._emit(judged, raw[_OP_AT], raw[_FFLAGS_AT], per, False, out)
+                    continue
             try:
                 rec = decode(raw)
             except DecodeError as e:
@@ -159,7 +180,7 @@ class Pipeline:
             if (self.state.hidden_pids or self.state.hidden_parents) and self._hidden(rec):
                 continue
             if type(rec) is FileRecord:
-                self._file_record(rec, out)
+                self._file_record(rec, out, key)
             elif type(rec) is ExecRecord:
                 parent = procs.get(rec.ppid)
                 procs.on_exec(rec, walked(rec.exe, rec.flags & HF_TRUNC_S0))
@@ -268,46 +289,48 @@ class Pipeline:
         return [Ancestor(pid, info.comm, info.exe_path)
                 for pid, info in self.state.procs.lineage(ppid or None)]
 
-    def _file_record(self, r: FileRecord, out: list[Event]) -> None:
+    def _memo_key(self, raw: bytes) -> tuple[tuple, tuple]:
+        """(memo key, varying fields) of an open's or write's raw record (see _MEMO_OPS)."""
+        per = _PER_CALL.unpack(raw)
+        info = self.state.procs.get(per[1])
+        return (_PER_CALL.rest(raw), info.exe_path if info is not None else None,
+                per[5] >= 0), per
+
+    def _file_record(self, r: FileRecord, out: list[Event], key: tuple | None) -> None:
         """Normalize, filter, judge and rate-limit one file record; append its event and the
-        alerts of the rules it matches to `out`."""
-        op = r.op
-        ret = r.ret
-        # opens and writes (nearly every file event) of a record seen before: its verdicts and
-        # event, bar the per-call fields, are what they were then (for the same exe: rules look
-        # at it)
-        memo = op in _MEMO_OPS and not r.fflags & FF_INODE
-        if memo:
-            info = self.state.procs.get(r.pid)
-            exe = info.exe_path if info is not None else None
-            key = (op, r.syscall, r.flags, r.fflags, r.open_flags, r.abi, r.path, r.dir, r.name,
-                   r.comm, exe, ret >= 0)
-            judged = self._memo.get(key)
-            if judged is None:
-                if len(self._memo) >= _MEMO_MAX:
-                    self._memo.clear()
-                judged = self._memo[key] = self._judged(r)
-        else:
-            judged = self._judged(r)
+        alerts of the rules it matches to `out`; with a memo `key`, remember the judgement."""
+        judged = self._judged(r)
+        if key is not None:
+            if len(self._memo) >= _MEMO_MAX:
+                self._memo.clear()
+            self._memo[key] = judged
+        self._emit(judged, r.op, r.fflags, (r.ts_ns, r.pid, r.tid, r.uid, r.gid, r.ret, r.ino,
+                                            r.dev, r.ppid, r.fd, r.old), True, out)
+
+    def _emit(self, judged: tuple, op: int, fflags: int, per: tuple, fresh: bool,
+              out: list[Event]) -> None:
+        """Append a judged file event and the alerts of the rules it matches to `out`, unless
+        the filter or the rate limit drops it. `per`: the call's varying fields (_PER_CALL's),
+        which replace the judged event's unless it is `fresh` (judged from this very call)."""
         ev, old_path, det, hits = judged
         if ev is None:
             self.state.filtered += 1
             return
+        ts, pid, tid, uid, gid, ret, ino, _dev, ppid, fd, _old = per
         path = ev.resolved_path
         if path == PASSWD and ret >= 0 and op != _OPEN:
             self.state.passwd_changed = True
         if ret >= 0 and op in (_UNLINK, _RENAME) and self.state.persist_paths:
             self.state.forget_inodes((path, old_path))
         # the limit applies to what matched nothing: it cannot be used to hide an attack
-        if det is None and not hits and not self.limiter.allow("file", r.ts_ns):
+        if det is None and not hits and not self.limiter.allow("file", ts):
             self.state.rate_limited["file"] += 1
             return
-        if memo:
-            ev = _replace(ev, timestamp=self.state.clock.format(r.ts_ns), timestamp_ns=r.ts_ns,
-                          pid=r.pid, tid=r.tid, ppid=r.ppid, uid=r.uid, gid=r.gid, ret=ret,
-                          error=errno_name(ret), fd=event_fd(r), inode=r.ino or None,
-                          ancestors=self._ancestors(r.ppid) if det is not None or hits
-                          else None)
+        if not fresh:
+            ev = _replace(ev, timestamp=self.state.clock.format(ts), timestamp_ns=ts, pid=pid,
+                          tid=tid, ppid=ppid, uid=uid, gid=gid, ret=ret, error=errno_name(ret),
+                          fd=fd_named(op, fflags, ret, fd, False), inode=ino or None,
+                          ancestors=self._ancestors(ppid) if det is not None or hits else None)
         out.append(ev)
         if det is not None or hits:
             self.state.touched.append(ev)

@@ -8,6 +8,7 @@ against the BTF of the compiled objects, so the two sides cannot drift apart sil
 
 from __future__ import annotations
 
+import operator
 import socket
 import struct
 from collections.abc import Callable, Iterable
@@ -286,6 +287,33 @@ ExecFailedRecord = LAYOUTS["rg_proc_exec_failed"].record
 NetRecord = LAYOUTS["rg_net_event"].record
 Record = FileRecord | ForkRecord | ExecRecord | ExecFailedRecord | ExitRecord | NetRecord
 _DECODERS: Final = {lay.kind: lay.decode for lay in LAYOUTS.values()}
+
+
+class Varying(NamedTuple):
+    """A record's bytes split for a memo keyed by them: `unpack` gives the fields that vary
+    from call to call (in layout order), `rest` every other byte (the other fields of the fixed
+    part and the strings) as a tuple of slices: two records with the same `rest` differ only in
+    the varying fields."""
+
+    unpack: Callable[[bytes], tuple]
+    rest: Callable[[bytes], tuple[bytes, ...]]
+
+
+def varying(c_name: str, attrs: frozenset[str]) -> Varying:
+    """The Varying split of a layout, the varying fields named by their record attributes."""
+    fmt, rest, off, start = "<", [], 0, 0
+    for f in HEADER_FIELDS + LAYOUTS[c_name].fields:
+        size = struct.calcsize("<" + f.fmt)
+        if f.attr in attrs:
+            fmt += f.fmt
+            if off > start:
+                rest.append(slice(start, off))
+            start = off + size
+        else:
+            fmt += f"{size}x"
+        off += size
+    rest.append(slice(start, None))
+    return Varying(struct.Struct(fmt).unpack_from, operator.itemgetter(*rest))
 
 
 def field_layout(fields: Iterable[Field], off: int = 0) -> tuple[int, dict[str, tuple[int, int]]]:
