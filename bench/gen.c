@@ -248,6 +248,23 @@ static void reap(int block)
 	}
 }
 
+static void reap_all(void)
+{
+	while (outstanding > 0)
+		reap(1);
+}
+
+/* Reap what has exited, sleep to the next `tick` boundary after `start` (unless it is past
+ * `end`); the time then. */
+static uint64_t next_tick(uint64_t start, uint64_t end, uint64_t tick)
+{
+	reap(0);
+	uint64_t next = start + ((now_ns() - start) / tick + 1) * tick;
+	if (next < end)
+		sleep_until(next);
+	return now_ns();
+}
+
 static void spawn_true(void)
 {
 	static char *argv[] = {"true", NULL};
@@ -271,14 +288,9 @@ static int mode_exec(double rate, double secs)
 			spawn_true();
 			ops++;
 		}
-		reap(0);
-		uint64_t next = start + ((now_ns() - start) / tick + 1) * tick;
-		if (next < end)
-			sleep_until(next);
-		t = now_ns();
+		t = next_tick(start, end, tick);
 	}
-	while (outstanding > 0)
-		reap(1);
+	reap_all();
 	printf("{\"ops\": %llu, \"ns\": %llu}\n", (unsigned long long)ops,
 	       (unsigned long long)(now_ns() - start));
 	return 0;
@@ -352,14 +364,9 @@ static int mode_mixed(const char *wdir, const char *unwatched, double scale, dou
 			spawn_true();
 			execs++;
 		}
-		reap(0);
-		uint64_t next = start + ((now_ns() - start) / tick + 1) * tick;
-		if (next < end)
-			sleep_until(next);
-		t = now_ns();
+		t = next_tick(start, end, tick);
 	}
-	while (outstanding > 0)
-		reap(1);
+	reap_all();
 	printf("{\"ops\": %llu, \"reads\": %llu, \"cycles\": %llu, \"execs\": %llu, \"ns\": %llu}\n",
 	       (unsigned long long)(reads + cycles + execs), (unsigned long long)reads,
 	       (unsigned long long)cycles, (unsigned long long)execs,

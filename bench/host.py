@@ -3,6 +3,7 @@ a process, load, and the description that heads the report."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from layout import ROOT
@@ -134,3 +136,11 @@ def machine_info() -> Machine:
         commit=git("rev-parse", "HEAD"), commit_subject=git("log", "-1", "--format=%s"),
         dirty_files_outside_bench=dirty, versions=versions,
     )
+
+
+def rounds(args: argparse.Namespace, what: str) -> Iterator[int]:
+    """The round numbers of a section, each said and started on a quiet machine."""
+    for rnd in range(args.rounds):
+        log(f"{what} round {rnd + 1}/{args.rounds}")
+        wait_quiet(args.quiet_wait)
+        yield rnd

@@ -8,7 +8,7 @@ import datetime as dt
 import threading
 import time
 
-from host import git, loadavg, log, proc_rss_kb, wait_quiet
+from host import git, loadavg, log, proc_rss_kb, rounds, wait_quiet
 from layout import UNWATCHED, WATCHED, WORK
 from prepare import write_config
 from results import Idle, IdleRun, Mixed, MixedRun, Results, Soak, SoakSample, summary
@@ -28,8 +28,7 @@ def idle(args: argparse.Namespace, res: Results) -> None:
     users' processes still make events: the machine is shared)."""
     cfg = write_config("default")
     runs = []
-    for _ in range(args.rounds):
-        wait_quiet(args.quiet_wait)
+    for _ in rounds(args, "idle"):
         with RandGuard(cfg, WORK / "idle.ndjson") as a:
             time.sleep(1.0)
             c0, t0 = a.cpu_ns(), time.monotonic()
@@ -50,8 +49,7 @@ def mixed(args: argparse.Namespace, res: Results) -> None:
     cycles in the watched directory, 20 execs of /bin/true (bench/gen.c's mixed mode)."""
     cfg = write_config("default")
     runs = []
-    for _ in range(args.rounds):
-        wait_quiet(args.quiet_wait)
+    for _ in rounds(args, "mixed"):
         with RandGuard(cfg, WORK / "mixed.ndjson") as a:
             time.sleep(0.5)
             c0, t0 = a.cpu_ns(), time.monotonic()

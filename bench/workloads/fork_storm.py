@@ -8,7 +8,7 @@ import argparse
 import time
 from pathlib import Path
 
-from host import RssSampler, log, proc_rss_kb, wait_quiet
+from host import RssSampler, proc_rss_kb, rounds
 from layout import WORK
 from prepare import write_config
 from results import ForkRun, ForkStorm, Results, summary
@@ -22,11 +22,7 @@ TABLE_BOUND = 32768  # the agent's process table
 
 def fork_storm(args: argparse.Namespace, res: Results) -> None:
     cfg = write_config("health1", health_interval=1)
-    runs = []
-    for rnd in range(args.rounds):
-        log(f"fork storm round {rnd + 1}/{args.rounds}")
-        wait_quiet(args.quiet_wait)
-        runs.append(fork_run(args, cfg, res))
+    runs = [fork_run(args, cfg, res) for _ in rounds(args, "fork storm")]
     res.fork_storm = ForkStorm(
         runs=runs, processes=args.forks,
         rss_growth_kb=summary([r.rss_after_kb - r.rss_before_kb for r in runs], 0),

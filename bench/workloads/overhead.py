@@ -11,7 +11,7 @@ import argparse
 import statistics
 from collections.abc import Callable
 
-from host import loadavg, log, wait_quiet
+from host import loadavg, rounds, wait_quiet
 from layout import WORK
 from prepare import watch_set, write_config
 from results import TRACERS, AddedCost, Overhead, OverheadRow, OverheadSample, Results, summary
@@ -36,9 +36,7 @@ def overhead(args: argparse.Namespace, res: Results) -> None:
         "opensnoop": lambda: OpenSnoop(WORK / "overhead-opensnoop.out"),
         "auditd": Auditd}
     samples: list[OverheadSample] = []
-    for rnd in range(args.rounds):
-        log(f"overhead round {rnd + 1}/{args.rounds}")
-        wait_quiet(args.quiet_wait)
+    for rnd in rounds(args, "overhead"):
         samples += block(args, rnd, Baseline())
         for name, make in tools.items():
             if args.skip_auditd and name == "auditd":

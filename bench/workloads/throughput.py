@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from host import RssSampler, loadavg, log, proc_rss_kb, wait_quiet
+from host import RssSampler, loadavg, proc_rss_kb, rounds, wait_quiet
 from layout import WATCHED, WORK
 from prepare import write_config
 from results import (
@@ -84,9 +84,7 @@ def search(trial: Callable, secs: float, tag: str) -> Search:
 def throughput(args: argparse.Namespace, res: Results) -> None:
     cfg = write_config("nolimit", max_events_per_second=0)
     runs = []
-    for rnd in range(args.rounds):
-        log(f"throughput round {rnd + 1}/{args.rounds}")
-        wait_quiet(args.quiet_wait)
+    for rnd in rounds(args, "throughput"):
         ag = search(lambda r, s, t: agent_trial(cfg, r, s, t), args.tp_seconds, f"agent{rnd}")
         wait_quiet(args.quiet_wait)
         os_ = search(opensnoop_trial, args.tp_seconds, f"os{rnd}")

@@ -155,18 +155,29 @@ def sock_in(ns: str, family: int = socket.AF_INET, kind: int = socket.SOCK_STREA
         return socket.socket(family, kind)
 
 
+@contextmanager
+def server_and_client(namespaces: tuple[str, str]) -> Iterator[tuple[socket.socket,
+                                                                     socket.socket]]:
+    """A TCP socket in the second namespace bound to B4 (any port) and an unbound one in the
+    first, closed afterwards."""
+    a, b = namespaces
+    srv, cli = sock_in(b), sock_in(a)
+    try:
+        srv.bind((B4, 0))
+        yield srv, cli
+    finally:
+        srv.close()
+        cli.close()
+
+
 def ifindex_in(ns: str, ifname_suffix: str) -> int:
     with inside(ns):
         return next(i for i, name in socket.if_nameindex() if name.endswith(ifname_suffix))
 
 
 def test_tcp_ipv4_listen_connect_accept(net: Net, namespaces: tuple[str, str]) -> None:
-    a, b = namespaces
-    srv = sock_in(b)
-    cli = sock_in(a)
-    sfd, cfd = srv.fileno(), cli.fileno()
-    try:
-        srv.bind((B4, 0))
+    with server_and_client(namespaces) as (srv, cli):
+        sfd, cfd = srv.fileno(), cli.fileno()
         srv.listen(7)
         port = srv.getsockname()[1]
         cli.connect((B4, port))
@@ -174,9 +185,6 @@ def test_tcp_ipv4_listen_connect_accept(net: Net, namespaces: tuple[str, str]) -
         ino, new_ino = os.fstat(srv.fileno()).st_ino, os.fstat(conn.fileno()).st_ino
         conn.close()
         recs = net.sync()
-    finally:
-        srv.close()
-        cli.close()
 
     bind = one(recs, lambda r: r.op == BIND and r.fd == sfd)
     assert bind.ret == 0 and bind.family == socket.AF_INET and bind.protocol == 6
@@ -236,18 +244,12 @@ def test_tcp_ipv6_connect_and_plain_accept(net: Net, namespaces: tuple[str, str]
 
 
 def test_refused_connect(net: Net, namespaces: tuple[str, str]) -> None:
-    a, b = namespaces
-    closed = sock_in(b)  # bound, not listening: a SYN to it is answered with RST
-    cli = sock_in(a)
-    try:
-        closed.bind((B4, 0))
+    # bound, not listening: a SYN to it is answered with RST
+    with server_and_client(namespaces) as (closed, cli):
         port = closed.getsockname()[1]
         with pytest.raises(ConnectionRefusedError):
             cli.connect((B4, port))
         recs = net.sync()
-    finally:
-        closed.close()
-        cli.close()
     c = one(recs, lambda r: r.op == CONNECT)
     assert c.ret == -errno.ECONNREFUSED
     assert (c.remote_addr, c.remote_port) == (B4, port)
@@ -255,20 +257,13 @@ def test_refused_connect(net: Net, namespaces: tuple[str, str]) -> None:
 
 
 def test_nonblocking_connect_is_in_progress(net: Net, namespaces: tuple[str, str]) -> None:
-    a, b = namespaces
-    srv = sock_in(b)
-    cli = sock_in(a)
-    try:
-        srv.bind((B4, 0))
+    with server_and_client(namespaces) as (srv, cli):
         srv.listen()
         port = srv.getsockname()[1]
         cli.setblocking(False)
         assert cli.connect_ex((B4, port)) == errno.EINPROGRESS
         local = cli.getsockname()
         recs = net.sync()
-    finally:
-        srv.close()
-        cli.close()
     c = one(recs, lambda r: r.op == CONNECT)
     assert c.ret == -errno.EINPROGRESS
     assert (c.remote_addr, c.remote_port) == (B4, port)
