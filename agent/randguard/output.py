@@ -40,7 +40,7 @@ class Output:
         self.hard_cap = 4 * max_queued  # what is kept past a full queue stops here too
         self.seq = 0
         self._last_source = 0
-        self._q: deque[tuple[bytes, Counter[str], int]] = deque()
+        self._q: deque[tuple[bytes, dict[str, int], int]] = deque()
         self.queued = 0
         self._cv = threading.Condition()
         self._stop = False
@@ -61,8 +61,10 @@ class Output:
         if not events:
             return
         kept: list[Event] = []
+        counts: dict[str, int] = {}  # written by type, once the writer has written them
         queued = self.queued  # judged per event: one batch can fill the queue
         limit, cap = self.max_queued, self.hard_cap
+        seq, last_source = self.seq, self._last_source
         n = len(events)
         for i, ev in enumerate(events):
             t = ev.event_type
@@ -73,17 +75,18 @@ class Output:
                 if depth >= cap or not keep:
                     self.dropped[family_of(t)] += 1
                     continue
-            self.seq += 1
-            ev.seq = self.seq
+            seq += 1
+            ev.seq = seq
             if type(ev) is Alert:
-                ev.source_seq = self._last_source
+                ev.source_seq = last_source
             else:
-                self._last_source = self.seq
+                last_source = seq
+            counts[t] = counts.get(t, 0) + 1
             kept.append(ev)
+        self.seq, self._last_source = seq, last_source
         if not kept:
             return
         data = encode_lines(kept)
-        counts = Counter(ev.event_type for ev in kept)
         with self._cv:
             self._q.append((data, counts, len(kept)))
             self.queued += len(kept)
