@@ -4,9 +4,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 from host import git, loadavg, log, proc_rss_kb, rounds, wait_quiet
 from layout import UNWATCHED, WATCHED, WORK
@@ -23,15 +26,22 @@ def cpu_pct(c0: int, c1: int, t0: float, t1: float) -> float:
     return 100 * (c1 - c0) / 1e9 / (t1 - t0)
 
 
+@contextlib.contextmanager
+def settled(cfg: Path, name: str, seconds: float) -> Iterator[tuple[RandGuard, int, float]]:
+    """The agent on `cfg` (its stdout in WORK/`name`.ndjson), `seconds` after its start: with
+    its CPU ns and the monotonic time then, where a measurement starts."""
+    with RandGuard(cfg, WORK / f"{name}.ndjson") as a:
+        time.sleep(seconds)
+        yield a, a.cpu_ns(), time.monotonic()
+
+
 def idle(args: argparse.Namespace, res: Results) -> None:
     """Idle CPU and RSS: the agent on the default config with nothing of ours running (other
     users' processes still make events: the machine is shared)."""
     cfg = write_config("default")
     runs = []
     for _ in rounds(args, "idle"):
-        with RandGuard(cfg, WORK / "idle.ndjson") as a:
-            time.sleep(1.0)
-            c0, t0 = a.cpu_ns(), time.monotonic()
+        with settled(cfg, "idle", 1.0) as (a, c0, t0):
             time.sleep(args.idle_seconds)
             c1, t1 = a.cpu_ns(), time.monotonic()
             rss = proc_rss_kb(a.pid)
@@ -50,9 +60,7 @@ def mixed(args: argparse.Namespace, res: Results) -> None:
     cfg = write_config("default")
     runs = []
     for _ in rounds(args, "mixed"):
-        with RandGuard(cfg, WORK / "mixed.ndjson") as a:
-            time.sleep(0.5)
-            c0, t0 = a.cpu_ns(), time.monotonic()
+        with settled(cfg, "mixed", 0.5) as (a, c0, t0):
             g = gen("mixed", WATCHED, UNWATCHED / "f", 1, args.mixed_seconds)
             t1 = a.wait_drained()
             c1 = a.cpu_ns()
