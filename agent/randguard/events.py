@@ -372,7 +372,7 @@ class WallClock:
             sec, ns = divmod(mono_ns + self.offset_ns, 1_000_000_000)
             self._start = mono_ns - ns
             self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(sec))
-        return "%s%09dZ" % (self._prefix, ns)  # noqa: UP031 (faster than an f-string here)
+        return self._prefix + str(ns).zfill(9) + "Z"  # (faster than % or an f-string here)
 
 
 def errno_name(ret: int) -> str | None:
