@@ -333,7 +333,7 @@ static __always_inline int rg_put_user_str(struct rg_scratch *s, const char *src
 }
 
 /* The struct file behind one of the current task's fds, or NULL. */
-static __always_inline struct file *rg_fd_file(struct task_struct *task, int fd)
+static __always_inline struct file *rg_fd_file(int fd)
 {
 	struct fdtable *fdt;
 	struct {
@@ -348,6 +348,8 @@ static __always_inline struct file *rg_fd_file(struct task_struct *task, int fd)
 		t.max_fds = fdt->max_fds;
 		t.fd = fdt->fd;
 	} else {
+		struct task_struct *task = (void *)bpf_get_current_task();
+
 		fdt = BPF_CORE_READ(task, files, fdt);
 		/* max_fds and fd side by side (every kernel so far): one read */
 		if (bpf_core_field_offset(struct fdtable, max_fds) == 0 &&

@@ -596,7 +596,7 @@ static __always_inline const struct path *dir_of(struct task_struct *task, int d
 		struct fs_struct *fs = BPF_CORE_READ(task, fs);
 		return &fs->pwd;
 	}
-	struct file *f = rg_fd_file(task, dfd);
+	struct file *f = rg_fd_file(dfd);
 	return f ? &f->f_path : NULL;
 }
 
@@ -887,7 +887,6 @@ static __always_inline int open_args(const struct pt_regs *regs, struct rg_infli
 SEC("tp_btf/sys_exit")
 int BPF_PROG(rg_file_exit_open, struct pt_regs *regs, long ret)
 {
-	struct task_struct *task = (void *)bpf_get_current_task();
 	struct rg_inflight in_copy = {};
 	struct rg_scratch *s;
 	struct rg_keybuf *k;
@@ -905,7 +904,7 @@ int BPF_PROG(rg_file_exit_open, struct pt_regs *regs, long ret)
 	struct rg_file_event *e;
 
 	if (ret >= 0) {
-		struct file *f = rg_fd_file(task, ret);
+		struct file *f = rg_fd_file(ret);
 		struct rg_dcache_snap snap = {}; /* 5.10 reads no stack that was not written */
 
 		if (!f)
@@ -964,7 +963,7 @@ int BPF_PROG(rg_file_enter_write, struct pt_regs *regs, long nr)
 	__u8 abi = si->abi;
 	int fd = (int)rg_arg(regs, (sys == RG_SYS_COPY_FILE_RANGE || sys == RG_SYS_SPLICE) ? 2 : 0,
 			     abi);
-	struct file *f = rg_fd_file((void *)bpf_get_current_task(), fd);
+	struct file *f = rg_fd_file(fd);
 
 	if (!watched(f))
 		return 0;
@@ -1787,7 +1786,7 @@ static __always_inline struct file *uring_submit_file(struct io_kiocb *req)
 		return BPF_CORE_READ(req, file);
 	if (BPF_CORE_READ(req, flags) & REQ_F_FIXED_FILE)
 		return NULL;
-	return rg_fd_file((void *)bpf_get_current_task(), BPF_CORE_READ(req, cqe.fd));
+	return rg_fd_file(BPF_CORE_READ(req, cqe.fd));
 }
 
 /*
@@ -2164,7 +2163,7 @@ static __always_inline void uring_finish(struct rg_uring_pending *p, long res)
 		e->fflags |= RG_FF_DIRECT;
 	else if (e->op == RG_OP_OPEN && res >= 0) {
 		/* the new fd is in the submitter's table (io workers share it) */
-		struct file *f = rg_fd_file((void *)bpf_get_current_task(), res);
+		struct file *f = rg_fd_file(res);
 
 		if (f) {
 			event_set_inode(e, f);
@@ -2299,7 +2298,7 @@ int BPF_PROG(rg_uring_complete_open)
 	/* into a direct descriptor (a slot, or IORING_FILE_INDEX_ALLOC's): res is no fd */
 	if (BPF_CORE_READ(o, file_slot) || !s || !k)
 		return 0;
-	struct file *f = rg_fd_file((void *)bpf_get_current_task(), res);
+	struct file *f = rg_fd_file(res);
 	if (!f)
 		return 0;
 	struct rg_inflight in = {

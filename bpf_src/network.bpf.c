@@ -69,10 +69,9 @@ struct {
  * inode and private_data pointing at a struct socket whose ->file points back (an O_PATH fd
  * of a socket inode on disk has neither).
  */
-static __always_inline struct socket *fd_socket(struct task_struct *task, int fd,
-						struct file **fp)
+static __always_inline struct socket *fd_socket(int fd, struct file **fp)
 {
-	struct file *f = rg_fd_file(task, fd);
+	struct file *f = rg_fd_file(fd);
 	struct socket *sock;
 
 	if (!f)
@@ -94,7 +93,6 @@ static __always_inline int family_wanted(__u16 family)
 static __always_inline int net_enter(int fd, __u64 addr, __u32 addrlen, __u32 arg, __u8 sys,
 				     __u8 op, __u8 abi)
 {
-	struct task_struct *task = (void *)bpf_get_current_task();
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	struct file *f = NULL;
 	struct socket *sock;
@@ -102,7 +100,7 @@ static __always_inline int net_enter(int fd, __u64 addr, __u32 addrlen, __u32 ar
 
 	if (rg_is_self())
 		return 0;
-	sock = fd_socket(task, fd, &f);
+	sock = fd_socket(fd, &f);
 	if (sock)
 		family = BPF_CORE_READ(sock, sk, __sk_common.skc_family);
 	if (!family_wanted(family))
@@ -309,7 +307,6 @@ int BPF_PROG(rg_net_exit, struct pt_regs *regs, long ret)
 	if (!s)
 		return 0;
 
-	struct task_struct *task = (void *)bpf_get_current_task();
 	struct rg_net_event *e = (void *)s->rec;
 	struct socket *sock;
 	struct sock *sk = NULL;
@@ -329,7 +326,7 @@ int BPF_PROG(rg_net_exit, struct pt_regs *regs, long ret)
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 
 	/* accept: the new socket when there is one, else the listening one */
-	sock = fd_socket(task, (in.op == RG_NET_ACCEPT && ret >= 0) ? (int)ret : in.fd, &f);
+	sock = fd_socket((in.op == RG_NET_ACCEPT && ret >= 0) ? (int)ret : in.fd, &f);
 	if (sock)
 		sk = put_socket(e, sock, f);
 
