@@ -265,9 +265,10 @@ def profile(pr: Profile, w: Write) -> None:
     w("## Where the agent's CPU per event goes (userspace)\n")
     st = pr.stages
     if st:
-        w(f"`bench/stages.py`: each stage of the pure pipeline timed alone over a recording "
-          f"of {st.records:,} watched-open records (best of 5 passes, agent's core; no "
-          "profiler).\n")
+        w(f"`bench/stages.py` over a recording of {st.records:,} watched-open records (best "
+          "of 5 passes, agent's core; no profiler): the stages a record seen for the first "
+          "time goes through, each timed alone, then the whole feed (an open or write seen "
+          "before skips them: the memo), then the encoder.\n")
         w("| stage | ns per record |")
         w("|---|---|")
         for k, v in st.ns_per_record.items():
