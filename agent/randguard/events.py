@@ -342,8 +342,8 @@ def stamped(r: KernelRecord, stamp: str, host: str) -> dict[str, object]:
 
 def subject(r: _Subject, stamp: str, host: str) -> dict[str, object]:
     """stamped(), then which thread of which process (and its parent) made the call, as whom."""
-    return {"timestamp": stamp, "timestamp_ns": r.ts_ns, "host": host, "pid": r.pid,
-            "tid": r.tid, "ppid": r.ppid, "uid": r.uid, "gid": r.gid}
+    return {**stamped(r, stamp, host), "pid": r.pid, "tid": r.tid, "ppid": r.ppid,
+            "uid": r.uid, "gid": r.gid}
 
 
 def encode_lines(events: list[Event]) -> bytes:

@@ -489,7 +489,10 @@ def pack_suffix(s: bytes, verdict: int) -> bytes:
 
 
 def pack_filter_conf(kf: KernelFilter) -> bytes:
-    """`struct rg_filter_conf`: the suffixes in their slots, and the pass_all verdict bits."""
+    """`struct rg_filter_conf`: the suffixes in their slots, and the pass_all verdict bits.
+    (struct's "s" would cut a longer run of suffixes without a word: refuse it instead.)"""
+    if len(kf.suffixes) > KERNEL_FILTER_MAX_SUFFIXES:
+        raise ValueError(f"{len(kf.suffixes)} suffixes for {KERNEL_FILTER_MAX_SUFFIXES} slots")
     return _PACK["rg_filter_conf"].pack(
         len(kf.suffixes), kf.pass_all, b"".join(pack_suffix(s, v) for s, v in kf.suffixes))
 

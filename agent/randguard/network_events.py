@@ -14,6 +14,8 @@ from .records import (
     NET_OPS,
     NET_PROTOCOL_NAMES,
     NET_SYSCALLS,
+    NF_LOCAL,
+    NF_REMOTE,
     SOCK_TYPE_NAMES,
     NetRecord,
     abi_name,
@@ -45,6 +47,8 @@ def network_event(r: NetRecord, stamp: str, host: str, comm: str, exe: str | Non
     """network_connect, _bind, _listen, _accept (`det`: the detection it matched)."""
     ret = r.ret
     inet = r.family in (2, 10)
+    # each side formatted once (the record's local_*/remote_* properties format on every read)
+    local, remote = r.side(NF_LOCAL, r.laddr, r.lport), r.side(NF_REMOTE, r.raddr, r.rport)
     return NetworkEvent(
         event_type=NET_OPS.get(r.op, "network_unknown"),
         **subject(r, stamp, host),
@@ -57,10 +61,10 @@ def network_event(r: NetRecord, stamp: str, host: str, comm: str, exe: str | Non
         sock_type=SOCK_TYPE_NAMES.get(r.sock_type) if r.sock_type else None,
         socket_fd=ret if r.op == _NET_ACCEPT and ret >= 0 else r.fd,
         direction=net_direction(r),
-        local_addr=r.local_addr,
-        local_port=r.local_port,
-        remote_addr=r.remote_addr,
-        remote_port=r.remote_port,
+        local_addr=local[0],
+        local_port=local[1],
+        remote_addr=remote[0],
+        remote_port=remote[1],
         scope_id=r.scope_id if r.family == 10 else None,
         unix_path=unix_path_text(r),
         ret=ret,

@@ -44,6 +44,8 @@ from .records import (
     HF_TRUNC_S0,
     KIND_FILE,
     NET_OPS,
+    NF_LOCAL,
+    NF_REMOTE,
     OPS,
     DecodeError,
     ExecFailedRecord,
@@ -74,6 +76,7 @@ _PER_CALL = varying("rg_file_event", frozenset({
     "ts_ns", "pid", "tid", "uid", "gid", "ret", "ino", "dev", "ppid", "fd", "old"}))
 _FILE_MEMBERS = expected_layout("rg_file_event")[1]
 _OP_AT, _FFLAGS_AT = _FILE_MEMBERS["op"][0], _FILE_MEMBERS["fflags"][0]
+_FILE_SIZE = FILE.size
 _replace = msgspec.structs.replace
 
 
@@ -165,7 +168,7 @@ class Pipeline:
         memo_on = not (self.state.hidden_pids or self.state.hidden_parents)
         for raw in raws:
             key = per = None
-            if (memo_on and len(raw) >= FILE.size and raw[0] == KIND_FILE
+            if (memo_on and len(raw) >= _FILE_SIZE and raw[0] == KIND_FILE
                     and raw[_OP_AT] in _MEMO_OPS and not raw[_FFLAGS_AT] & FF_INODE):
                 key, per = self._memo_key(raw)
                 judged = self._memo.get(key)
@@ -237,8 +240,8 @@ class Pipeline:
         exe = info.exe_path if info is not None else None
         comm = decode_path(r.comm)
         direction, result = net_direction(r), net_result(r)
-        port, addr = ((r.remote_port, r.remote_addr) if direction == "outbound"
-                      else (r.local_port, r.local_addr))
+        addr, port = (r.side(NF_REMOTE, r.raddr, r.rport) if direction == "outbound"
+                      else r.side(NF_LOCAL, r.laddr, r.lport))
         det = None
         hits: list[Rule] = []
         if result != "failure" and self.rules is not None:
