@@ -15,8 +15,10 @@ import os
 import select
 import threading
 from collections import Counter, deque
+from operator import attrgetter
 
-from .events import Alert, Event, encode_lines
+from .events import Alert, Event, encoder
+from .lines import Line
 
 log = logging.getLogger("randguard.output")
 
@@ -24,6 +26,9 @@ KEEP_TYPES = frozenset({
     "alert", "loss", "health", "agent_start", "process_start", "process_fork", "process_exit",
     "process_exec_failed",
 })
+
+
+_event_type = attrgetter("event_type")
 
 
 def family_of(event_type: str) -> str:
@@ -40,7 +45,7 @@ class Output:
         self.hard_cap = 4 * max_queued  # what is kept past a full queue stops here too
         self.seq = 0
         self._last_source = 0
-        self._q: deque[tuple[bytes, dict[str, int], int]] = deque()
+        self._q: deque[tuple[bytearray, Counter[str], int]] = deque()
         self.queued = 0
         self._cv = threading.Condition()
         self._stop = False
@@ -56,41 +61,56 @@ class Output:
         """Lines that can still be queued before the queue is full."""
         return max(0, self.max_queued - self.queued)
 
-    def submit(self, events: list[Event]) -> None:
-        """Number and queue a batch in order (alerts right after their source)."""
+    def submit(self, events: list[Event | Line]) -> None:
+        """Number, encode and queue a batch in order (alerts right after their source)."""
         if not events:
             return
-        kept: list[Event] = []
-        counts: dict[str, int] = {}  # written by type, once the writer has written them
-        queued = self.queued  # judged per event: one batch can fill the queue
-        limit, cap = self.max_queued, self.hard_cap
+        if self.queued + len(events) > self.max_queued:
+            events = self._kept(events)
+            if not events:
+                return
+        data = bytearray()
+        encode_into = encoder.encode_into
         seq, last_source = self.seq, self._last_source
-        n = len(events)
-        for i, ev in enumerate(events):
-            t = ev.event_type
-            depth = queued + len(kept)
-            if depth >= limit:
-                keep = t in KEEP_TYPES or getattr(ev, "alert", False) or (
-                    i + 1 < n and type(events[i + 1]) is Alert)
-                if depth >= cap or not keep:
-                    self.dropped[family_of(t)] += 1
-                    continue
+        for ev in events:
             seq += 1
+            if type(ev) is Line:
+                data += ev.head % (seq, ev.pre, ev.ns, ev.ts)  # (Line.line(), inlined)
+                data += ev.rest
+                last_source = seq
+                continue
             ev.seq = seq
             if type(ev) is Alert:
                 ev.source_seq = last_source
             else:
                 last_source = seq
-            counts[t] = counts.get(t, 0) + 1
-            kept.append(ev)
+            encode_into(ev, data, -1)
+            data += b"\n"
         self.seq, self._last_source = seq, last_source
-        if not kept:
-            return
-        data = encode_lines(kept)
+        counts = Counter(map(_event_type, events))  # written by type, once the writer has
         with self._cv:
-            self._q.append((data, counts, len(kept)))
-            self.queued += len(kept)
+            self._q.append((data, counts, len(events)))
+            self.queued += len(events)
             self._cv.notify()
+
+    def _kept(self, events: list[Event | Line]) -> list[Event | Line]:
+        """What of a batch fits: past a full queue, only what matters most (KEEP_TYPES,
+        annotated events and the sources of alerts), up to the hard cap; the rest is counted
+        as dropped."""
+        kept: list[Event | Line] = []
+        queued, limit, cap = self.queued, self.max_queued, self.hard_cap
+        n = len(events)
+        for i, ev in enumerate(events):
+            depth = queued + len(kept)
+            if depth >= limit:
+                t = ev.event_type
+                keep = t in KEEP_TYPES or getattr(ev, "alert", False) or (
+                    i + 1 < n and type(events[i + 1]) is Alert)
+                if depth >= cap or not keep:
+                    self.dropped[family_of(t)] += 1
+                    continue
+            kept.append(ev)
+        return kept
 
     def _writer(self) -> None:
         while True:

@@ -7,6 +7,7 @@ it batches from the ring buffer and writes what comes back; tests feed it record
 from __future__ import annotations
 
 import errno
+import struct
 from collections import Counter
 
 import msgspec
@@ -24,6 +25,7 @@ from .events import (
     errno_name,
 )
 from .file_events import explicit_mtime, fd_named, file_event, locate
+from .lines import KEY_AT, Line, LineMemo
 from .matcher import FileFilter
 from .network_events import net_direction, net_result, network_event
 from .paths import decode_path, walked
@@ -77,6 +79,8 @@ _PER_CALL = varying("rg_file_event", frozenset({
 _FILE_MEMBERS = expected_layout("rg_file_event")[1]
 _OP_AT, _FFLAGS_AT = _FILE_MEMBERS["op"][0], _FILE_MEMBERS["fflags"][0]
 _FILE_SIZE = FILE.size
+_TS = struct.Struct("<Q").unpack_from  # rg_header.ts_ns (a line's record: lines.py)
+_TS_AT = _FILE_MEMBERS["hdr"][0] + expected_layout("rg_header")[1]["ts_ns"][0]
 _replace = msgspec.structs.replace
 
 
@@ -155,25 +159,44 @@ class Pipeline:
         self.rules = rules
         self.limiter = limiter or RateLimiter(0)
         # _file_record's memo: a record's static part (and its process's exe) -> _judged(); the
-        # judges' verdicts, so it lives and dies with them
+        # judges' verdicts, so it lives and dies with them; and the lines of records seen before
         self._memo: dict[tuple, tuple] = {}
+        self._lines = LineMemo()
 
     def feed(self, raws: list[bytes]) -> list[Event]:
         """Process a batch of raw records in ring order; returns the events to write."""
-        out: list[Event] = []
+        out: list[Event | Line] = []
         append = out.append
-        procs = self.state.procs
-        self.state.records += len(raws)
+        state = self.state
+        procs, clock, limiter = state.procs, state.clock, self.limiter
+        state.records += len(raws)
         # (while the self-test runs, every record is decoded: its process's are hidden)
-        memo_on = not (self.state.hidden_pids or self.state.hidden_parents)
+        memo_on = not (state.hidden_pids or state.hidden_parents)
+        lines = self._lines.lines if memo_on else {}
+        touch = procs.touch
         for raw in raws:
+            seen = lines.get(raw[KEY_AT:])
+            if seen is not None and raw.startswith(seen[0]):
+                if seen[1] is not None:
+                    touch(seen[1])
+                if seen[2] is None:
+                    state.filtered += 1
+                    continue
+                ts = _TS(raw, _TS_AT)[0]
+                if limiter.rate and not limiter.allow("file", ts):
+                    state.rate_limited["file"] += 1
+                    continue
+                pre, ns = clock.parts(ts)
+                append(Line(seen[2], seen[3], seen[4], pre, ns, ts))
+                continue
             key = per = None
             if (memo_on and len(raw) >= _FILE_SIZE and raw[0] == KIND_FILE
                     and raw[_OP_AT] in _MEMO_OPS and not raw[_FFLAGS_AT] & FF_INODE):
                 key, per = self._memo_key(raw)
                 judged = self._memo.get(key)
                 if judged is not None:
-                    self._emit(judged, raw[_OP_AT], raw[_FFLAGS_AT], per, False, out)
+                    self._remember_line(raw, per[1], judged, self._emit(
+                        judged, raw[_OP_AT], raw[_FFLAGS_AT], per, False, out))
                     continue
             try:
                 rec = decode(raw)
@@ -183,10 +206,11 @@ class Pipeline:
             if (self.state.hidden_pids or self.state.hidden_parents) and self._hidden(rec):
                 continue
             if type(rec) is FileRecord:
-                self._file_record(rec, out, key)
+                self._file_record(rec, out, key, raw)
             elif type(rec) is ExecRecord:
                 parent = procs.get(rec.ppid)
                 procs.on_exec(rec, walked(rec.exe, rec.flags & HF_TRUNC_S0))
+                self._lines.new_image(rec.pid, procs.evictions)
                 if self.process.exec:
                     ev = process_start(rec, self.state.clock.format(rec.ts_ns), self.host,
                                        parent.exe_path if parent else None,
@@ -196,12 +220,15 @@ class Pipeline:
                         self._process_alerts(ev, out)
             elif type(rec) is ForkRecord:
                 procs.on_fork(rec)
+                self._lines.new_image(rec.child_tgid, procs.evictions)
                 if self.process.fork:
                     info = procs.get(rec.child_tgid)
                     append(process_fork(rec, self.state.clock.format(rec.ts_ns), self.host,
                                         info.exe_path if info is not None else None))
             elif type(rec) is ExitRecord:
                 info = procs.on_exit(rec)
+                if rec.group_dead:
+                    self._lines.new_image(rec.pid, procs.evictions)
                 if self.process.exit:
                     append(process_exit(rec, self.state.clock.format(rec.ts_ns), self.host, info))
             elif type(rec) is ExecFailedRecord:
@@ -299,26 +326,41 @@ class Pipeline:
         return (_PER_CALL.rest(raw), info.exe_path if info is not None else None,
                 per[5] >= 0), per
 
-    def _file_record(self, r: FileRecord, out: list[Event], key: tuple | None) -> None:
+    def _file_record(self, r: FileRecord, out: list[Event], key: tuple | None,
+                     raw: bytes) -> None:
         """Normalize, filter, judge and rate-limit one file record; append its event and the
-        alerts of the rules it matches to `out`; with a memo `key`, remember the judgement."""
+        alerts of the rules it matches to `out`; with a memo `key`, remember the judgement and
+        the line."""
         judged = self._judged(r)
+        emitted = self._emit(judged, r.op, r.fflags, (r.ts_ns, r.pid, r.tid, r.uid, r.gid, r.ret,
+                                                      r.ino, r.dev, r.ppid, r.fd, r.old),
+                             True, out)
         if key is not None:
             if len(self._memo) >= _MEMO_MAX:
                 self._memo.clear()
             self._memo[key] = judged
-        self._emit(judged, r.op, r.fflags, (r.ts_ns, r.pid, r.tid, r.uid, r.gid, r.ret, r.ino,
-                                            r.dev, r.ppid, r.fd, r.old), True, out)
+            self._remember_line(raw, r.pid, judged, emitted)
+
+    def _remember_line(self, raw: bytes, pid: int, judged: tuple, ev: FileEvent | None) -> None:
+        """Keep the line of a memoized record (lines.py): the filter's drop, or an event that
+        neither a detection nor a rule annotated and that is not about PASSWD."""
+        known = pid in self.state.procs
+        if judged[0] is None:
+            self._lines.remember(raw, pid, known, None)
+        elif (ev is not None and judged[2] is None and not judged[3]
+              and ev.resolved_path != PASSWD):
+            self._lines.remember(raw, pid, known, ev)
 
     def _emit(self, judged: tuple, op: int, fflags: int, per: tuple, fresh: bool,
-              out: list[Event]) -> None:
+              out: list[Event]) -> FileEvent | None:
         """Append a judged file event and the alerts of the rules it matches to `out`, unless
-        the filter or the rate limit drops it. `per`: the call's varying fields (_PER_CALL's),
-        which replace the judged event's unless it is `fresh` (judged from this very call)."""
+        the filter or the rate limit drops it; the event appended. `per`: the call's varying
+        fields (_PER_CALL's), which replace the judged event's unless it is `fresh` (judged from
+        this very call)."""
         ev, old_path, det, hits = judged
         if ev is None:
             self.state.filtered += 1
-            return
+            return None
         ts, pid, tid, uid, gid, ret, ino, _dev, ppid, fd, _old = per
         path = ev.resolved_path
         if path == PASSWD and ret >= 0 and op != _OPEN:
@@ -328,7 +370,7 @@ class Pipeline:
         # the limit applies to what matched nothing: it cannot be used to hide an attack
         if det is None and not hits and not self.limiter.allow("file", ts):
             self.state.rate_limited["file"] += 1
-            return
+            return None
         if not fresh:
             ev = _replace(ev, timestamp=self.state.clock.format(ts), timestamp_ns=ts, pid=pid,
                           tid=tid, ppid=ppid, uid=uid, gid=gid, ret=ret, error=errno_name(ret),
@@ -342,6 +384,7 @@ class Pipeline:
                 rule, ev, pid=ev.pid, ppid=ev.ppid, comm=ev.comm, exe_path=ev.exe_path, path=p,
                 operation=ev.event_type, direction=None, port=None, addr=None,
             ))
+        return ev
 
     def _judged(self, r: FileRecord) -> tuple[
             FileEvent | None, str | None, PersistenceDetection | None,

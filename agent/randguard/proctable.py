@@ -32,6 +32,11 @@ class ProcessTable:
         self.max_entries = max_entries
         self._procs: OrderedDict[int, ProcInfo] = OrderedDict()
         self.evictions = 0
+        # mark a process as just used, as get() does (KeyError if the table does not hold it)
+        self.touch = self._procs.move_to_end
+
+    def __contains__(self, tgid: int) -> bool:
+        return tgid in self._procs
 
     def __len__(self) -> int:
         return len(self._procs)

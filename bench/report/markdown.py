@@ -268,7 +268,7 @@ def profile(pr: Profile, w: Write) -> None:
         w(f"`bench/stages.py` over a recording of {st.records:,} watched-open records (best "
           "of 5 passes, agent's core; no profiler): the stages a record seen for the first "
           "time goes through, each timed alone, then the whole feed (an open or write seen "
-          "before skips them: the memo), then the encoder.\n")
+          "before skips them: the memo), then the numbering and encoding.\n")
         w("| stage | ns per record |")
         w("|---|---|")
         for k, v in st.ns_per_record.items():
@@ -276,7 +276,7 @@ def profile(pr: Profile, w: Write) -> None:
         w("")
     if pr.pyspy:
         w("py-spy (2 kHz) over `randguard replay` of the same recording, samples inside "
-          "`Pipeline.feed` and `encode_lines` only: inclusive and own share.\n")
+          "`Pipeline.feed` and `Output.submit` only: inclusive and own share.\n")
         w("| function | inclusive | own |")
         w("|---|---|---|")
         for r in pr.pyspy[:16]:

@@ -47,7 +47,7 @@ def profile(args: argparse.Namespace, res: Results) -> None:
 
 def pyspy(spy: str, rec: Path, cfg: Path) -> list[PySpyRow] | None:
     """py-spy (2 kHz) over a replay of the recording, samples inside Pipeline.feed and
-    encode_lines only: the top 20 functions by inclusive share."""
+    Output.submit only: the top 20 functions by inclusive share."""
     raw = WORK / "replay.pyspy"
     subprocess.run(["taskset", "-c", str(AGENT_CPU), spy, "record", "-r", "2000", "-f", "raw",
                     "-o", str(raw), "--", str(AGENT), "replay", str(rec), "--config", str(cfg)],
@@ -60,7 +60,7 @@ def pyspy(spy: str, rec: Path, cfg: Path) -> list[PySpyRow] | None:
     for line in raw.read_text().splitlines():
         stack, n = line.rsplit(" ", 1)
         frames = [f.split(" (")[0] for f in stack.split(";")]
-        if "Pipeline.feed" not in frames and "encode_lines" not in frames:
+        if "Pipeline.feed" not in frames and "Output.submit" not in frames:
             continue  # start-up (imports, config) and the final write
         in_feed += int(n)
         for f in set(frames):
