@@ -28,9 +28,11 @@ def ensure_packages(skip: tuple[str, ...] = ()) -> None:
 
 
 def build() -> None:
-    """Scratch directories with a file each, bench/gen.c and the two floors (minprobe, minbtf)
-    compiled."""
+    """tracefs mounted, scratch directories with a file each, bench/gen.c and the two floors
+    (minprobe, minbtf) compiled."""
     BUILD.mkdir(parents=True, exist_ok=True)
+    if not os.path.isdir("/sys/kernel/tracing/events"):  # opensnoop attaches through it
+        sh("mount", "-t", "tracefs", "nodev", "/sys/kernel/tracing")
     for d in (WATCHED, UNWATCHED):
         d.mkdir(parents=True, exist_ok=True)
     (UNWATCHED / "f").write_text("unwatched\n")

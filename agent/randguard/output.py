@@ -18,7 +18,7 @@ from collections import Counter, deque
 from operator import attrgetter
 
 from .events import Alert, Event, encoder
-from .lines import Line
+from .memo import Line
 
 log = logging.getLogger("randguard.output")
 
@@ -29,6 +29,7 @@ KEEP_TYPES = frozenset({
 
 
 _event_type = attrgetter("event_type")
+_IOV_MAX = 1024  # buffers per writev (Linux's UIO_MAXIOV)
 
 
 def family_of(event_type: str) -> str:
@@ -113,35 +114,51 @@ class Output:
         return kept
 
     def _writer(self) -> None:
+        """Write what is queued, every batch queued meanwhile at once (one writev: a thread
+        waits for the interpreter's lock after each call, so fewer calls keep up better)."""
         while True:
             with self._cv:
                 while not self._q and not self._stop:
                     self._cv.wait()
                 if not self._q:
                     return
-                data, counts, n = self._q.popleft()
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(self.fd, view):]
-                with self._cv:
+                batches = list(self._q)
+                self._q.clear()
+            done, err = self._write(batches)  # batches written whole, what stopped the rest
+            lost = sum(n for _, _, n in batches[done:])
+            with self._cv:
+                for _, counts, _ in batches[:done]:
                     self.written.update(counts)
-            except OSError as e:
-                with self._cv:
-                    self.write_failures += n
-                    if e.errno == errno.EPIPE:
-                        self.closed = True
-                        # nobody will read the rest: count it as failed, not written
-                        for _, _, m in self._q:
-                            self.write_failures += m
-                        self.queued -= sum(m for _, _, m in self._q)
-                        self._q.clear()
-                if e.errno != errno.EPIPE:
-                    log.warning("writing events failed: %s (%d lines lost)", e, n)
-            finally:
-                with self._cv:
-                    self.queued -= n
-                    self._cv.notify_all()
+                self.write_failures += lost
+                if err is not None and err.errno == errno.EPIPE:
+                    self.closed = True
+                    # nobody will read the rest: count it as failed, not written
+                    for _, _, m in self._q:
+                        self.write_failures += m
+                    self.queued -= sum(m for _, _, m in self._q)
+                    self._q.clear()
+                self.queued -= sum(n for _, _, n in batches)
+                self._cv.notify_all()
+            if err is not None and err.errno != errno.EPIPE:
+                log.warning("writing events failed: %s (%d lines lost)", err, lost)
+
+    def _write(self, batches: list[tuple[bytearray, Counter[str], int]],
+               ) -> tuple[int, OSError | None]:
+        """Write the batches in order: how many were written whole, and the error that stopped
+        the next one (None when all were)."""
+        views = [memoryview(data) for data, _, _ in batches]
+        done = 0
+        try:
+            while done < len(views):
+                n = os.writev(self.fd, views[done:done + _IOV_MAX])
+                while done < len(views) and n >= len(views[done]):
+                    n -= len(views[done])
+                    done += 1
+                if n:
+                    views[done] = views[done][n:]
+        except OSError as e:
+            return done, e
+        return done, None
 
     def reader_gone(self) -> bool:
         """The reading end of a stdout pipe was closed (seen without writing: a quiet host

@@ -25,8 +25,8 @@ from .events import (
     errno_name,
 )
 from .file_events import explicit_mtime, fd_named, file_event, locate
-from .lines import KEY_AT, Line, LineMemo
 from .matcher import FileFilter
+from .memo import FFLAGS_AT, KEY_AT, OP_AT, TS_AT, FileMemo, Line
 from .network_events import net_direction, net_result, network_event
 from .paths import decode_path, walked
 from .process_events import (
@@ -42,9 +42,7 @@ from .records import (
     FF_CREATED,
     FF_INODE,
     FF_WRITE,
-    FILE,
     HF_TRUNC_S0,
-    KIND_FILE,
     NET_OPS,
     NF_LOCAL,
     NF_REMOTE,
@@ -58,8 +56,6 @@ from .records import (
     NetRecord,
     Record,
     decode,
-    expected_layout,
-    varying,
 )
 
 _OP_ID = {name: op for op, name in OPS.items()}
@@ -68,19 +64,7 @@ _OPEN, _WRITE, _RENAME, _UNLINK, _CHMOD, _SETXATTR, _UTIMES = (
                         "file_setxattr", "file_utimes"))
 _SET_BACK_NS = 60 * 1_000_000_000  # an mtime this far before the call is a time set back
 PASSWD = "/etc/passwd"  # where `~/` paths get their home directories
-# Opens and writes (nearly every file event) are memoized by their record's bytes bar the
-# fields that vary from call to call (records.Varying), with the process's exe (rules look at
-# it) and success: a record seen before is not decoded, and its event is the one judged then,
-# with this call's fields. At most _MEMO_MAX of them.
-_MEMO_OPS = frozenset({_OPEN, _WRITE})
-_MEMO_MAX = 4096
-_PER_CALL = varying("rg_file_event", frozenset({
-    "ts_ns", "pid", "tid", "uid", "gid", "ret", "ino", "dev", "ppid", "fd", "old"}))
-_FILE_MEMBERS = expected_layout("rg_file_event")[1]
-_OP_AT, _FFLAGS_AT = _FILE_MEMBERS["op"][0], _FILE_MEMBERS["fflags"][0]
-_FILE_SIZE = FILE.size
-_TS = struct.Struct("<Q").unpack_from  # rg_header.ts_ns (a line's record: lines.py)
-_TS_AT = _FILE_MEMBERS["hdr"][0] + expected_layout("rg_header")[1]["ts_ns"][0]
+_TS = struct.Struct("<Q").unpack_from  # rg_header.ts_ns (of a line's record: memo.py)
 _replace = msgspec.structs.replace
 
 
@@ -97,6 +81,25 @@ def alert_of(rule: Rule, src: Event, **fields: object) -> Alert:
         severity=rule.severity, action=rule.action, mitre=rule.mitre,
         source_event_type=src.event_type, source_seq=0, **fields,
     )
+
+
+def process_alerts(rules: RuleEngine, ev: ProcessStart) -> list[Alert]:
+    """The alerts of the process rules an exec matches."""
+    return [alert_of(rule, ev, pid=ev.pid, ppid=ev.ppid, comm=ev.comm, exe_path=ev.exe_path,
+                     path=ev.exe_path, operation="exec", direction=None, port=None, addr=None)
+            for rule in rules.process_alerts(ev.comm, ev.exe_path, ev.parent_comm,
+                                             ev.parent_exe_path)]
+
+
+def persistence_alerts(rules: RuleEngine | None, ev: PersistenceChange) -> list[Alert]:
+    """The alerts of the file rules that match a change found at start (operation
+    persistence_change; a live change already went through the rules as its event)."""
+    if rules is None:
+        return []
+    return [alert_of(rule, ev, pid=None, ppid=None, comm=None, exe_path=None,
+                     path=p, operation="persistence_change", direction=None,
+                     port=None, addr=None)
+            for rule, p in rules.file_alerts("persistence_change", (ev.path,), None, None)]
 
 
 class PipelineState:
@@ -123,6 +126,25 @@ class PipelineState:
         # (shared with the inventory that published it: copied before a change)
         self.persist_paths: dict[tuple[int, int], str] = {}
         self._persist_keys: dict[str, tuple[int, int]] = {}  # the same, by path
+
+    def hidden(self, rec: Record) -> bool:
+        """Note and swallow a record of a hidden process (the self-test child)."""
+        t = type(rec)
+        pid = rec.child_tgid if t is ForkRecord else rec.pid
+        if t is ForkRecord and rec.parent_tgid in self.hidden_parents:
+            self.hidden_pids.add(pid)
+        if pid not in self.hidden_pids:
+            return False
+        if t is FileRecord:
+            self.hidden_seen.append(OPS.get(rec.op, "file_unknown"))
+        elif t is NetRecord:
+            self.hidden_seen.append(NET_OPS.get(rec.op, "network_unknown"))
+        else:
+            self.hidden_seen.append(_PROCESS_EVENT[t])
+        if t is ExitRecord and rec.group_dead:
+            self.hidden_pids.discard(pid)
+            self.procs.on_exit(rec)
+        return True
 
     def set_persist_paths(self, paths: dict[tuple[int, int], str]) -> None:
         """The inventory's listed files by (kernel dev, inode), as it last published them."""
@@ -158,21 +180,20 @@ class Pipeline:
         self.process = process or ProcessOutput()
         self.rules = rules
         self.limiter = limiter or RateLimiter(0)
-        # _file_record's memo: a record's static part (and its process's exe) -> _judged(); the
-        # judges' verdicts, so it lives and dies with them; and the lines of records seen before
-        self._memo: dict[tuple, tuple] = {}
-        self._lines = LineMemo()
+        # what file records seen before were: the judges' verdicts, so it lives and dies with
+        # them
+        self._memo = FileMemo()
 
-    def feed(self, raws: list[bytes]) -> list[Event]:
+    def feed(self, raws: list[bytes]) -> list[Event | Line]:
         """Process a batch of raw records in ring order; returns the events to write."""
         out: list[Event | Line] = []
         append = out.append
-        state = self.state
+        state, memo = self.state, self._memo
         procs, clock, limiter = state.procs, state.clock, self.limiter
         state.records += len(raws)
         # (while the self-test runs, every record is decoded: its process's are hidden)
         memo_on = not (state.hidden_pids or state.hidden_parents)
-        lines = self._lines.lines if memo_on else {}
+        lines = memo.lines if memo_on else {}
         touch = procs.touch
         for raw in raws:
             seen = lines.get(raw[KEY_AT:])
@@ -182,84 +203,69 @@ class Pipeline:
                 if seen[2] is None:
                     state.filtered += 1
                     continue
-                ts = _TS(raw, _TS_AT)[0]
+                ts = _TS(raw, TS_AT)[0]
                 if limiter.rate and not limiter.allow("file", ts):
                     state.rate_limited["file"] += 1
                     continue
                 pre, ns = clock.parts(ts)
                 append(Line(seen[2], seen[3], seen[4], pre, ns, ts))
                 continue
-            key = per = None
-            if (memo_on and len(raw) >= _FILE_SIZE and raw[0] == KIND_FILE
-                    and raw[_OP_AT] in _MEMO_OPS and not raw[_FFLAGS_AT] & FF_INODE):
-                key, per = self._memo_key(raw)
-                judged = self._memo.get(key)
-                if judged is not None:
-                    self._remember_line(raw, per[1], judged, self._emit(
-                        judged, raw[_OP_AT], raw[_FFLAGS_AT], per, False, out))
-                    continue
+            key = memo.key(raw, procs) if memo_on else None
+            if key is not None and (judged := memo.judged.get(key[0])) is not None:
+                per = key[1]
+                self._remember_line(raw, per[1], judged, self._emit(
+                    judged, raw[OP_AT], raw[FFLAGS_AT], per, False, out))
+                continue
             try:
                 rec = decode(raw)
             except DecodeError as e:
-                self.state.decode_errors[e.reason] += 1
+                state.decode_errors[e.reason] += 1
                 continue
-            if (self.state.hidden_pids or self.state.hidden_parents) and self._hidden(rec):
+            if (state.hidden_pids or state.hidden_parents) and state.hidden(rec):
                 continue
             if type(rec) is FileRecord:
                 self._file_record(rec, out, key, raw)
-            elif type(rec) is ExecRecord:
-                parent = procs.get(rec.ppid)
-                procs.on_exec(rec, walked(rec.exe, rec.flags & HF_TRUNC_S0))
-                self._lines.new_image(rec.pid, procs.evictions)
-                if self.process.exec:
-                    ev = process_start(rec, self.state.clock.format(rec.ts_ns), self.host,
-                                       parent.exe_path if parent else None,
-                                       self.process.max_args)
-                    append(ev)
-                    if self.rules is not None and self.rules.process_rules:
-                        self._process_alerts(ev, out)
-            elif type(rec) is ForkRecord:
-                procs.on_fork(rec)
-                self._lines.new_image(rec.child_tgid, procs.evictions)
-                if self.process.fork:
-                    info = procs.get(rec.child_tgid)
-                    append(process_fork(rec, self.state.clock.format(rec.ts_ns), self.host,
-                                        info.exe_path if info is not None else None))
-            elif type(rec) is ExitRecord:
-                info = procs.on_exit(rec)
-                if rec.group_dead:
-                    self._lines.new_image(rec.pid, procs.evictions)
-                if self.process.exit:
-                    append(process_exit(rec, self.state.clock.format(rec.ts_ns), self.host, info))
-            elif type(rec) is ExecFailedRecord:
-                if rec.ret != -errno.ENOENT or self.process.exec_enoent:
-                    info = procs.get(rec.pid)
-                    append(exec_failed(rec, self.state.clock.format(rec.ts_ns), self.host,
-                                       info.exe_path if info is not None else None))
-                else:
-                    self.state.filtered += 1
             elif type(rec) is NetRecord:
                 self._net_record(rec, out)
+            else:
+                self._process_record(rec, out)
         return out
 
-    def _hidden(self, rec: Record) -> bool:
-        """Note and swallow a record of a hidden process (the self-test child)."""
+    def _process_record(self, rec: Record, out: list[Event]) -> None:
+        """Keep the process table and append the event of a process record (and the alerts of
+        the process rules an exec matches)."""
+        procs, process = self.state.procs, self.process
         t = type(rec)
-        pid = rec.child_tgid if t is ForkRecord else rec.pid
-        if t is ForkRecord and rec.parent_tgid in self.state.hidden_parents:
-            self.state.hidden_pids.add(pid)
-        if pid not in self.state.hidden_pids:
-            return False
-        if t is FileRecord:
-            self.state.hidden_seen.append(OPS.get(rec.op, "file_unknown"))
-        elif t is NetRecord:
-            self.state.hidden_seen.append(NET_OPS.get(rec.op, "network_unknown"))
-        else:
-            self.state.hidden_seen.append(_PROCESS_EVENT[t])
-        if t is ExitRecord and rec.group_dead:
-            self.state.hidden_pids.discard(pid)
-            self.state.procs.on_exit(rec)
-        return True
+        if t is ExecRecord:
+            parent = procs.get(rec.ppid)
+            procs.on_exec(rec, walked(rec.exe, rec.flags & HF_TRUNC_S0))
+            self._memo.new_image(rec.pid, procs.evictions)
+            if process.exec:
+                ev = process_start(rec, self.state.clock.format(rec.ts_ns), self.host,
+                                   parent.exe_path if parent else None, process.max_args)
+                out.append(ev)
+                if self.rules is not None and self.rules.process_rules:
+                    out += process_alerts(self.rules, ev)
+        elif t is ForkRecord:
+            procs.on_fork(rec)
+            self._memo.new_image(rec.child_tgid, procs.evictions)
+            if process.fork:
+                info = procs.get(rec.child_tgid)
+                out.append(process_fork(rec, self.state.clock.format(rec.ts_ns), self.host,
+                                        info.exe_path if info is not None else None))
+        elif t is ExitRecord:
+            info = procs.on_exit(rec)
+            if rec.group_dead:
+                self._memo.new_image(rec.pid, procs.evictions)
+            if process.exit:
+                out.append(process_exit(rec, self.state.clock.format(rec.ts_ns), self.host, info))
+        elif t is ExecFailedRecord:
+            if rec.ret != -errno.ENOENT or process.exec_enoent:
+                info = procs.get(rec.pid)
+                out.append(exec_failed(rec, self.state.clock.format(rec.ts_ns), self.host,
+                                       info.exe_path if info is not None else None))
+            else:
+                self.state.filtered += 1
 
     def _net_record(self, r: NetRecord, out: list[Event]) -> None:
         """Judge and rate-limit one network record into `out` (with its alerts)."""
@@ -282,14 +288,6 @@ class Pipeline:
             out.append(alert_of(
                 rule, ev, pid=r.pid, ppid=r.ppid, comm=comm, exe_path=exe, path=ev.unix_path,
                 operation=ev.event_type, direction=direction, port=port, addr=addr,
-            ))
-
-    def _process_alerts(self, ev: ProcessStart, out: list[Event]) -> None:
-        for rule in self.rules.process_alerts(ev.comm, ev.exe_path, ev.parent_comm,
-                                              ev.parent_exe_path):
-            out.append(alert_of(
-                rule, ev, pid=ev.pid, ppid=ev.ppid, comm=ev.comm, exe_path=ev.exe_path,
-                path=ev.exe_path, operation="exec", direction=None, port=None, addr=None,
             ))
 
     def _set_back(self, r: FileRecord) -> bool:
@@ -319,26 +317,17 @@ class Pipeline:
         return [Ancestor(pid, info.comm, info.exe_path)
                 for pid, info in self.state.procs.lineage(ppid or None)]
 
-    def _memo_key(self, raw: bytes) -> tuple[tuple, tuple]:
-        """(memo key, varying fields) of an open's or write's raw record (see _MEMO_OPS)."""
-        per = _PER_CALL.unpack(raw)
-        info = self.state.procs.get(per[1])
-        return (_PER_CALL.rest(raw), info.exe_path if info is not None else None,
-                per[5] >= 0), per
-
     def _file_record(self, r: FileRecord, out: list[Event], key: tuple | None,
                      raw: bytes) -> None:
         """Normalize, filter, judge and rate-limit one file record; append its event and the
-        alerts of the rules it matches to `out`; with a memo `key`, remember the judgement and
-        the line."""
+        alerts of the rules it matches to `out`; with a memo `key` (FileMemo.key()), remember
+        the judgement and the line."""
         judged = self._judged(r)
         emitted = self._emit(judged, r.op, r.fflags, (r.ts_ns, r.pid, r.tid, r.uid, r.gid, r.ret,
                                                       r.ino, r.dev, r.ppid, r.fd, r.old),
                              True, out)
         if key is not None:
-            if len(self._memo) >= _MEMO_MAX:
-                self._memo.clear()
-            self._memo[key] = judged
+            self._memo.remember(key[0], judged)
             self._remember_line(raw, r.pid, judged, emitted)
 
     def _remember_line(self, raw: bytes, pid: int, judged: tuple, ev: FileEvent | None) -> None:
@@ -346,10 +335,10 @@ class Pipeline:
         neither a detection nor a rule annotated and that is not about PASSWD."""
         known = pid in self.state.procs
         if judged[0] is None:
-            self._lines.remember(raw, pid, known, None)
+            self._memo.remember_line(raw, pid, known, None)
         elif (ev is not None and judged[2] is None and not judged[3]
               and ev.resolved_path != PASSWD):
-            self._lines.remember(raw, pid, known, ev)
+            self._memo.remember_line(raw, pid, known, ev)
 
     def _emit(self, judged: tuple, op: int, fflags: int, per: tuple, fresh: bool,
               out: list[Event]) -> FileEvent | None:
@@ -411,14 +400,3 @@ class Pipeline:
                         (path, name, old_path, old_name, truncated), det,
                         self._ancestors(r.ppid) if det is not None or hits else None, ppath)
         return ev, old_path, det, hits
-
-    def persistence_alerts(self, ev: PersistenceChange) -> list[Alert]:
-        """The alerts of the file rules that match a change found at start (operation
-        persistence_change; a live change already went through the rules as its event)."""
-        if self.rules is None:
-            return []
-        return [alert_of(rule, ev, pid=None, ppid=None, comm=None, exe_path=None,
-                         path=p, operation="persistence_change", direction=None,
-                         port=None, addr=None)
-                for rule, p in self.rules.file_alerts("persistence_change", (ev.path,), None,
-                                                      None)]

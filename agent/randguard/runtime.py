@@ -25,7 +25,7 @@ from .netinventory import listening_sockets
 from .network_events import listen_inventory
 from .output import Output
 from .persistence import PersistenceWatch
-from .pipeline import PASSWD, Pipeline, PipelineState
+from .pipeline import PASSWD, Pipeline, PipelineState, persistence_alerts
 from .process_events import ProcessOutput
 from .proctable import ProcessTable
 from .ratelimit import RateLimiter
@@ -36,7 +36,7 @@ from .selftest import SelfTest, self_test_path
 log = logging.getLogger("randguard")
 
 POLL_MS = 50  # the kernel wakes the reader only past a watermark: poll at least this often
-BATCH = 4096  # records per pipeline batch
+BATCH = 1024  # records per pipeline batch
 SELF_TEST_SECONDS = 5.0
 FLUSH_SECONDS = 1.0  # at stop: how long queued lines may take to go out (exit within 2 s)
 
@@ -175,7 +175,7 @@ class Agent:
         for rec in self.watch.take():
             out.append(rec)
             if type(rec) is PersistenceChange and rec.while_stopped:
-                out += self.pipeline.persistence_alerts(rec)
+                out += persistence_alerts(self.pipeline.rules, rec)
         self.output.submit(out)
 
     def _start(self) -> int:

@@ -1,4 +1,4 @@
-"""Lines written once (lines.py): a record seen before, but for its time, is written from the
+"""Lines written once (memo.py): a record seen before, but for its time, is written from the
 first one's NDJSON. Proven against the pipeline without any memo: every record fed to a
 Pipeline of its own (the same judges and state, an empty memo), the same bytes must come out,
 through the process changes that make a kept line wrong (exec, exit, a reused pid, eviction).
@@ -17,7 +17,7 @@ from recgen import record
 from randguard import records
 from randguard.config import parse_config
 from randguard.events import FileEvent, WallClock, encoder
-from randguard.lines import Line, template
+from randguard.memo import Line, template
 from randguard.output import Output
 from randguard.pipeline import Pipeline
 from randguard.runtime import make_pipeline
