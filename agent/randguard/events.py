@@ -381,12 +381,13 @@ class WallClock:
             ns = self._second(mono_ns)
         return self._prefix + str(ns).zfill(9) + "Z"  # (faster than % or an f-string here)
 
-    def parts(self, mono_ns: int) -> tuple[bytes, int]:
-        """format() in two: the text up to the fraction (bytes) and the nanoseconds."""
+    def second(self, mono_ns: int) -> tuple[bytes, int]:
+        """The second `mono_ns` is in: format()'s text up to the fraction (as bytes), and the
+        monotonic ns it starts at (for a caller that stamps many events of one second)."""
         ns = mono_ns - self._start
         if ns >= 1_000_000_000 or ns < 0:
-            ns = self._second(mono_ns)
-        return self._prefix_b, ns
+            self._second(mono_ns)
+        return self._prefix_b, self._start
 
 
 def errno_name(ret: int) -> str | None:

@@ -195,6 +195,7 @@ class Pipeline:
         memo_on = not (state.hidden_pids or state.hidden_parents)
         lines = memo.lines if memo_on else {}
         touch = procs.touch
+        pre, second = b"", -(1 << 62)  # the second a line was last stamped in, its start
         for raw in raws:
             seen = lines.get(raw[KEY_AT:])
             if seen is not None and raw.startswith(seen[0]):
@@ -207,7 +208,10 @@ class Pipeline:
                 if limiter.rate and not limiter.allow("file", ts):
                     state.rate_limited["file"] += 1
                     continue
-                pre, ns = clock.parts(ts)
+                ns = ts - second
+                if ns >= 1_000_000_000 or ns < 0:
+                    pre, second = clock.second(ts)
+                    ns = ts - second
                 append(Line(seen[2], seen[3], seen[4], pre, ns, ts))
                 continue
             key = memo.key(raw, procs) if memo_on else None
