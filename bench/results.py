@@ -204,6 +204,9 @@ class ThroughputRun:
     randguard: Search[AgentTrial]
     opensnoop: Search[OpenSnoopTrial]
     loadavg: float
+    # the generator flat out with no tracer attached: the most any tool could be shown to keep
+    # up with (None in runs from before it was measured)
+    generator_alone_rate: int | None = None
 
 
 @dataclass(kw_only=True)
@@ -220,6 +223,7 @@ class Throughput:
     rss_overload_kb: Summary
     runs: list[ThroughputRun]
     trial_seconds: float
+    generator_alone_eps: Summary | None = None
 
 
 # ---- 3. the agent alone: idle, mixed load, soak ----------------------------------------------

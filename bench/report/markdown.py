@@ -149,7 +149,13 @@ def throughput(tp: Throughput, w: Write) -> None:
       f"{fmt(tp.cpu_ns_per_event)} |")
     w(f"| opensnoop | {fmt(tp.opensnoop_eps)}{gb(tp.opensnoop_generator_bound)} | "
       f"{fmt(tp.opensnoop_cpu_ns_per_event)} |")
-    w(f"| ratio randguard / opensnoop | {fmt(tp.ratio, 'x', 2)} | |\n")
+    w(f"| ratio randguard / opensnoop | {fmt(tp.ratio, 'x', 2)} | |")
+    if tp.generator_alone_eps and tp.opensnoop_eps.median:
+        w(f"| the generator alone, flat out (no tracer) | {fmt(tp.generator_alone_eps)} | |")
+        top = tp.generator_alone_eps.median / tp.opensnoop_eps.median
+        w(f"\nNo tracer can be shown keeping up with more than the generator alone produces: "
+          f"against opensnoop's lossless rate here, at most {top:.2f}x (medians).")
+    w("")
 
 
 def resources(res: Results, w: Write) -> None:

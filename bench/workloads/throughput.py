@@ -88,7 +88,9 @@ def throughput(args: argparse.Namespace, res: Results) -> None:
         ag = search(lambda r, s, t: agent_trial(cfg, r, s, t), args.tp_seconds, f"agent{rnd}")
         wait_quiet(args.quiet_wait)
         os_ = search(opensnoop_trial, args.tp_seconds, f"os{rnd}")
-        runs.append(ThroughputRun(randguard=ag, opensnoop=os_, loadavg=loadavg()))
+        alone = rate(gen("openrate", WATCHED / "f", 0, args.tp_seconds))
+        runs.append(ThroughputRun(randguard=ag, opensnoop=os_, loadavg=loadavg(),
+                                  generator_alone_rate=alone))
         res.startup_samples_s += [round(t.startup_s, 3) for t in ag.trials]
     res.throughput = figures(runs, args.tp_seconds)
 
@@ -109,4 +111,6 @@ def figures(runs: list[ThroughputRun], trial_seconds: float) -> Throughput:
         opensnoop_cpu_ns_per_event=summary([t.cpu_ns_per_event for t in os_best], 0),
         rss_load_kb=summary([t.rss_load_max_kb for t in best], 0),
         rss_overload_kb=summary([r.randguard.trials[0].rss_load_max_kb for r in runs], 0),
-        runs=runs, trial_seconds=trial_seconds)
+        runs=runs, trial_seconds=trial_seconds,
+        generator_alone_eps=summary(alone, 0) if (alone := [
+            r.generator_alone_rate for r in runs if r.generator_alone_rate]) else None)
