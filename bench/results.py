@@ -431,6 +431,7 @@ class Journal:
     journald_us_per_line: dict[str, Summary]
     lossless_rate: float | None  # highest paced rate with every line at the collector
     generator_bound: bool  # the highest rate tried was lossless: the load could not go on
+    notes: list[str] = field(default_factory=list)  # failed phases, journald's own messages
 
 
 # ---- the whole run ---------------------------------------------------------------------------

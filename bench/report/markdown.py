@@ -332,3 +332,6 @@ def journal(jr: Journal, w: Write) -> None:
     w(f"\n**Lossless through the journal to the collector: {best}**"
       + (" (the highest rate tried, or the most the generator reached: a lower bound)"
          if jr.generator_bound else "") + ".\n")
+    for note in jr.notes:
+        w(f"- {note}")
+    w("")

@@ -33,7 +33,7 @@ def journal(args: argparse.Namespace, res: Results) -> None:
     out = WORK / "journal-bench.json"
     out.unlink(missing_ok=True)
     params = {"rounds": args.rounds, "opens": 6000, "rate": 600.0, "seconds": 10,
-              "rates": [250, 500, 1000, 2000, 4000], "writer_entries": 20000}
+              "rates": [250, 500, 1000, 2000, 4000], "writer_entries": 10000}
     log(f"journal: booting the .deb guest ({debs[-1].name}), {params}")
     subprocess.run([sys.executable, str(ROOT / "tests/deb/run.py"), str(debs[-1]),
                     "--journal-bench", str(out), "--bench-args", json.dumps(params),
@@ -58,4 +58,6 @@ def figures(raw: dict) -> Journal:
         agent_us_per_line=by("agent_cpu_us_per_line"),
         journald_us_per_line=by("journald_cpu_us_per_line"),
         lossless_rate=max(good) if good else None,
-        generator_bound=bool(rates) and rates[-1].lossless)
+        generator_bound=bool(rates) and rates[-1].lossless,
+        notes=[*raw.get("errors", []), *(f"journald: {n}" for n in raw.get("journald_notes", [])),
+               f"at the end: {raw.get('journal_disk_usage', '?')}"])
