@@ -12,6 +12,7 @@ from results import (
     ExecLoad,
     ForkStorm,
     Journal,
+    JournalRate,
     KProfile,
     Noise,
     Overhead,
@@ -322,16 +323,33 @@ def journal(jr: Journal, w: Write) -> None:
       "lossless when every line of the window reached the collector (its `seq` there), "
       "no `loss` record was written, and the last line arrived within 60 s.\n")
     w("| paced rate /s | achieved /s | lines | missing at the collector | loss records | "
-      "last line arrived after the load, s | lossless |")
-    w("|---|---|---|---|---|---|---|")
+      "last line arrived after the load, s | delivered /s (lines / (load + drain)) | "
+      "lossless |")
+    w("|---|---|---|---|---|---|---|---|")
     for r in jr.rates:
         w(f"| {r.rate:,.0f} | {r.achieved_rate:,.0f} | {r.lines:,} | {r.missing_at_collector} | "
           f"{r.loss_records} | {r.arrived_s if r.arrived_s is not None else 'not within 60'} | "
-          f"{'yes' if r.lossless else '**no**'} |")
+          f"{fmt_rate(delivered_per_s(r))} | {'yes' if r.lossless else '**no**'} |")
     best = f"{jr.lossless_rate:,.0f} lines/s" if jr.lossless_rate else "none of the rates"
+    top = max((d for r in jr.rates if (d := delivered_per_s(r))), default=None)
     w(f"\n**Lossless through the journal to the collector: {best}**"
-      + (" (the highest rate tried, or the most the generator reached: a lower bound)"
-         if jr.generator_bound else "") + ".\n")
+      + (" (the highest rate tried: a lower bound)" if jr.generator_bound else "")
+      + f" for {jr.rates[0].opens / jr.rates[0].rate:.0f} s bursts. With a backlog to ship, "
+      f"the uploader and the collector delivered at most {fmt_rate(top)} lines/s; the host's "
+      "journal held the rest of a faster burst until they caught up. The first rate's drain "
+      "also includes the uploader's first start, which ships the journal's earlier entries "
+      "(the phases above) first.\n")
     for note in jr.notes:
         w(f"- {note}")
     w("")
+
+
+def delivered_per_s(r: JournalRate) -> float | None:
+    """Lines that reached the collector per second from the start of the load to the last."""
+    if r.arrived_s is None or not r.achieved_rate:
+        return None
+    return r.lines / (r.opens / r.achieved_rate + r.arrived_s)
+
+
+def fmt_rate(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:,.0f}"
