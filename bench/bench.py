@@ -47,6 +47,7 @@ from typed_json import field_from_json, from_json, to_json
 from workloads.agent_alone import idle, mixed, soak
 from workloads.exec_load import exec_load
 from workloads.fork_storm import fork_storm
+from workloads.journal import journal
 from workloads.kprofile import kprofile
 from workloads.overhead import overhead
 from workloads.profile import profile
@@ -55,8 +56,10 @@ from workloads.throughput import throughput
 Section = Callable[[argparse.Namespace, Results], None]
 STEPS: dict[str, Section] = {
     "overhead": overhead, "kprofile": kprofile, "throughput": throughput, "idle": idle,
-    "exec": exec_load, "mixed": mixed, "fork": fork_storm, "profile": profile, "soak": soak}
-SECTIONS = tuple(s for s in STEPS if s != "soak")
+    "exec": exec_load, "mixed": mixed, "fork": fork_storm, "profile": profile, "soak": soak,
+    "journal": journal}
+# soak (--long) and journal (boots the .deb test's guest: `--only journal`) only when asked
+SECTIONS = tuple(s for s in STEPS if s not in ("soak", "journal"))
 
 
 def parse_args() -> argparse.Namespace:
@@ -64,7 +67,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--long", action="store_true", help="also run the 10-minute soak")
     ap.add_argument("--only", default=",".join(SECTIONS),
                     help=f"comma-separated sections to run (default: all of {','.join(SECTIONS)};"
-                         " 'soak' alone runs just the soak); others are kept from the last JSON")
+                         " 'soak' alone runs just the soak, 'journal' the journal path in the "
+                         ".deb test's guest); others are kept from the last JSON")
     ap.add_argument("--rounds", type=int, default=3, help="runs per figure (median of these)")
     ap.add_argument("--reps", type=int, default=2, help="samples per workload per block")
     ap.add_argument("--sample-s", type=float, default=0.25, help="seconds per overhead sample")

@@ -379,6 +379,65 @@ class Profile:
     pyspy: list[PySpyRow] | None = omit()
 
 
+# ---- the journal path (docs/fleet.md) ---------------------------------------------------------
+
+@dataclass(kw_only=True)
+class JournalCpuRun:
+    """One agent run under the paced workload, its stdout to the journal or to a file."""
+
+    output: str  # "journal" or "file"
+    opens: int
+    rate: float
+    seconds: float
+    lines: int
+    agent_cpu_us_per_line: float
+    journald_cpu_us_per_line: float
+
+
+@dataclass(kw_only=True)
+class JournalWriterRun:
+    """The same lines handed to journald by the stdout stream or by the native protocol."""
+
+    mode: str  # "stream" or "native"
+    entries: int
+    writer_cpu_us_per_entry: float
+    journald_cpu_us_per_entry: float
+
+
+@dataclass(kw_only=True)
+class JournalRate:
+    """One paced rate through journald -> systemd-journal-upload -> systemd-journal-remote."""
+
+    rate: float
+    opens: int
+    achieved_rate: float
+    lines: int
+    missing_at_collector: int
+    loss_records: int
+    arrived_s: float | None
+    lossless: bool
+
+
+@dataclass(kw_only=True)
+class Journal:
+    """bench/workloads/journal.py: measured in the .deb test's guest (systemd as PID 1)."""
+
+    date: str
+    commit: str
+    where: str
+    kernel: str
+    vcpus: int | None
+    seconds: float
+    cpu: list[JournalCpuRun]
+    writer: list[JournalWriterRun]
+    rates: list[JournalRate]
+    agent_us_per_line: dict[str, Summary]  # by output
+    journald_us_per_line: dict[str, Summary]
+    lossless_rate: float | None  # highest paced rate with every line at the collector
+    generator_bound: bool  # the highest rate tried was lossless: the load could not go on
+    notes: list[str] = field(default_factory=list)  # failed phases, journald's own messages
+
+
 # ---- the whole run ---------------------------------------------------------------------------
 
 @dataclass(kw_only=True)
@@ -410,6 +469,7 @@ class Results:
     fork_storm: ForkStorm | None = omit()
     profile: Profile | None = omit()
     soak: Soak | None = omit()
+    journal: Journal | None = omit()
     duration_s: float | None = omit()
     startup: Summary | None = omit()
     noise: Noise | None = omit()
@@ -418,4 +478,4 @@ class Results:
 
 
 SECTION_KEYS = ("overhead", "kprofile", "throughput", "idle", "exec", "mixed", "fork_storm",
-                "profile", "soak", "startup")  # what a run that did not measure keeps
+                "profile", "soak", "journal", "startup")  # what a run that did not measure keeps

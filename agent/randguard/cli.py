@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import __version__, recording
+from . import __version__, journal, recording
 from .config import Config, ConfigError, load_config, resolve_config_path
 from .libbpf import LibbpfError, libbpf_version
 from .loader import LoadError
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(path)
         ruleset = load_ruleset(cfg, path)  # checks the pack, rules and rules.d too
     except ConfigError as e:
-        print(f"randguard: {e}", file=sys.stderr)
+        journal.error(f"randguard: {e}")
         return EXIT_CONFIG
     if args.command == "check-config":
         print(f"{path}: ok ({len(ruleset.persistence)} detections, {len(ruleset.rules)} rules)",
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                 return Agent(cfg, path, record=rec, strict=args.strict, state_file=state).run()
         return Agent(cfg, path, strict=args.strict, state_file=state).run()
     except (LoadError, LibbpfError, OSError) as e:
-        print(f"randguard: error: {e}", file=sys.stderr)
+        journal.error(f"randguard: error: {e}")
         return EXIT_RUNTIME
 
 

@@ -13,7 +13,7 @@ from typing import BinaryIO
 
 import msgspec
 
-from . import __version__, loader, procfs, recording
+from . import __version__, journal, loader, procfs, recording
 from .config import Config, ConfigError, enabled_families, load_config
 from .engine import RuleEngine
 from .events import AgentStart, Event, Health, PersistenceChange
@@ -358,11 +358,12 @@ def reloadable(old: Config, new: Config) -> tuple[Config, list[str]]:
 
 
 def configure_logging(level: str) -> None:
-    """Logs go to stderr, never stdout: stdout is the NDJSON stream."""
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=getattr(logging, level.upper()),
-        format="randguard: %(levelname)s: %(message)s",
-    )
+    """Logs go to stderr, never stdout: stdout is the NDJSON stream. When stderr is the
+    journal, each line starts with its syslog priority (journal.py)."""
+    handler = logging.StreamHandler(sys.stderr)
+    fmt = "randguard: %(levelname)s: %(message)s"
+    handler.setFormatter(journal.PriorityFormatter(fmt) if journal.stderr_is_journal()
+                         else logging.Formatter(fmt))
+    logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler])
     # libbpf's own messages are mostly load-time chatter; warnings still show
     logging.getLogger("randguard.libbpf").setLevel(max(logging.WARNING, logging.root.level))

@@ -11,6 +11,8 @@ from prepare import watch_set
 from results import (
     ExecLoad,
     ForkStorm,
+    Journal,
+    JournalRate,
     KProfile,
     Noise,
     Overhead,
@@ -49,6 +51,8 @@ def render(res: Results) -> str:
     if res.fork_storm:
         fork_storm(res.fork_storm, w)
     soak(res.soak, w)
+    if res.journal:
+        journal(res.journal, w)
     w("## Targets (issue 9)\n")
     w("| target | measured | verdict |")
     w("|---|---|---|")
@@ -288,3 +292,70 @@ def profile(pr: Profile, w: Write) -> None:
         for r in pr.pyspy[:16]:
             w(f"| `{r.func}` | {r.incl_pct}% | {r.own_pct}% |")
         w("")
+
+
+def journal(jr: Journal, w: Write) -> None:
+    w("## The journal path (`--only journal`, docs/fleet.md)\n")
+    w(f"Measured in the {jr.where} (kernel {jr.kernel}), because the PID 1 of the "
+      f"machine above is not systemd; at commit `{jr.commit[:12]}` on {jr.date[:19]}Z, "
+      f"{jr.seconds:.0f} s in the guest. Under TCG every CPU figure is several times the "
+      "native one: compare the rows with each other, not with the sections above. The "
+      "agent runs as the shipped `randguard.service` (inventory off), paced "
+      "`open(O_WRONLY)` of a watched file; CPU from the cgroups' `cpu.stat` over the load, "
+      "per NDJSON line written.\n")
+    w("| stdout of the agent | agent CPU µs per line | journald CPU µs per line | "
+      "agent + journald |")
+    w("|---|---|---|---|")
+    for o, desc in (("journal", "`StandardOutput=journal` (shipped)"),
+                    ("file", "`StandardOutput=truncate:FILE` (drop-in)")):
+        a, j = jr.agent_us_per_line[o], jr.journald_us_per_line[o]
+        both = (a.median or 0) + (j.median or 0) if o == "journal" else a.median
+        w(f"| {desc} | {fmt(a, '', 1)} | {fmt(j, '', 1) if o == 'journal' else 'n/a'} | "
+          f"{both:.1f} |")
+    ra = ratio(jr.agent_us_per_line["journal"].median, jr.agent_us_per_line["file"].median)
+    w(f"\nAgent CPU per line, journal / file: {ra}x. Runs: "
+      + "; ".join(f"{r.output} {r.lines:,} lines in {r.seconds} s: agent {r.agent_cpu_us_per_line}"
+                  f" µs, journald {r.journald_cpu_us_per_line} µs" for r in jr.cpu) + ".\n")
+    w("The same event line (a 700-byte `file_open`) handed to journald by a small writer: "
+      "batched on the stdout stream, as the agent does, or one native-protocol datagram per "
+      "entry carrying `EVENT_TYPE`, `SEVERITY` and `RANDGUARD_SEQ` fields as well.\n")
+    w("| path | entries | writer CPU µs per entry | journald CPU µs per entry |")
+    w("|---|---|---|---|")
+    for r in jr.writer:
+        w(f"| {r.mode} | {r.entries:,} | {r.writer_cpu_us_per_entry} | "
+          f"{r.journald_cpu_us_per_entry} |")
+    w("\njournald -> `systemd-journal-upload` -> `systemd-journal-remote` on 127.0.0.1 "
+      "(HTTP), the agent's stdout in the journal: paced rates, each for a fixed time; "
+      "lossless when every line of the window reached the collector (its `seq` there), "
+      "no `loss` record was written, and the last line arrived within 60 s.\n")
+    w("| paced rate /s | achieved /s | lines | missing at the collector | loss records | "
+      "last line arrived after the load, s | delivered /s (lines / (load + drain)) | "
+      "lossless |")
+    w("|---|---|---|---|---|---|---|---|")
+    for r in jr.rates:
+        w(f"| {r.rate:,.0f} | {r.achieved_rate:,.0f} | {r.lines:,} | {r.missing_at_collector} | "
+          f"{r.loss_records} | {r.arrived_s if r.arrived_s is not None else 'not within 60'} | "
+          f"{fmt_rate(delivered_per_s(r))} | {'yes' if r.lossless else '**no**'} |")
+    best = f"{jr.lossless_rate:,.0f} lines/s" if jr.lossless_rate else "none of the rates"
+    top = max((d for r in jr.rates if (d := delivered_per_s(r))), default=None)
+    w(f"\n**Lossless through the journal to the collector: {best}**"
+      + (" (the highest rate tried: a lower bound)" if jr.generator_bound else "")
+      + f" for {jr.rates[0].opens / jr.rates[0].rate:.0f} s bursts. With a backlog to ship, "
+      f"the uploader and the collector delivered at most {fmt_rate(top)} lines/s; the host's "
+      "journal held the rest of a faster burst until they caught up. The first rate's drain "
+      "also includes the uploader's first start, which ships the journal's earlier entries "
+      "(the phases above) first.\n")
+    for note in jr.notes:
+        w(f"- {note}")
+    w("")
+
+
+def delivered_per_s(r: JournalRate) -> float | None:
+    """Lines that reached the collector per second from the start of the load to the last."""
+    if r.arrived_s is None or not r.achieved_rate:
+        return None
+    return r.lines / (r.opens / r.achieved_rate + r.arrived_s)
+
+
+def fmt_rate(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:,.0f}"

@@ -166,7 +166,9 @@ def ours(progs: list[dict]) -> list[str]:
 
 SNAP_SKIP = ("/proc", "/sys", "/dev", "/run", "/tmp", "/var/log", "/var/lib/apt",
              "/var/cache/apt", "/var/lib/dpkg", "/var/cache/debconf", "/var/cache/ldconfig",
-             "/var/lib/systemd/timers", "/var/tmp", "/rg")
+             "/var/lib/systemd/timers", "/var/tmp", "/rg",
+             # the uploader's cursor (fleet steps; DynamicUser's StateDirectory), not ours
+             "/var/lib/private", "/var/lib/systemd/journal-upload")
 
 
 def snapshot() -> set[str]:
@@ -214,6 +216,18 @@ def step(name: str, needs: tuple[str, ...] = ()):
         run.__name__ = name
         return run
     return wrap
+
+
+@step("install-journal-remote")
+def install_journal_remote() -> str:
+    """systemd-journal-remote (uploader and collector, docs/fleet.md), before the snapshot the
+    purge step compares with: it is not randguard's."""
+    sh(["apt-get", "update", "-qq"], timeout=120)
+    r = sh(["apt-get", "install", "-y", "--no-install-recommends", "systemd-journal-remote"],
+           timeout=300)
+    assert out(["systemctl", "is-enabled", UPLOAD], check=False) != "enabled", "enabled?"
+    pulled = re.findall(r"^Setting up (\S+) ", r.stdout, re.M)
+    return f"set up: {' '.join(p.split(':')[0] for p in pulled)}"
 
 
 @step("install")
@@ -496,6 +510,171 @@ def purge() -> str:
             "file tree identical to before the install")
 
 
+# --------------------------------------------------------------------------- fleet (docs/fleet.md)
+
+# A collector on the guest's loopback: systemd-journal-remote through its socket unit, plain
+# HTTP (the documented setup is TLS with a private CA; only this test uses HTTP), and the
+# uploader through its service: the packaged retry drop-in as shipped, the URL from a
+# journal-upload.conf.d drop-in. All of it under /run: nothing is left in /etc.
+COLLECTOR = "127.0.0.1:19532"
+REMOTE_DIR = "/var/log/journal/remote"
+EXAMPLES = Path("/usr/share/doc/randguard/examples")
+REMOTE_UNITS = ["systemd-journal-remote.socket", "systemd-journal-remote.service"]
+UPLOAD = "systemd-journal-upload.service"
+HOST = "rg-deb-guest"  # run.py's image: /etc/hostname
+
+
+def write(path: str, text: str) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(text)
+
+
+def fleet_setup() -> None:
+    write("/run/systemd/system/systemd-journal-remote.socket.d/test.conf",
+          f"[Socket]\nListenStream=\nListenStream={COLLECTOR}\n")
+    write("/run/systemd/system/systemd-journal-remote.service.d/test.conf",
+          "[Service]\nExecStart=\nExecStart=/lib/systemd/systemd-journal-remote "
+          f"--listen-http=-3 --output={REMOTE_DIR}/\n")
+    write("/run/systemd/system/systemd-journal-upload.service.d/retry.conf",
+          (EXAMPLES / "journal-upload-retry.conf").read_text())
+    write("/run/systemd/journal-upload.conf.d/test.conf", f"[Upload]\nURL=http://{COLLECTOR}\n")
+    sh(["systemctl", "daemon-reload"])
+
+
+def collected(matches: list[str] | None = None) -> list[dict]:
+    """The collector's journal entries of randguard (journalctl -o json: fields + MESSAGE)."""
+    r = sh(["journalctl", "--no-pager", "-D", REMOTE_DIR, "-o", "json",
+            "SYSLOG_IDENTIFIER=randguard", *(matches or [])], check=False)
+    ents = []
+    for ln in r.stdout.splitlines():
+        with contextlib.suppress(ValueError):
+            ents.append(json.loads(ln))
+    return ents
+
+
+def collected_events(invocation: str) -> list[dict]:
+    """This agent run's NDJSON at the collector (PRIORITY=6: journal.py), with _HOSTNAME."""
+    evs = []
+    for e in collected(["PRIORITY=6", f"_SYSTEMD_INVOCATION_ID={invocation}"]):
+        ev = json.loads(e["MESSAGE"])
+        ev["_HOSTNAME"] = e.get("_HOSTNAME")
+        evs.append(ev)
+    return evs
+
+
+def seq_gaps(evs: list[dict]) -> list[int]:
+    """seq values missing from 1..max (duplicates, from a retried upload, are not gaps)."""
+    seen = {e["seq"] for e in evs}
+    return sorted(set(range(1, max(seen, default=0) + 1)) - seen)
+
+
+def demo_alerts(evs: list[dict], path: str) -> list[dict]:
+    return [e for e in evs if e.get("event_type") == "alert" and e.get("path") == path
+            and e.get("rule_id") == "FILE-SYSTEMD-001"]
+
+
+def local_max_seq(invocation: str) -> int:
+    return max((e["seq"] for e in events(invocation)), default=0)
+
+
+@step("fleet-upload-demo-to-collector", needs=("demo-in-journal",))
+def fleet_ship() -> str:
+    """systemd-journal-upload ships the journal to systemd-journal-remote on loopback: the
+    demo's alerts arrive with their host, and PRIORITY=6 selects exactly the NDJSON."""
+    assert Path("/lib/systemd/systemd-journal-upload").exists(), "systemd-journal-remote missing"
+    fleet_setup()
+    t0 = time.monotonic()
+    inv = prop("InvocationID")
+    STATE["fleet_invocation"], STATE["fleet_seq0"] = inv, local_max_seq(inv)
+    sh(["systemctl", "start", *REMOTE_UNITS[:1], UPLOAD])
+    want = local_max_seq(inv)
+    evs = wait_for(f"seq 1..{want} of this run at the collector",
+                   lambda: (c := collected_events(inv)) and max(e["seq"] for e in c) >= want
+                   and c, 90, 1.0)
+    took = time.monotonic() - t0
+    alerts = demo_alerts(evs, DEMO)
+    assert {a["source_event_type"] for a in alerts} >= {"file_write", "file_unlink"}, alerts
+    bad_host = [(e["seq"], e["host"], e["_HOSTNAME"]) for e in evs
+                if e["host"] != HOST or e["_HOSTNAME"] != HOST]
+    assert not bad_host, f"host (field, _HOSTNAME) not {HOST}: {bad_host[:5]}"
+    assert not seq_gaps(evs), f"seq gaps at the collector: {seq_gaps(evs)[:20]}"
+    # the agent's log lines carry other priorities, and PRIORITY=6 is only NDJSON
+    logs = [e for e in collected([f"_SYSTEMD_INVOCATION_ID={inv}"]) if e.get("PRIORITY") != "6"]
+    assert logs and all(not e["MESSAGE"].startswith("{") for e in logs), logs[:3]
+    prios = sorted({e["PRIORITY"] for e in logs})
+    # the same selection on the host, as packaging.md and the unit's comment say
+    n_events = len(events())
+    mine = sh(["journalctl", "--no-pager", "-u", UNIT, "-p", "info..info", "-o", "cat"]
+              ).stdout.splitlines()
+    assert len(mine) >= n_events and all(ln.startswith("{") for ln in mine), \
+        (len(mine), n_events, [ln for ln in mine if not ln.startswith("{")][:3])
+    files = sorted(p.name for p in Path(REMOTE_DIR).glob("*.journal"))
+    return (f"{len(evs)} records of this run at the collector ({files}) within {took:.1f}s, "
+            f"seq 1..{max(e['seq'] for e in evs)} without a gap, host {HOST}; demo alerts seq "
+            f"{[a['seq'] for a in alerts]}; agent log lines at PRIORITY {prios}")
+
+
+@step("fleet-collector-down-nothing-lost", needs=("fleet-upload-demo-to-collector",))
+def fleet_outage() -> str:
+    """The collector stops; the demo runs again; the uploader fails and retries (the packaged
+    drop-in); the collector starts again: every record written meanwhile arrives."""
+    inv = STATE["fleet_invocation"]
+    demo2 = "/etc/systemd/system/rand-guard-demo-2.service"
+    try:
+        sh(["systemctl", "stop", *REMOTE_UNITS])
+        restarts = int(out(["systemctl", "show", UPLOAD, "-p", "NRestarts", "--value"]))
+        before = local_max_seq(inv)
+        sh(f"sh -c 'printf x > {demo2}'; rm -f {demo2}")
+        local = wait_for("the outage's demo alerts in the local journal",
+                         lambda: len(demo_alerts(events(inv), demo2)) >= 2 and events(inv), 30)
+        wait_for("the uploader to fail and be restarted",
+                 lambda: int(out(["systemctl", "show", UPLOAD, "-p", "NRestarts", "--value"]))
+                 > restarts, 60, 0.5)
+        down_max = local_max_seq(inv)
+        assert max(e["seq"] for e in collected_events(inv)) < down_max, "collector still up?"
+        t0 = time.monotonic()
+        sh(["systemctl", "start", REMOTE_UNITS[0]])
+        evs = wait_for(f"seq up to {down_max} at the collector",
+                       lambda: (c := collected_events(inv)) and max(e["seq"] for e in c)
+                       >= down_max and c, 90, 1.0)
+        took = time.monotonic() - t0
+        assert not seq_gaps(evs), f"seq gaps at the collector: {seq_gaps(evs)[:20]}"
+        alerts = demo_alerts(evs, demo2)
+        assert len(alerts) >= 2 and all(a["host"] == HOST for a in alerts), alerts
+        assert len(demo_alerts(local, demo2)) == len(alerts), "alerts differ from the local ones"
+        failed = [ln for ln in sh(["journalctl", "--no-pager", "-o", "cat", "-u", UPLOAD],
+                                  check=False).stdout.splitlines() if "failed" in ln]
+        n = int(out(["systemctl", "show", UPLOAD, "-p", "NRestarts", "--value"])) - restarts
+        dups = len(evs) - len({e["seq"] for e in evs})
+        last = max(e["seq"] for e in evs)
+        return (f"collector down while seq {before + 1}..{down_max} were written (demo 2 alerts "
+                f"seq {[a['seq'] for a in alerts]}); uploader restarted {n}x "
+                f"({failed[-1][:90] if failed else 'no failure logged'!r}); after the restart "
+                f"all arrived in {took:.1f}s: seq 1..{last} without a gap, {dups} duplicates")
+    finally:
+        sh(["systemctl", "stop", UPLOAD, *REMOTE_UNITS], check=False)
+        inventory_note(inv)
+
+
+def inventory_note(inv: str) -> None:
+    """Not a check: the persistence inventory's live changes while the fleet steps ran, for
+    debug.txt. Known issue (docs/fleet.md, "Known limits"): the start of a sandboxed service
+    (its mount in its new namespace, resolved_path "/") makes the inventory hash "/" again, and
+    the walk does not follow the /lib -> usr/lib symlink: some 400 files "removed", then
+    "added" at the agent's next start."""
+    time.sleep(3)  # the inventory hashes a path again once it has been quiet a while
+    evs = [e for e in events(inv) if e["seq"] > STATE.get("fleet_seq0", 0)]
+    ch = [e for e in evs if e.get("event_type") == "persistence_change"]
+    src = {e["seq"]: e for e in evs}
+    send("@@DEBUG " + json.dumps(json.dumps({
+        "fleet_persistence_changes": len(ch),
+        "by_change": {k: sum(1 for e in ch if e["change"] == k) for k in {e["change"] for e in ch}},
+        "sample": [(e["path"], e["change"], e.get("source_seq")) for e in ch[:8]],
+        "sources": [{k: src[e["source_seq"]].get(k) for k in ("event_type", "resolved_path",
+                                                               "comm", "exe_path")}
+                    for e in ch[:8] if e.get("source_seq") in src]})))
+
+
 # --------------------------------------------------------------------------- caps mode
 
 def drop_in(text: str) -> None:
@@ -620,8 +799,8 @@ def caps_mode() -> None:
 
 # --------------------------------------------------------------------------- main
 
-STEPS = [install, started, version, hardening, demo, reload, twice, upgrade, stop,
-         reinstall_stopped, remove, purge]
+STEPS = [install_journal_remote, install, started, version, hardening, demo, fleet_ship,
+         fleet_outage, reload, twice, upgrade, stop, reinstall_stopped, remove, purge]
 
 
 def main() -> None:
@@ -632,6 +811,12 @@ def main() -> None:
     try:
         if JOB.get("mode") == "caps":
             caps_mode()
+            ok = True
+        elif JOB.get("mode") == "journal-bench":
+            sys.path.insert(0, "/rg")
+            import journal_guest  # bench/workloads/journal_guest.py
+
+            journal_guest.run(sys.modules[__name__])
             ok = True
         else:
             for s in STEPS:

@@ -47,6 +47,8 @@ SUITE = "bookworm"
 SOURCES = [(MIRROR, "bookworm"), (MIRROR, "bookworm-updates"), (SECURITY, "bookworm-security")]
 GUEST_PACKAGES = ["systemd", "systemd-sysv", "dbus", "udev", "kmod", "libbpf1", "python3",
                   "bpftool"]
+# Not in the image, in the local repository: the fleet steps install them (docs/fleet.md).
+FLEET_PACKAGES = ["systemd-journal-remote"]
 IMAGE_FORMAT = 1  # bump when the image recipe changes in a way the key does not see
 # Trimmed from the image: nothing the test reads (the package's own docs are installed later).
 TRIM = image.TRIM_WITH_APT
@@ -154,13 +156,15 @@ def build_userspace(tree: Path, outputs: list[Path]) -> None:
 # --------------------------------------------------------------------------- local repository
 
 def dependency_debs(deb: Path, status: Path) -> list[Path]:
-    """The Debian packages `apt install ./DEB` pulls into the guest image, downloaded once."""
+    """The Debian packages `apt install ./DEB` pulls into the guest image, with FLEET_PACKAGES
+    and theirs, downloaded once."""
     apt = Apt(CACHE / "apt", SOURCES, status=status)
     repo = CACHE / "repo"
     repo.mkdir(parents=True, exist_ok=True)
 
     def plan() -> list[tuple[str, str]]:
-        r = apt.get("-s", "install", "--no-install-recommends", str(deb.resolve()))
+        r = apt.get("-s", "install", "--no-install-recommends", str(deb.resolve()),
+                    *FLEET_PACKAGES)
         inst = re.findall(r"^Inst (\S+) (?:\[\S+\] )?\((\S+) ", r.stdout, re.M)
         return [(p, v) for p, v in inst if p != "randguard"]
 
@@ -215,7 +219,12 @@ WantedBy=multi-user.target
 """
 
 
-def run_cpio(dest: Path, deb: Path, deps: list[Path], mode: str, modules: Path) -> None:
+# The journal bench's guest side (bench/workloads/journal.py runs run.py --journal-bench).
+JOURNAL_GUEST = ROOT / "bench" / "workloads" / "journal_guest.py"
+
+
+def run_cpio(dest: Path, deb: Path, deps: list[Path], mode: str, modules: Path,
+             bench: dict | None = None) -> None:
     stage = Path(tempfile.mkdtemp(dir=CACHE, prefix="run-"))
     try:
         # /lib is a symlink to usr/lib in the image: write through the real path
@@ -230,8 +239,10 @@ def run_cpio(dest: Path, deb: Path, deps: list[Path], mode: str, modules: Path) 
         shutil.copy(deb, debs)
         up, up_ver = upgrade_deb(deb, debs)
         (stage / "rg/job.json").write_text(json.dumps({
-            "deb": deb.name, "upgrade_deb": up.name, "upgrade_version": up_ver, "mode": mode}))
+            "deb": deb.name, "upgrade_deb": up.name, "upgrade_version": up_ver, "mode": mode,
+            "bench": bench or {}}))
         shutil.copy(HERE / "guest_test.py", stage / "rg/guest_test.py")
+        shutil.copy(JOURNAL_GUEST, stage / "rg/journal_guest.py")
         src = stage / "etc/apt/sources.list.d"
         src.mkdir(parents=True)
         (src / "rg-local.list").write_text("deb [trusted=yes] file:/rg/debs ./\n")
@@ -272,7 +283,7 @@ def boot(vmlinux: Path, initrd: Path, outdir: Path, timeout: int, echo: bool) ->
 
     ran = qemu.boot(qemu.Machine(vmlinux, initrd, APPEND), outdir, timeout, watch)
     res = {"seconds": ran.seconds, "rc": ran.rc, "qemu": ran.output, "steps": [], "caps": [],
-           "done": None, "boot": None, "journal": ""}
+           "done": None, "boot": None, "journal": "", "bench": None}
     read_results(outdir / qemu.RESULTS, res)
     (outdir / "journal.txt").write_text(res["journal"])
     (outdir / "debug.txt").write_text("\n".join(res.get("debug", [])))
@@ -288,6 +299,8 @@ def read_results(path: Path, res: dict) -> None:
                 res["steps"].append(json.loads(rest))
             elif tag == "@@CAPS":
                 res["caps"].append(json.loads(rest))
+            elif tag == "@@BENCH":
+                res["bench"] = json.loads(rest)
             elif tag == "@@DONE":
                 res["done"] = json.loads(rest)
             elif tag == "@@BOOT":
@@ -307,6 +320,11 @@ def main() -> int:
     ap.add_argument("deb", type=Path, nargs="?", help="default: the newest dist/randguard_*.deb")
     ap.add_argument("--caps", action="store_true",
                     help="run the capability and hardening experiments instead of the test")
+    ap.add_argument("--journal-bench", metavar="JSON", type=Path,
+                    help="run the journal bench (bench/workloads/journal_guest.py) instead, "
+                         "its results to JSON")
+    ap.add_argument("--bench-args", default="{}",
+                    help="JSON: the journal bench's parameters (opens, rate, rounds, rates, ...)")
     ap.add_argument("--timeout", type=int, default=420, help="for the whole guest, seconds")
     ap.add_argument("--echo", action="store_true", help="echo the guest's test log")
     a = ap.parse_args()
@@ -330,7 +348,8 @@ def test(a: argparse.Namespace, deb: Path, t_start: float) -> int:
     rundir = CACHE / "run"
     rundir.mkdir(exist_ok=True)
     per_run = rundir / "run.cpio"
-    run_cpio(per_run, deb, deps, "caps" if a.caps else "test", modules)
+    mode = "caps" if a.caps else "journal-bench" if a.journal_bench else "test"
+    run_cpio(per_run, deb, deps, mode, modules, json.loads(a.bench_args))
     initrd = rundir / "initrd.cpio"
     concatenate([img, per_run], initrd)
     t_prep = time.monotonic() - t_start
@@ -344,6 +363,11 @@ def test(a: argparse.Namespace, deb: Path, t_start: float) -> int:
     if a.caps:
         for c in res["caps"]:
             print(json.dumps(c))
+    elif a.journal_bench:
+        ok = ok and res["bench"] is not None
+        if res["bench"] is not None:
+            a.journal_bench.write_text(json.dumps(res["bench"], indent=1) + "\n")
+            log(f"journal bench results in {a.journal_bench}")
     else:
         width = max((len(s["name"]) for s in res["steps"]), default=10)
         for s in res["steps"]:
