@@ -185,12 +185,18 @@ class PersistenceWatch:
 
     def _rehash(self, path: str, seq: int | None) -> None:
         """Hash `path` again (everything below it, for a directory) and report what differs
-        from the inventory."""
+        from the inventory. Above the locations' roots (a mount on `/` or `/etc`), their roots
+        below it are walked, as the baseline did: not the whole tree, and through a root's
+        symlinked parents (`/lib -> usr/lib`), which a walk from above lists, not enters."""
         below = path.rstrip("/") + "/"
         before = {p: st for p, st in self.files.items() if p == path or p.startswith(below)}
+        roots = {r for loc in self.locs for r in loc.roots}
+        tops = sorted(r for r in roots if r.startswith(below))
+        if any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots):
+            tops.append(path)
         now: dict[str, FileState] = {}
-        for p in walk(path):
-            if owner(self.locs, p) is None or (
+        for p in (p for top in tops for p in walk(top)):
+            if p in now or owner(self.locs, p) is None or (
                     p not in self.files and len(self.files) + len(now) >= self.cfg.max_files):
                 continue
             st, _ = hash_file(p, self.cfg.max_file_bytes)

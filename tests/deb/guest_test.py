@@ -653,26 +653,25 @@ def fleet_outage() -> str:
                 f"all arrived in {took:.1f}s: seq 1..{last} without a gap, {dups} duplicates")
     finally:
         sh(["systemctl", "stop", UPLOAD, *REMOTE_UNITS], check=False)
-        inventory_note(inv)
 
 
-def inventory_note(inv: str) -> None:
-    """Not a check: the persistence inventory's live changes while the fleet steps ran, for
-    debug.txt. Known issue (docs/fleet.md, "Known limits"): the start of a sandboxed service
-    (its mount in its new namespace, resolved_path "/") makes the inventory hash "/" again, and
-    the walk does not follow the /lib -> usr/lib symlink: some 400 files "removed", then
-    "added" at the agent's next start."""
+@step("fleet-sandboxed-services-change-no-persistence", needs=("fleet-upload-demo-to-collector",))
+def fleet_inventory() -> str:
+    """The collector's and the uploader's starts (services in mount namespaces of their own:
+    each mounts at `/` there) make the inventory hash its roots again, and that must find
+    nothing changed: no persistence_change comes from a file_mount (it once walked `/` without
+    entering /lib -> usr/lib and called some 400 files removed)."""
+    inv = STATE["fleet_invocation"]
     time.sleep(3)  # the inventory hashes a path again once it has been quiet a while
-    evs = [e for e in events(inv) if e["seq"] > STATE.get("fleet_seq0", 0)]
-    ch = [e for e in evs if e.get("event_type") == "persistence_change"]
+    evs = [e for e in events(inv) if e["seq"] > STATE["fleet_seq0"]]
     src = {e["seq"]: e for e in evs}
-    send("@@DEBUG " + json.dumps(json.dumps({
-        "fleet_persistence_changes": len(ch),
-        "by_change": {k: sum(1 for e in ch if e["change"] == k) for k in {e["change"] for e in ch}},
-        "sample": [(e["path"], e["change"], e.get("source_seq")) for e in ch[:8]],
-        "sources": [{k: src[e["source_seq"]].get(k) for k in ("event_type", "resolved_path",
-                                                               "comm", "exe_path")}
-                    for e in ch[:8] if e.get("source_seq") in src]})))
+    mounts = [e for e in evs if e["event_type"] == "file_mount"]
+    bad = [(e["path"], e["change"]) for e in evs if e["event_type"] == "persistence_change"
+           and src.get(e.get("source_seq"), {}).get("event_type") == "file_mount"]
+    assert not bad, f"{len(bad)} persistence changes from a mount: {bad[:8]}"
+    return (f"{len(mounts)} file_mount events while the fleet steps ran "
+            f"({sorted({e['resolved_path'] for e in mounts})[:4]}), no persistence change "
+            "from them")
 
 
 # --------------------------------------------------------------------------- caps mode
@@ -800,7 +799,8 @@ def caps_mode() -> None:
 # --------------------------------------------------------------------------- main
 
 STEPS = [install_journal_remote, install, started, version, hardening, demo, fleet_ship,
-         fleet_outage, reload, twice, upgrade, stop, reinstall_stopped, remove, purge]
+         fleet_outage, fleet_inventory, reload, twice, upgrade, stop, reinstall_stopped, remove,
+         purge]
 
 
 def main() -> None:

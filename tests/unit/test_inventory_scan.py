@@ -26,6 +26,7 @@ from randguard.inventory import (
     scan,
     write_state,
 )
+from randguard.persistence import PersistenceWatch
 from randguard.ruleset import RuleSet
 
 
@@ -137,3 +138,28 @@ def test_state_round_trip_and_damage(tmp_path: Path) -> None:
     assert decode_state(data) == files
     st = msgspec.json.decode(data)
     assert st["format"] == "randguard-inventory/1" and st["host"] == "vm"
+
+
+def test_a_mount_above_the_roots_rescans_them_as_the_baseline_did(tmp_path: Path) -> None:
+    """A mount on `/` (any sandboxed service's private namespace makes one) has the inventory
+    hash again what lies below: through the roots, as the baseline walked them, so that a root
+    under a symlinked directory (`/lib -> usr/lib` on Debian) is not taken for removed."""
+    real = tmp_path / "usr" / "lib" / "systemd" / "system"
+    real.mkdir(parents=True)
+    (real / "a.service").write_text("[Service]\n")
+    (tmp_path / "lib").symlink_to("usr/lib")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "b.service").write_text("not under a root\n")
+    rs = RuleSet([det("systemd_service_modified", [str(tmp_path / "lib/systemd/system")],
+                      ["*.service"])], [], [])
+    watch = PersistenceWatch(InventoryConfig(), locations(RuleEngine(rs, [])), "h",
+                             str(tmp_path / "state"))
+    watch._baseline()
+    assert set(watch.files) == {str(tmp_path / "lib/systemd/system/a.service")}
+    watch.take()
+    watch._rehash(str(tmp_path), None)
+    assert [r.event_type for r in watch.take()] == []
+    (real / "a.service").write_text("[Service]\nExecStart=/tmp/x\n")
+    watch._rehash(str(tmp_path), 7)
+    assert [(r.path, r.change, r.source_seq) for r in watch.take()] == [
+        (str(tmp_path / "lib/systemd/system/a.service"), "modified", 7)]
