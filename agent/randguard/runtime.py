@@ -16,16 +16,15 @@ import msgspec
 from . import __version__, journal, loader, procfs, recording
 from .config import Config, ConfigError, enabled_families, load_config
 from .engine import RuleEngine
-from .events import AgentStart, Event, Health, PersistenceChange
+from .events import AgentStart, Event, Health
 from .health import LossTracker, health_record
-from .inventory import locations
+from .inventory_link import InventoryLink
 from .libbpf import libbpf_version
 from .matcher import FileFilter
 from .netinventory import listening_sockets
 from .network_events import listen_inventory
 from .output import Output
-from .persistence import PersistenceWatch
-from .pipeline import PASSWD, Pipeline, PipelineState, persistence_alerts
+from .pipeline import PASSWD, Pipeline, PipelineState
 from .process_events import ProcessOutput
 from .proctable import ProcessTable
 from .ratelimit import RateLimiter
@@ -80,9 +79,7 @@ class Agent:
         self.out_fd = out_fd
         self.record = recording.Writer(record, os.getpid()) if record is not None else None
         self.strict = strict
-        self.state_file = state_file or cfg.inventory.state_file
-        self.watch: PersistenceWatch | None = None
-        self._inodes_seen = 0
+        self.inventory = InventoryLink(cfg.inventory, state_file or cfg.inventory.state_file)
         self.ruleset = load_ruleset(cfg, config_path)
         self.homes = passwd_homes()
         self.pipeline = make_pipeline(cfg, config_path, self.ruleset, self.homes)
@@ -113,7 +110,7 @@ class Agent:
                          len(ks.attached), seeded, events.max_entries // 1024)
                 code = self._start()
                 if code == 0:
-                    self._start_inventory()
+                    self.inventory.start(self.pipeline)
                     self._loop()
                 self._finish()
         log.info("detached; %d records read, %d events written",
@@ -136,47 +133,9 @@ class Agent:
             if self.record is not None:
                 self.record.write(raws)
             sink(self.pipeline.feed(raws))
-            self._touched()
+            self.inventory.touched(self.pipeline.state)
             if len(raws) < n:
                 break
-
-    def _touched(self) -> None:
-        """Hand the files of the persistence events just written to the inventory."""
-        touched = self.pipeline.state.touched
-        if not touched:
-            return
-        if self.watch is not None:
-            now = time.monotonic_ns()
-            for ev in touched:
-                for p in (ev.persistence_path or ev.resolved_path, ev.old_path):
-                    if p is not None and p.startswith("/"):
-                        self.watch.note(p, ev.seq or None, now)
-        touched.clear()
-
-    def _start_inventory(self) -> None:
-        """The persistence inventory, in its own thread (after agent_start: it never holds
-        up the event stream)."""
-        if not self.cfg.inventory.enabled:
-            return
-        p = self.pipeline
-        self.watch = PersistenceWatch(self.cfg.inventory, locations(p.rules),
-                                      p.host, self.state_file)
-        self.watch.start()
-
-    def _inventory_records(self) -> None:
-        if self.watch is None:
-            return
-        if self.watch.inodes_version != self._inodes_seen:
-            self._inodes_seen = self.watch.inodes_version
-            inodes = self.watch.inodes  # published whole by the worker: read once
-            self.ks.set_persist_inodes(set(inodes))
-            self.pipeline.state.set_persist_paths({(d, i): p for (d, i, _), p in inodes.items()})
-        out = []
-        for rec in self.watch.take():
-            out.append(rec)
-            if type(rec) is PersistenceChange and rec.while_stopped:
-                out += persistence_alerts(self.pipeline.rules, rec)
-        self.output.submit(out)
 
     def _start(self) -> int:
         """Self-test, then the agent_start record (and what arrived meanwhile) goes out."""
@@ -237,7 +196,7 @@ class Agent:
                 self._drain(out.submit, room=None if perf.drop_when_full else out.room)
             else:
                 time.sleep(POLL_MS / 1000)  # let the ring fill: the kernel counts what it drops
-            self._inventory_records()
+            out.submit(self.inventory.records(self.ks, self.pipeline))
             now = time.monotonic_ns()
             if now >= next_loss:
                 out.submit(self.losses.due(now, self._loss_counters()))
@@ -251,11 +210,10 @@ class Agent:
     def _finish(self) -> None:
         """Final drain, loss and health records, then what is queued goes out (bounded)."""
         out = self.output
-        if self.watch is not None:
-            self.watch.stop(FLUSH_SECONDS)  # the state file is written as it stops
+        self.inventory.stop(FLUSH_SECONDS)  # the state file is written as it stops
         if not out.closed:
             self._drain(out.submit, max_batches=16)
-            self._inventory_records()
+            out.submit(self.inventory.records(self.ks, self.pipeline))
             now = time.monotonic_ns()
             self.losses.min_interval_ns = 0
             out.submit(self.losses.due(now, self._loss_counters()))
@@ -274,7 +232,7 @@ class Agent:
             "rate_limited": dict(p.rate_limited),
             "output_queue_full": dict(out.dropped),
             "output_write_failed": {None: out.write_failures},
-            "inventory_backlog_full": {None: self.watch.notes_dropped if self.watch else 0},
+            "inventory_backlog_full": {None: self.inventory.notes_dropped},
         }
 
     def _health(self, now: int, final: bool) -> Health:
@@ -329,9 +287,7 @@ class Agent:
     def _swap(self, new: Pipeline, cfg: Config, rs: RuleSet, homes: list[str]) -> None:
         """Put `new` (built over the running one's state) in place, and the kernel its filter."""
         loader.fill_filter(self.ks, new.file_filter)
-        if self.watch is not None:
-            self.watch.host = new.host
-            self.watch.relocate(locations(new.rules), time.monotonic_ns())
+        self.inventory.relocate(new)
         self.losses.host = new.host
         self.pipeline, self.cfg, self.ruleset, self.homes = new, cfg, rs, homes
 
