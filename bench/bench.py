@@ -173,8 +173,11 @@ def carry_over(res: Results, out_json: Path) -> None:
     for key in SECTION_KEYS:
         if getattr(res, key) is None and key in old:
             setattr(res, key, field_from_json(Results, key, old[key]))
-            res.notes.append(f"`{key}` is carried over from the previous run "
-                             f"({old.get('date')}, commit {old['machine']['commit'][:12]})")
+            # a section the previous run carried over too keeps the run it came from
+            came = [n for n in old.get("notes", []) if n.startswith(f"`{key}` is carried over")]
+            res.notes.append(came[0] if came else (
+                f"`{key}` is carried over from the previous run "
+                f"({old.get('date')}, commit {old['machine']['commit'][:12]})"))
 
 
 if __name__ == "__main__":
