@@ -520,6 +520,60 @@ def possible_cpus() -> int:
     return _ncpus
 
 
+def _btf_datasec(btf: object, section: bytes) -> dict[str, tuple[int, int]]:
+    """``{variable: (offset, size)}`` of a BTF data section (``.rodata``); {} without one."""
+    sec_id = _lib.btf__find_by_name_kind(btf, section, _BTF_KIND_DATASEC)
+    if sec_id < 0:
+        return {}
+    sec = _lib.btf__type_by_id(btf, sec_id)
+    infos = ffi.cast("const struct btf_var_secinfo *", sec + 1)
+    layout: dict[str, tuple[int, int]] = {}
+    for i in range(sec.info & 0xFFFF):
+        info = infos[i]
+        var = _lib.btf__type_by_id(btf, info.type)
+        if var != ffi.NULL:
+            name = _cstr(_lib.btf__name_by_offset(btf, var.name_off))
+            layout[name] = (int(info.offset), int(info.size))
+    return layout
+
+
+def _btf_struct(btf: object, type_id: int) -> tuple[int, dict[str, tuple[int, int]]]:
+    """``(size, {member: (byte offset, size)})`` of BTF struct `type_id`."""
+    t = _lib.btf__type_by_id(btf, type_id)
+    kflag = t.info >> 31
+    members = ffi.cast("const struct btf_member *", t + 1)
+    layout = {}
+    for i in range(t.info & 0xFFFF):
+        m = members[i]
+        bits = m.offset & 0xFFFFFF if kflag else m.offset
+        mname = _cstr(_lib.btf__name_by_offset(btf, m.name_off))
+        layout[mname] = (bits // 8, int(_lib.btf__resolve_size(btf, m.type)))
+    return int(t.size_or_type), layout
+
+
+def _btf_enum(btf: object, type_id: int) -> dict[str, int]:
+    """``{enumerator: value}`` of BTF enum `type_id`."""
+    t = _lib.btf__type_by_id(btf, type_id)
+    values = ffi.cast("const struct btf_enum *", t + 1)
+    return {_cstr(_lib.btf__name_by_offset(btf, values[i].name_off)): int(values[i].val)
+            for i in range(t.info & 0xFFFF)}
+
+
+def _rodata_bytes(name: str, value: int | bytes, size: int) -> bytes:
+    """A .rodata variable's `size` bytes for `value`: an int little-endian, bytes zero-padded."""
+    if isinstance(value, int):
+        try:
+            return value.to_bytes(size, "little", signed=value < 0)
+        except OverflowError:
+            raise ValueError(f"rodata {name}: {value} does not fit in {size} bytes") from None
+    if isinstance(value, bytes | bytearray | memoryview):
+        data = bytes(value)
+        if len(data) > size:
+            raise ValueError(f"rodata {name}: {len(data)} bytes do not fit in {size}")
+        return data + bytes(size - len(data))
+    raise TypeError(f"rodata {name}: expected int or bytes, not {type(value).__name__}")
+
+
 class BpfObject(Handle):
     """An opened BPF ELF object (bpf_object__open_file): configure, load, attach, close.
 
@@ -635,57 +689,33 @@ class BpfObject(Handle):
                 rodata = m
                 break
             m = _lib.bpf_object__next_map(obj, m)
-        layout: dict[str, tuple[int, int]] = {}
         btf = _lib.bpf_object__btf(obj)
         if rodata == ffi.NULL or btf == ffi.NULL:
-            return rodata, layout
-        sec_id = _lib.btf__find_by_name_kind(btf, b".rodata", _BTF_KIND_DATASEC)
-        if sec_id < 0:
-            return rodata, layout
-        sec = _lib.btf__type_by_id(btf, sec_id)
-        vlen = sec.info & 0xFFFF
-        infos = ffi.cast("const struct btf_var_secinfo *", sec + 1)
-        for i in range(vlen):
-            info = infos[i]
-            var = _lib.btf__type_by_id(btf, info.type)
-            if var == ffi.NULL:
-                continue
-            name = _cstr(_lib.btf__name_by_offset(btf, var.name_off))
-            layout[name] = (int(info.offset), int(info.size))
-        return rodata, layout
+            return rodata, {}
+        return rodata, _btf_datasec(btf, b".rodata")
 
     def struct_layout(self, name: str) -> tuple[int, dict[str, tuple[int, int]]]:
         """``(size, {member: (byte offset, size)})`` of a struct in the object's BTF: what the
         compiler really laid out, for checking a userspace mirror against it."""
-        btf = _lib.bpf_object__btf(self._obj())
-        if btf == ffi.NULL:  # an object built without -g: no BTF to ask
-            raise KeyError(f"no struct {name} in the BTF of {self.path}: it has no BTF")
-        type_id = _lib.btf__find_by_name_kind(btf, name.encode(), _BTF_KIND_STRUCT)
-        if type_id < 0:
-            raise KeyError(f"no struct {name} in the BTF of {self.path}")
-        t = _lib.btf__type_by_id(btf, type_id)
-        kflag = t.info >> 31
-        members = ffi.cast("const struct btf_member *", t + 1)
-        layout = {}
-        for i in range(t.info & 0xFFFF):
-            m = members[i]
-            bits = m.offset & 0xFFFFFF if kflag else m.offset
-            mname = _cstr(_lib.btf__name_by_offset(btf, m.name_off))
-            layout[mname] = (bits // 8, int(_lib.btf__resolve_size(btf, m.type)))
-        return int(t.size_or_type), layout
+        btf = self._btf_with(f"struct {name}")
+        return _btf_struct(btf, self._btf_id(btf, "struct", name, _BTF_KIND_STRUCT))
 
     def enum_values(self, name: str) -> dict[str, int]:
         """``{enumerator: value}`` of an enum in the object's BTF (raises KeyError if absent)."""
+        btf = self._btf_with(f"enum {name}")
+        return _btf_enum(btf, self._btf_id(btf, "enum", name, _BTF_KIND_ENUM))
+
+    def _btf_with(self, what: str) -> object:
         btf = _lib.bpf_object__btf(self._obj())
-        if btf == ffi.NULL:
-            raise KeyError(f"no enum {name} in the BTF of {self.path}: it has no BTF")
-        type_id = _lib.btf__find_by_name_kind(btf, name.encode(), _BTF_KIND_ENUM)
+        if btf == ffi.NULL:  # an object built without -g: no BTF to ask
+            raise KeyError(f"no {what} in the BTF of {self.path}: it has no BTF")
+        return btf
+
+    def _btf_id(self, btf: object, kind_name: str, name: str, kind: int) -> int:
+        type_id = _lib.btf__find_by_name_kind(btf, name.encode(), kind)
         if type_id < 0:
-            raise KeyError(f"no enum {name} in the BTF of {self.path}")
-        t = _lib.btf__type_by_id(btf, type_id)
-        values = ffi.cast("const struct btf_enum *", t + 1)
-        return {_cstr(_lib.btf__name_by_offset(btf, values[i].name_off)): int(values[i].val)
-                for i in range(t.info & 0xFFFF)}
+            raise KeyError(f"no {kind_name} {name} in the BTF of {self.path}")
+        return type_id
 
     def rodata_vars(self) -> dict[str, tuple[int, int]]:
         """``{name: (offset, size)}`` of the ``const volatile`` variables in .rodata."""
@@ -702,21 +732,7 @@ class BpfObject(Handle):
             if name not in layout:
                 raise KeyError(f"no .rodata variable {name!r} in {self.path}")
             off, size = layout[name]
-            if isinstance(value, int):
-                try:
-                    data = value.to_bytes(size, "little", signed=value < 0)
-                except OverflowError:
-                    raise ValueError(
-                        f"rodata {name}: {value} does not fit in {size} bytes"
-                    ) from None
-            elif isinstance(value, bytes | bytearray | memoryview):
-                data = bytes(value)
-                if len(data) > size:
-                    raise ValueError(f"rodata {name}: {len(data)} bytes do not fit in {size}")
-                data += bytes(size - len(data))
-            else:
-                raise TypeError(f"rodata {name}: expected int or bytes, not {type(value).__name__}")
-            writes.append((off, data))
+            writes.append((off, _rodata_bytes(name, value, size)))
         if not writes:
             return
         psize = ffi.new("size_t *")
