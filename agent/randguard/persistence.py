@@ -189,11 +189,16 @@ class PersistenceWatch:
         below it are walked, as the baseline did: not the whole tree, and through a root's
         symlinked parents (`/lib -> usr/lib`), which a walk from above lists, not enters."""
         below = path.rstrip("/") + "/"
-        before = {p: st for p, st in self.files.items() if p == path or p.startswith(below)}
         roots = {r for loc in self.locs for r in loc.roots}
-        tops = sorted(r for r in roots if r.startswith(below))
+        # a root below it by name, or by where it really is (a mount on /usr changes what
+        # /lib/systemd/system shows when /lib -> usr/lib)
+        real = os.path.realpath(path).rstrip("/") + "/"
+        tops = sorted(r for r in roots if r.startswith(below)
+                      or (os.path.realpath(r).rstrip("/") + "/").startswith(real))
         if any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots):
             tops.append(path)
+        unders = tuple(t.rstrip("/") + "/" for t in tops)
+        before = {p: st for p, st in self.files.items() if p in tops or p.startswith(unders)}
         now: dict[str, FileState] = {}
         for p in (p for top in tops for p in walk(top)):
             if p in now or owner(self.locs, p) is None or (

@@ -163,3 +163,8 @@ def test_a_mount_above_the_roots_rescans_them_as_the_baseline_did(tmp_path: Path
     watch._rehash(str(tmp_path), 7)
     assert [(r.path, r.change, r.source_seq) for r in watch.take()] == [
         (str(tmp_path / "lib/systemd/system/a.service"), "modified", 7)]
+    # a mount on the real directory (usr) changes what the symlinked root shows
+    (real / "a.service").write_text("[Service]\nExecStart=/tmp/y\n")
+    watch._rehash(str(tmp_path / "usr"), 8)
+    assert [(r.path, r.change, r.source_seq) for r in watch.take()] == [
+        (str(tmp_path / "lib/systemd/system/a.service"), "modified", 8)]
