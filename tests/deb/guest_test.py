@@ -666,6 +666,7 @@ def fleet_inventory() -> str:
     evs = [e for e in events(inv) if e["seq"] > STATE["fleet_seq0"]]
     src = {e["seq"]: e for e in evs}
     mounts = [e for e in evs if e["event_type"] == "file_mount"]
+    assert mounts, "no file_mount from the services' starts: the check below would be empty"
     bad = [(e["path"], e["change"]) for e in evs if e["event_type"] == "persistence_change"
            and src.get(e.get("source_seq"), {}).get("event_type") == "file_mount"]
     assert not bad, f"{len(bad)} persistence changes from a mount: {bad[:8]}"
