@@ -368,6 +368,8 @@ static __always_inline struct file *rg_fd_file(int fd)
 
 static __always_inline __u32 rg_current_ppid(void)
 {
+	if (bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_get_current_task_btf))
+		return bpf_get_current_task_btf()->real_parent->tgid; /* BTF loads: no probe reads */
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	return BPF_CORE_READ(task, real_parent, tgid);
 }

@@ -69,18 +69,6 @@ static __always_inline int filtered(void)
 	return 0;
 }
 
-static __always_inline int persist_inode(struct inode *inode)
-{
-	struct rg_inode_key key = {
-		.ino = BPF_CORE_READ(inode, i_ino),
-		.dev = BPF_CORE_READ(inode, i_sb, s_dev),
-	};
-	__u32 *gen;
-
-	if (!key.ino || !(gen = bpf_map_lookup_elem(&rg_persist_inodes, &key)))
-		return 0;
-	return !*gen || *gen == BPF_CORE_READ(inode, i_generation);
-}
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
@@ -270,9 +258,9 @@ struct rg_dcache_key {
 };
 
 /*
- * An LRU map recycles an element as soon as it is replaced, so a reader on another CPU can read
- * one that is being rewritten for another directory: the value repeats its key and carries a
- * checksum of all of it, and a read that does not add up is a miss.
+ * A slot is rewritten in place by whichever CPU learns a directory for it, so a reader on another
+ * CPU can read one that is being rewritten for another directory: the value repeats its key and
+ * carries a checksum of all of it, and a read that does not add up is a miss.
  */
 struct rg_dcache_val {
 	__u64 gen;
@@ -298,12 +286,25 @@ static __always_inline __u64 dcache_sum(const struct rg_dcache_val *v)
 	return (h ^ v->bits) * 0x100000001b3ULL;
 }
 
+/*
+ * Direct-mapped: a slot per directory by a hash of its key, so that a lookup costs no hash map
+ * lookup (an array's is a few instructions); two directories that share a slot take turns in it.
+ */
+#define RG_DCACHE_SLOTS 16384
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, struct rg_dcache_key);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, RG_DCACHE_SLOTS);
+	__type(key, __u32);
 	__type(value, struct rg_dcache_val);
 } rg_dcache SEC(".maps");
+
+/* A directory's slot in a direct-mapped cache of `slots` (a power of two) entries. */
+static __always_inline __u32 dir_slot(const struct rg_dcache_key *key, __u32 slots)
+{
+	__u64 h = (key->dir ^ (key->mnt >> 3)) * 0x9e3779b97f4a7c15ULL;
+
+	return (h >> 40) & (slots - 1);
+}
 
 struct rg_dcache_state {
 	__u64 gen;  /* bumped at the start and the end of each path-changing syscall */
@@ -333,6 +334,80 @@ struct {
 	__type(key, __u64);
 	__type(value, __u8);
 } rg_dir_below SEC(".maps");
+
+/*
+ * Fields of one struct read at once: a probe read costs the same for 8 bytes as for 96, and an
+ * opened file's mode, inode and path (or an inode's superblock and number) lie that close on
+ * every kernel so far. CO-RE gives the offsets, so the span's bounds are constants the verifier
+ * knows; a kernel where the fields lie further apart gets a read each.
+ */
+#define RG_SPAN_MAX 128
+#define SPAN_LO(a, b, c) ((a) < (b) ? ((a) < (c) ? (a) : (c)) : ((b) < (c) ? (b) : (c)))
+#define SPAN_HI(a, b, c) ((a) > (b) ? ((a) > (c) ? (a) : (c)) : ((b) > (c) ? (b) : (c)))
+
+struct rg_file_fields {
+	struct path path;
+	struct inode *inode;
+	__u64 mode;
+};
+
+/*
+ * The paths of directories whose files pass by the directory alone (their cached verdict has the
+ * bit an open needs), so that such an open is reported without walking its path: the
+ * directory's path from here, the file's name from its dentry. An entry is valid exactly as long
+ * as the directory's verdict would be (the same gen, epoch, parent and name), and is checked
+ * whole, path included, on a copy: another CPU can rewrite it while it is read. Direct-mapped
+ * (an array slot per directory by a hash of its key: no hash map lookup on the hot path); two
+ * directories that share a slot take turns in it.
+ */
+#define RG_DPATH_LEN 256 /* the longest directory path cached: a trie key's */
+struct rg_dpath_val {
+	struct rg_dcache_val v; /* as the directory's verdict was learned (v.sum unused) */
+	__u64 len;              /* of path, its trailing slash included */
+	__u64 sum;              /* dpath_sum() */
+	__u8 path[RG_DPATH_LEN];
+};
+
+#define RG_DPATH_SLOTS 1024
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, RG_DPATH_SLOTS);
+	__type(key, __u32);
+	__type(value, struct rg_dpath_val);
+} rg_dpath SEC(".maps");
+
+/* Per CPU: where an entry is built before it is stored, and copied to before it is used. */
+struct rg_dpath_buf {
+	struct rg_dpath_val dp;
+	struct rg_dentry_up dir_up; /* the directory's, as dcache_get() last found it valid */
+	__u8 span[RG_SPAN_MAX];     /* a struct's fields read at once (see RG_SPAN_MAX) */
+	struct rg_file_fields file; /* file_fields() */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct rg_dpath_buf);
+} rg_dpath_bufs SEC(".maps");
+
+static __always_inline __u64 dpath_sum(const struct rg_dpath_val *dp)
+{
+	__u64 h = dcache_sum(&dp->v), len = dp->len;
+
+	h = (h ^ len) * 0x100000001b3ULL;
+	for (__u32 i = 0; i < RG_DPATH_LEN / 8; i++) {
+		__u32 at = i * 8;
+		if (at >= len)
+			break;
+		__u64 w = *(const __u64 *)&dp->path[at];
+		__u32 rem = len - at;
+		if (rem < 8)
+			w &= (1ULL << (rem * 8)) - 1;
+		h = (h ^ w) * 0x100000001b3ULL;
+	}
+	return h;
+}
 
 /* magic numbers of the file systems whose directories only move by syscalls seen here */
 #define EXT4_SUPER_MAGIC 0xEF53
@@ -373,6 +448,73 @@ static __always_inline void dcache_off(void)
 		st->off = 1;
 }
 
+static __always_inline struct rg_dpath_buf *dpath_buf(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&rg_dpath_bufs, &zero);
+}
+
+/* An opened file's path, inode and mode, into the per-CPU buffer's `file`. */
+static __always_inline struct rg_file_fields *file_fields(struct file *f, struct rg_dpath_buf *b)
+{
+	__u32 om = bpf_core_field_offset(struct file, f_mode);
+	__u32 oi = bpf_core_field_offset(struct file, f_inode);
+	__u32 op = bpf_core_field_offset(struct file, f_path);
+	__u32 lo = SPAN_LO(om, oi, op), n = SPAN_HI(om + 4, oi + 8, op + 16) - lo;
+	struct rg_file_fields *ff = &b->file;
+
+	if (n <= RG_SPAN_MAX) {
+		bpf_probe_read_kernel(b->span, n, (void *)f + lo);
+		ff->mode = *(__u32 *)&b->span[om - lo];
+		ff->inode = *(struct inode **)&b->span[oi - lo];
+		__builtin_memcpy(&ff->path, &b->span[op - lo], sizeof(ff->path));
+	} else {
+		bpf_probe_read_kernel(&ff->path, sizeof(ff->path), &f->f_path);
+		ff->inode = BPF_CORE_READ(f, f_inode);
+		ff->mode = BPF_CORE_READ(f, f_mode);
+	}
+	return ff;
+}
+
+/* An inode's number and device (i_sb and i_ino read at once: see RG_SPAN_MAX). */
+static __always_inline void inode_key(struct inode *inode, struct rg_inode_key *key)
+{
+	__u32 os = bpf_core_field_offset(struct inode, i_sb);
+	__u32 oi = bpf_core_field_offset(struct inode, i_ino);
+	__u32 lo = os < oi ? os : oi, n = (os > oi ? os : oi) + 8 - lo;
+	struct rg_dpath_buf *b = dpath_buf();
+	struct super_block *sb;
+
+	if (b && n <= RG_SPAN_MAX) {
+		bpf_probe_read_kernel(b->span, n, (void *)inode + lo);
+		sb = *(struct super_block **)&b->span[os - lo];
+		key->ino = *(__u64 *)&b->span[oi - lo];
+	} else {
+		sb = BPF_CORE_READ(inode, i_sb);
+		key->ino = BPF_CORE_READ(inode, i_ino);
+	}
+	key->dev = BPF_CORE_READ(sb, s_dev);
+	key->_pad = 0;
+}
+
+/* Is the inode (its key read already) one of the inventory's persistence files? */
+static __always_inline int persist_key(const struct rg_inode_key *key, struct inode *inode)
+{
+	__u32 *gen;
+
+	if (!key->ino || !(gen = bpf_map_lookup_elem(&rg_persist_inodes, key)))
+		return 0;
+	return !*gen || *gen == BPF_CORE_READ(inode, i_generation);
+}
+
+static __always_inline int persist_inode(struct inode *inode)
+{
+	struct rg_inode_key key;
+
+	inode_key(inode, &key);
+	return persist_key(&key, inode);
+}
+
 /* The cached verdict bits for files directly in `dir` on `mnt`, or -1. */
 static __always_inline int dcache_get(struct dentry *dir, struct vfsmount *mnt)
 {
@@ -383,7 +525,8 @@ static __always_inline int dcache_get(struct dentry *dir, struct vfsmount *mnt)
 
 	if (!st || st->busy || st->off)
 		return -1;
-	vp = bpf_map_lookup_elem(&rg_dcache, &key);
+	__u32 slot = dir_slot(&key, RG_DCACHE_SLOTS);
+	vp = bpf_map_lookup_elem(&rg_dcache, &slot);
 	if (!vp)
 		return -1;
 	__builtin_memcpy(&v, vp, sizeof(v));
@@ -393,7 +536,78 @@ static __always_inline int dcache_get(struct dentry *dir, struct vfsmount *mnt)
 	rg_dentry_up(dir, &up);
 	if (v.parent != (__u64)up.parent || v.hash_len != up.hash_len)
 		return -1;
+	struct rg_dpath_buf *b = dpath_buf();
+	if (b)
+		b->dir_up = up; /* for rg_dpath_fill(), not to read it again */
 	return v.bits & 0xff;
+}
+
+
+/* Where rg_dpath_fill() puts a path: as rg_walk() would (into s->path, ending at RG_PATH_MAX),
+ * or straight into the record, as its first string (where event_init() leaves s->pos). */
+#define RG_DPATH_TO_REC 1
+#define RG_DPATH_DIR_CHECKED 2 /* dcache_get() just found the directory valid: its d_parent and
+				* d_name are in the buffer */
+
+/*
+ * The path of the file named (name, namelen) directly in `dir` on `mnt`, from the path cache,
+ * put where `how` says: returns RG_PATH_MAX minus its length, or 0 when the cache has no valid
+ * path for the directory (then walk). Global (see common.bpf.h).
+ */
+__noinline __u32 rg_dpath_fill(__u64 dir, __u64 mnt, __u64 name, __u32 namelen, __u32 how)
+{
+	struct rg_dcache_state *st = dcache_state();
+	struct rg_dcache_key key = {.dir = dir, .mnt = mnt};
+	struct rg_dpath_buf *b = dpath_buf();
+	struct rg_scratch *s = rg_scratch();
+	struct rg_dpath_val *vp;
+	__u8 *to;
+
+	if (!rg_dcache_on || !s || !b || !st || st->busy || st->off || !namelen ||
+	    namelen >= RG_DPATH_LEN)
+		return 0;
+	__u32 slot = dir_slot(&key, RG_DPATH_SLOTS);
+	vp = bpf_map_lookup_elem(&rg_dpath, &slot);
+	if (!vp)
+		return 0;
+	struct rg_dpath_val *dp = &b->dp;
+	bpf_probe_read_kernel(dp, sizeof(*dp), vp);
+	__u32 dlen = dp->len;
+	if (!dlen || dlen >= RG_DPATH_LEN || dp->sum != dpath_sum(dp) || dp->v.dir != dir ||
+	    dp->v.mnt != mnt || dp->v.gen != st->gen || dp->v.epoch != dcache_epoch())
+		return 0;
+	if (!(how & RG_DPATH_DIR_CHECKED))
+		rg_dentry_up((struct dentry *)dir, &b->dir_up);
+	if (dp->v.parent != (__u64)b->dir_up.parent || dp->v.hash_len != b->dir_up.hash_len)
+		return 0;
+	__u32 off = (RG_PATH_MAX - dlen - namelen) & PATH_MASK;
+	if (how & RG_DPATH_TO_REC)
+		to = &s->rec[sizeof(struct rg_file_event)];
+	else
+		to = &s->path[off];
+	bpf_probe_read_kernel(to, dlen & (RG_DPATH_LEN - 1), dp->path);
+	bpf_probe_read_kernel(to + (dlen & (RG_DPATH_LEN - 1)), namelen & (RG_DPATH_LEN - 1),
+			      (const void *)name);
+	s->walk_root = 1;
+	return off;
+}
+
+/* Remember the path of directory `key` (the key buffer's first `dlen` bytes), verdict `v`. */
+static __always_inline void dpath_learn(struct rg_keybuf *k, const struct rg_dcache_key *key,
+					const struct rg_dcache_val *v, __u32 dlen)
+{
+	struct rg_dpath_buf *b = dpath_buf();
+	struct rg_dpath_val *dp = b ? &b->dp : NULL;
+
+	if (!dp || !dlen || dlen >= RG_DPATH_LEN)
+		return;
+	__builtin_memcpy(&dp->v, v, sizeof(*v));
+	dp->len = dlen;
+	bpf_probe_read_kernel(dp->path, dlen & (RG_DPATH_LEN - 1), k->data);
+	dp->sum = dpath_sum(dp);
+	__u32 slot = dir_slot(key, RG_DPATH_SLOTS);
+
+	bpf_map_update_elem(&rg_dpath, &slot, dp, BPF_ANY);
 }
 
 /* What the cache says of an opened file. */
@@ -401,20 +615,20 @@ enum rg_dcache_says {
 	RG_DC_FILTERED = 0, /* it cannot pass: filtered without its path being built */
 	RG_DC_UNKNOWN = 1,  /* no verdict for its directory: walk, and learn one */
 	RG_DC_KNOWN = 2,    /* its directory's verdict is cached; the walk decides the rest */
+	RG_DC_PASSES = 3,   /* it passes, and its path is the record's first string: RG_PATH_MAX
+			     * minus its length is (says >> 8) */
 };
 
 /* A global function (see common.bpf.h): the unwatched open's hot path, and its biggest loop. */
-__noinline int rg_dcache_may_pass(__u64 file, __u32 need)
+__noinline int rg_dcache_may_pass(__u64 dentry, __u64 mnt, __u32 need)
 {
 	struct rg_filter_conf *conf = filter_conf();
 	struct rg_keybuf *k = rg_keybuf();
-	struct file *f = (struct file *)file;
+	struct path p = {.dentry = (struct dentry *)dentry, .mnt = (struct vfsmount *)mnt};
 	struct rg_dentry_up up;
-	struct path p;
 
 	if (!rg_dcache_on || !conf || !k)
 		return RG_DC_KNOWN; /* nothing to learn */
-	bpf_probe_read_kernel(&p, sizeof(p), &f->f_path);
 	rg_dentry_up(p.dentry, &up);
 	/*
 	 * A mount root's path is its mountpoint's, not its parent's. A file system's root is its
@@ -428,8 +642,12 @@ __noinline int rg_dcache_may_pass(__u64 file, __u32 need)
 	int bits = dcache_get(up.parent, p.mnt);
 	if (bits < 0)
 		return RG_DC_UNKNOWN;
-	if (bits & need)
-		return RG_DC_KNOWN;
+	if (bits & need) {
+		/* any file there passes: its path from the cache, or walk and learn it */
+		__u32 off = rg_dpath_fill((__u64)up.parent, (__u64)p.mnt, (__u64)up.name,
+					  up.hash_len >> 32, RG_DPATH_TO_REC | RG_DPATH_DIR_CHECKED);
+		return off ? RG_DC_PASSES | off << 8 : RG_DC_UNKNOWN;
+	}
 	if (!rest_may_pass(conf, (bits & RG_V_EXCLUDE) ? need | RG_V_FORCE : need))
 		return RG_DC_FILTERED;
 	/* the suffixes see "/" and the name */
@@ -533,7 +751,11 @@ __noinline int rg_dcache_learn(__u64 file, __u64 gen, __u64 epoch, __u32 ok)
 	v.sum = dcache_sum(&v);
 	if (st->busy || st->off || st->gen != gen || dcache_epoch() != epoch)
 		return 0;
-	bpf_map_update_elem(&rg_dcache, &key, &v, BPF_ANY);
+	__u32 slot = dir_slot(&key, RG_DCACHE_SLOTS);
+
+	bpf_map_update_elem(&rg_dcache, &slot, &v, BPF_ANY);
+	if (v.bits & (RG_V_WATCH | RG_V_READ))
+		dpath_learn(k, &key, &v, dlen);
 	return 0;
 }
 
@@ -624,10 +846,11 @@ static __always_inline struct rg_file_event *event_init(struct rg_scratch *s,
 
 static __always_inline void event_set_inode(struct rg_file_event *e, struct file *f)
 {
-	struct inode *inode = BPF_CORE_READ(f, f_inode);
+	struct rg_inode_key ik;
 
-	e->ino = BPF_CORE_READ(inode, i_ino);
-	e->dev = BPF_CORE_READ(inode, i_sb, s_dev);
+	inode_key(BPF_CORE_READ(f, f_inode), &ik);
+	e->ino = ik.ino;
+	e->dev = ik.dev;
 }
 
 static __always_inline void event_submit(struct rg_scratch *s)
@@ -811,15 +1034,19 @@ static __always_inline int open_is_write(__u64 flags)
 	return (flags & O_ACCMODE) != O_RDONLY || (flags & (O_CREAT | O_TRUNC));
 }
 
-static __always_inline void watch_file(struct file *f)
+static __always_inline void watch_file(struct file *f, struct dentry *dentry)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32, one = 1;
 	struct rg_watched w = {
-		.dentry = (__u64)BPF_CORE_READ(f, f_path.dentry),
+		.dentry = (__u64)dentry,
 	};
 	__u64 key = (__u64)f;
+	struct rg_watched *was = bpf_map_lookup_elem(&rg_watched_files, &key);
 
-	bpf_map_update_elem(&rg_watched_files, &key, &w, BPF_ANY);
+	/* a struct file freed and reused for the same file has its entry as new already (an LRU
+	 * update allocates: a lookup is cheaper) */
+	if (!was || was->dentry != w.dentry || was->reported)
+		bpf_map_update_elem(&rg_watched_files, &key, &w, BPF_ANY);
 	/* usually there already: a lookup is cheaper than an update */
 	if (!bpf_map_lookup_elem(&rg_watched_procs, &tgid) &&
 	    bpf_map_update_elem(&rg_watched_procs, &tgid, &one, BPF_ANY))
@@ -909,32 +1136,54 @@ int BPF_PROG(rg_file_exit_open, struct pt_regs *regs, long ret)
 
 		if (!f)
 			return 0;
+		struct rg_dpath_buf *b = dpath_buf();
+		if (!b)
+			return 0;
+		struct rg_file_fields *ff = file_fields(f, b);
+		struct inode *inode = ff->inode;
+		struct rg_inode_key ik;
+
+		inode_key(inode, &ik);
 		/* a write to a persistence file through any of its names passes */
-		int pinned = write && persist_inode(BPF_CORE_READ(f, f_inode));
-		int says = rg_dcache_may_pass((__u64)f, need);
+		int pinned = write && persist_key(&ik, inode);
+		int says = rg_dcache_may_pass((__u64)ff->path.dentry, (__u64)ff->path.mnt, need);
+		int cached = (says & 0xff) == RG_DC_PASSES;
+		__u32 off;
 		if (says == RG_DC_FILTERED && !pinned)
 			return filtered();
-		if (says == RG_DC_UNKNOWN)
-			dcache_snap(&snap);
-		__u32 off = walk_to_key(s, k, &f->f_path, &trunc);
-		if (!trunc && says == RG_DC_UNKNOWN)
-			rg_dcache_learn((__u64)f, snap.gen, snap.epoch, snap.ok);
-		/* a path cut at RG_PATH_MAX has lost its prefix: userspace reports it, marked */
-		if (!trunc && !pinned && !rg_key_passes(need))
-			return filtered();
-		/* the record is built only for what passed (the walk wrote to s->path, not s->rec) */
+		if (cached) {
+			off = (says >> 8) & PATH_MASK; /* the cache put the path into the record */
+		} else {
+			if (says == RG_DC_UNKNOWN)
+				dcache_snap(&snap);
+			off = walk_to_key(s, k, &f->f_path, &trunc);
+			if (!trunc && says == RG_DC_UNKNOWN)
+				rg_dcache_learn((__u64)f, snap.gen, snap.epoch, snap.ok);
+			/* a path cut at RG_PATH_MAX has lost its prefix: userspace reports it, marked */
+			if (!trunc && !pinned && !rg_key_passes(need))
+				return filtered();
+		}
+		/* the record is built only for what passed (the walk wrote to s->path, the cache
+		 * past the record's fixed part) */
 		e = event_init(s, &in_copy, ret,
 			       (write ? RG_FF_WRITE : 0) | (pinned ? RG_FF_INODE : 0));
 		if (trunc)
 			e->hdr.flags |= RG_HF_TRUNC_S0;
-		rg_put_walked(s, off, &s->pos, &e->path);
+		if (cached) {
+			e->path.off = s->pos;
+			e->path.len = RG_PATH_MAX - off;
+			s->pos += RG_PATH_MAX - off;
+		} else {
+			rg_put_walked(s, off, &s->pos, &e->path);
+		}
 		if (rg_put_user_str(s, (const char *)in_copy.name, &s->pos, &e->name))
 			e->hdr.flags |= RG_HF_TRUNC_S2;
-		if (BPF_CORE_READ(f, f_mode) & FMODE_CREATED)
+		if (ff->mode & FMODE_CREATED)
 			e->fflags |= RG_FF_CREATED;
-		event_set_inode(e, f);
+		e->ino = ik.ino;
+		e->dev = ik.dev;
 		if (write)
-			watch_file(f);
+			watch_file(f, ff->path.dentry);
 	} else {
 		e = event_init(s, &in_copy, ret, write ? RG_FF_WRITE : 0);
 		if (!put_name(s, in_copy.dfd, (const char *)in_copy.name, &e->dir,
@@ -993,6 +1242,19 @@ static __always_inline int write_reported(__u64 file, long ret)
 	return 1;
 }
 
+/* An open file's path put into s->path from the path cache: its offset, or 0 (walk). */
+static __always_inline __u32 file_dpath(struct file *f)
+{
+	struct rg_dentry_up up;
+	struct path p;
+
+	bpf_probe_read_kernel(&p, sizeof(p), &f->f_path);
+	rg_dentry_up(p.dentry, &up);
+	if (up.parent == p.dentry)
+		return 0; /* a file system's root */
+	return rg_dpath_fill((__u64)up.parent, (__u64)p.mnt, (__u64)up.name, up.hash_len >> 32, 0);
+}
+
 /* A write's record in s: the file written, by its path and inode. */
 static __always_inline void write_record(struct rg_scratch *s, const struct rg_inflight *in,
 					 long ret, __u8 fflags)
@@ -1000,13 +1262,21 @@ static __always_inline void write_record(struct rg_scratch *s, const struct rg_i
 	struct rg_file_event *e = event_init(s, in, ret, fflags);
 	struct file *f = (struct file *)in->file;
 	int trunc = 0;
-	__u32 off = rg_walk_path(&f->f_path, &trunc);
+	__u32 off = file_dpath(f);
+
+	if (!off)
+		off = rg_walk_path(&f->f_path, &trunc);
 
 	if (trunc)
 		e->hdr.flags |= RG_HF_TRUNC_S0;
 	rg_put_walked(s, off, &s->pos, &e->path);
-	event_set_inode(e, f);
-	if (persist_inode(BPF_CORE_READ(f, f_inode))) /* opened through another name of it */
+	struct inode *inode = BPF_CORE_READ(f, f_inode);
+	struct rg_inode_key ik;
+
+	inode_key(inode, &ik);
+	e->ino = ik.ino;
+	e->dev = ik.dev;
+	if (persist_key(&ik, inode)) /* opened through another name of it */
 		e->fflags |= RG_FF_INODE;
 }
 
@@ -2170,7 +2440,7 @@ static __always_inline void uring_finish(struct rg_uring_pending *p, long res)
 			if (BPF_CORE_READ(f, f_mode) & FMODE_CREATED)
 				e->fflags |= RG_FF_CREATED;
 			if (e->fflags & RG_FF_WRITE)
-				watch_file(f);
+				watch_file(f, BPF_CORE_READ(f, f_path.dentry));
 		}
 	}
 	rg_submit(p->rec, e->hdr.size, RG_FAM_FILE);
@@ -2324,7 +2594,7 @@ int BPF_PROG(rg_uring_complete_open)
 		e->fflags |= RG_FF_CREATED;
 	event_set_inode(e, f);
 	if (write)
-		watch_file(f);
+		watch_file(f, BPF_CORE_READ(f, f_path.dentry));
 	event_submit(s);
 	return 0;
 }

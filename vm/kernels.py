@@ -83,6 +83,7 @@ DEFAULT_TESTS = [
     # one of the two workloads (both run on the host): the pair of agents is the slowest test
     # here, and CI has 30 minutes
     "tests/kernel/test_dcache.py::test_cache_on_and_off_report_the_same[1]",
+    "tests/kernel/test_dcache.py::test_cached_paths_are_used_and_checked",
     # the in-flight tables' losses are counted on every kernel (two tests: the rest of that
     # file stresses the ring and the output, which do not vary by kernel)
     "tests/kernel/test_reliability.py::test_full_in_flight_table_is_counted",

@@ -16,6 +16,7 @@ import json
 import os
 import random
 import shutil
+import struct
 import subprocess
 import tempfile
 from collections import Counter
@@ -127,11 +128,11 @@ def file_events(a: AgentProc, root: Path) -> list[tuple]:
             and str(root) in json.dumps(e)]
 
 
-def cached_verdicts(a: AgentProc) -> int:
-    """Entries in the agent's rg_dcache map (bpftool reads it by the id the agent holds)."""
+def held_map(a: AgentProc, name: str) -> int:
+    """The id of the agent's map `name` (bpftool finds it by the fds the agent holds)."""
     out = subprocess.run(["bpftool", "-j", "map", "show"], capture_output=True, text=True,
                          check=True).stdout
-    ids = {m["id"] for m in json.loads(out) if m.get("name") == "rg_dcache"}
+    ids = {m["id"] for m in json.loads(out) if m.get("name") == name}
     held = set()
     for fd in os.listdir(f"/proc/{a.proc.pid}/fdinfo"):
         with contextlib.suppress(OSError):
@@ -139,9 +140,48 @@ def cached_verdicts(a: AgentProc) -> int:
                 if line.startswith("map_id:") and int(line.split()[1]) in ids:
                     held.add(int(line.split()[1]))
     assert len(held) == 1, held
-    dump = subprocess.run(["bpftool", "-j", "map", "dump", "id", str(held.pop())],
+    return held.pop()
+
+
+def map_values(map_id: int) -> list[tuple[bytes, bytes]]:
+    dump = subprocess.run(["bpftool", "-j", "map", "dump", "id", str(map_id)],
                           capture_output=True, text=True, check=True).stdout
-    return len(json.loads(dump))
+    return [(bytes(int(b, 16) for b in e["key"]), bytes(int(b, 16) for b in e["value"]))
+            for e in json.loads(dump)]
+
+
+def cached_verdicts(a: AgentProc) -> int:
+    """Filled slots of the agent's rg_dcache map."""
+    return sum(any(v) for _, v in map_values(held_map(a, "rg_dcache")))
+
+
+# struct rg_dpath_val (file.bpf.c): the directory's verdict entry (8 u64), len, sum, path
+DPATH = struct.Struct("<8QQQ256s")
+MUL = 0x100000001B3
+MASK = (1 << 64) - 1
+
+
+def dpath_sum(v: tuple[int, ...], length: int, path: bytes) -> int:
+    """file.bpf.c's dpath_sum(): dcache_sum() of the verdict entry, then the length and the
+    path a little-endian word at a time (the last one zero-padded)."""
+    h = 0x9E3779B97F4A7C15
+    for x in v[:7]:  # gen, epoch, parent, hash_len, dir, mnt, bits (not its own sum)
+        h = ((h ^ x) * MUL) & MASK
+    h = ((h ^ length) * MUL) & MASK
+    for at in range(0, length, 8):
+        h = ((h ^ int.from_bytes(path[at : min(at + 8, length)].ljust(8, b"\0"), "little"))
+             * MUL) & MASK
+    return h
+
+
+def cached_paths(a: AgentProc) -> dict[bytes, tuple[bytes, tuple]]:
+    """The agent's path cache: directory path -> (slot key, the entry's fields)."""
+    out = {}
+    for key, value in map_values(held_map(a, "rg_dpath")):
+        f = DPATH.unpack(value)
+        if f[8]:
+            out[f[10][: f[8]]] = (key, f)
+    return out
 
 
 def run_pair(tree: Path, cfg_dir: Path, seed: int) -> list[tuple[list[tuple], int]]:
@@ -154,7 +194,8 @@ def run_pair(tree: Path, cfg_dir: Path, seed: int) -> list[tuple[list[tuple], in
         on.sync()
         off.sync()
         assert cached_verdicts(on) > 0, "the cache was never used: the test proves nothing"
-        assert cached_verdicts(off) == 0
+        assert cached_paths(on), "no path was ever cached: the test proves nothing"
+        assert cached_verdicts(off) == 0 and not cached_paths(off)
     finally:
         assert on.stop() == 0 and off.stop() == 0
     return [(file_events(a, tree), a.skipped_runs()) for a in (on, off)]
@@ -180,3 +221,39 @@ def test_cache_on_and_off_report_the_same(tmp_path: Path, seed: int) -> None:
     ca, cb = Counter(a), Counter(b)
     alike = {x for x in ca if ca[x] == cb[x]}
     assert [x for x in a if x in alike] == [x for x in b if x in alike]
+
+
+def test_cached_paths_are_used_and_checked(tmp_path: Path) -> None:
+    """An open in a watched directory takes the directory's path from the path cache (planted
+    there, a path of the same length shows in the event), and an entry whose checksum does not
+    add up is never used (the path is walked again)."""
+    with fresh_tree() as tree:
+        a = agent(tree, tmp_path, True)
+        try:
+            w = tree / "w" / "sub"  # (w itself has w/ex, excluded, below it: never cached)
+            w.mkdir()
+            target = w / "f"
+
+            def opened() -> str:
+                target.write_text("x")  # O_WRONLY|O_CREAT|O_TRUNC: a watched open
+                a.sync()
+                return [e for e in a.events if e["event_type"] == "file_open"
+                        and e["resolved_path"].endswith("/f")][-1]["resolved_path"]
+
+            assert opened() == str(target)
+            key, f = cached_paths(a)[f"{w}/".encode()]
+            planted = f"{tree}/w/QQQ/".encode()
+            map_id = held_map(a, "rg_dpath")
+
+            def plant(checksum: int) -> None:
+                value = DPATH.pack(*f[:8], f[8], checksum, planted)
+                subprocess.run(["bpftool", "map", "update", "id", str(map_id),
+                                "key", "hex", *(f"{b:02x}" for b in key),
+                                "value", "hex", *(f"{b:02x}" for b in value)], check=True)
+
+            plant(dpath_sum(f[:8], f[8], planted))
+            assert opened() == f"{tree}/w/QQQ/f", "the cached path was not used"
+            plant(dpath_sum(f[:8], f[8], planted) ^ 1)
+            assert opened() == str(target), "an entry that does not add up was used"
+        finally:
+            assert a.stop() == 0
