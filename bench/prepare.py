@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
 from host import log, sh
-from layout import BENCH, BUILD, ROOT, UNWATCHED, WATCHED, WORK
+from layout import BEFORE_REV, BENCH, BUILD, ROOT, UNWATCHED, WATCHED, WORK
 
 APT_NEEDED = {"gcc": "/usr/bin/gcc", "clang": "/usr/bin/clang",
               "libbpf-dev": "/usr/include/bpf/libbpf.h", "libbpf-tools": "/usr/sbin/opensnoop",
@@ -46,10 +47,26 @@ def build() -> None:
            "-o", str(BUILD / f"{floor}.bpf.o"))
 
 
-def write_config(name: str, **perf: object) -> Path:
-    """The default config with the bench's watched directory added to watch_paths, and the
-    given overrides ([agent] health_interval, [performance] max_events_per_second)."""
-    text = (ROOT / "config" / "randguard.toml").read_text()
+def build_before() -> Path:
+    """The checkout of BEFORE_REV (git archive, not a worktree), its BPF objects built."""
+    root = BUILD / f"randguard-{BEFORE_REV}"
+    if not (root / "agent" / "randguard" / "bpf" / "file.bpf.o").exists():
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir(parents=True)
+        # (files as git would check them out: the agent refuses configs others can write)
+        archive = subprocess.run(["git", "-C", str(ROOT), "-c", "tar.umask=0022", "archive",
+                                  BEFORE_REV],
+                                 capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(root)], input=archive, check=True)
+        sh("make", "-s", "-C", str(root), "all")
+    return root
+
+
+def write_config(name: str, root: Path = ROOT, **perf: object) -> Path:
+    """The default config (of the checkout at `root`) with the bench's watched directory added
+    to watch_paths, and the given overrides ([agent] health_interval, [performance]
+    max_events_per_second)."""
+    text = (root / "config" / "randguard.toml").read_text()
     text, n = re.subn(r'^watch_paths = \[(.*)\]$',
                       lambda m: f'watch_paths = [{m.group(1)}, "{WATCHED}"]', text, flags=re.M)
     assert n == 1, "config/randguard.toml: no watch_paths line"

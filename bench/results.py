@@ -104,6 +104,9 @@ class OverheadRow:
     opensnoop: AddedCost
     auditd: AddedCost
     minbtf: AddedCost | None = omit()  # (runs before 2026-12-05 did not measure it)
+    # randguard at BEFORE_REV (bench/layout.py), for the dispatcher issue's "before" figures
+    # (runs before 2026-12-05 22:00 did not measure it)
+    randguard_before: AddedCost | None = omit()
 
     def added(self, tool: str) -> Summary | None:
         cost = getattr(self, tool)
@@ -111,7 +114,7 @@ class OverheadRow:
 
 
 # OverheadRow's tools, in the order they run
-TRACERS = ("minprobe", "minbtf", "randguard", "opensnoop", "auditd")
+TRACERS = ("minprobe", "minbtf", "randguard", "randguard_before", "opensnoop", "auditd")
 
 
 @dataclass(kw_only=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from layout import BENCH
+from layout import BEFORE_REV, BENCH
 from prepare import watch_set
 from results import (
     ExecLoad,
@@ -111,18 +111,23 @@ def overhead(ov: Overhead, w: Write) -> None:
       "getppid is traced by none of them: its row is what attaching a tool costs every "
       "other syscall. The i386 open goes through `int $0x80` (the compat entry), for which "
       "x86-64 kernels never run `syscalls/sys_*` tracepoint programs: a tracer built on "
-      "those pays only the slower syscall path there and sees nothing.\n")
-    others = ("minprobe", "minbtf", "opensnoop", "auditd")
-    w("| workload | baseline ns/iter | randguard | " + " | ".join(others) + " |")
-    w("|---|---|---|---|---|---|---|")
+      "those pays only the slower syscall path there and sees nothing. `randguard before` is "
+      f"the agent at `{BEFORE_REV}`, before the dispatcher (a syscalls/ tracepoint pair per "
+      "traced syscall), on its own default config plus the same directory: the \"before\" of "
+      "the dispatcher issue's targets.\n")
+    others = tuple(k for k in ("randguard_before", "minprobe", "minbtf", "opensnoop", "auditd")
+                   if any(r.added(k) for r in ov.table.values()))
+    names = [k.replace("_", " ") for k in others]
+    w("| workload | baseline ns/iter | randguard | " + " | ".join(names) + " |")
+    w("|---|---|---|" + "---|" * len(others))
     for wl, desc in ov.workloads.items():
         row = ov.table[wl]
         cells = [fmt(row.added(k)) for k in ("randguard", *others)]
         w(f"| {desc} | {fmt(row.baseline_ns)} | " + " | ".join(cells) + " |")
     w("")
     w("Ratios (medians of the same run): randguard's added cost divided by the other's.\n")
-    w("| workload | " + " | ".join(f"randguard / {k}" for k in others) + " |")
-    w("|---|---|---|---|---|")
+    w("| workload | " + " | ".join(f"randguard / {k}" for k in names) + " |")
+    w("|---|" + "---|" * len(others))
     for wl, desc in ov.workloads.items():
         a = ov.added_median(wl, "randguard")
         rs = (ratio(a, ov.added_median(wl, k)) for k in others)

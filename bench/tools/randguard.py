@@ -1,15 +1,17 @@
 """The agent under test: `randguard run` from the venv, pinned to the tool core, stdout to a
-file. Start-up time is until its first line; it is ready when it says so on stderr."""
+file. Start-up time is until its first line; it is ready when it says so on stderr. With
+`root`, the agent of another checkout (its package on PYTHONPATH, the venv's interpreter)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import threading
 import time
 from pathlib import Path
 
 from host import link_count
-from layout import AGENT, AGENT_CPU
+from layout import AGENT, AGENT_CPU, ROOT
 
 from tools.health import last_health
 from tools.tool import Tool, interrupt
@@ -18,20 +20,27 @@ from tools.tool import Tool, interrupt
 class RandGuard(Tool):
     name = "randguard"
 
-    def __init__(self, config: Path, out: Path, record: Path | None = None) -> None:
-        self.config, self.out, self.record = config, out, record
+    def __init__(self, config: Path, out: Path, record: Path | None = None,
+                 root: Path | None = None, name: str = "randguard") -> None:
+        self.config, self.out, self.record, self.root = config, out, record, root
+        self.name = name
         self.stderr: list[str] = []
         self.startup_s: float | None = None
         self.final: dict | None = None
 
     def start(self) -> None:
         before = link_count()
-        cmd = ["taskset", "-c", str(AGENT_CPU), str(AGENT), "run", "--config", str(self.config)]
+        agent, env = [str(AGENT)], None
+        if self.root:
+            agent = [str(ROOT / ".venv" / "bin" / "python"), "-m", "randguard"]
+            env = dict(os.environ, PYTHONPATH=str(self.root / "agent"))
+        cmd = ["taskset", "-c", str(AGENT_CPU), *agent, "run", "--config", str(self.config)]
         if self.record:
             cmd += ["--record", str(self.record)]
         self._out = open(self.out, "wb")  # noqa: SIM115 - closed in stop()
         t0 = time.monotonic()
-        self.proc = subprocess.Popen(cmd, stdout=self._out, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(cmd, stdout=self._out, stderr=subprocess.PIPE, text=True,
+                                     env=env, cwd=self.root)
         self.pid = self.proc.pid
         ready = threading.Event()
         threading.Thread(target=self._read_stderr, args=(ready,), daemon=True).start()

@@ -1,6 +1,7 @@
 """Table 1: the CPU ns each tool adds to every syscall loop, against no tool, in one run.
 
-Per round: none, minprobe, none, minbtf, none, randguard, none, opensnoop, none, auditd, none.
+Per round: none, minprobe, none, minbtf, none, randguard, none, randguard at BEFORE_REV, none,
+opensnoop, none, auditd, none.
 The added cost of a tool in a round is its median minus the median of the two baseline blocks
 around it (CPU ns of the generator per iteration), so that a machine whose speed drifts still
 compares."""
@@ -13,7 +14,7 @@ from collections.abc import Callable
 
 from host import loadavg, rounds, wait_quiet
 from layout import WORK
-from prepare import watch_set, write_config
+from prepare import build_before, watch_set, write_config
 from results import TRACERS, AddedCost, Overhead, OverheadRow, OverheadSample, Results, summary
 from tools.auditd import Auditd
 from tools.minprobe import MinProbe
@@ -26,6 +27,8 @@ from workloads.generator import I386, gen, syscall_loops
 
 def overhead(args: argparse.Namespace, res: Results) -> None:
     cfg = write_config("default")
+    before = build_before()
+    before_cfg = write_config("before", root=before)
     if I386 not in syscall_loops():
         res.notes.append("this kernel has no i386 syscall entry (int $0x80 failed): the "
                          "i386 open row was not measured")
@@ -33,6 +36,8 @@ def overhead(args: argparse.Namespace, res: Results) -> None:
         "minprobe": MinProbe,
         "minbtf": lambda: MinProbe("minbtf"),
         "randguard": lambda: RandGuard(cfg, WORK / "overhead-agent.ndjson"),
+        "randguard_before": lambda: RandGuard(before_cfg, WORK / "overhead-before.ndjson",
+                                              root=before, name="randguard_before"),
         "opensnoop": lambda: OpenSnoop(WORK / "overhead-opensnoop.out"),
         "auditd": Auditd}
     samples: list[OverheadSample] = []
@@ -44,7 +49,7 @@ def overhead(args: argparse.Namespace, res: Results) -> None:
             wait_quiet(args.quiet_wait)
             with make() as t:
                 samples += block(args, rnd, t)
-                if isinstance(t, RandGuard):
+                if name == "randguard":
                     res.startup_samples_s.append(round(t.startup_s, 3))
             samples += block(args, rnd, Baseline())
     watch, reads = watch_set()
