@@ -1141,11 +1141,15 @@ int BPF_PROG(rg_file_exit_open, struct pt_regs *regs, long ret)
 			return 0;
 		struct rg_file_fields *ff = file_fields(f, b);
 		struct inode *inode = ff->inode;
-		struct rg_inode_key ik;
+		struct rg_inode_key ik = {};
+		int pinned = 0;
 
-		inode_key(inode, &ik);
-		/* a write to a persistence file through any of its names passes */
-		int pinned = write && persist_key(&ik, inode);
+		/* a write to a persistence file through any of its names passes (a read-only open
+		 * does not need the inode unless it is reported) */
+		if (write) {
+			inode_key(inode, &ik);
+			pinned = persist_key(&ik, inode);
+		}
 		int says = rg_dcache_may_pass((__u64)ff->path.dentry, (__u64)ff->path.mnt, need);
 		int cached = (says & 0xff) == RG_DC_PASSES;
 		__u32 off;
@@ -1180,6 +1184,8 @@ int BPF_PROG(rg_file_exit_open, struct pt_regs *regs, long ret)
 			e->hdr.flags |= RG_HF_TRUNC_S2;
 		if (ff->mode & FMODE_CREATED)
 			e->fflags |= RG_FF_CREATED;
+		if (!write)
+			inode_key(inode, &ik);
 		e->ino = ik.ino;
 		e->dev = ik.dev;
 		if (write)
