@@ -536,8 +536,8 @@ static __always_inline int dcache_get(struct dentry *dir, struct vfsmount *mnt)
 	rg_dentry_up(dir, &up);
 	if (v.parent != (__u64)up.parent || v.hash_len != up.hash_len)
 		return -1;
-	struct rg_dpath_buf *b = dpath_buf();
-	if (b)
+	struct rg_dpath_buf *b;
+	if ((v.bits & (RG_V_WATCH | RG_V_READ)) && (b = dpath_buf()))
 		b->dir_up = up; /* for rg_dpath_fill(), not to read it again */
 	return v.bits & 0xff;
 }
@@ -622,12 +622,12 @@ enum rg_dcache_says {
 /* A global function (see common.bpf.h): the unwatched open's hot path, and its biggest loop. */
 __noinline int rg_dcache_may_pass(__u64 dentry, __u64 mnt, __u32 need)
 {
-	struct rg_filter_conf *conf = filter_conf();
-	struct rg_keybuf *k = rg_keybuf();
 	struct path p = {.dentry = (struct dentry *)dentry, .mnt = (struct vfsmount *)mnt};
+	struct rg_filter_conf *conf;
+	struct rg_keybuf *k;
 	struct rg_dentry_up up;
 
-	if (!rg_dcache_on || !conf || !k)
+	if (!rg_dcache_on)
 		return RG_DC_KNOWN; /* nothing to learn */
 	rg_dentry_up(p.dentry, &up);
 	/*
@@ -648,11 +648,15 @@ __noinline int rg_dcache_may_pass(__u64 dentry, __u64 mnt, __u32 need)
 					  up.hash_len >> 32, RG_DPATH_TO_REC | RG_DPATH_DIR_CHECKED);
 		return off ? RG_DC_PASSES | off << 8 : RG_DC_UNKNOWN;
 	}
+	conf = filter_conf();
+	if (!conf)
+		return RG_DC_KNOWN;
 	if (!rest_may_pass(conf, (bits & RG_V_EXCLUDE) ? need | RG_V_FORCE : need))
 		return RG_DC_FILTERED;
 	/* the suffixes see "/" and the name */
 	__u32 len = up.hash_len >> 32;
-	if (len > RG_FILTER_KEY_LEN - 2)
+	k = rg_keybuf();
+	if (!k || len > RG_FILTER_KEY_LEN - 2)
 		return RG_DC_KNOWN;
 	k->data[0] = '/';
 	barrier_var(len); /* keep the mask: older verifiers lose the range above through a spill */
@@ -1121,10 +1125,6 @@ int BPF_PROG(rg_file_exit_open, struct pt_regs *regs, long ret)
 
 	if (!open_args(regs, &in_copy))
 		return 0;
-	s = rg_scratch();
-	k = rg_keybuf();
-	if (!s || !k)
-		return 0;
 
 	int write = open_is_write(in_copy.flags);
 	__u8 need = write ? RG_V_WATCH : RG_V_READ;
@@ -1155,6 +1155,11 @@ int BPF_PROG(rg_file_exit_open, struct pt_regs *regs, long ret)
 		__u32 off;
 		if (says == RG_DC_FILTERED && !pinned)
 			return filtered();
+		/* (the scratch areas only now: an open filtered above needs neither) */
+		s = rg_scratch();
+		k = rg_keybuf();
+		if (!s || !k)
+			return 0;
 		if (cached) {
 			off = (says >> 8) & PATH_MASK; /* the cache put the path into the record */
 		} else {
@@ -1191,6 +1196,8 @@ int BPF_PROG(rg_file_exit_open, struct pt_regs *regs, long ret)
 		if (write)
 			watch_file(f, ff->path.dentry);
 	} else {
+		if (!(s = rg_scratch()))
+			return 0;
 		e = event_init(s, &in_copy, ret, write ? RG_FF_WRITE : 0);
 		if (!put_name(s, in_copy.dfd, (const char *)in_copy.name, &e->dir,
 			      &e->name, RG_HF_TRUNC_S1, RG_HF_TRUNC_S2, need))
