@@ -31,6 +31,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import signal
 import statistics
 import sys
 import threading
@@ -105,6 +106,9 @@ def main() -> int:
     if not AGENT.exists():
         print("bench: .venv missing: run `make venv` (make bench does)", file=sys.stderr)
         return 1
+    # a SIGTERM stops the run as Ctrl-C does: the running tools' `with` blocks stop them (else
+    # an opensnoop or an agent stays attached, and the next run waits on its links)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     only = set(args.only.split(","))
     if args.long:
         only.add("soak")
