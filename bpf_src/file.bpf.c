@@ -69,7 +69,6 @@ static __always_inline int filtered(void)
 	return 0;
 }
 
-
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(max_entries, 4096);
@@ -541,7 +540,6 @@ static __always_inline int dcache_get(struct dentry *dir, struct vfsmount *mnt)
 		b->dir_up = up; /* for rg_dpath_fill(), not to read it again */
 	return v.bits & 0xff;
 }
-
 
 /* Where rg_dpath_fill() puts a path: as rg_walk() would (into s->path, ending at RG_PATH_MAX),
  * or straight into the record, as its first string (where event_init() leaves s->pos). */
