@@ -47,6 +47,21 @@ const struct rg_contract rg_contract __attribute__((section(".rg_contract"), use
 const volatile __u32 rg_self_tgid = 0;     /* the agent: its own activity is never reported */
 const volatile __u64 rg_wakeup_bytes = 0;  /* wake the reader only past this much pending data */
 
+/*
+ * BTF loads. Where the kernel has bpf_rdonly_cast() (6.2+), a kernel pointer held as a number
+ * becomes one the verifier lets a program load through: a field is then one plain load (a fault
+ * reads as zero, as a failed probe read does) instead of a bpf_probe_read_kernel() call, the
+ * unit of cost of the hot paths (~25-30 ns here). The loader sets rg_btf_loads from the
+ * kernel's BTF; elsewhere the branch is dead code, which the verifier drops before the
+ * unresolved call could matter. A pointer field loaded this way is still a pointer to the
+ * verifier (no hashing, no passing to a global function): the fast paths store such fields
+ * into map memory and, after rg_reload(), read them back as the numbers the rest works on.
+ */
+const volatile __u8 rg_btf_loads = 0;
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
+#define rg_btf(type, p) ((type *)bpf_rdonly_cast((const void *)(p), bpf_core_type_id_kernel(type)))
+#define rg_reload() asm volatile("" ::: "memory")
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 8 << 20); /* resized from [ebpf] buffer_size */

@@ -272,17 +272,19 @@ struct rg_dcache_val {
 	__u64 sum;      /* dcache_sum() of the above */
 };
 
+/*
+ * The sums are XORs of independent products, one odd multiplier per position: a field (or a
+ * path word) that differs changes its product (an odd multiplier is a bijection), so it changes
+ * the sum, and the multiplies do not wait on each other as a chained hash's do (they are on
+ * every cached open's path).
+ */
+#define RG_SUM_K(i) (0x9e3779b97f4a7c15ULL + (__u64)(i) * 0x200000000366ULL)
+
 static __always_inline __u64 dcache_sum(const struct rg_dcache_val *v)
 {
-	__u64 h = 0x9e3779b97f4a7c15ULL;
-
-	h = (h ^ v->gen) * 0x100000001b3ULL;
-	h = (h ^ v->epoch) * 0x100000001b3ULL;
-	h = (h ^ v->parent) * 0x100000001b3ULL;
-	h = (h ^ v->hash_len) * 0x100000001b3ULL;
-	h = (h ^ v->dir) * 0x100000001b3ULL;
-	h = (h ^ v->mnt) * 0x100000001b3ULL;
-	return (h ^ v->bits) * 0x100000001b3ULL;
+	return (v->gen * RG_SUM_K(0)) ^ (v->epoch * RG_SUM_K(1)) ^ (v->parent * RG_SUM_K(2)) ^
+	       (v->hash_len * RG_SUM_K(3)) ^ (v->dir * RG_SUM_K(4)) ^ (v->mnt * RG_SUM_K(5)) ^
+	       (v->bits * RG_SUM_K(6));
 }
 
 /*
@@ -379,6 +381,7 @@ struct {
 struct rg_dpath_buf {
 	struct rg_dpath_val dp;
 	struct rg_dentry_up dir_up; /* the directory's, as dcache_get() last found it valid */
+	struct rg_dentry_up file_up; /* the opened file's (rg_dcache_may_pass(), file_dpath()) */
 	__u8 span[RG_SPAN_MAX];     /* a struct's fields read at once (see RG_SPAN_MAX) */
 	struct rg_file_fields file; /* file_fields() */
 };
@@ -390,11 +393,12 @@ struct {
 	__type(value, struct rg_dpath_buf);
 } rg_dpath_bufs SEC(".maps");
 
+/* dcache_sum()'s kind of sum over the verdict entry, the length and the path's words (the last
+ * one zero-padded) */
 static __always_inline __u64 dpath_sum(const struct rg_dpath_val *dp)
 {
-	__u64 h = dcache_sum(&dp->v), len = dp->len;
+	__u64 len = dp->len, h = dcache_sum(&dp->v) ^ (len * RG_SUM_K(7));
 
-	h = (h ^ len) * 0x100000001b3ULL;
 	for (__u32 i = 0; i < RG_DPATH_LEN / 8; i++) {
 		__u32 at = i * 8;
 		if (at >= len)
@@ -403,7 +407,7 @@ static __always_inline __u64 dpath_sum(const struct rg_dpath_val *dp)
 		__u32 rem = len - at;
 		if (rem < 8)
 			w &= (1ULL << (rem * 8)) - 1;
-		h = (h ^ w) * 0x100000001b3ULL;
+		h ^= w * RG_SUM_K(8 + i);
 	}
 	return h;
 }
@@ -462,7 +466,15 @@ static __always_inline struct rg_file_fields *file_fields(struct file *f, struct
 	__u32 lo = SPAN_LO(om, oi, op), n = SPAN_HI(om + 4, oi + 8, op + 16) - lo;
 	struct rg_file_fields *ff = &b->file;
 
-	if (n <= RG_SPAN_MAX) {
+	if (rg_btf_loads) {
+		struct file *bf = rg_btf(struct file, f);
+
+		ff->mode = bf->f_mode;
+		ff->inode = bf->f_inode;
+		ff->path.dentry = bf->f_path.dentry;
+		ff->path.mnt = bf->f_path.mnt;
+		rg_reload(); /* callers read the pointers back as numbers (see rg_btf_loads) */
+	} else if (n <= RG_SPAN_MAX) {
 		bpf_probe_read_kernel(b->span, n, (void *)f + lo);
 		ff->mode = *(__u32 *)&b->span[om - lo];
 		ff->inode = *(struct inode **)&b->span[oi - lo];
@@ -484,6 +496,14 @@ static __always_inline void inode_key(struct inode *inode, struct rg_inode_key *
 	struct rg_dpath_buf *b = dpath_buf();
 	struct super_block *sb;
 
+	if (rg_btf_loads) {
+		struct inode *bi = rg_btf(struct inode, inode);
+
+		key->ino = bi->i_ino;
+		key->dev = bi->i_sb->s_dev;
+		key->_pad = 0;
+		return;
+	}
 	if (b && n <= RG_SPAN_MAX) {
 		bpf_probe_read_kernel(b->span, n, (void *)inode + lo);
 		sb = *(struct super_block **)&b->span[os - lo];
@@ -514,15 +534,30 @@ static __always_inline int persist_inode(struct inode *inode)
 	return persist_key(&key, inode);
 }
 
+/* rg_dentry_up() into `up`, which is map memory: by BTF loads where the kernel has them. */
+static __always_inline void dentry_up(struct dentry *d, struct rg_dentry_up *up)
+{
+	if (rg_btf_loads) {
+		struct dentry *bd = rg_btf(struct dentry, d);
+
+		up->parent = bd->d_parent;
+		up->hash_len = bd->d_name.hash_len;
+		up->name = bd->d_name.name;
+		rg_reload(); /* callers read the parent back as a number (see rg_btf_loads) */
+	} else {
+		rg_dentry_up(d, up);
+	}
+}
+
 /* The cached verdict bits for files directly in `dir` on `mnt`, or -1. */
 static __always_inline int dcache_get(struct dentry *dir, struct vfsmount *mnt)
 {
 	struct rg_dcache_state *st = dcache_state();
 	struct rg_dcache_key key = {.dir = (__u64)dir, .mnt = (__u64)mnt};
+	struct rg_dpath_buf *b = dpath_buf();
 	struct rg_dcache_val *vp, v;
-	struct rg_dentry_up up;
 
-	if (!st || st->busy || st->off)
+	if (!st || !b || st->busy || st->off)
 		return -1;
 	__u32 slot = dir_slot(&key, RG_DCACHE_SLOTS);
 	vp = bpf_map_lookup_elem(&rg_dcache, &slot);
@@ -532,12 +567,9 @@ static __always_inline int dcache_get(struct dentry *dir, struct vfsmount *mnt)
 	if (v.sum != dcache_sum(&v) || v.dir != key.dir || v.mnt != key.mnt ||
 	    v.gen != st->gen || v.epoch != dcache_epoch())
 		return -1;
-	rg_dentry_up(dir, &up);
-	if (v.parent != (__u64)up.parent || v.hash_len != up.hash_len)
+	dentry_up(dir, &b->dir_up); /* kept for rg_dpath_fill(), not to read it again */
+	if (v.parent != (__u64)b->dir_up.parent || v.hash_len != b->dir_up.hash_len)
 		return -1;
-	struct rg_dpath_buf *b;
-	if ((v.bits & (RG_V_WATCH | RG_V_READ)) && (b = dpath_buf()))
-		b->dir_up = up; /* for rg_dpath_fill(), not to read it again */
 	return v.bits & 0xff;
 }
 
@@ -575,7 +607,7 @@ __noinline __u32 rg_dpath_fill(__u64 dir, __u64 mnt, __u64 name, __u32 namelen, 
 	    dp->v.mnt != mnt || dp->v.gen != st->gen || dp->v.epoch != dcache_epoch())
 		return 0;
 	if (!(how & RG_DPATH_DIR_CHECKED))
-		rg_dentry_up((struct dentry *)dir, &b->dir_up);
+		dentry_up((struct dentry *)dir, &b->dir_up);
 	if (dp->v.parent != (__u64)b->dir_up.parent || dp->v.hash_len != b->dir_up.hash_len)
 		return 0;
 	__u32 off = (RG_PATH_MAX - dlen - namelen) & PATH_MASK;
@@ -620,14 +652,17 @@ enum rg_dcache_says {
 /* A global function (see common.bpf.h): the unwatched open's hot path, and its biggest loop. */
 __noinline int rg_dcache_may_pass(__u64 dentry, __u64 mnt, __u32 need)
 {
-	struct path p = {.dentry = (struct dentry *)dentry, .mnt = (struct vfsmount *)mnt};
+	struct rg_dpath_buf *b = dpath_buf();
 	struct rg_filter_conf *conf;
 	struct rg_keybuf *k;
-	struct rg_dentry_up up;
 
 	if (!rg_dcache_on)
 		return RG_DC_KNOWN; /* nothing to learn */
-	rg_dentry_up(p.dentry, &up);
+	if (!b)
+		return RG_DC_UNKNOWN;
+	dentry_up((struct dentry *)dentry, &b->file_up);
+	__u64 parent = (__u64)b->file_up.parent, name = (__u64)b->file_up.name;
+	__u32 len = b->file_up.hash_len >> 32;
 	/*
 	 * A mount root's path is its mountpoint's, not its parent's. A file system's root is its
 	 * own parent: never judged by the cache. Another mount root (a bind mount of a directory
@@ -635,15 +670,15 @@ __noinline int rg_dcache_may_pass(__u64 dentry, __u64 mnt, __u32 need)
 	 * for it (rg_dcache_learn() skips mount roots, and no other file of that mount has that
 	 * parent): its lookup misses without reading the mount.
 	 */
-	if (up.parent == p.dentry)
+	if (parent == dentry)
 		return RG_DC_UNKNOWN;
-	int bits = dcache_get(up.parent, p.mnt);
+	int bits = dcache_get((struct dentry *)parent, (struct vfsmount *)mnt);
 	if (bits < 0)
 		return RG_DC_UNKNOWN;
 	if (bits & need) {
 		/* any file there passes: its path from the cache, or walk and learn it */
-		__u32 off = rg_dpath_fill((__u64)up.parent, (__u64)p.mnt, (__u64)up.name,
-					  up.hash_len >> 32, RG_DPATH_TO_REC | RG_DPATH_DIR_CHECKED);
+		__u32 off = rg_dpath_fill(parent, mnt, name, len,
+					  RG_DPATH_TO_REC | RG_DPATH_DIR_CHECKED);
 		return off ? RG_DC_PASSES | off << 8 : RG_DC_UNKNOWN;
 	}
 	conf = filter_conf();
@@ -652,13 +687,12 @@ __noinline int rg_dcache_may_pass(__u64 dentry, __u64 mnt, __u32 need)
 	if (!rest_may_pass(conf, (bits & RG_V_EXCLUDE) ? need | RG_V_FORCE : need))
 		return RG_DC_FILTERED;
 	/* the suffixes see "/" and the name */
-	__u32 len = up.hash_len >> 32;
 	k = rg_keybuf();
 	if (!k || len > RG_FILTER_KEY_LEN - 2)
 		return RG_DC_KNOWN;
 	k->data[0] = '/';
 	barrier_var(len); /* keep the mask: older verifiers lose the range above through a spill */
-	bpf_probe_read_kernel(&k->data[1], len & (RG_FILTER_KEY_LEN - 1), up.name);
+	bpf_probe_read_kernel(&k->data[1], len & (RG_FILTER_KEY_LEN - 1), (const void *)name);
 	k->len = len + 1;
 	return rest_passes(k, conf, bits, need, 1) ? RG_DC_KNOWN : RG_DC_FILTERED;
 }
@@ -1256,14 +1290,17 @@ static __always_inline int write_reported(__u64 file, long ret)
 /* An open file's path put into s->path from the path cache: its offset, or 0 (walk). */
 static __always_inline __u32 file_dpath(struct file *f)
 {
-	struct rg_dentry_up up;
-	struct path p;
+	struct rg_dpath_buf *b = dpath_buf();
 
-	bpf_probe_read_kernel(&p, sizeof(p), &f->f_path);
-	rg_dentry_up(p.dentry, &up);
-	if (up.parent == p.dentry)
+	if (!b)
+		return 0;
+	struct rg_file_fields *ff = file_fields(f, b);
+	__u64 dentry = (__u64)ff->path.dentry, mnt = (__u64)ff->path.mnt;
+	dentry_up((struct dentry *)dentry, &b->file_up);
+	__u64 parent = (__u64)b->file_up.parent, name = (__u64)b->file_up.name;
+	if (parent == dentry)
 		return 0; /* a file system's root */
-	return rg_dpath_fill((__u64)up.parent, (__u64)p.mnt, (__u64)up.name, up.hash_len >> 32, 0);
+	return rg_dpath_fill(parent, mnt, name, b->file_up.hash_len >> 32, 0);
 }
 
 /* A write's record in s: the file written, by its path and inode. */

@@ -132,6 +132,7 @@ _BTF_KIND_PTR = 2
 _BTF_KIND_STRUCT = 4
 _BTF_KIND_ENUM = 6
 _BTF_KIND_TYPEDEF = 8
+_BTF_KIND_FUNC = 12
 _BTF_KIND_FUNC_PROTO = 13
 _BTF_KIND_DATASEC = 15
 _VA_LIST_SIZE = 24
@@ -283,6 +284,18 @@ def _btf_type_name(btf: object, type_id: int) -> str:
         return _btf_type_name(btf, t.size_or_type) + " *"
     name = _cstr(_lib.btf__name_by_offset(btf, t.name_off))
     return f"struct {name}" if _btf_kind(t) == _BTF_KIND_STRUCT else name
+
+
+def kernel_has_func(name: str) -> bool:
+    """Whether the kernel's BTF declares function ``name`` (a kfunc such as bpf_rdonly_cast:
+    the programs that may call it are told at load, so that elsewhere the call is dead code)."""
+    btf = _lib.btf__load_vmlinux_btf()
+    if btf == ffi.NULL:
+        return False
+    try:
+        return _lib.btf__find_by_name_kind(btf, name.encode(), _BTF_KIND_FUNC) > 0
+    finally:
+        _lib.btf__free(btf)
 
 
 def raw_tracepoint_args(names: Sequence[str]) -> dict[str, list[str]]:

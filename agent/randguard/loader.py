@@ -23,6 +23,7 @@ from .libbpf import (
     BpfObject,
     LibbpfError,
     Map,
+    kernel_has_func,
     possible_cpus,
     raw_tracepoint_args,
     recursion_misses,
@@ -528,7 +529,8 @@ def load(cfg: Config, file_filter: matcher.FileFilter) -> KernelSide:
     if missing:
         raise LoadError(f"missing capabilities: {', '.join(missing)} (run as root)")
     ring_bytes = cfg.ebpf.buffer_size * 1024
-    rodata = {"rg_self_tgid": os.getpid(), "rg_wakeup_bytes": ring_bytes // 4}
+    rodata = {"rg_self_tgid": os.getpid(), "rg_wakeup_bytes": ring_bytes // 4,
+              "rg_btf_loads": int(kernel_has_func("bpf_rdonly_cast"))}
     ks = KernelSide()
     objs: dict[str, BpfObject] = {}
     hooks: dict[str, set[str]] = {}  # object name -> the syscalls it serves

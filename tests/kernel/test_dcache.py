@@ -157,20 +157,23 @@ def cached_verdicts(a: AgentProc) -> int:
 
 # struct rg_dpath_val (file.bpf.c): the directory's verdict entry (8 u64), len, sum, path
 DPATH = struct.Struct("<8QQQ256s")
-MUL = 0x100000001B3
 MASK = (1 << 64) - 1
 
 
+def sum_k(i: int) -> int:
+    """file.bpf.c's RG_SUM_K(i): the odd multiplier of position i of a sum."""
+    return (0x9E3779B97F4A7C15 + i * 0x200000000366) & MASK
+
+
 def dpath_sum(v: tuple[int, ...], length: int, path: bytes) -> int:
-    """file.bpf.c's dpath_sum(): dcache_sum() of the verdict entry, then the length and the
-    path a little-endian word at a time (the last one zero-padded)."""
-    h = 0x9E3779B97F4A7C15
-    for x in v[:7]:  # gen, epoch, parent, hash_len, dir, mnt, bits (not its own sum)
-        h = ((h ^ x) * MUL) & MASK
-    h = ((h ^ length) * MUL) & MASK
-    for at in range(0, length, 8):
-        h = ((h ^ int.from_bytes(path[at : min(at + 8, length)].ljust(8, b"\0"), "little"))
-             * MUL) & MASK
+    """file.bpf.c's dpath_sum(): the XOR of each field of the verdict entry (gen, epoch, parent,
+    hash_len, dir, mnt, bits: not its own sum), the length and each little-endian word of the
+    path (the last one zero-padded), each times its position's multiplier."""
+    words = [int.from_bytes(path[at : min(at + 8, length)].ljust(8, b"\0"), "little")
+             for at in range(0, length, 8)]
+    h = 0
+    for i, x in enumerate([*v[:7], length, *words]):
+        h ^= (x * sum_k(i)) & MASK
     return h
 
 
