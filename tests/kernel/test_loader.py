@@ -64,6 +64,21 @@ def test_each_hook_gets_its_native_and_i386_slots_and_nothing_else() -> None:
     assert wait_no_orphans() == set()
 
 
+def test_btf_loads_are_on_exactly_where_the_kernel_has_bpf_rdonly_cast() -> None:
+    """bpf_rdonly_cast() came with 6.2: there the hot paths read by BTF loads (rg_btf_loads),
+    before it they probe-read (the matrix runs both: 5.10 and 6.1 without, 6.12 and sid with)."""
+    cfg = parse_config("")
+    with loader.load(cfg, FileFilter.from_config(cfg.file)) as ks:
+        fobj = next(o for o in ks.objects if o.path.endswith("file.bpf.o"))
+        off, _ = fobj.rodata_vars()["rg_btf_loads"]
+        rodata_map = next(m for m in fobj.maps() if m.endswith(".rodata"))
+        rodata = fobj.map(rodata_map).lookup(struct.pack("<I", 0))
+        # and the programs that use it were accepted by the verifier as built
+        assert fobj.program_fd("rg_file_exit_open") >= 0
+    major, minor = (int(x) for x in os.uname().release.split(".")[:2])
+    assert rodata[off] == int((major, minor) >= (6, 2)), os.uname().release
+
+
 def test_resolver_attaches_where_fentry_works_else_only_warns(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
