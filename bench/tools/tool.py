@@ -3,8 +3,10 @@ it attached (so that waiting for a quiet machine does not wait for them), a star
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
+from collections.abc import Iterator
 
 from host import proc_cpu_ns
 
@@ -28,11 +30,28 @@ class Tool:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.stop()
+        with signals_deferred():
+            self.stop()
 
 
 class Baseline(Tool):
     """No tool: the blocks the others are compared with."""
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM until the block ends, then act on one that came: a tool's stop()
+    cut short by a second Ctrl-C leaves its probes attached or audit enabled."""
+    came: list[int] = []
+    old = {sig: signal.signal(sig, lambda n, _f: came.append(n))
+           for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    if came:
+        raise KeyboardInterrupt
 
 
 def interrupt(proc: subprocess.Popen, timeout: float = 15) -> None:
