@@ -393,17 +393,17 @@ struct {
 	__type(value, struct rg_dpath_buf);
 } rg_dpath_bufs SEC(".maps");
 
-/* dcache_sum()'s kind of sum over the verdict entry, the length and the path's words (the last
+/* dcache_sum()'s kind of sum over a verdict entry, a path's length and its words (the last
  * one zero-padded) */
-static __always_inline __u64 dpath_sum(const struct rg_dpath_val *dp)
+static __always_inline __u64 dpath_sum(const struct rg_dcache_val *v, __u64 len, const __u8 *path)
 {
-	__u64 len = dp->len, h = dcache_sum(&dp->v) ^ (len * RG_SUM_K(7));
+	__u64 h = dcache_sum(v) ^ (len * RG_SUM_K(7));
 
 	for (__u32 i = 0; i < RG_DPATH_LEN / 8; i++) {
 		__u32 at = i * 8;
 		if (at >= len)
 			break;
-		__u64 w = *(const __u64 *)&dp->path[at];
+		__u64 w = *(const __u64 *)&path[at];
 		__u32 rem = len - at;
 		if (rem < 8)
 			w &= (1ULL << (rem * 8)) - 1;
@@ -600,22 +600,29 @@ __noinline __u32 rg_dpath_fill(__u64 dir, __u64 mnt, __u64 name, __u32 namelen, 
 	vp = bpf_map_lookup_elem(&rg_dpath, &slot);
 	if (!vp)
 		return 0;
+	/* the entry's fixed part by plain loads, its path by one read of its length only, and the
+	 * whole checked on those copies (another CPU may be rewriting the slot) */
 	struct rg_dpath_val *dp = &b->dp;
-	bpf_probe_read_kernel(dp, sizeof(*dp), vp);
+	__builtin_memcpy(dp, vp, offsetof(struct rg_dpath_val, path));
 	__u32 dlen = dp->len;
-	if (!dlen || dlen >= RG_DPATH_LEN || dp->sum != dpath_sum(dp) || dp->v.dir != dir ||
-	    dp->v.mnt != mnt || dp->v.gen != st->gen || dp->v.epoch != dcache_epoch())
+	if (!dlen || dlen >= RG_DPATH_LEN || dp->v.dir != dir || dp->v.mnt != mnt ||
+	    dp->v.gen != st->gen || dp->v.epoch != dcache_epoch())
 		return 0;
 	if (!(how & RG_DPATH_DIR_CHECKED))
 		dentry_up((struct dentry *)dir, &b->dir_up);
 	if (dp->v.parent != (__u64)b->dir_up.parent || dp->v.hash_len != b->dir_up.hash_len)
 		return 0;
 	__u32 off = (RG_PATH_MAX - dlen - namelen) & PATH_MASK;
-	if (how & RG_DPATH_TO_REC)
-		to = &s->rec[sizeof(struct rg_file_event)];
-	else
+	/* into the record straight away; s->path's place varies, so there by way of the buffer */
+	__u8 *copy = (how & RG_DPATH_TO_REC) ? &s->rec[sizeof(struct rg_file_event)] : dp->path;
+	bpf_probe_read_kernel(copy, dlen & (RG_DPATH_LEN - 1), vp->path);
+	if (dp->sum != dpath_sum(&dp->v, dlen, copy))
+		return 0;
+	to = copy;
+	if (!(how & RG_DPATH_TO_REC)) {
 		to = &s->path[off];
-	bpf_probe_read_kernel(to, dlen & (RG_DPATH_LEN - 1), dp->path);
+		bpf_probe_read_kernel(to, dlen & (RG_DPATH_LEN - 1), dp->path);
+	}
 	bpf_probe_read_kernel(to + (dlen & (RG_DPATH_LEN - 1)), namelen & (RG_DPATH_LEN - 1),
 			      (const void *)name);
 	s->walk_root = 1;
@@ -634,7 +641,7 @@ static __always_inline void dpath_learn(struct rg_keybuf *k, const struct rg_dca
 	__builtin_memcpy(&dp->v, v, sizeof(*v));
 	dp->len = dlen;
 	bpf_probe_read_kernel(dp->path, dlen & (RG_DPATH_LEN - 1), k->data);
-	dp->sum = dpath_sum(dp);
+	dp->sum = dpath_sum(&dp->v, dlen, dp->path);
 	__u32 slot = dir_slot(key, RG_DPATH_SLOTS);
 
 	bpf_map_update_elem(&rg_dpath, &slot, dp, BPF_ANY);
