@@ -135,10 +135,26 @@ def overhead(ov: Overhead, w: Write) -> None:
     w("\n**Targets of the sys_enter/sys_exit dispatcher issue** (ratios from this run): "
       + "; ".join(f"{what} {measured} (target {target}: {verdict(ok)})"
                   for what, measured, target, ok in dispatcher_targets(ov)) + ".")
+    quiet(ov, others, names, w)
     watch, reads = watch_set()
     w(f"\nauditd rules: `-w PATH -p wa` on {', '.join(watch)}; `-w PATH -p r` on "
       f"{', '.join(reads)} (backlog 8192, wait 60 s, Debian's defaults). It "
       "cannot express `watch_patterns` (`*.service`).\n")
+
+
+def quiet(ov: Overhead, others: tuple[str, ...], names: list[str], w: Write) -> None:
+    """The same run's figures on a quiet machine: see Overhead.added_quiet."""
+    w("\nThe same samples, estimated for a quiet machine: a tool's lower quartile minus the "
+      "baseline's (other tenants of these VMs only ever slow a sample down, so each side's "
+      "fast samples measure it; the paired medians above carry that noise on both sides).\n")
+    w("| workload | randguard | " + " | ".join(names) + " |")
+    w("|---|---|" + "---|" * len(others))
+    for wl, desc in ov.workloads.items():
+        cells = (ov.added_quiet(wl, k) for k in ("randguard", *others))
+        w(f"| {desc} | " + " | ".join("n/a" if c is None else f"{c:,.0f}" for c in cells) + " |")
+    w("\n**The dispatcher issue's targets by these estimates**: "
+      + "; ".join(f"{what} {measured} (target {target}: {verdict(ok)})"
+                  for what, measured, target, ok in dispatcher_targets(ov, quiet=True)) + ".")
 
 
 def throughput(tp: Throughput, w: Write) -> None:

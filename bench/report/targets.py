@@ -32,11 +32,13 @@ def _x(r: float | None) -> str:
     return "n/a" if r is None else f"{r}x"
 
 
-def dispatcher_targets(ov: Overhead) -> list[tuple[str, str, str, bool | None]]:
+def dispatcher_targets(ov: Overhead, quiet: bool = False
+                       ) -> list[tuple[str, str, str, bool | None]]:
     """(what, measured, target, met) for each target of the dispatcher issue, from one run's
     overhead table: unwatched openat and write against the minimal pair, getppid and the
-    watched openat against their figures before the change (BEFORE)."""
-    med = ov.added_median
+    watched openat against their figures before the change (BEFORE). By the paired medians,
+    or with `quiet` by the quiet-machine estimates (Overhead.added_quiet)."""
+    med = ov.added_quiet if quiet else ov.added_median
     out = []
     for wl, what, target in (("openat_unwatched", "unwatched openat+close", "≤ 1.5x, aim 1.0x"),
                              ("write_unwatched", "unwatched write", "≤ 1.5x")):
