@@ -23,10 +23,10 @@ ROOT = Path(__file__).resolve().parent.parent
 CHILD = r"""
 import json, sys, tempfile, time
 from pathlib import Path
-from randguard.config import Config, InventoryConfig, PersistenceDetection
-from randguard.engine import RuleEngine
-from randguard.inventory import locations, read_state, scan, write_state
-from randguard.ruleset import RuleSet, load_ruleset, passwd_homes
+from randguard.core.config import Config, InventoryConfig, PersistenceDetection
+from randguard.core.engine import RuleEngine
+from randguard.process.inventory import locations, read_state, scan, write_state
+from randguard.core.ruleset import RuleSet, load_ruleset, passwd_homes
 
 def rss():
     for line in open("/proc/self/status"):

@@ -19,12 +19,12 @@ import sys
 import time
 from pathlib import Path
 
-from randguard import recording
-from randguard.config import load_config
-from randguard.output import Output
-from randguard.paths import decode_path
-from randguard.records import FF_WRITE, FileRecord, decode
-from randguard.runtime import BATCH, make_pipeline
+from randguard.core.config import load_config
+from randguard.core.paths import decode_path
+from randguard.core.records import FF_WRITE, FileRecord, decode
+from randguard.process import recording
+from randguard.process.output import Output
+from randguard.process.runtime import BATCH, make_pipeline
 
 SUBMIT = "Output.submit (number, encode, queue; written to /dev/null)"
 

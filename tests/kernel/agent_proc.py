@@ -56,7 +56,7 @@ def write_config(path: Path, watch: list[str], exclude: list[str] = (), read: li
 
 def write_default_config(path: Path, markers: Path) -> Path:
     """The default [file] lists, the shipped pack and rules, and a watched markers directory."""
-    from randguard.config import Config
+    from randguard.core.config import Config
 
     d = Config().file
     return write_config(path, watch=[*d.watch_paths, str(markers)], exclude=d.exclude_paths,

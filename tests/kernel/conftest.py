@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from randguard import libbpf
+    from randguard.kernel import libbpf
 
 ROOT = Path(__file__).resolve().parents[2]
 RINGTEST_OBJ = ROOT / "build" / "tests" / "ringtest.bpf.o"
@@ -76,7 +76,7 @@ def _kernel_problem() -> str | None:
     if problem:
         return problem
     try:
-        from randguard import libbpf
+        from randguard.kernel import libbpf
     except (ImportError, OSError) as e:
         return f"libbpf binding unavailable: {e}"
     try:
@@ -117,7 +117,7 @@ def loaded(path: Path, tag: int = 0, ring_size: int = 0, reuse_fd: int = -1,
            ) -> libbpf.BpfObject:
     """The ring test object, counting and emitting for this process only, loaded (not
     attached); `ring_size` resizes its ring, `reuse_fd` shares another object's."""
-    from randguard import libbpf  # (here: an unimportable binding is a test failure)
+    from randguard.kernel import libbpf  # (here: an unimportable binding is a test failure)
 
     obj = libbpf.BpfObject(path)
     try:

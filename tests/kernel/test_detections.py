@@ -25,8 +25,8 @@ from pathlib import Path
 import pytest
 from agent_proc import AgentProc, find, running, scratch_fixture, the, write_default_config
 
-from randguard.config import Config
-from randguard.ruleset import load_ruleset
+from randguard.core.config import Config
+from randguard.core.ruleset import load_ruleset
 
 pytestmark = pytest.mark.kernel
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from agent_proc import AgentProc, write_config
 
-from randguard.paths import decode_path
+from randguard.core.paths import decode_path
 
 pytestmark = pytest.mark.kernel
 

@@ -17,8 +17,8 @@ import pytest
 from agent_proc import AgentProc, write_config
 from test_detections import Tidy, exclusive, tidy  # noqa: F401 (fixtures: one run at a time)
 
-from randguard.config import Config
-from randguard.inventory import read_state
+from randguard.core.config import Config
+from randguard.process.inventory import read_state
 
 pytestmark = pytest.mark.kernel
 

@@ -1,4 +1,5 @@
-"""Tests of the cffi libbpf binding (agent/randguard/libbpf.py) against tests/bpf/ringtest.bpf.c.
+"""Tests of the cffi libbpf binding (agent/randguard/kernel/libbpf.py) against
+tests/bpf/ringtest.bpf.c.
 
 Unmarked tests only open objects (no root, no kernel); tests marked ``kernel`` load and attach.
 """
@@ -20,8 +21,8 @@ from pathlib import Path
 import pytest
 from conftest import loaded
 
-from randguard import libbpf
-from randguard.libbpf import BpfObject, LibbpfError
+from randguard.kernel import libbpf
+from randguard.kernel.libbpf import BpfObject, LibbpfError
 
 PROG = "handle_getppid"
 KEY0 = struct.pack("<I", 0)
@@ -160,7 +161,7 @@ def test_close_is_idempotent_and_final(ringtest_obj: Path) -> None:
 
 @pytest.mark.kernel
 def test_load_attach_records_and_counter(require_kernel: None, ringtest_obj: Path) -> None:
-    from randguard.ringbuf import RingBuffer
+    from randguard.kernel.ringbuf import RingBuffer
 
     n = 1000
     tag = 0x1122334455667788
@@ -302,7 +303,7 @@ def _links() -> dict[int, int]:
 
 @pytest.mark.kernel
 def test_close_destroys_links(require_kernel: None, ringtest_obj: Path) -> None:
-    from randguard.ringbuf import RingBuffer
+    from randguard.kernel.ringbuf import RingBuffer
 
     have_bpftool = shutil.which("bpftool") is not None
     before = _links() if have_bpftool else {}

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from agent_proc import fd_map_id, wait_no_orphans
 
-from randguard import loader, records, syscalls
-from randguard.config import parse_config
-from randguard.matcher import FileFilter
+from randguard.core import records, syscalls
+from randguard.core.config import parse_config
+from randguard.core.matcher import FileFilter
+from randguard.kernel import loader
 
 pytestmark = pytest.mark.kernel
 

@@ -24,9 +24,10 @@ from pathlib import Path
 
 import pytest
 
-from randguard import loader, records
-from randguard.libbpf import BpfObject
-from randguard.ringbuf import RingBuffer
+from randguard.core import records
+from randguard.kernel import loader
+from randguard.kernel.libbpf import BpfObject
+from randguard.kernel.ringbuf import RingBuffer
 
 pytestmark = pytest.mark.kernel
 

@@ -22,15 +22,15 @@ import msgspec
 import pytest
 from agent_proc import AgentProc, running, scratch_fixture, write_config, write_default_config
 
-from randguard.config import Config, load_config
-from randguard.matcher import (
+from randguard.core.config import Config, load_config
+from randguard.core.matcher import (
     KERNEL_FILTER_MAX_SUFFIXES,
     FileFilter,
     compile_kernel_filter,
     kernel_form,
 )
-from randguard.ruleset import load_ruleset
-from randguard.runtime import make_pipeline
+from randguard.core.ruleset import load_ruleset
+from randguard.process.runtime import make_pipeline
 
 pytestmark = pytest.mark.kernel
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from agent_proc import ROOT, AgentProc, held_program_ids, write_config
 
-from randguard import libbpf
+from randguard.kernel import libbpf
 
 pytestmark = pytest.mark.kernel
 

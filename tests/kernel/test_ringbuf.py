@@ -1,6 +1,6 @@
-"""Tests of the mmapped ring buffer consumer (agent/randguard/ringbuf.py), fed by the test object
-tests/bpf/ringtest.bpf.c (getppid: 24-byte records; getpgid: 40-byte records, every third
-discarded, 48 bytes in the ring so they straddle the end of the ring)."""
+"""Tests of the mmapped ring buffer consumer (agent/randguard/kernel/ringbuf.py), fed by the
+test object tests/bpf/ringtest.bpf.c (getppid: 24-byte records; getpgid: 40-byte records,
+every third discarded, 48 bytes in the ring so they straddle the end of the ring)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from conftest import loaded
 
-from randguard.libbpf import BpfObject
-from randguard.ringbuf import RingBuffer
+from randguard.kernel.libbpf import BpfObject
+from randguard.kernel.ringbuf import RingBuffer
 
 KEY0 = struct.pack("<I", 0)
 SMALL = struct.Struct("<QQQ")  # seq, tag, tgid

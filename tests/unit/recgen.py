@@ -1,12 +1,12 @@
-"""Raw ring-buffer records built from randguard.records' field lists (the kernel's layouts), for
-tests that feed the pure pipeline without a kernel: `record(KIND_FILE, op=1, path=b"/etc/x")`.
-String slots take bytes (appended after the fixed part, as the kernel does) or None. The
-header's `flags` (truncated slots) is `hflags` here: `flags` is the record's own field (a file
-record's open flags)."""
+"""Raw ring-buffer records built from randguard.core.records' field lists (the kernel's
+layouts), for tests that feed the pure pipeline without a kernel:
+`record(KIND_FILE, op=1, path=b"/etc/x")`. String slots take bytes (appended after the fixed
+part, as the kernel does) or None. The header's `flags` (truncated slots) is `hflags` here:
+`flags` is the record's own field (a file record's open flags)."""
 
 from __future__ import annotations
 
-from randguard import records
+from randguard.core import records
 
 _BY_KIND = {lay.kind: lay for lay in records.LAYOUTS.values()}
 

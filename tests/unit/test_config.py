@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from randguard import config as config_mod
-from randguard.config import (
+from randguard.core import config as config_mod
+from randguard.core.config import (
     DEFAULT_CONFIG_PATH,
     FILE_HOOKS,
     Config,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from randguard.config import ConfigError, load_config
+from randguard.core.config import ConfigError, load_config
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the check applies to a root agent")
 
@@ -47,7 +47,7 @@ def test_symlink_to_a_file_of_another_user_is_refused(tmp_path: Path) -> None:
 
 
 def test_rules_d_file_is_checked_too(tmp_path: Path) -> None:
-    from randguard.ruleset import load_ruleset
+    from randguard.core.ruleset import load_ruleset
 
     cfg = tmp_path / "c.toml"
     cfg.write_text("[agent]\n")

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from randguard import loader, matcher, records, syscalls
-from randguard.libbpf import BpfObject
+from randguard.core import matcher, records, syscalls
+from randguard.kernel import loader
+from randguard.kernel.libbpf import BpfObject
 
 ROOT = Path(__file__).resolve().parents[2]
 BPF_DIR = ROOT / "agent" / "randguard" / "bpf"

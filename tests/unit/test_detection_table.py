@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from randguard import cli, detection_table
+from randguard.process import cli, detection_table
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "events.md"
 
@@ -16,7 +16,7 @@ def test_the_docs_table_is_the_default_configs() -> None:
     doc = DOC.read_text()
     assert detection_table.splice(doc, detection_table.default_table()) == doc, (
         "docs/events.md's detections table is stale: run "
-        "`.venv/bin/python -m randguard.detection_table docs/events.md`")
+        "`.venv/bin/python -m randguard.process.detection_table docs/events.md`")
 
 
 def test_the_command_prints_the_table_of_the_config_given(

@@ -3,7 +3,8 @@ arrays at all. A number left out is a syscall never seen; one set needlessly onl
 
 from __future__ import annotations
 
-from randguard import loader, syscalls
+from randguard.core import syscalls
+from randguard.kernel import loader
 
 
 def bits(raw: bytes) -> set[int]:

@@ -1,5 +1,5 @@
 """docs/events.md is the output contract in prose: it must list every event Struct of
-randguard.events, with exactly the Struct's fields, in the Struct's order, with the JSON type
+randguard.core.events, with exactly the Struct's fields, in the Struct's order, with the JSON type
 each field's annotation gives, and encoded events must come out with their keys in that order.
 
 A section of the document is a `### StructName` heading followed by a line that starts with
@@ -18,7 +18,8 @@ import msgspec
 import msgspec.inspect as mi
 import pytest
 
-from randguard import events, persistence, pipeline, records
+from randguard.core import events, pipeline, records
+from randguard.process import persistence
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "events.md"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from randguard.config import ConfigError, parse_config
-from randguard.matcher import FileFilter, compile_kernel_filter
+from randguard.core.config import ConfigError, parse_config
+from randguard.core.matcher import FileFilter, compile_kernel_filter
 
 WRONG_TYPES = [
     ("[agent]\nid = 5\n", "agent.id", "expected str"),

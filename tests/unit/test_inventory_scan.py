@@ -11,9 +11,10 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from randguard.config import InventoryConfig, PersistenceDetection, Rule
-from randguard.engine import RuleEngine
-from randguard.inventory import (
+from randguard.core.config import InventoryConfig, PersistenceDetection, Rule
+from randguard.core.engine import RuleEngine
+from randguard.core.ruleset import RuleSet
+from randguard.process.inventory import (
     FileState,
     StateProblem,
     decode_state,
@@ -26,8 +27,7 @@ from randguard.inventory import (
     scan,
     write_state,
 )
-from randguard.persistence import PersistenceWatch
-from randguard.ruleset import RuleSet
+from randguard.process.persistence import PersistenceWatch
 
 
 def det(name: str, paths: list[str], patterns: list[str] = (), **kw: object

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import os
 
-from randguard import journal
+from randguard.process import journal
 
 
 def test_is_journal_stream_matches_dev_ino(tmp_path):

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from randguard.config import Config
-from randguard.matcher import (
+from randguard.core.config import Config
+from randguard.core.matcher import (
     KERNEL_FILTER_MAX_SUFFIXES,
     KERNEL_SUFFIX_LEN,
     KERNEL_SUFFIX_SIZE,
@@ -31,7 +31,7 @@ from randguard.matcher import (
     pack_trie_key,
     pack_trie_value,
 )
-from randguard.paths import decode_path
+from randguard.core.paths import decode_path
 
 
 def default_filter() -> FileFilter:
@@ -410,7 +410,7 @@ def test_filter_layouts_match_the_compiled_object() -> None:
     """What is packed here is what file.bpf.o reads (its BTF). Suffixes packed 32 bytes apart
     where the kernel has 34-byte `struct rg_suffix`es made it read every suffix but the first
     at the wrong offset: a pattern whose suffix sorted after `.service` never passed."""
-    from randguard.libbpf import BpfObject
+    from randguard.kernel.libbpf import BpfObject
 
     with BpfObject(_compiled_file_object()) as obj:
         sfx = obj.struct_layout("rg_suffix")

@@ -14,13 +14,13 @@ import msgspec
 import pytest
 from recgen import record
 
-from randguard import records
-from randguard.config import parse_config
-from randguard.events import FileEvent, WallClock, encoder
-from randguard.memo import Line, template
-from randguard.output import Output
-from randguard.pipeline import Pipeline
-from randguard.runtime import make_pipeline
+from randguard.core import records
+from randguard.core.config import parse_config
+from randguard.core.events import FileEvent, WallClock, encoder
+from randguard.core.memo import Line, template
+from randguard.core.pipeline import Pipeline
+from randguard.process.output import Output
+from randguard.process.runtime import make_pipeline
 
 OP = {name: op for op, name in records.OPS.items()}
 SYS = records.SYSCALLS.index

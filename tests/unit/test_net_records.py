@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from randguard import records
+from randguard.core import records
 
 
 def net_record(path: bytes = b"", **over: object) -> bytes:

@@ -11,8 +11,8 @@ import struct
 import uuid
 from pathlib import Path
 
-from randguard import netinventory
-from randguard.netinventory import ListeningSocket, listening_sockets
+from randguard.process import netinventory
+from randguard.process.netinventory import ListeningSocket, listening_sockets
 
 
 def test_finds_a_tcp_listener_with_its_pid() -> None:

@@ -22,8 +22,8 @@ except ModuleNotFoundError:  # Python < 3.11
 
 from recgen import record
 
-from randguard import records
-from randguard.config import (
+from randguard.core import records
+from randguard.core.config import (
     FILE_OPERATIONS,
     Config,
     ConfigError,
@@ -32,13 +32,13 @@ from randguard.config import (
     load_config,
     parse_config,
 )
-from randguard.engine import RuleEngine
-from randguard.events import FileAttrEvent, FileEvent, WallClock
-from randguard.matcher import FileFilter, compile_kernel_filter, has_glob
-from randguard.pipeline import Pipeline, PipelineState
-from randguard.proctable import ProcessTable
-from randguard.rules import PathRule, expand_homes
-from randguard.ruleset import PACK_DIR, RuleSet, load_ruleset
+from randguard.core.engine import RuleEngine
+from randguard.core.events import FileAttrEvent, FileEvent, WallClock
+from randguard.core.matcher import FileFilter, compile_kernel_filter, has_glob
+from randguard.core.pipeline import Pipeline, PipelineState
+from randguard.core.proctable import ProcessTable
+from randguard.core.rules import PathRule, expand_homes
+from randguard.core.ruleset import PACK_DIR, RuleSet, load_ruleset
 
 REPO_CONFIG = Path(__file__).resolve().parents[2] / "config"
 PACK_FILE = REPO_CONFIG / "persistence.toml"

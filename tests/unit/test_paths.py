@@ -5,7 +5,7 @@ import random
 import msgspec
 import pytest
 
-from randguard.paths import decode_comm, decode_path, encode_path, join, normalize
+from randguard.core.paths import decode_comm, decode_path, encode_path, join, normalize
 
 
 @pytest.mark.parametrize(

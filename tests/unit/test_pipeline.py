@@ -8,12 +8,12 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from randguard import recording
-from randguard.config import load_config
-from randguard.events import WallClock, encode_lines
-from randguard.matcher import FileFilter
-from randguard.pipeline import Pipeline, PipelineState
-from randguard.proctable import ProcessTable
+from randguard.core.config import load_config
+from randguard.core.events import WallClock, encode_lines
+from randguard.core.matcher import FileFilter
+from randguard.core.pipeline import Pipeline, PipelineState
+from randguard.core.proctable import ProcessTable
+from randguard.process import recording
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 W = "/var/tmp/rg-scenario/watched"

@@ -6,9 +6,8 @@ import os
 
 from recgen import record
 
-from randguard import procfs
-from randguard.proctable import ProcessTable, ProcInfo
-from randguard.records import (
+from randguard.core.proctable import ProcessTable, ProcInfo
+from randguard.core.records import (
     KIND_PROC_EXEC,
     KIND_PROC_EXIT,
     KIND_PROC_FORK,
@@ -17,6 +16,7 @@ from randguard.records import (
     ForkRecord,
     decode,
 )
+from randguard.process import procfs
 
 
 def fork(parent: int, child: int, comm: bytes = b"bash") -> ForkRecord:

@@ -6,10 +6,10 @@ import struct
 
 import pytest
 
-from randguard import records
-from randguard.matcher import FileFilter
-from randguard.pipeline import Pipeline, PipelineState
-from randguard.proctable import ProcessTable
+from randguard.core import records
+from randguard.core.matcher import FileFilter
+from randguard.core.pipeline import Pipeline, PipelineState
+from randguard.core.proctable import ProcessTable
 
 
 def file_record(strings: bytes = b"/etc/x", **over: object) -> bytes:

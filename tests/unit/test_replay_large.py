@@ -22,11 +22,11 @@ from pathlib import Path
 import msgspec
 from recgen import record
 
-from randguard import records
-from randguard.config import parse_config
-from randguard.events import WallClock
-from randguard.output import Output
-from randguard.runtime import make_pipeline
+from randguard.core import records
+from randguard.core.config import parse_config
+from randguard.core.events import WallClock
+from randguard.process.output import Output
+from randguard.process.runtime import make_pipeline
 
 HOMES = ["/root", "/home/alice", "/srv/bob"]
 NO_CONFIG = Path("/nonexistent-rg-config-dir/config.toml")  # no rules.d beside it

@@ -16,16 +16,17 @@ except ModuleNotFoundError:  # Python < 3.11
 
 from recgen import record
 
-from randguard import recording, records
-from randguard.config import Config, ConfigError, FileConfig, Rule, load_config, parse_config
-from randguard.engine import RuleEngine
-from randguard.events import Alert, Event, FileEvent, ProcessStart, WallClock
-from randguard.matcher import FileFilter
-from randguard.output import Output
-from randguard.pipeline import Pipeline, PipelineState
-from randguard.proctable import ProcessTable
-from randguard.rules import CompiledRule, compile_rule
-from randguard.ruleset import RuleSet, load_ruleset
+from randguard.core import records
+from randguard.core.config import Config, ConfigError, FileConfig, Rule, load_config, parse_config
+from randguard.core.engine import RuleEngine
+from randguard.core.events import Alert, Event, FileEvent, ProcessStart, WallClock
+from randguard.core.matcher import FileFilter
+from randguard.core.pipeline import Pipeline, PipelineState
+from randguard.core.proctable import ProcessTable
+from randguard.core.rules import CompiledRule, compile_rule
+from randguard.core.ruleset import RuleSet, load_ruleset
+from randguard.process import recording
+from randguard.process.output import Output
 
 HOMES = ["/root", "/home/alice", "/srv/bob"]
 NO_CONFIG = Path("/nonexistent-rg-config-dir/config.toml")
@@ -570,7 +571,7 @@ def test_unit_created_by_cp_raises_the_systemd_rule() -> None:
 
 
 def test_file_open_rule_sees_writable_opens_outside_watch_paths() -> None:
-    from randguard.runtime import make_pipeline
+    from randguard.process.runtime import make_pipeline
 
     cfg = parse_config(write_rule("OPEN-1", '["/opt/rg-secret"]', 'operations = ["file_open"]'))
     ff = make_pipeline(cfg, NO_CONFIG).file_filter
@@ -579,7 +580,7 @@ def test_file_open_rule_sees_writable_opens_outside_watch_paths() -> None:
 
 
 def test_process_only_file_rule_sees_unwatched_paths() -> None:
-    from randguard.runtime import make_pipeline
+    from randguard.process.runtime import make_pipeline
 
     cfg = parse_config('[[rules]]\nid = "NC-1"\nname = "nc writes"\ntype = "file"\n'
                        'process_names = ["nc"]\noperations = ["file_write"]\n')

@@ -7,12 +7,12 @@ from __future__ import annotations
 import json
 import os
 
-from randguard.config import parse_config
-from randguard.events import WallClock
-from randguard.health import LossTracker
-from randguard.output import Output
-from randguard.ratelimit import RateLimiter, TokenBucket
-from randguard.runtime import reloadable
+from randguard.core.config import parse_config
+from randguard.core.events import WallClock
+from randguard.core.ratelimit import RateLimiter, TokenBucket
+from randguard.process.health import LossTracker
+from randguard.process.output import Output
+from randguard.process.runtime import reloadable
 
 S = 1_000_000_000
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import errno
 
+import msgspec
+
 from .config import Detection
 from .events import NetworkEvent, errno_name, subject
-from .netinventory import ListeningSocket
 from .proctable import ProcessTable
 from .records import (
     NET_FAMILY_NAMES,
@@ -74,6 +75,23 @@ def network_event(r: NetRecord, stamp: str, host: str, comm: str, exe: str | Non
         detection_type=det.name if det is not None else None,
         mitre=det.mitre if det is not None else None,
     )
+
+
+class ListeningSocket(msgspec.Struct, frozen=True):
+    """One socket that was already listening when the agent started."""
+
+    family: str  # "ipv4" | "ipv6" | "unix"
+    protocol: str | None  # "tcp" | "udp"; None for unix
+    sock_type: str  # "stream" | "dgram" | "seqpacket"
+    local_addr: str | None  # inet only
+    local_port: int | None  # inet only
+    scope_id: int  # IPv6 link-local: the bound interface; else 0
+    unix_path: str | None  # unix only: as records.unix_path_text spells it ("@name": abstract)
+    inode: int  # the socket inode (as in /proc/PID/fd: socket:[inode])
+    uid: int | None  # the socket's owner uid (inet); None for unix
+    pid: int | None  # the lowest pid holding it; None when not found
+    comm: str | None  # that process's comm
+    pids: tuple[int, ...] = ()  # every process holding it, ascending
 
 
 def listen_inventory(sockets: list[ListeningSocket], stamp: str, now: int, host: str,

@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from randguard.paths import normalize
-from randguard.records import (
+from .paths import normalize
+from .records import (
     VERDICT_EXCLUDE,
     VERDICT_FORCE,
     VERDICT_READ,
@@ -47,7 +47,7 @@ from randguard.records import (
 )
 
 if TYPE_CHECKING:
-    from randguard.config import FileConfig
+    from .config import FileConfig
 
 __all__ = [
     "KERNEL_FILTER_MAX_SUFFIXES",

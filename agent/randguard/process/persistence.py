@@ -16,8 +16,8 @@ import threading
 import time
 from collections import deque
 
-from .config import InventoryConfig
-from .events import (
+from ..core.config import InventoryConfig
+from ..core.events import (
     Event,
     PersistenceChange,
     PersistenceInventory,

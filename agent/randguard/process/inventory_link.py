@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import time
 
-from .config import InventoryConfig
-from .events import Event, PersistenceChange
+from ..core.config import InventoryConfig
+from ..core.events import Event, PersistenceChange
+from ..core.pipeline import Pipeline, PipelineState, persistence_alerts
+from ..kernel.loader import KernelSide
 from .inventory import locations
-from .loader import KernelSide
 from .persistence import PersistenceWatch
-from .pipeline import Pipeline, PipelineState, persistence_alerts
 
 
 class InventoryLink:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import resource
 from collections.abc import Mapping
 
-from .events import Health, Loss, WallClock
+from ..core.events import Health, Loss, WallClock
 
 
 class LossTracker:

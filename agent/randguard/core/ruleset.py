@@ -30,7 +30,7 @@ from .config import (
     validate_rules,
 )
 
-_REPO_DIR = Path(__file__).resolve().parent.parent.parent / "config"
+_REPO_DIR = Path(__file__).resolve().parents[3] / "config"
 PACK_DIR: Path = _REPO_DIR if (_REPO_DIR / "persistence.toml").is_file() else Path(
     "/usr/share/randguard"
 )

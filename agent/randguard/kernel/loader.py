@@ -16,8 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
-from . import matcher, records, syscalls
-from .config import Config
+from ..core import matcher, records, syscalls
+from ..core.config import Config
 from .handle import Handle
 from .libbpf import (
     BpfObject,
@@ -45,7 +45,7 @@ class LoadError(RuntimeError):
 def bpf_dir() -> Path:
     """Where the compiled objects are: $RANDGUARD_BPF_DIR, else next to this package."""
     env = os.environ.get("RANDGUARD_BPF_DIR")
-    return Path(env) if env else Path(__file__).resolve().parent / "bpf"
+    return Path(env) if env else Path(__file__).resolve().parents[1] / "bpf"
 
 
 def missing_capabilities(status_path: str = "/proc/self/status") -> list[str]:

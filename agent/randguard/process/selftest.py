@@ -14,7 +14,7 @@ import os
 import subprocess
 import sys
 
-from .pipeline import PipelineState
+from ..core.pipeline import PipelineState
 
 SELF_TEST_DIR = "/run/randguard"
 

@@ -13,23 +13,25 @@ from typing import BinaryIO
 
 import msgspec
 
-from . import __version__, journal, loader, procfs, recording
-from .config import Config, ConfigError, enabled_families, load_config
-from .engine import RuleEngine
-from .events import AgentStart, Event, Health
+from .. import __version__
+from ..core.config import Config, ConfigError, enabled_families, load_config
+from ..core.engine import RuleEngine
+from ..core.events import AgentStart, Event, Health
+from ..core.matcher import FileFilter
+from ..core.network_events import listen_inventory
+from ..core.pipeline import PASSWD, Pipeline, PipelineState
+from ..core.process_events import ProcessOutput
+from ..core.proctable import ProcessTable
+from ..core.ratelimit import RateLimiter
+from ..core.ruleset import RuleSet, load_ruleset, passwd_homes
+from ..kernel import loader
+from ..kernel.libbpf import libbpf_version
+from ..kernel.ringbuf import RingBuffer
+from . import journal, procfs, recording
 from .health import LossTracker, health_record
 from .inventory_link import InventoryLink
-from .libbpf import libbpf_version
-from .matcher import FileFilter
 from .netinventory import listening_sockets
-from .network_events import listen_inventory
 from .output import Output
-from .pipeline import PASSWD, Pipeline, PipelineState
-from .process_events import ProcessOutput
-from .proctable import ProcessTable
-from .ratelimit import RateLimiter
-from .ringbuf import RingBuffer
-from .ruleset import RuleSet, load_ruleset, passwd_homes
 from .selftest import SelfTest, self_test_path
 
 log = logging.getLogger("randguard")

@@ -23,9 +23,9 @@ from typing import NamedTuple
 
 import msgspec
 
-from .config import InventoryConfig
-from .engine import RuleEngine
-from .events import FileFacts
+from ..core.config import InventoryConfig
+from ..core.engine import RuleEngine
+from ..core.events import FileFacts
 
 STATE_FORMAT = "randguard-inventory/1"
 CHUNK = 1 << 20

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-from .paths import decode_path
-from .proctable import ProcessTable, ProcInfo
+from ..core.paths import decode_path
+from ..core.proctable import ProcessTable, ProcInfo
 
 
 def read_proc(pid: int, root: str = "/proc") -> ProcInfo | None:

@@ -82,7 +82,7 @@ Pattern = Annotated[str, msgspec.Meta(min_length=1)]
 Name = Annotated[str, msgspec.Meta(pattern=r"\S")]  # not empty, not blank
 
 _ENV_VAR = "RANDGUARD_CONFIG"
-_REPO_CONFIG = Path(__file__).resolve().parent.parent.parent / "config" / "randguard.toml"
+_REPO_CONFIG = Path(__file__).resolve().parents[3] / "config" / "randguard.toml"
 _SYSTEM_CONFIG = Path("/etc/randguard/config.toml")
 # The repo's config when running from a checkout, else the installed location.
 DEFAULT_CONFIG_PATH: Path = _REPO_CONFIG if _REPO_CONFIG.is_file() else _SYSTEM_CONFIG

@@ -17,8 +17,8 @@ import threading
 from collections import Counter, deque
 from operator import attrgetter
 
-from .events import Alert, Event, encoder
-from .memo import Line
+from ..core.events import Alert, Event, encoder
+from ..core.memo import Line
 
 log = logging.getLogger("randguard.output")
 

@@ -7,11 +7,12 @@ import os
 import sys
 from pathlib import Path
 
-from . import __version__, journal, recording
-from .config import Config, ConfigError, load_config, resolve_config_path
-from .libbpf import LibbpfError, libbpf_version
-from .loader import LoadError
-from .ruleset import load_ruleset
+from .. import __version__
+from ..core.config import Config, ConfigError, load_config, resolve_config_path
+from ..core.ruleset import load_ruleset
+from ..kernel.libbpf import LibbpfError, libbpf_version
+from ..kernel.loader import LoadError
+from . import journal, recording
 
 EXIT_CONFIG = 2
 EXIT_RUNTIME = 1
@@ -21,7 +22,7 @@ def _package_version() -> str:
     """The .deb's version (e.g. 0.1.0-1) when installed from it: the package build writes
     randguard/_build_info.py (packaging/debian/rules). Else the Python package's version."""
     try:
-        from ._build_info import PACKAGE_VERSION  # type: ignore[import-not-found]
+        from .._build_info import PACKAGE_VERSION  # type: ignore[import-not-found]
     except ImportError:
         return __version__
     return PACKAGE_VERSION

@@ -23,7 +23,8 @@ from collections.abc import Iterable
 
 import msgspec
 
-from .paths import decode_path
+from ..core.network_events import ListeningSocket
+from ..core.paths import decode_path
 
 __all__ = ["ListeningSocket", "listening_sockets", "socket_owners"]
 
@@ -38,23 +39,6 @@ _SOCK_TYPES = {1: "stream", 2: "dgram", 5: "seqpacket"}
 _NLMSG_HDR = 16
 _UNIX_DIAG_MSG = 16
 _UNIX_DIAG_NAME = 0
-
-
-class ListeningSocket(msgspec.Struct, frozen=True):
-    """One socket that was already listening when the agent started."""
-
-    family: str  # "ipv4" | "ipv6" | "unix"
-    protocol: str | None  # "tcp" | "udp"; None for unix
-    sock_type: str  # "stream" | "dgram" | "seqpacket"
-    local_addr: str | None  # inet only
-    local_port: int | None  # inet only
-    scope_id: int  # IPv6 link-local: the bound interface; else 0
-    unix_path: str | None  # unix only: as records.unix_path_text spells it ("@name": abstract)
-    inode: int  # the socket inode (as in /proc/PID/fd: socket:[inode])
-    uid: int | None  # the socket's owner uid (inet); None for unix
-    pid: int | None  # the lowest pid holding it; None when not found
-    comm: str | None  # that process's comm
-    pids: tuple[int, ...] = ()  # every process holding it, ascending
 
 
 def socket_owners(inodes: Iterable[int], proc: str = "/proc") -> dict[int, tuple[int, ...]]:
