@@ -51,9 +51,9 @@ const volatile __u64 rg_wakeup_bytes = 0;  /* wake the reader only past this muc
  * BTF loads. Where the kernel has bpf_rdonly_cast() (6.2+), a kernel pointer held as a number
  * becomes one the verifier lets a program load through: a field is then one plain load (a fault
  * reads as zero, as a failed probe read does) instead of a bpf_probe_read_kernel() call, the
- * unit of cost of the hot paths (~25-30 ns here). The loader sets rg_btf_loads from the
- * kernel's BTF; elsewhere the branch is dead code, which the verifier drops before the
- * unresolved call could matter. A pointer field loaded this way is still a pointer to the
+ * unit of cost of the hot paths (bench/notes.md says what it saved). The loader sets
+ * rg_btf_loads from the kernel's BTF; elsewhere the branch is dead code, which the verifier
+ * drops before the unresolved call could matter. A pointer field loaded this way is still a pointer to the
  * verifier (no hashing, no passing to a global function): the fast paths store such fields
  * into map memory and, after rg_reload(), read them back as the numbers the rest works on.
  */
