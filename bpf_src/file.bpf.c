@@ -493,7 +493,7 @@ static __always_inline void inode_key(struct inode *inode, struct rg_inode_key *
 	__u32 os = bpf_core_field_offset(struct inode, i_sb);
 	__u32 oi = bpf_core_field_offset(struct inode, i_ino);
 	__u32 lo = os < oi ? os : oi, n = (os > oi ? os : oi) + 8 - lo;
-	struct rg_dpath_buf *b = dpath_buf();
+	struct rg_dpath_buf *b;
 	struct super_block *sb;
 
 	if (rg_btf_loads) {
@@ -504,7 +504,7 @@ static __always_inline void inode_key(struct inode *inode, struct rg_inode_key *
 		key->_pad = 0;
 		return;
 	}
-	if (b && n <= RG_SPAN_MAX) {
+	if (n <= RG_SPAN_MAX && (b = dpath_buf())) {
 		bpf_probe_read_kernel(b->span, n, (void *)inode + lo);
 		sb = *(struct super_block **)&b->span[os - lo];
 		key->ino = *(__u64 *)&b->span[oi - lo];
@@ -549,15 +549,15 @@ static __always_inline void dentry_up(struct dentry *d, struct rg_dentry_up *up)
 	}
 }
 
-/* The cached verdict bits for files directly in `dir` on `mnt`, or -1. */
-static __always_inline int dcache_get(struct dentry *dir, struct vfsmount *mnt)
+/* The cached verdict bits for files directly in `dir` on `mnt`, or -1 (b: the per-CPU buffer). */
+static __always_inline int dcache_get(struct rg_dpath_buf *b, struct dentry *dir,
+				      struct vfsmount *mnt)
 {
 	struct rg_dcache_state *st = dcache_state();
 	struct rg_dcache_key key = {.dir = (__u64)dir, .mnt = (__u64)mnt};
-	struct rg_dpath_buf *b = dpath_buf();
 	struct rg_dcache_val *vp, v;
 
-	if (!st || !b || st->busy || st->off)
+	if (!st || st->busy || st->off)
 		return -1;
 	__u32 slot = dir_slot(&key, RG_DCACHE_SLOTS);
 	vp = bpf_map_lookup_elem(&rg_dcache, &slot);
@@ -679,7 +679,7 @@ __noinline int rg_dcache_may_pass(__u64 dentry, __u64 mnt, __u32 need)
 	 */
 	if (parent == dentry)
 		return RG_DC_UNKNOWN;
-	int bits = dcache_get((struct dentry *)parent, (struct vfsmount *)mnt);
+	int bits = dcache_get(b, (struct dentry *)parent, (struct vfsmount *)mnt);
 	if (bits < 0)
 		return RG_DC_UNKNOWN;
 	if (bits & need) {
