@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import subprocess
+import threading
 from collections.abc import Iterator
 
 from host import proc_cpu_ns
@@ -42,6 +43,9 @@ class Baseline(Tool):
 def signals_deferred() -> Iterator[None]:
     """Hold SIGINT and SIGTERM until the block ends, then act on one that came: a tool's stop()
     cut short by a second Ctrl-C leaves its probes attached or audit enabled."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # (only the main thread may set handlers; the signals go to it anyway)
+        return
     came: list[int] = []
     old = {sig: signal.signal(sig, lambda n, _f: came.append(n))
            for sig in (signal.SIGINT, signal.SIGTERM)}
